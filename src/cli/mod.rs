@@ -1,0 +1,337 @@
+//! The command line: clap definitions (their doc comments are the `--help` text) and the
+//! commands, which call into the library and add context to its errors with `anyhow`.
+
+use crate::config::{self, Loaded};
+use crate::data::cifar::{Cifar100, SplitName};
+use crate::data::hierarchy::Hierarchy;
+use crate::data::summary::DataSummary;
+use crate::data::usf::UsfNorms;
+use crate::data::{DataRoot, fetch};
+use crate::experiment::{self, RunOptions};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Fast, semantically aware image retrieval on CIFAR-100, reproduced and measured.
+///
+/// `harness` regenerates the report "Fast Image Retrieval using Binary Hashes and Network of
+/// Word Associations" from real data: hierarchy-based class embeddings (Barz & Denzler), binary
+/// hash codes from a hidden layer (Lin et al.) and IWAN word-association search. Experiments are
+/// YAML configs (see configs/); results go to results/<experiment>/<run-id>/.
+///
+/// Data is read from a local folder laid out like ../shared/data: --data-root, then
+/// $HARNESS_DATA, then `data.root` in the config, then ../shared/data and ./shared/data.
+#[derive(Debug, Parser)]
+#[command(name = "harness", version, propagate_version = true)]
+pub struct Cli {
+    /// Data root holding cifar-100-binary/, hierarchy/, usf/ (overrides $HARNESS_DATA and data.root).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_root: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an experiment: every stage of every run of a config, resuming finished stages.
+    ///
+    /// Without CONFIG the embedded default (configs/default.yaml) runs. Each run writes
+    /// manifest.json (config hash, git revision, crate versions, machine, times),
+    /// config.resolved.yaml and its stage outputs to <out>/<run-id>/. Running the same config
+    /// again resumes: stages already completed under the same config are skipped.
+    ///
+    /// Example: harness run configs/sweep_topiwk.yaml
+    Run {
+        /// Experiment config (YAML).
+        config: Option<PathBuf>,
+        /// Experiment folder (default: results/<name>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Check configs and print each fully resolved: defaults filled in, sweeps expanded.
+    ///
+    /// Exits 0 when every file is valid; otherwise prints what is wrong (file, line, field,
+    /// what was expected) and exits 2.
+    ///
+    /// Example: harness validate configs/*.yaml
+    Validate {
+        /// Config files.
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+        /// Print only one line per file.
+        #[arg(long)]
+        brief: bool,
+    },
+    /// Build the class similarity matrix S and the class embedding from the hierarchy.
+    ///
+    /// Writes similarity.csv (S[u][v] = 1 - height(lcs(u,v)) / max_height over the 100 fine
+    /// classes) and class_embedding.csv (label, name, d0..): Barz & Denzler's unit-sphere
+    /// embedding for d = 100, the best rank-d approximation of S for smaller d.
+    Semantics {
+        /// Output folder.
+        #[arg(long, default_value = "results/semantics", value_name = "DIR")]
+        out: PathBuf,
+        /// Embedding dimension d (1..=100).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
+        d: u32,
+    },
+    /// Inspect or install the data sets.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+/// `harness data ...`
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Load CIFAR-100, the hierarchy and the USF norms and print counts, checksums and names.
+    Info {
+        /// Data root (default: as for every command).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+    /// Download the official cifar-100-binary.tar.gz, check its md5 and install it under a root.
+    ///
+    /// Needs internet access unless --archive points at a local copy of the archive. The
+    /// hierarchy, USF norms and pretrained weights are not fetched; copy them from a checkout of
+    /// the shared data.
+    Fetch(FetchArgs),
+}
+
+/// Options of `harness data fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Root to install into (creates <root>/cifar-100-binary/).
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// Install from this local archive instead of downloading.
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+    /// Where to download from.
+    #[arg(long, default_value = fetch::OFFICIAL_URL)]
+    pub url: String,
+    /// Expected md5 of the archive.
+    #[arg(long, default_value = fetch::OFFICIAL_MD5)]
+    pub md5: String,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let progress = !cli.quiet && std::io::stderr().is_terminal();
+    match cli.command {
+        Command::Run { config, out } => {
+            let loaded = load_config(config.as_deref())?;
+            let opts = RunOptions {
+                out,
+                data_root: cli.data_root,
+                progress,
+            };
+            let outcomes = experiment::run(&loaded, &opts).with_context(|| {
+                format!(
+                    "experiment `{}` ({}) failed",
+                    loaded.config.name, loaded.origin
+                )
+            })?;
+            for o in &outcomes {
+                let reused = if o.reused.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (reused: {})", o.reused.join(", "))
+                };
+                println!("results: {}{reused}", o.dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { configs, brief } => validate(&configs, brief),
+        Command::Semantics { out, d } => {
+            let root = DataRoot::resolve(cli.data_root.as_deref(), None)?;
+            experiment::semantics_stage(&root, d as usize, &out)
+                .with_context(|| format!("building the class embedding into {}", out.display()))?;
+            println!(
+                "wrote {} and {}",
+                out.join("similarity.csv").display(),
+                out.join("class_embedding.csv").display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Data(DataCommand::Info { root }) => {
+            data_info(root.as_deref().or(cli.data_root.as_deref()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Data(DataCommand::Fetch(args)) => {
+            data_fetch(&args, progress)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Loaded> {
+    Ok(match path {
+        Some(p) => Loaded::from_path(p)?,
+        None => Loaded::embedded_default()?,
+    })
+}
+
+fn validate(paths: &[PathBuf], brief: bool) -> Result<ExitCode> {
+    let mut failed = 0;
+    for path in paths {
+        match Loaded::from_path(path).and_then(|l| l.runs().map(|r| (l, r))) {
+            Ok((loaded, runs)) => {
+                println!(
+                    "ok: {} ({} run{})",
+                    path.display(),
+                    runs.len(),
+                    if runs.len() == 1 { "" } else { "s" }
+                );
+                if brief {
+                    continue;
+                }
+                let mut base = loaded.config.clone();
+                base.sweep = None;
+                println!(
+                    "# resolved config (defaults filled in){}",
+                    if runs.len() > 1 {
+                        ", before sweep values"
+                    } else {
+                        ""
+                    }
+                );
+                print!("{}", config::to_yaml(&base));
+                if let Some(sweep) = &loaded.config.sweep {
+                    println!(
+                        "# sweep ({:?}) over {}:",
+                        sweep.mode,
+                        sweep.params.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
+                for run in &runs {
+                    let overrides: Vec<String> = run
+                        .overrides
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    println!(
+                        "# run {:>3}  {}  config {}  {}",
+                        run.index,
+                        run.id,
+                        &run.hash[..12],
+                        overrides.join(" ")
+                    );
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("invalid: {e}");
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+fn data_info(root: Option<&Path>) -> Result<()> {
+    let root = DataRoot::resolve(root, None)?;
+    println!("data root: {} ({})", root.path.display(), root.chosen_by);
+    let cifar = Cifar100::load(&root, false).context("loading CIFAR-100")?;
+    let hierarchy = Hierarchy::load(&root.hierarchy_dir(), &cifar.names.fine)
+        .context("loading the class hierarchy")?;
+    let usf = UsfNorms::load(&root.usf_file()).context("loading the USF norms")?;
+    let s = DataSummary::compute(&cifar, [usize::MAX; 2], &hierarchy, &usf);
+    println!("\nCIFAR-100 ({})", root.cifar_dir().display());
+    println!(
+        "{:<6} {:>8} {:>14} {:>16} {:>12}  sha256",
+        "split", "records", "per fine class", "per coarse class", "first f/c"
+    );
+    for sp in &s.splits {
+        println!(
+            "{:<6} {:>8} {:>14} {:>16} {:>12}  {} ({})",
+            sp.split.as_str(),
+            sp.records,
+            format!("{}..{}", sp.fine_min, sp.fine_max),
+            format!("{}..{}", sp.coarse_min, sp.coarse_max),
+            format!("{}/{}", sp.first_record.0, sp.first_record.1),
+            &sp.sha256[..16],
+            if sp.sha256_matches {
+                "matches the known value"
+            } else {
+                "DIFFERS from the known value"
+            }
+        );
+    }
+    for split in SplitName::ALL {
+        let expected = split.per_class();
+        let counts = cifar.split(split).fine_counts();
+        if counts.iter().any(|&c| c != expected) {
+            println!("note: {split} is not balanced ({expected} per class expected)");
+        }
+    }
+    println!("\ncoarse classes (id: name -> fine ids: names)");
+    let n = &cifar.names;
+    for (c, coarse) in n.coarse.iter().enumerate() {
+        let fines: Vec<String> = (0..n.fine.len())
+            .filter(|&f| n.fine_to_coarse[f] as usize == c)
+            .map(|f| format!("{f}:{}", n.fine[f]))
+            .collect();
+        println!("{c:>3}: {coarse:<32} {}", fines.join(" "));
+    }
+    println!(
+        "\nhierarchy: {} nodes, root {} ({}), height {}, {} leaves",
+        s.hierarchy_nodes,
+        s.hierarchy_root,
+        hierarchy.name(s.hierarchy_root),
+        s.hierarchy_height,
+        hierarchy.n_leaves()
+    );
+    println!(
+        "USF norms: {} rows, {} cues, {} targets, {} distinct words, {} rows with FSG",
+        s.usf_rows, s.usf_cues, s.usf_targets, s.usf_words, s.usf_rows_with_fsg
+    );
+    Ok(())
+}
+
+fn data_fetch(args: &FetchArgs, progress: bool) -> Result<()> {
+    let dest = match &args.archive {
+        Some(archive) => fetch::install_archive(archive, &args.md5, &args.root)
+            .with_context(|| format!("installing {}", archive.display()))?,
+        None => {
+            let bar = indicatif::ProgressBar::hidden();
+            if progress {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "download [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+            }
+            let dest = fetch::download_and_install(
+                &args.url,
+                &args.md5,
+                &args.root,
+                &mut |done, total| {
+                    if let Some(t) = total {
+                        bar.set_length(t);
+                    }
+                    bar.set_position(done);
+                },
+            )
+            .with_context(|| format!("fetching {}", args.url))?;
+            bar.finish_and_clear();
+            dest
+        }
+    };
+    println!(
+        "installed CIFAR-100 at {} (md5 verified, both splits decoded)",
+        dest.display()
+    );
+    Ok(())
+}

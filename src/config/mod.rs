@@ -1,0 +1,432 @@
+//! Experiment configs: YAML in, validated typed values out.
+//!
+//! A config file is read with `serde-saphyr` into the plain structs of [`schema`]
+//! (`deny_unknown_fields`, defaults filled in), checked by [`validate`] for ranges and
+//! cross-field rules, and expanded by [`sweep`] into the list of runs it describes. Every error
+//! names the file, the field and, where it can be found, the line.
+
+pub mod schema;
+pub mod sweep;
+
+pub use schema::*;
+pub use sweep::{Run, expand};
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The config shipped as `configs/default.yaml`, embedded so `harness run` works with no file.
+pub const DEFAULT_CONFIG: &str = include_str!("../../configs/default.yaml");
+
+/// Largest hash length the packed code format supports.
+pub const MAX_HASH_BITS: u32 = 1024;
+/// Number of CIFAR-100 fine classes: the largest embedding dimension the class embedding has.
+pub const MAX_EMBEDDING_DIM: u32 = 100;
+/// Official CIFAR-100 split sizes.
+pub const TRAIN_SIZE: usize = 50_000;
+/// Official CIFAR-100 test split size.
+pub const TEST_SIZE: usize = 10_000;
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The config path.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// YAML syntax error, unknown key or wrong type (the message carries line and column).
+    #[error("config {origin}: {message}")]
+    Parse {
+        /// File path or `<embedded default>`.
+        origin: String,
+        /// The parser's message with a snippet of the offending line.
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("config {origin}: field `{field}`{}: {message}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    Invalid {
+        /// File path or `<embedded default>`.
+        origin: String,
+        /// Dotted path of the field, e.g. `model.h`.
+        field: String,
+        /// 1-based line of the field in the file, when it is written there.
+        line: Option<usize>,
+        /// What was expected.
+        message: String,
+    },
+}
+
+/// A config as loaded: the typed value plus where it came from and its text (for line lookups).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The file path, or `<embedded default>`.
+    pub origin: String,
+    /// The source text.
+    pub text: String,
+    /// The parsed, validated config (before sweep expansion).
+    pub config: Config,
+}
+
+impl Loaded {
+    /// Reads, parses and validates a config file.
+    pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_text(&path.display().to_string(), text)
+    }
+
+    /// The embedded default config (`configs/default.yaml`).
+    pub fn embedded_default() -> Result<Self, ConfigError> {
+        Self::from_text("<embedded default>", DEFAULT_CONFIG.to_string())
+    }
+
+    /// Parses and validates config text; `origin` names it in errors.
+    pub fn from_text(origin: &str, text: String) -> Result<Self, ConfigError> {
+        let config: Config = serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string().replace("<input>", origin),
+        })?;
+        let loaded = Self {
+            origin: origin.to_string(),
+            text,
+            config,
+        };
+        loaded.check(&loaded.config)?;
+        Ok(loaded)
+    }
+
+    /// Validates `config` (the base or one expanded run), attributing errors to this file.
+    pub fn check(&self, config: &Config) -> Result<(), ConfigError> {
+        validate(config).map_err(|(field, message)| ConfigError::Invalid {
+            origin: self.origin.clone(),
+            line: locate(&self.text, &field),
+            field,
+            message,
+        })
+    }
+
+    /// The runs this config describes: one, or one per sweep point.
+    pub fn runs(&self) -> Result<Vec<Run>, ConfigError> {
+        expand(self)
+    }
+}
+
+/// Checks ranges and cross-field rules. On failure returns the dotted field path and what was
+/// expected.
+pub fn validate(c: &Config) -> Result<(), (String, String)> {
+    fn fail<T>(field: &str, message: impl Into<String>) -> Result<T, (String, String)> {
+        Err((field.to_string(), message.into()))
+    }
+    let name_ok = !c.name.is_empty()
+        && c.name.len() <= 100
+        && c.name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+        && !c.name.starts_with('.');
+    if !name_ok {
+        return fail(
+            "name",
+            format!(
+                "`{}` is not a usable experiment name: use 1-100 letters, digits, `-`, `_` or `.` \
+                 (not starting with `.`); it becomes a folder name",
+                c.name
+            ),
+        );
+    }
+    for (field, v) in [
+        (
+            "data.train_subset",
+            c.data.train_subset.map(|n| (n, TRAIN_SIZE)),
+        ),
+        (
+            "data.test_subset",
+            c.data.test_subset.map(|n| (n, TEST_SIZE)),
+        ),
+    ] {
+        if let Some((n, max)) = v
+            && !(1..=max).contains(&n)
+        {
+            return fail(
+                field,
+                format!("expected 1..={max} records or null, got {n}"),
+            );
+        }
+    }
+    let m = &c.model;
+    if !(1..=MAX_HASH_BITS).contains(&m.h) {
+        return fail(
+            "model.h",
+            format!("hash bits must be in 1..={MAX_HASH_BITS}, got {}", m.h),
+        );
+    }
+    if !(1..=MAX_EMBEDDING_DIM).contains(&m.d) {
+        return fail(
+            "model.d",
+            format!(
+                "embedding dimension must be in 1..={MAX_EMBEDDING_DIM} (the number of classes), got {}",
+                m.d
+            ),
+        );
+    }
+    if !(16..=512).contains(&m.input_size) {
+        return fail(
+            "model.input_size",
+            format!("expected 16..=512 pixels, got {}", m.input_size),
+        );
+    }
+    if m.encoder == Encoder::CifarCnn && m.input_size != 32 {
+        return fail(
+            "model.input_size",
+            "the cifar_cnn encoder takes 32x32 inputs; set input_size: 32",
+        );
+    }
+    if !(m.aux_ce_weight.is_finite() && m.aux_ce_weight >= 0.0) {
+        return fail(
+            "model.aux_ce_weight",
+            format!("expected a finite value >= 0, got {}", m.aux_ce_weight),
+        );
+    }
+    let t = &c.train;
+    if !(t.lr.is_finite() && t.lr > 0.0) {
+        return fail(
+            "train.lr",
+            format!("expected a finite learning rate > 0, got {}", t.lr),
+        );
+    }
+    if !(0.0..1.0).contains(&t.momentum) {
+        return fail(
+            "train.momentum",
+            format!("expected a value in [0, 1), got {}", t.momentum),
+        );
+    }
+    if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
+        return fail(
+            "train.weight_decay",
+            format!("expected a finite value >= 0, got {}", t.weight_decay),
+        );
+    }
+    if t.batch_size == 0 || t.batch_size > 4096 {
+        return fail(
+            "train.batch_size",
+            format!("expected 1..=4096, got {}", t.batch_size),
+        );
+    }
+    if t.epochs == 0 || t.epochs > 10_000 {
+        return fail(
+            "train.epochs",
+            format!("expected 1..=10000, got {}", t.epochs),
+        );
+    }
+    let ix = &c.index;
+    if ix.methods.is_empty() && !c.iwan.enabled {
+        return fail(
+            "index.methods",
+            "no retrieval method selected: list index methods or enable iwan",
+        );
+    }
+    if let Some(dup) = first_duplicate(&ix.methods) {
+        return fail("index.methods", format!("method {dup:?} is listed twice"));
+    }
+    if !(ix.shortlist_factor.is_finite() && ix.shortlist_factor >= 1.0) {
+        return fail(
+            "index.shortlist_factor",
+            format!(
+                "N'/k must be a finite number >= 1, got {}",
+                ix.shortlist_factor
+            ),
+        );
+    }
+    if ix.shortlist == Some(0) {
+        return fail(
+            "index.shortlist",
+            "N' must be at least 1 (or null to use shortlist_factor)",
+        );
+    }
+    if let Some(s) = ix.mih_substrings
+        && !(1..=m.h).contains(&s)
+    {
+        return fail(
+            "index.mih_substrings",
+            format!("m must be in 1..=h ({}), got {s}", m.h),
+        );
+    }
+    let w = &c.iwan;
+    if !(1..=1000).contains(&w.top_iwk) {
+        return fail(
+            "iwan.top_iwk",
+            format!("topIWK must be in 1..=1000, got {}", w.top_iwk),
+        );
+    }
+    if !(1..=1000).contains(&w.top_wwk) {
+        return fail(
+            "iwan.top_wwk",
+            format!("topWWK must be in 1..=1000, got {}", w.top_wwk),
+        );
+    }
+    if !(1..=5).contains(&w.depth) {
+        return fail(
+            "iwan.depth",
+            format!("expansion depth must be in 1..=5, got {}", w.depth),
+        );
+    }
+    let e = &c.eval;
+    if e.protocols.is_empty() {
+        return fail(
+            "eval.protocols",
+            "list at least one of report, leave_one_out, train_db",
+        );
+    }
+    if let Some(dup) = first_duplicate(&e.protocols) {
+        return fail(
+            "eval.protocols",
+            format!("protocol {dup:?} is listed twice"),
+        );
+    }
+    if e.ks.is_empty() {
+        return fail("eval.ks", "list at least one cut-off k");
+    }
+    let db_max = if e.protocols.contains(&Protocol::TrainDb) {
+        c.data.train_subset.unwrap_or(TRAIN_SIZE)
+    } else {
+        c.data.test_subset.unwrap_or(TEST_SIZE)
+    };
+    for &k in &e.ks {
+        if k == 0 || k > db_max {
+            return fail(
+                "eval.ks",
+                format!("each k must be in 1..={db_max} (the database size), got {k}"),
+            );
+        }
+    }
+    if e.metrics.is_empty() {
+        return fail(
+            "eval.metrics",
+            "list at least one metric (mP, mAP, mAHP, mAHP_mean, AP_full)",
+        );
+    }
+    if e.timing_queries == 0 {
+        return fail("eval.timing_queries", "time at least one query");
+    }
+    Ok(())
+}
+
+fn first_duplicate<T: PartialEq + Copy>(items: &[T]) -> Option<T> {
+    items
+        .iter()
+        .enumerate()
+        .find(|(i, x)| items[..*i].contains(x))
+        .map(|(_, x)| *x)
+}
+
+/// Best-effort 1-based line of a dotted field path (`model.h`) in block-style YAML text.
+pub fn locate(text: &str, field: &str) -> Option<usize> {
+    let mut stack: Vec<(usize, &str)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let body = line.split('#').next().unwrap_or("");
+        let trimmed = body.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('-') {
+            continue;
+        }
+        let Some((key, _)) = trimmed.split_once(':') else {
+            continue;
+        };
+        let indent = body.len() - trimmed.len();
+        while stack.last().is_some_and(|&(ind, _)| ind >= indent) {
+            stack.pop();
+        }
+        stack.push((indent, key.trim().trim_matches(['"', '\''])));
+        // Compare joined paths, so keys that contain dots (sweep keys) match too.
+        let path: Vec<&str> = stack.iter().map(|&(_, k)| k).collect();
+        if path.join(".") == field {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// Stable hash of a config: sha256 of its canonical JSON (keys sorted, defaults filled in), hex.
+pub fn hash(config: &Config) -> String {
+    let value = serde_json::to_value(config).unwrap_or(serde_json::Value::Null);
+    hex(&Sha256::digest(canonical_json(&value).as_bytes()))
+}
+
+/// JSON with object keys sorted, so equal configs give equal text whatever the field order.
+pub fn canonical_json(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<_> = map.keys().collect();
+            keys.sort();
+            let body: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical_json(&map[k])))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        }
+        Value::Array(items) => {
+            format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(canonical_json)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Lower-case hex of a byte string.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The config as YAML, for `config.resolved.yaml` and `harness validate`.
+pub fn to_yaml(config: &Config) -> String {
+    serde_saphyr::to_string(config).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let loaded = Loaded::embedded_default().unwrap();
+        assert_eq!(loaded.config.name, "default");
+        assert_eq!(loaded.runs().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn locate_finds_nested_fields() {
+        // hand-made input for a pure-function unit test
+        let text = "name: x\nmodel:\n  encoder: cifar_cnn # c\n  h: 0\ntrain:\n  h: 3\n";
+        assert_eq!(locate(text, "model.h"), Some(4));
+        assert_eq!(locate(text, "train.h"), Some(6));
+        assert_eq!(locate(text, "name"), Some(1));
+        assert_eq!(locate(text, "eval.ks"), None);
+    }
+
+    #[test]
+    fn hash_ignores_field_order_but_not_values() {
+        let a = Loaded::from_text("a", "name: x\nseed: 1\nmodel: {h: 32}\n".into()).unwrap();
+        let b = Loaded::from_text("b", "model: {h: 32}\nseed: 1\nname: x\n".into()).unwrap();
+        let c = Loaded::from_text("c", "model: {h: 33}\nseed: 1\nname: x\n".into()).unwrap();
+        assert_eq!(hash(&a.config), hash(&b.config));
+        assert_ne!(hash(&a.config), hash(&c.config));
+    }
+
+    #[test]
+    fn resolved_yaml_round_trips() {
+        let loaded = Loaded::embedded_default().unwrap();
+        let text = to_yaml(&loaded.config);
+        let again = Loaded::from_text("resolved", text).unwrap();
+        assert_eq!(again.config, loaded.config);
+    }
+}

@@ -1,0 +1,508 @@
+//! The YAML schema: plain serde structs with defaults and `deny_unknown_fields`.
+//!
+//! These types are what a config file deserializes into. They carry no invariants beyond their
+//! types; [`super::validate`] checks ranges and cross-field rules and names the offending field.
+//! Defaults follow the report where it states a value (`h = 48`, `d = 100`, SGD with lr 0.001 and
+//! momentum 0.9, batch 8, 32 epochs, `N' = 2k`, `topIWK = topWWK = 4`).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A whole experiment config: one run, or a sweep of runs when `sweep` is present.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Experiment name; results go to `results/<name>/`. Letters, digits, `-`, `_` and `.`.
+    pub name: String,
+    /// Master seed for every random choice (initialisation, shuffling, synthetic data).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Compute backend for the model stages: `cpu` (burn's flex backend) or `cuda` (needs the
+    /// `cuda` cargo feature).
+    #[serde(default)]
+    pub backend: Backend,
+    /// Where the data comes from and how much of it to use.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// The network: encoder, hash layer `h`, embedding size `d`.
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// Optimiser and schedule.
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// Retrieval indices to build and search.
+    #[serde(default)]
+    pub index: IndexConfig,
+    /// The image-word association network.
+    #[serde(default)]
+    pub iwan: IwanConfig,
+    /// Protocols, cut-offs and metrics.
+    #[serde(default)]
+    pub eval: EvalConfig,
+    /// Output formats.
+    #[serde(default)]
+    pub report: ReportConfig,
+    /// Parameters to vary; absent for a single run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepConfig>,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+/// Compute backend for burn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// burn's pure-Rust CPU backend.
+    #[default]
+    Cpu,
+    /// burn-cuda; requires building with `--features cuda`.
+    Cuda,
+}
+
+/// The `data` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Data root holding `cifar-100-binary/`, `hierarchy/`, `usf/`, `pretrained/`, `imagenet/`.
+    /// Overridden by `--data-root` and `HARNESS_DATA`; when unset the harness searches
+    /// `../shared/data` and `./shared/data`.
+    pub root: Option<PathBuf>,
+    /// Check the sha256 of `train.bin` and `test.bin` against the known values before use.
+    pub verify_checksums: bool,
+    /// Use only the first `n` training records (the official order is already shuffled, so
+    /// this is close to class-balanced). `null` uses all 50,000.
+    pub train_subset: Option<usize>,
+    /// Use only the first `n` test records for queries. `null` uses all 10,000; metrics are only
+    /// comparable with the report on the full test split.
+    pub test_subset: Option<usize>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            root: None,
+            verify_checksums: true,
+            train_subset: None,
+            test_subset: None,
+        }
+    }
+}
+
+/// Image encoder in front of the hash decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoder {
+    /// A compact CNN trained from scratch on 32x32 inputs.
+    #[default]
+    CifarCnn,
+    /// EfficientNet-Lite0 with ImageNet weights, on bicubically upsampled inputs.
+    EfficientnetLite0,
+    /// The report's AlexNet at 224x224 (4096-d features).
+    Alexnet,
+}
+
+/// The `model` section: encoder -> `h` sigmoid units (the hash) -> `d` outputs (the embedding).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Which encoder to use.
+    pub encoder: Encoder,
+    /// Input side in pixels; CIFAR's 32x32 images are upsampled bicubically to it.
+    pub input_size: u32,
+    /// Keep the pretrained encoder fixed and cache its features (EfficientNet only).
+    pub freeze: bool,
+    /// Optional weights file for the encoder (AlexNet) or a replacement for the default
+    /// EfficientNet-Lite0 weights.
+    pub weights: Option<PathBuf>,
+    /// Hash bits: the number of sigmoid units in the hidden layer (report: 48).
+    pub h: u32,
+    /// Embedding dimension `d` (report: 100, the number of classes; smaller values use the
+    /// best rank-`d` approximation of the class similarity matrix).
+    pub d: u32,
+    /// Weight of an auxiliary softmax classification loss (Barz & Denzler use 0.1; the report 0).
+    pub aux_ce_weight: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            encoder: Encoder::CifarCnn,
+            input_size: 32,
+            freeze: true,
+            weights: None,
+            h: 48,
+            d: 100,
+            aux_ce_weight: 0.0,
+        }
+    }
+}
+
+/// Optimiser choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Optimizer {
+    /// SGD with momentum (the report).
+    #[default]
+    Sgd,
+    /// Adam.
+    Adam,
+}
+
+/// Learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Fixed learning rate (the report).
+    #[default]
+    Constant,
+    /// Cosine decay to zero over all epochs.
+    Cosine,
+    /// Multiply by 0.1 at 50% and 75% of the epochs.
+    Step,
+}
+
+/// The `train` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Optimiser.
+    pub optimizer: Optimizer,
+    /// Learning rate.
+    pub lr: f64,
+    /// SGD momentum, in `[0, 1)`.
+    pub momentum: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// Passes over the training subset.
+    pub epochs: usize,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Random crop (pad 4) and horizontal flip.
+    pub augment: bool,
+    /// Worker threads for the CPU backend; `0` means all cores.
+    pub threads: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            optimizer: Optimizer::Sgd,
+            lr: 0.001,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            batch_size: 8,
+            epochs: 32,
+            schedule: Schedule::Constant,
+            augment: false,
+            threads: 0,
+        }
+    }
+}
+
+/// A retrieval method over embeddings and hash codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexMethod {
+    /// Algorithm 2: cosine similarity over all embeddings, then top-k.
+    Exact,
+    /// Algorithm 2 + hashes: Hamming shortlist of `N'`, re-ranked by cosine.
+    HammingRerank,
+    /// Pure Hamming ranking (Lin et al.).
+    Hamming,
+    /// Multi-index hashing: exact Hamming k-NN without a linear scan.
+    Mih,
+    /// Hamming shortlist re-ranked by the query's real-valued hash activations.
+    Asymmetric,
+}
+
+/// The `index` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    /// Methods to build and evaluate.
+    pub methods: Vec<IndexMethod>,
+    /// Shortlist size as a multiple of `k`: `N' = shortlist_factor * k` (report: 2).
+    pub shortlist_factor: f64,
+    /// Absolute shortlist size `N'`; overrides `shortlist_factor` when set.
+    pub shortlist: Option<usize>,
+    /// Number of multi-index-hashing substrings `m`; `null` chooses from `N` and `h`.
+    pub mih_substrings: Option<u32>,
+    /// Threads for batched search; `0` means all cores.
+    pub threads: usize,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self {
+            methods: vec![IndexMethod::Exact, IndexMethod::HammingRerank],
+            shortlist_factor: 2.0,
+            shortlist: None,
+            mih_substrings: None,
+            threads: 0,
+        }
+    }
+}
+
+/// Where an image's words come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WordModel {
+    /// Top ImageNet labels of the pretrained EfficientNet-Lite0 classifier.
+    #[default]
+    Imagenet,
+    /// The trained embedding network's nearest CIFAR-100 classes.
+    Classes,
+}
+
+/// Which words annotate database images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DbWords {
+    /// The word model's predictions only (no ground truth).
+    #[default]
+    Predicted,
+    /// The image's own fine and coarse label names (uses ground truth).
+    Labels,
+    /// Both of the above (what the report did).
+    Both,
+}
+
+/// Which USF strength weights a word-word edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strength {
+    /// Forward strength `FSG` (the report).
+    #[default]
+    Fsg,
+    /// Backward strength `BSG`.
+    Bsg,
+    /// The larger of the two.
+    Max,
+}
+
+/// How IWAN turns graph distances into a ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IwanScore {
+    /// Shortest path length from the query (the report).
+    #[default]
+    ShortestPath,
+    /// Sum over an image's words of `exp(-dist)`: rewards many short paths.
+    MultiPath,
+}
+
+/// The `iwan` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IwanConfig {
+    /// Build and evaluate IWAN.
+    pub enabled: bool,
+    /// Source of each image's words.
+    pub word_model: WordModel,
+    /// `topIWK`: words per image.
+    #[serde(alias = "topIWK")]
+    pub top_iwk: usize,
+    /// `topWWK`: associates per word.
+    #[serde(alias = "topWWK")]
+    pub top_wwk: usize,
+    /// Which words annotate database images.
+    pub db_words: DbWords,
+    /// USF strength used for word-word edges.
+    pub strength: Strength,
+    /// Word-expansion depth (1 reproduces the report).
+    pub depth: usize,
+    /// Ranking score.
+    pub score: IwanScore,
+}
+
+impl Default for IwanConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            word_model: WordModel::Imagenet,
+            top_iwk: 4,
+            top_wwk: 4,
+            db_words: DbWords::Predicted,
+            strength: Strength::Fsg,
+            depth: 1,
+            score: IwanScore::ShortestPath,
+        }
+    }
+}
+
+/// Evaluation protocol (see DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// DB = queries = test set, the query stays in the DB (what the report did).
+    Report,
+    /// As `report`, but each query is removed from its own ranking (Barz & Denzler).
+    LeaveOneOut,
+    /// DB = the 50,000 train images, queries = the 10,000 test images.
+    TrainDb,
+}
+
+impl Protocol {
+    /// All protocols, in declaration order.
+    pub const ALL: [Protocol; 3] = [Protocol::Report, Protocol::LeaveOneOut, Protocol::TrainDb];
+
+    /// Name used in configs and result files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Report => "report",
+            Protocol::LeaveOneOut => "leave_one_out",
+            Protocol::TrainDb => "train_db",
+        }
+    }
+
+    /// Whether the database is the query split itself (the test set).
+    pub fn queries_in_db(self) -> bool {
+        matches!(self, Protocol::Report | Protocol::LeaveOneOut)
+    }
+
+    /// Whether a query is removed from its own ranking, from R and from `max_possible_k`.
+    pub fn excludes_query(self) -> bool {
+        matches!(self, Protocol::LeaveOneOut)
+    }
+
+    /// The id to exclude from the ranking of a query whose own database id is `query_db_id`.
+    pub fn exclusion(self, query_db_id: u32) -> Option<u32> {
+        self.excludes_query().then_some(query_db_id)
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A metric family reported per cut-off `k` (or once, for `ap_full`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Metric {
+    /// Mean of P@k (the report's "mAP@k").
+    #[serde(rename = "mP")]
+    MeanPrecision,
+    /// Mean of AP@k.
+    #[serde(rename = "mAP")]
+    MeanAveragePrecision,
+    /// Mean AHP@K with the trapezoid rule (Barz & Denzler).
+    #[serde(rename = "mAHP")]
+    MeanAhp,
+    /// Mean of HP@1..HP@K without the trapezoid (the report's definition).
+    #[serde(rename = "mAHP_mean")]
+    MeanAhpPlain,
+    /// Mean AP over the full ranking.
+    #[serde(rename = "AP_full")]
+    ApFull,
+}
+
+/// The `eval` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Protocols to evaluate, each reported in its own rows.
+    pub protocols: Vec<Protocol>,
+    /// Cut-offs `k`.
+    pub ks: Vec<usize>,
+    /// Metric families.
+    pub metrics: Vec<Metric>,
+    /// Queries timed one at a time for the latency figures.
+    pub timing_queries: usize,
+    /// Write each method's rankings as Parquet (`query_id, rank, db_id, score`).
+    pub dump_rankings: bool,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            protocols: vec![Protocol::Report, Protocol::LeaveOneOut],
+            ks: vec![1, 5, 20, 100, 250],
+            metrics: vec![
+                Metric::MeanPrecision,
+                Metric::MeanAveragePrecision,
+                Metric::MeanAhp,
+                Metric::MeanAhpPlain,
+            ],
+            timing_queries: 1000,
+            dump_rankings: false,
+        }
+    }
+}
+
+/// Table file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableFormat {
+    /// Comma-separated values.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+    /// GitHub-flavoured Markdown.
+    Markdown,
+}
+
+/// Figure file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FigureFormat {
+    /// Raster image.
+    Png,
+    /// Vector image.
+    Svg,
+}
+
+/// The `report` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Table formats to write.
+    pub tables: Vec<TableFormat>,
+    /// Figure formats to write.
+    pub figures: Vec<FigureFormat>,
+    /// Put the report's published values beside ours.
+    pub reference_values: bool,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self {
+            tables: vec![
+                TableFormat::Csv,
+                TableFormat::Parquet,
+                TableFormat::Markdown,
+            ],
+            figures: vec![FigureFormat::Png, FigureFormat::Svg],
+            reference_values: true,
+        }
+    }
+}
+
+/// How sweep lists combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepMode {
+    /// Every combination (cartesian product).
+    #[default]
+    Product,
+    /// The i-th values of every list together; all lists must have the same length.
+    Zip,
+}
+
+/// The `sweep` section: dotted config paths mapped to lists of values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    /// `product` or `zip`.
+    #[serde(default)]
+    pub mode: SweepMode,
+    /// e.g. `iwan.top_iwk: [1, 2, 3]`. Runs are enumerated with keys in alphabetical order,
+    /// the last key varying fastest.
+    pub params: BTreeMap<String, Vec<serde_json::Value>>,
+}

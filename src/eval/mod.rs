@@ -1,0 +1,16 @@
+//! Retrieval evaluation: per-query metrics and their aggregation
+//! ([`metrics`]) and descriptive statistics with confidence intervals
+//! ([`stats`]).
+
+pub mod metrics;
+pub mod stats;
+
+pub use crate::config::Protocol;
+
+pub use metrics::{
+    AggregateReport, MeansAtK, Metric, MetricsAggregator, MetricsAtK, MetricsError, QueryEvaluator,
+    QueryMetrics,
+};
+pub use stats::{
+    SplitMix64, StatsError, Summary, bootstrap_mean_ci, quantile, quantile_sorted, summarize,
+};

@@ -1,0 +1,159 @@
+//! End-to-end runs of the binary on the real data in temp folders.
+
+use crate::common::{harness, text};
+
+#[test]
+fn run_writes_manifest_summary_and_semantics_then_resumes() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = harness(
+        &[
+            "--quiet",
+            "run",
+            "configs/default.yaml",
+            "--out",
+            out_dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("results: "), "{stdout}");
+    let runs: Vec<_> = std::fs::read_dir(out_dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["status"], "complete");
+    assert_eq!(manifest["format_version"], 1);
+    assert_eq!(manifest["seed"], 42);
+    assert_eq!(manifest["backend"], "cpu");
+    assert_eq!(manifest["config_hash"].as_str().unwrap().len(), 64);
+    assert!(manifest["git"]["revision"].is_string());
+    assert!(manifest["crates"]["serde-saphyr"].is_string());
+    assert!(manifest["machine"]["cores"].as_u64().unwrap() >= 1);
+    assert!(manifest["finished_at"].is_string());
+    assert_eq!(manifest["protocols"][1]["protocol"], "leave_one_out");
+    assert_eq!(manifest["protocols"][1]["query_excluded"], true);
+    let hash = manifest["config_hash"].as_str().unwrap();
+    assert!(
+        run.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .ends_with(&hash[..8])
+    );
+
+    let resolved = std::fs::read_to_string(run.join("config.resolved.yaml")).unwrap();
+    let again = harness::config::Loaded::from_text("resolved", resolved).unwrap();
+    assert_eq!(harness::config::hash(&again.config), hash);
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("dataset_summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["splits"][0]["records"], 50_000);
+    assert_eq!(summary["splits"][1]["fine_min"], 100);
+    assert_eq!(summary["splits"][1]["sha256_matches"], true);
+    assert_eq!(summary["hierarchy_height"], 8);
+    assert_eq!(summary["usf_rows"], 72_176);
+    let counts = std::fs::read_to_string(run.join("class_counts.csv")).unwrap();
+    assert!(
+        counts
+            .lines()
+            .nth(20)
+            .unwrap()
+            .starts_with("19,cattle,11,large_omnivores_and_herbivores,500,100")
+    );
+    let emb = std::fs::read_to_string(run.join("semantics/class_embedding.csv")).unwrap();
+    assert_eq!(emb.lines().count(), 101);
+
+    // Second run: same folder, every stage reused.
+    let out = harness(
+        &[
+            "--quiet",
+            "run",
+            "configs/default.yaml",
+            "--out",
+            out_dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    assert!(stdout.contains("(reused: data, semantics)"), "{stdout}");
+}
+
+#[test]
+fn every_shipped_config_validates() {
+    let mut paths: Vec<String> = std::fs::read_dir("configs")
+        .unwrap()
+        .map(|e| e.unwrap().path().to_string_lossy().into_owned())
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 2, "{paths:?}");
+    let mut args = vec!["validate", "--brief"];
+    args.extend(paths.iter().map(String::as_str));
+    let out = harness(&args, None);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok: ")).count(),
+        paths.len()
+    );
+}
+
+#[test]
+fn validate_prints_the_resolved_config_and_the_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.yaml");
+    std::fs::write(
+        &path,
+        "name: s\nsweep:\n  params:\n    iwan.top_iwk: [1, 2, 3]\n",
+    )
+    .unwrap();
+    let out = harness(&["validate", path.to_str().unwrap()], None);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    assert!(stdout.contains("(3 runs)"), "{stdout}");
+    assert!(
+        stdout.contains("shortlist_factor: 2.0"),
+        "defaults are filled in: {stdout}"
+    );
+    assert!(stdout.contains("iwan.top_iwk=3"), "{stdout}");
+}
+
+#[test]
+fn data_info_prints_the_real_counts() {
+    let out = harness(&["data", "info"], None);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("train     50000       500..500"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("test      10000       100..100"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("matches the known value"), "{stdout}");
+    assert!(
+        stdout.contains("hierarchy: 163 nodes, root 108 (entity), height 8"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("USF norms: 72176 rows"), "{stdout}");
+    assert!(stdout.contains("14: people"), "{stdout}");
+}
+
+#[test]
+fn help_teaches() {
+    let out = harness(&["run", "--help"], None);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("Example: harness run configs/sweep_topiwk.yaml"),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,10 @@
+//! Integration tests: one binary, one module per area. Every metric or count checked here comes
+//! from the real data under `../shared/data` (or `$HARNESS_DATA`).
+
+mod common;
+
+mod bad_input;
+mod cli;
+mod data;
+mod fetch;
+mod semantics;
