@@ -7,7 +7,10 @@
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod embed;
 pub mod eval;
 pub mod experiment;
+pub mod model;
 pub mod semantics;
 pub mod store;
+pub mod train;

@@ -1,7 +1,7 @@
 //! Bad input, each through the real binary: a clear message naming the file, field or line,
 //! exit code 2, and nothing half-written.
 
-use crate::common::{ScratchRoot, harness, text};
+use crate::common::{ScratchRoot, TINY, harness, run_dirs, text};
 use std::path::Path;
 
 /// Writes `yaml` to a temp config, runs `harness validate` on it and returns stderr; asserts
@@ -167,10 +167,7 @@ fn run_fails_on(root: &Path, expect: &[&str]) {
         assert!(err.contains(e), "expected `{e}` in: {err}");
     }
     // Nothing half-written: no summary, no stage record, manifest says failed.
-    let runs: Vec<_> = std::fs::read_dir(out_dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let runs = run_dirs(out_dir.path());
     assert_eq!(runs.len(), 1);
     let run = &runs[0];
     assert!(!run.join("dataset_summary.json").exists());
@@ -313,29 +310,36 @@ fn data_root_missing() {
     );
 }
 
+/// The run folder `harness run TINY --out <exp>` uses.
+fn tiny_run_dir(exp: &Path) -> std::path::PathBuf {
+    let loaded = harness::config::Loaded::from_path(Path::new(TINY)).unwrap();
+    exp.join(&loaded.runs().unwrap()[0].id)
+}
+
 #[test]
 fn run_directory_in_use() {
     let out_dir = tempfile::tempdir().unwrap();
-    let first = harness(
-        &["--quiet", "run", "--out", out_dir.path().to_str().unwrap()],
-        None,
-    );
-    assert!(first.status.success(), "{}", text(&first).1);
-    let run = std::fs::read_dir(out_dir.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run = tiny_run_dir(out_dir.path());
+    std::fs::create_dir_all(&run).unwrap();
     // Pretend a live process (this test) holds the lock.
     std::fs::write(run.join(".lock"), std::process::id().to_string()).unwrap();
     let second = harness(
-        &["--quiet", "run", "--out", out_dir.path().to_str().unwrap()],
+        &[
+            "--quiet",
+            "run",
+            TINY,
+            "--out",
+            out_dir.path().to_str().unwrap(),
+        ],
         None,
     );
     let (_, err) = text(&second);
     assert_eq!(second.status.code(), Some(2));
     assert!(err.contains("in use by another harness process"), "{err}");
+    assert!(
+        !run.join("manifest.json").exists(),
+        "nothing written while locked"
+    );
 }
 
 #[test]
@@ -360,20 +364,17 @@ fn results_folder_not_writable() {
 #[test]
 fn run_folder_from_another_format_version() {
     let out_dir = tempfile::tempdir().unwrap();
-    let first = harness(
-        &["--quiet", "run", "--out", out_dir.path().to_str().unwrap()],
-        None,
-    );
-    assert!(first.status.success());
-    let run = std::fs::read_dir(out_dir.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run = tiny_run_dir(out_dir.path());
+    std::fs::create_dir_all(&run).unwrap();
     std::fs::write(run.join("manifest.json"), "{\"format_version\": 0}").unwrap();
     let again = harness(
-        &["--quiet", "run", "--out", out_dir.path().to_str().unwrap()],
+        &[
+            "--quiet",
+            "run",
+            TINY,
+            "--out",
+            out_dir.path().to_str().unwrap(),
+        ],
         None,
     );
     let (_, err) = text(&again);

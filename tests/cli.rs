@@ -1,27 +1,21 @@
 //! End-to-end runs of the binary on the real data in temp folders.
 
-use crate::common::{harness, text};
+use crate::common::{TINY, harness, run_dirs, text};
+
+/// Reads an `.npy` file written by the embed stage.
+fn npy_f32(path: &std::path::Path) -> (usize, usize, Vec<f32>) {
+    harness::store::npy::read_f32(&std::fs::read(path).unwrap()).unwrap()
+}
 
 #[test]
-fn run_writes_manifest_summary_and_semantics_then_resumes() {
+fn run_trains_embeds_and_resumes() {
     let out_dir = tempfile::tempdir().unwrap();
-    let out = harness(
-        &[
-            "--quiet",
-            "run",
-            "configs/default.yaml",
-            "--out",
-            out_dir.path().to_str().unwrap(),
-        ],
-        None,
-    );
+    let exp = out_dir.path().to_str().unwrap();
+    let out = harness(&["--quiet", "run", TINY, "--out", exp], None);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("results: "), "{stdout}");
-    let runs: Vec<_> = std::fs::read_dir(out_dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let runs = run_dirs(out_dir.path());
     assert_eq!(runs.len(), 1);
     let run = &runs[0];
 
@@ -29,11 +23,11 @@ fn run_writes_manifest_summary_and_semantics_then_resumes() {
         serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["status"], "complete");
     assert_eq!(manifest["format_version"], 1);
-    assert_eq!(manifest["seed"], 42);
+    assert_eq!(manifest["seed"], 3);
     assert_eq!(manifest["backend"], "cpu");
     assert_eq!(manifest["config_hash"].as_str().unwrap().len(), 64);
     assert!(manifest["git"]["revision"].is_string());
-    assert!(manifest["crates"]["serde-saphyr"].is_string());
+    assert!(manifest["crates"]["burn"].is_string());
     assert!(manifest["machine"]["cores"].as_u64().unwrap() >= 1);
     assert!(manifest["finished_at"].is_string());
     assert_eq!(manifest["protocols"][1]["protocol"], "leave_one_out");
@@ -45,6 +39,10 @@ fn run_writes_manifest_summary_and_semantics_then_resumes() {
             .to_string_lossy()
             .ends_with(&hash[..8])
     );
+    assert_eq!(
+        manifest["stages"],
+        serde_json::json!(["data", "semantics", "train", "embed"])
+    );
 
     let resolved = std::fs::read_to_string(run.join("config.resolved.yaml")).unwrap();
     let again = harness::config::Loaded::from_text("resolved", resolved).unwrap();
@@ -54,35 +52,50 @@ fn run_writes_manifest_summary_and_semantics_then_resumes() {
         serde_json::from_str(&std::fs::read_to_string(run.join("dataset_summary.json")).unwrap())
             .unwrap();
     assert_eq!(summary["splits"][0]["records"], 50_000);
-    assert_eq!(summary["splits"][1]["fine_min"], 100);
+    assert_eq!(summary["splits"][0]["used"], 512);
     assert_eq!(summary["splits"][1]["sha256_matches"], true);
     assert_eq!(summary["hierarchy_height"], 8);
     assert_eq!(summary["usf_rows"], 72_176);
     let counts = std::fs::read_to_string(run.join("class_counts.csv")).unwrap();
     assert!(
-        counts
-            .lines()
-            .nth(20)
-            .unwrap()
-            .starts_with("19,cattle,11,large_omnivores_and_herbivores,500,100")
+        counts.lines().count() == 101
+            && counts.contains("\n19,cattle,11,large_omnivores_and_herbivores,")
     );
     let emb = std::fs::read_to_string(run.join("semantics/class_embedding.csv")).unwrap();
     assert_eq!(emb.lines().count(), 101);
 
-    // Second run: same folder, every stage reused.
-    let out = harness(
-        &[
-            "--quiet",
-            "run",
-            "configs/default.yaml",
-            "--out",
-            out_dir.path().to_str().unwrap(),
-        ],
-        None,
+    // Training: two epochs logged; embed: the test prefix only (no train_db protocol).
+    let log = std::fs::read_to_string(run.join("train/train_log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 3, "{log}");
+    let (n, d, e) = npy_f32(&run.join("embed/embeddings/test.npy"));
+    assert_eq!((n, d), (1000, 100));
+    assert!(e.iter().all(|x| x.is_finite()));
+    let (n, h, a) = npy_f32(&run.join("embed/activations/test.npy"));
+    assert_eq!((n, h), (1000, 48));
+    let (n, w, codes) =
+        harness::store::npy::read_u64(&std::fs::read(run.join("embed/codes/test.npy")).unwrap())
+            .unwrap();
+    assert_eq!((n, w), (1000, 1));
+    assert_eq!(
+        codes,
+        harness::embed::pack_codes(&a, 48),
+        "codes are the thresholded activations"
     );
+    assert!(!run.join("embed/embeddings/train.npy").exists());
+    let classes = std::fs::read_to_string(run.join("embed/classes/test.csv")).unwrap();
+    assert_eq!(
+        classes.lines().count(),
+        1 + 1000 * harness::embed::TOP_CLASSES
+    );
+
+    // Second run: same folder, every stage reused.
+    let out = harness(&["--quiet", "run", TINY, "--out", exp], None);
     let (stdout, _) = text(&out);
     assert!(out.status.success());
-    assert!(stdout.contains("(reused: data, semantics)"), "{stdout}");
+    assert!(
+        stdout.contains("(reused: data, semantics, train, embed)"),
+        "{stdout}"
+    );
 }
 
 #[test]

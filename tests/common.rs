@@ -70,3 +70,17 @@ impl ScratchRoot {
         p
     }
 }
+
+/// The integration-test config (small prefixes of the real data).
+pub const TINY: &str = "tests/fixtures/tiny.yaml";
+
+/// The run folders (those holding a manifest) under an experiment folder.
+pub fn run_dirs(exp: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(exp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("manifest.json").exists())
+        .collect();
+    dirs.sort();
+    dirs
+}

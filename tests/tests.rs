@@ -8,3 +8,4 @@ mod cli;
 mod data;
 mod fetch;
 mod semantics;
+mod train;

@@ -54,6 +54,10 @@ pub enum Command {
         /// Experiment folder (default: results/<name>).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Shared cache of trained models and embeddings (default: results/cache, or the
+        /// cache/ folder beside --out).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
     },
     /// Check configs and print each fully resolved: defaults filled in, sweeps expanded.
     ///
@@ -125,10 +129,11 @@ pub struct FetchArgs {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let progress = !cli.quiet && std::io::stderr().is_terminal();
     match cli.command {
-        Command::Run { config, out } => {
+        Command::Run { config, out, cache } => {
             let loaded = load_config(config.as_deref())?;
             let opts = RunOptions {
                 out,
+                cache,
                 data_root: cli.data_root,
                 progress,
             };

@@ -351,8 +351,12 @@ pub fn locate(text: &str, field: &str) -> Option<usize> {
 
 /// Stable hash of a config: sha256 of its canonical JSON (keys sorted, defaults filled in), hex.
 pub fn hash(config: &Config) -> String {
-    let value = serde_json::to_value(config).unwrap_or(serde_json::Value::Null);
-    hex(&Sha256::digest(canonical_json(&value).as_bytes()))
+    hash_value(&serde_json::to_value(config).unwrap_or(serde_json::Value::Null))
+}
+
+/// Stable hash of any JSON value (sha256 of its canonical form), hex: stage cache keys.
+pub fn hash_value(value: &serde_json::Value) -> String {
+    hex(&Sha256::digest(canonical_json(value).as_bytes()))
 }
 
 /// JSON with object keys sorted, so equal configs give equal text whatever the field order.

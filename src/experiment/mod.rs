@@ -16,10 +16,12 @@ use crate::data::hierarchy::Hierarchy;
 use crate::data::summary::{DataSummary, class_counts_csv};
 use crate::data::usf::UsfNorms;
 use crate::data::{DataError, DataRoot};
+use crate::embed;
 use crate::semantics::{
     SemanticsError, SimilarityMatrix, class_embedding, embedding_csv, similarity_csv,
 };
 use crate::store::{self, StoreError};
+use crate::train::{self, Images, TrainError, TrainJob};
 use lock::{LockError, RunLock};
 use manifest::Manifest;
 use serde::{Deserialize, Serialize};
@@ -40,6 +42,9 @@ pub enum ExperimentError {
     /// The class embedding could not be built.
     #[error(transparent)]
     Semantics(#[from] SemanticsError),
+    /// Training or the model failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
     /// The run directory is in use.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -64,6 +69,8 @@ pub struct RunOptions {
     pub out: Option<PathBuf>,
     /// `--data-root` from the command line.
     pub data_root: Option<PathBuf>,
+    /// Shared stage cache; default `<out>/../cache` (`results/cache`).
+    pub cache: Option<PathBuf>,
     /// Draw progress bars on stderr.
     pub progress: bool,
 }
@@ -80,11 +87,15 @@ pub struct RunOutcome {
 }
 
 /// Completion record of a stage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct StageRecord {
     stage: String,
     config_hash: String,
     finished_at: String,
+    #[serde(default)]
+    seconds: f64,
+    #[serde(default)]
+    cache_dir: Option<String>,
 }
 
 /// One entry of `sweep.json`.
@@ -108,6 +119,7 @@ pub fn experiment_dir(loaded: &Loaded, opts: &RunOptions) -> PathBuf {
 pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<RunOutcome>, ExperimentError> {
     let runs = loaded.runs()?;
     let exp_dir = experiment_dir(loaded, opts);
+    let cache = cache_dir(loaded, opts);
     let sweep_bar = (opts.progress && runs.len() > 1).then(|| {
         let bar = indicatif::ProgressBar::new(runs.len() as u64);
         bar.set_style(
@@ -122,7 +134,7 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<RunOutcome>, Experi
         if let Some(bar) = &sweep_bar {
             bar.set_message(run.id.clone());
         }
-        let result = run_one(run, &exp_dir.join(&run.id), opts);
+        let result = run_one(run, &exp_dir.join(&run.id), &cache, opts);
         statuses[i] = if result.is_ok() { "complete" } else { "failed" };
         if runs.len() > 1 {
             write_sweep(&exp_dir, &runs, &statuses)?;
@@ -153,7 +165,12 @@ fn write_sweep(dir: &Path, runs: &[Run], statuses: &[&str]) -> Result<(), StoreE
     store::write_json_atomic(&dir.join("sweep.json"), &entries)
 }
 
-fn run_one(run: &Run, dir: &Path, opts: &RunOptions) -> Result<RunOutcome, ExperimentError> {
+fn run_one(
+    run: &Run,
+    dir: &Path,
+    cache: &Path,
+    opts: &RunOptions,
+) -> Result<RunOutcome, ExperimentError> {
     let _lock = RunLock::acquire(dir)?;
     let manifest_path = dir.join("manifest.json");
     check_format(&manifest_path)?;
@@ -188,24 +205,17 @@ fn run_one(run: &Run, dir: &Path, opts: &RunOptions) -> Result<RunOutcome, Exper
     )?;
     store::write_json_atomic(&manifest_path, &manifest)?;
 
-    let mut outcome = RunOutcome {
-        dir: dir.to_path_buf(),
-        ran: Vec::new(),
-        reused: Vec::new(),
+    let mut stages = Stages {
+        run_dir: dir,
+        progress: opts.progress,
+        outcome: RunOutcome {
+            dir: dir.to_path_buf(),
+            ran: Vec::new(),
+            reused: Vec::new(),
+        },
     };
-    let result = stage(dir, "data", &run.hash, &mut outcome, opts.progress, || {
-        data_stage(&root, cfg, dir)
-    })
-    .and_then(|()| {
-        stage(
-            dir,
-            "semantics",
-            &run.hash,
-            &mut outcome,
-            opts.progress,
-            || semantics_stage(&root, cfg.model.d as usize, &dir.join("semantics")),
-        )
-    });
+    let result = run_stages(&mut stages, &root, run, cache);
+    let outcome = stages.outcome;
     match &result {
         Ok(()) => {
             manifest.status = "complete".into();
@@ -216,6 +226,59 @@ fn run_one(run: &Run, dir: &Path, opts: &RunOptions) -> Result<RunOutcome, Exper
     manifest.stages = outcome.ran.iter().chain(&outcome.reused).cloned().collect();
     store::write_json_atomic(&manifest_path, &manifest)?;
     result.map(|()| outcome)
+}
+
+/// The stage cache: `--cache`, else `<out>/cache` when `--out` is given, else `results/cache`
+/// (shared by every experiment under `results/`).
+pub fn cache_dir(loaded: &Loaded, opts: &RunOptions) -> PathBuf {
+    match (&opts.cache, &opts.out) {
+        (Some(c), _) => c.clone(),
+        (None, Some(_)) => experiment_dir(loaded, opts).join("cache"),
+        (None, None) => Path::new("results").join("cache"),
+    }
+}
+
+/// The stages of one run, in order.
+fn run_stages(
+    st: &mut Stages<'_>,
+    root: &DataRoot,
+    run: &Run,
+    cache: &Path,
+) -> Result<(), ExperimentError> {
+    let cfg = &run.config;
+    let dir = st.run_dir;
+    let progress = st.progress;
+    let mut cifar: Option<Cifar100> = None;
+    st.run("data", &run.hash, || data_stage(root, cfg, dir))?;
+    st.run("semantics", &run.hash, || {
+        semantics_stage(root, cfg.model.d as usize, &dir.join("semantics"))
+    })?;
+
+    // Training and embedding depend only on the data subset, seed, backend, model and training
+    // settings, so runs of a sweep over index or IWAN parameters share them.
+    let train_key = config::hash_value(&serde_json::json!({
+        "stage": "train",
+        "seed": cfg.seed,
+        "backend": cfg.backend,
+        "train_subset": cfg.data.train_subset,
+        "model": cfg.model,
+        "train": cfg.train,
+    }));
+    let train_dir = cache.join(format!("train-{}", &train_key[..16]));
+    st.run_cached("train", &train_key, &train_dir, |out| {
+        let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
+        train_stage(root, cfg, data, out, progress)
+    })?;
+    let splits = embed_splits(cfg);
+    let embed_key = config::hash_value(
+        &serde_json::json!({ "stage": "embed", "train": train_key, "splits": splits }),
+    );
+    let embed_dir = cache.join(format!("embed-{}", &embed_key[..16]));
+    st.run_cached("embed", &embed_key, &embed_dir, |out| {
+        let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
+        embed_stage(root, cfg, data, &splits, &train_dir, out, progress)
+    })?;
+    Ok(())
 }
 
 /// Refuses to reuse a run folder written in another layout version.
@@ -237,42 +300,238 @@ fn check_format(manifest_path: &Path) -> Result<(), ExperimentError> {
     Ok(())
 }
 
-/// Runs `body` unless `stages/<name>.json` records a completion under the same config hash.
-fn stage(
-    dir: &Path,
+/// Executes stages, skipping those whose completion record matches their key.
+struct Stages<'a> {
+    run_dir: &'a Path,
+    progress: bool,
+    outcome: RunOutcome,
+}
+
+impl Stages<'_> {
+    /// A stage whose outputs live in the run folder; its record is `stages/<name>.json`.
+    fn run(
+        &mut self,
+        name: &str,
+        key: &str,
+        body: impl FnOnce() -> Result<(), ExperimentError>,
+    ) -> Result<(), ExperimentError> {
+        let record = self.run_dir.join("stages").join(format!("{name}.json"));
+        if record_matches(&record, key) {
+            self.outcome.reused.push(name.to_string());
+            return Ok(());
+        }
+        let seconds = self.timed(name, body)?;
+        self.finish(&record, name, key, seconds, None)
+    }
+
+    /// A stage whose outputs live in a shared cache folder `dir` (locked while it runs); the run
+    /// folder gets a `<name>` symlink to it and a record in `stages/<name>.json`.
+    fn run_cached(
+        &mut self,
+        name: &str,
+        key: &str,
+        dir: &Path,
+        body: impl FnOnce(&Path) -> Result<(), ExperimentError>,
+    ) -> Result<(), ExperimentError> {
+        let cache_record = dir.join("stage.json");
+        let record = self.run_dir.join("stages").join(format!("{name}.json"));
+        if record_matches(&cache_record, key) {
+            self.outcome.reused.push(name.to_string());
+        } else {
+            let _lock = RunLock::acquire(dir)?;
+            let seconds = self.timed(name, || body(dir))?;
+            write_record(&cache_record, name, key, seconds, None)?;
+            self.outcome.ran.push(name.to_string());
+        }
+        link(dir, &self.run_dir.join(name));
+        let seconds = read_record(&cache_record).map(|r| r.seconds).unwrap_or(0.0);
+        Ok(write_record(&record, name, key, seconds, Some(dir))?)
+    }
+
+    fn timed(
+        &self,
+        name: &str,
+        body: impl FnOnce() -> Result<(), ExperimentError>,
+    ) -> Result<f64, ExperimentError> {
+        let spinner = self.progress.then(|| {
+            let s = indicatif::ProgressBar::new_spinner();
+            s.set_message(format!("stage {name}"));
+            s.enable_steady_tick(std::time::Duration::from_millis(200));
+            s
+        });
+        let started = std::time::Instant::now();
+        let result = body();
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        result.map(|()| started.elapsed().as_secs_f64())
+    }
+
+    fn finish(
+        &mut self,
+        record: &Path,
+        name: &str,
+        key: &str,
+        seconds: f64,
+        cache: Option<&Path>,
+    ) -> Result<(), ExperimentError> {
+        write_record(record, name, key, seconds, cache)?;
+        self.outcome.ran.push(name.to_string());
+        Ok(())
+    }
+}
+
+fn read_record(path: &Path) -> Option<StageRecord> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+fn record_matches(path: &Path, key: &str) -> bool {
+    read_record(path).is_some_and(|r| r.config_hash == key)
+}
+
+fn write_record(
+    path: &Path,
     name: &str,
     key: &str,
-    outcome: &mut RunOutcome,
-    progress: bool,
-    body: impl FnOnce() -> Result<(), ExperimentError>,
-) -> Result<(), ExperimentError> {
-    let record_path = dir.join("stages").join(format!("{name}.json"));
-    let done = std::fs::read_to_string(&record_path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<StageRecord>(&t).ok())
-        .is_some_and(|r| r.config_hash == key);
-    if done {
-        outcome.reused.push(name.to_string());
-        return Ok(());
-    }
-    let spinner = progress.then(|| {
-        let s = indicatif::ProgressBar::new_spinner();
-        s.set_message(format!("stage {name}"));
-        s.enable_steady_tick(std::time::Duration::from_millis(120));
-        s
-    });
-    let result = body();
-    if let Some(s) = spinner {
-        s.finish_and_clear();
-    }
-    result?;
+    seconds: f64,
+    cache: Option<&Path>,
+) -> Result<(), StoreError> {
     let record = StageRecord {
         stage: name.into(),
         config_hash: key.into(),
         finished_at: manifest::now(),
+        seconds,
+        cache_dir: cache.map(|c| c.display().to_string()),
     };
-    store::write_json_atomic(&record_path, &record)?;
-    outcome.ran.push(name.to_string());
+    store::write_json_atomic(path, &record)
+}
+
+/// Points `at` to `target` with a symlink (best effort: the stage record names the folder too).
+fn link(target: &Path, at: &Path) {
+    let target = target
+        .canonicalize()
+        .unwrap_or_else(|_| target.to_path_buf());
+    if std::fs::read_link(at).is_ok_and(|t| t == target) {
+        return;
+    }
+    let _ = std::fs::remove_file(at);
+    #[cfg(unix)]
+    let _ = std::os::unix::fs::symlink(&target, at);
+}
+
+fn load_cifar<'c>(
+    slot: &'c mut Option<Cifar100>,
+    root: &DataRoot,
+    verify: bool,
+) -> Result<&'c Cifar100, ExperimentError> {
+    if slot.is_none() {
+        *slot = Some(Cifar100::load(root, verify)?);
+    }
+    Ok(slot.as_ref().expect("just loaded"))
+}
+
+/// The class embedding `C` of dimension `d` as f32, row-major `classes x d`.
+fn class_embedding_f32(root: &DataRoot, d: usize) -> Result<Vec<f32>, ExperimentError> {
+    let names = crate::data::cifar::load_names(&root.cifar_dir())?;
+    let hierarchy = Hierarchy::load(&root.hierarchy_dir(), &names.fine)?;
+    let s = SimilarityMatrix::from_hierarchy(&hierarchy)?;
+    Ok(class_embedding(&s, d)?.to_f32())
+}
+
+/// Trains the network on the (prefix of the) train split; writes checkpoints, `train_log.csv`
+/// and the final weights `model.bpk` into `out`.
+fn train_stage(
+    root: &DataRoot,
+    cfg: &config::Config,
+    data: &Cifar100,
+    out: &Path,
+    progress: bool,
+) -> Result<(), ExperimentError> {
+    let c = class_embedding_f32(root, cfg.model.d as usize)?;
+    let n = cfg
+        .data
+        .train_subset
+        .unwrap_or(data.train.len())
+        .min(data.train.len());
+    let job = TrainJob {
+        config: cfg,
+        class_embedding: &c,
+        train: Images {
+            pixels: &data.train.pixels[..n * 3072],
+            labels: &data.train.fine[..n],
+        },
+        eval: Images {
+            pixels: &data.test.pixels,
+            labels: &data.test.fine,
+        },
+        dir: out,
+        progress,
+    };
+    let (net, _log) = train::train(&job)?;
+    train::save_model(&net, &out.join("model.bpk"))?;
+    Ok(())
+}
+
+/// The splits the evaluation needs, with the number of leading records of each: the test split
+/// always (queries, and the database under `report` and `leave_one_out`), the train split only
+/// under `train_db`.
+fn embed_splits(cfg: &config::Config) -> Vec<(SplitName, usize)> {
+    let mut splits = vec![(
+        SplitName::Test,
+        cfg.data.test_subset.unwrap_or(SplitName::Test.records()),
+    )];
+    if cfg.eval.protocols.contains(&config::Protocol::TrainDb) {
+        splits.push((
+            SplitName::Train,
+            cfg.data.train_subset.unwrap_or(SplitName::Train.records()),
+        ));
+    }
+    splits
+}
+
+/// Embeds the needed splits with the trained network from `train_dir`; writes the `.npy` files
+/// and `embed_summary.json` into `out`.
+fn embed_stage(
+    root: &DataRoot,
+    cfg: &config::Config,
+    data: &Cifar100,
+    splits: &[(SplitName, usize)],
+    train_dir: &Path,
+    out: &Path,
+    progress: bool,
+) -> Result<(), ExperimentError> {
+    let c = class_embedding_f32(root, cfg.model.d as usize)?;
+    let net = train::load_trained(
+        cfg,
+        c.len() / cfg.model.d as usize,
+        &train_dir.join("model.bpk"),
+    )?;
+    let mut summary = serde_json::Map::new();
+    for &(name, n) in splits {
+        let split = data.split(name);
+        let n = n.min(split.len());
+        let images = Images {
+            pixels: &split.pixels[..n * 3072],
+            labels: &split.fine[..n],
+        };
+        let e = embed::embed(&net, images, &c, 500, progress);
+        let correct = e
+            .classes
+            .chunks(embed::TOP_CLASSES)
+            .zip(&split.fine)
+            .filter(|(top, label)| top[0].0 == **label)
+            .count();
+        summary.insert(
+            split.name.to_string(),
+            serde_json::json!({
+                "images": e.n,
+                "seconds_per_image": e.seconds_per_image,
+                "nearest_class_accuracy": correct as f64 / e.n.max(1) as f64,
+            }),
+        );
+        embed::write(out, split.name.as_str(), &e)?;
+    }
+    store::write_json_atomic(&out.join("embed_summary.json"), &summary)?;
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 //! full disk therefore leaves either the old file or the new one, never a half-written file that
 //! looks complete.
 
+pub mod npy;
+
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};

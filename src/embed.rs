@@ -1,0 +1,192 @@
+//! The embed stage: every image of a split through the trained network, stored in formats other
+//! tools read directly.
+//!
+//! Per split: `embeddings/<split>.npy` (f32, `N x d`, row i = image i of the split),
+//! `activations/<split>.npy` (f32, `N x h`, the hash layer's sigmoid outputs),
+//! `codes/<split>.npy` (u64, `N x ceil(h/64)`; bit j of an image's code is bit `j % 64` of word
+//! `j / 64`, set when activation j > 0.5, as in the report) and `classes/<split>.csv`
+//! (`image_id,rank,class_id,score`: the top classes by cosine to the class embedding).
+
+use crate::model::HashNet;
+use crate::store::{self, StoreError, npy};
+use crate::train::Images;
+use burn::prelude::*;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+/// Top classes kept per image.
+pub const TOP_CLASSES: usize = 5;
+
+/// What the network says about every image of a split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedded {
+    /// Images.
+    pub n: usize,
+    /// Embedding dimension `d`.
+    pub d: usize,
+    /// Hash bits `h`.
+    pub h: usize,
+    /// `n x d` network outputs.
+    pub embeddings: Vec<f32>,
+    /// `n x h` sigmoid activations.
+    pub activations: Vec<f32>,
+    /// `n x ceil(h/64)` packed hash bits.
+    pub codes: Vec<u64>,
+    /// `n x TOP_CLASSES` (class, cosine) pairs, best first.
+    pub classes: Vec<(u8, f32)>,
+    /// Forward-pass seconds per image (batched, warm).
+    pub seconds_per_image: f64,
+}
+
+/// 64-bit words per `h`-bit code.
+pub fn words_per_code(h: usize) -> usize {
+    h.div_ceil(64)
+}
+
+/// Packs activations (`n x h`) into codes: bit j set when activation j > 0.5.
+pub fn pack_codes(activations: &[f32], h: usize) -> Vec<u64> {
+    let w = words_per_code(h);
+    let n = activations.len() / h.max(1);
+    let mut codes = vec![0u64; n * w];
+    for (i, row) in activations.chunks_exact(h).enumerate() {
+        for (j, &a) in row.iter().enumerate() {
+            if a > 0.5 {
+                codes[i * w + j / 64] |= 1u64 << (j % 64);
+            }
+        }
+    }
+    codes
+}
+
+/// The `k` classes whose embedding rows (`classes x d`, unit norm) have the largest cosine with
+/// `e`, best first, ties by lower class id.
+pub fn top_classes(e: &[f32], class_embedding: &[f32], k: usize) -> Vec<(u8, f32)> {
+    let d = e.len();
+    let norm = e.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    let mut scores: Vec<(u8, f32)> = class_embedding
+        .chunks_exact(d)
+        .enumerate()
+        .map(|(c, row)| {
+            (
+                c as u8,
+                row.iter().zip(e).map(|(a, b)| a * b).sum::<f32>() / norm,
+            )
+        })
+        .collect();
+    scores.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    scores.truncate(k);
+    scores
+}
+
+/// Runs `images` through `net` (inference mode) in batches.
+pub fn embed(
+    net: &HashNet,
+    images: Images<'_>,
+    class_embedding: &[f32],
+    batch: usize,
+    progress: bool,
+) -> Embedded {
+    let device = net.hash.weight.val().device();
+    let (h, d) = (net.hash.weight.dims()[1], net.embed.weight.dims()[1]);
+    let n = images.len();
+    let bar = progress.then(|| {
+        let b = indicatif::ProgressBar::new(n as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "embed [{bar:30}] {pos}/{len} images {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut embeddings = Vec::with_capacity(n * d);
+    let mut activations = Vec::with_capacity(n * h);
+    let started = Instant::now();
+    let mut pixels = Vec::with_capacity(batch * 3072);
+    for start in (0..n).step_by(batch.max(1)) {
+        let end = (start + batch).min(n);
+        pixels.clear();
+        for i in start..end {
+            crate::model::normalize_into(&images.pixels[i * 3072..(i + 1) * 3072], &mut pixels);
+        }
+        let x = Tensor::<4>::from_data(
+            TensorData::new(pixels.clone(), [end - start, 3, 32, 32]),
+            &device,
+        );
+        let out = net.forward(x);
+        embeddings.extend(out.embedding.into_data().iter::<f32>());
+        activations.extend(out.activations.into_data().iter::<f32>());
+        if let Some(b) = &bar {
+            b.set_position(end as u64);
+        }
+    }
+    let seconds_per_image = started.elapsed().as_secs_f64() / n.max(1) as f64;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let codes = pack_codes(&activations, h);
+    let classes = embeddings
+        .chunks_exact(d)
+        .flat_map(|e| top_classes(e, class_embedding, TOP_CLASSES))
+        .collect();
+    Embedded {
+        n,
+        d,
+        h,
+        embeddings,
+        activations,
+        codes,
+        classes,
+        seconds_per_image,
+    }
+}
+
+/// Writes the four per-split files under `dir`.
+pub fn write(dir: &Path, split: &str, e: &Embedded) -> Result<(), StoreError> {
+    let f = format!("{split}.npy");
+    store::write_atomic(&dir.join("embeddings").join(&f), |w| {
+        npy::write_f32(w, e.n, e.d, &e.embeddings)
+    })?;
+    store::write_atomic(&dir.join("activations").join(&f), |w| {
+        npy::write_f32(w, e.n, e.h, &e.activations)
+    })?;
+    store::write_atomic(&dir.join("codes").join(&f), |w| {
+        npy::write_u64(w, e.n, words_per_code(e.h), &e.codes)
+    })?;
+    let mut csv = String::from("image_id,rank,class_id,score\n");
+    for (i, row) in e.classes.chunks(TOP_CLASSES).enumerate() {
+        for (rank, (c, s)) in row.iter().enumerate() {
+            let _ = writeln!(csv, "{i},{rank},{c},{s}");
+        }
+    }
+    store::write_bytes_atomic(
+        &dir.join("classes").join(format!("{split}.csv")),
+        csv.as_bytes(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_pack_bit_j_into_word_j_div_64() {
+        // hand-made input for a pure-function unit test: h = 65, bits 0, 63 and 64 set.
+        let mut a = vec![0.1f32; 65];
+        a[0] = 0.9;
+        a[63] = 0.51;
+        a[64] = 1.0;
+        a[1] = 0.5; // exactly 0.5 is not set
+        assert_eq!(pack_codes(&a, 65), vec![1u64 | (1u64 << 63), 1u64]);
+    }
+
+    #[test]
+    fn top_classes_rank_by_cosine_with_ties_by_id() {
+        // hand-made input: three unit class vectors in 2-D.
+        let c = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0];
+        let t = top_classes(&[2.0, 0.0], &c, 3);
+        assert_eq!(t.iter().map(|x| x.0).collect::<Vec<_>>(), vec![0, 2, 1]);
+        assert!((t[0].1 - 1.0).abs() < 1e-6);
+    }
+}

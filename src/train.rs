@@ -1,0 +1,507 @@
+//! Training (burn): the cosine loss `1 - cos(output, C[label])` against the class embedding `C`,
+//! optimised with SGD + momentum (the report) or Adam, with checkpoints every epoch.
+//!
+//! A checkpoint is a folder `checkpoints/epoch-NNN/` holding the model and optimiser state
+//! (burnpack) and `state.json`; `checkpoints/latest.json` names the newest complete one and is
+//! written last, atomically. A crash or a full disk while writing a checkpoint therefore leaves
+//! the previous one intact, and `harness run` resumes from it. Shuffling is seeded per epoch
+//! (`seed + epoch`), so a resumed run sees the same batches as an uninterrupted one.
+
+use crate::config::{Config, Optimizer, Schedule};
+use crate::model::{self, HashNet, ModelError};
+use crate::store::{self, StoreError};
+use burn::module::Module;
+use burn::optim::{
+    AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig,
+    momentum::MomentumConfig,
+};
+use burn::prelude::*;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::Bytes;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Why training stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The model could not be built.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A checkpoint or log could not be written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A checkpoint could not be read back.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The loss became NaN or infinite.
+    #[error(
+        "loss is {loss} at epoch {epoch}, batch {batch}: training diverged (lower train.lr); \
+         the last good checkpoint is kept in {checkpoints}"
+    )]
+    NonFiniteLoss {
+        /// The loss value.
+        loss: f32,
+        /// 1-based epoch.
+        epoch: usize,
+        /// 0-based batch within the epoch.
+        batch: usize,
+        /// The checkpoint folder.
+        checkpoints: PathBuf,
+    },
+}
+
+/// Images and fine labels of one split (or a prefix of it).
+#[derive(Debug, Clone, Copy)]
+pub struct Images<'a> {
+    /// `N * 3072` u8 pixels, `[N, 3, 32, 32]`.
+    pub pixels: &'a [u8],
+    /// `N` fine labels.
+    pub labels: &'a [u8],
+}
+
+impl Images<'_> {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True without images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// One row of `train_log.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub loss: f64,
+    /// Nearest-class accuracy on the training batches as they were trained (running).
+    pub train_accuracy: f64,
+    /// Nearest-class accuracy on the evaluation split after the epoch.
+    pub test_accuracy: f64,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+    /// Wall time of the epoch's training, seconds.
+    pub seconds: f64,
+    /// Training throughput.
+    pub images_per_second: f64,
+}
+
+/// `checkpoints/latest.json` and each checkpoint's `state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CheckpointState {
+    epoch: usize,
+    dir: String,
+    log: Vec<EpochLog>,
+}
+
+/// Inputs of a training run.
+pub struct TrainJob<'a> {
+    /// The resolved run config (`model`, `train`, `seed`, `backend`).
+    pub config: &'a Config,
+    /// Class embedding `C`, row-major `classes x d`.
+    pub class_embedding: &'a [f32],
+    /// Training images.
+    pub train: Images<'a>,
+    /// Images for the per-epoch accuracy (the test split).
+    pub eval: Images<'a>,
+    /// Folder for checkpoints and `train_log.csv`.
+    pub dir: &'a Path,
+    /// Draw progress bars.
+    pub progress: bool,
+}
+
+/// Trains (or resumes) and returns the trained network on the inference device, with the log.
+pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError> {
+    let cfg = job.config;
+    let t = &cfg.train;
+    let classes = job.class_embedding.len() / cfg.model.d as usize;
+    let device = model::device(cfg.backend)?.autodiff();
+    device.seed(cfg.seed);
+    let mut net = HashNet::new(&cfg.model, classes, &device)?;
+    let mut optim = optimizer(cfg);
+    let ckpt_dir = job.dir.join("checkpoints");
+    let mut log = Vec::new();
+    let mut start_epoch = 0;
+    if let Some(state) = latest(&ckpt_dir)? {
+        let dir = ckpt_dir.join(&state.dir);
+        net = load_model(net, &dir.join("model.bpk"))?;
+        optim = load_optimizer(optim, &dir.join("optim.bpk"))?;
+        start_epoch = state.epoch;
+        log = state.log;
+    }
+    let c_tensor = Tensor::<2>::from_data(
+        TensorData::new(
+            job.class_embedding.to_vec(),
+            [classes, cfg.model.d as usize],
+        ),
+        &device,
+    );
+    let batches_per_epoch = job.train.len().div_ceil(t.batch_size);
+    let total_steps = (batches_per_epoch * t.epochs).max(1);
+    for epoch in start_epoch..t.epochs {
+        let mut order: Vec<usize> = (0..job.train.len()).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(
+            cfg.seed.wrapping_add(epoch as u64),
+        ));
+        let mut aug_rng =
+            StdRng::seed_from_u64(cfg.seed.wrapping_add(1_000_003 * (epoch as u64 + 1)));
+        let bar = progress_bar(job.progress, batches_per_epoch, epoch + 1, t.epochs);
+        let started = Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut lr = t.lr;
+        for (b, chunk) in order.chunks(t.batch_size).enumerate() {
+            let step = epoch * batches_per_epoch + b;
+            lr = learning_rate(cfg, step, total_steps);
+            let (x, labels) = batch(job.train, chunk, t.augment.then_some(&mut aug_rng), &device);
+            let out = net.forward(x);
+            let target = c_tensor.clone().select(0, labels.clone());
+            let mut loss = cosine_loss(out.embedding.clone(), target);
+            if let Some(logits) = out.logits {
+                let ce = burn::nn::loss::CrossEntropyLossConfig::new()
+                    .init(&device)
+                    .forward(logits, labels.clone());
+                loss = loss + ce.mul_scalar(cfg.model.aux_ce_weight);
+            }
+            let value: f32 = loss.clone().into_scalar();
+            if !value.is_finite() {
+                return Err(TrainError::NonFiniteLoss {
+                    loss: value,
+                    epoch: epoch + 1,
+                    batch: b,
+                    checkpoints: ckpt_dir,
+                });
+            }
+            let predicted = out
+                .embedding
+                .detach()
+                .matmul(c_tensor.clone().transpose())
+                .argmax(1)
+                .reshape([chunk.len()]);
+            let hits: i64 = predicted.equal(labels).int().sum().into_scalar();
+            correct += hits as usize;
+            seen += chunk.len();
+            loss_sum += f64::from(value) * chunk.len() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optim.step(lr, net, grads);
+            if let Some(bar) = &bar {
+                bar.inc(1);
+                let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!(
+                    "loss {:.4}  {:.0} img/s",
+                    loss_sum / seen as f64,
+                    rate
+                ));
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let valid = net.valid();
+        let test_accuracy = accuracy(&valid, job.eval, job.class_embedding, cfg.model.d as usize);
+        log.push(EpochLog {
+            epoch: epoch + 1,
+            loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            test_accuracy,
+            lr,
+            seconds,
+            images_per_second: seen as f64 / seconds.max(1e-9),
+        });
+        save_checkpoint(&ckpt_dir, epoch + 1, &net, &optim, &log)?;
+        store::write_bytes_atomic(&job.dir.join("train_log.csv"), log_csv(&log).as_bytes())?;
+    }
+    Ok((net.valid(), log))
+}
+
+/// The optimiser the config asks for.
+fn optimizer(cfg: &Config) -> ModuleOptimizer {
+    let t = &cfg.train;
+    let decay = (t.weight_decay > 0.0).then(|| WeightDecayConfig::new(t.weight_decay as f32));
+    match t.optimizer {
+        Optimizer::Sgd => SgdConfig::new()
+            .with_momentum((t.momentum > 0.0).then_some(MomentumConfig {
+                momentum: t.momentum,
+                dampening: 0.0,
+                nesterov: false,
+            }))
+            .with_weight_decay(decay)
+            .init(),
+        Optimizer::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+    }
+}
+
+/// Learning rate at optimiser step `step` of `total`.
+pub fn learning_rate(cfg: &Config, step: usize, total: usize) -> f64 {
+    let lr = cfg.train.lr;
+    let progress = step as f64 / total.max(1) as f64;
+    match cfg.train.schedule {
+        Schedule::Constant => lr,
+        Schedule::Cosine => lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+        Schedule::Step if progress >= 0.75 => lr * 0.01,
+        Schedule::Step if progress >= 0.5 => lr * 0.1,
+        Schedule::Step => lr,
+    }
+}
+
+/// Mean of `1 - cos(output, target)` over the batch; `target` rows are unit vectors.
+pub fn cosine_loss(output: Tensor<2>, target: Tensor<2>) -> Tensor<1> {
+    let dot = (output.clone() * target).sum_dim(1); // [batch, 1]
+    let norm = output.powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-8); // [batch, 1]
+    (dot / norm).neg().add_scalar(1.0).mean()
+}
+
+/// Builds a normalised image batch and its labels; with `augment`, each image is randomly
+/// cropped from a 4-pixel zero-padded copy and flipped horizontally with probability 1/2.
+fn batch(
+    images: Images<'_>,
+    ids: &[usize],
+    augment: Option<&mut StdRng>,
+    device: &Device,
+) -> (Tensor<4>, Tensor<1, Int>) {
+    let mut pixels = Vec::with_capacity(ids.len() * 3072);
+    let mut aug = augment;
+    let mut scratch = vec![0u8; 3072];
+    for &i in ids {
+        let img = &images.pixels[i * 3072..(i + 1) * 3072];
+        match aug.as_deref_mut() {
+            Some(rng) => {
+                use rand::RngExt;
+                let (dx, dy) = (rng.random_range(-4i32..=4), rng.random_range(-4i32..=4));
+                let flip = rng.random_bool(0.5);
+                shift_flip(img, dx, dy, flip, &mut scratch);
+                model::normalize_into(&scratch, &mut pixels);
+            }
+            None => model::normalize_into(img, &mut pixels),
+        }
+    }
+    let labels: Vec<i64> = ids.iter().map(|&i| i64::from(images.labels[i])).collect();
+    let n = ids.len();
+    (
+        Tensor::from_data(TensorData::new(pixels, [n, 3, 32, 32]), device),
+        Tensor::from_data(TensorData::new(labels, [n]), device),
+    )
+}
+
+/// Translates a `[3, 32, 32]` image by `(dx, dy)` with zero fill, optionally mirrored: the same
+/// as cropping a 32x32 window from the 4-pixel zero-padded image.
+pub fn shift_flip(img: &[u8], dx: i32, dy: i32, flip: bool, out: &mut [u8]) {
+    for c in 0..3 {
+        for y in 0..32i32 {
+            for x in 0..32i32 {
+                let sx = if flip { 31 - x } else { x } + dx;
+                let sy = y + dy;
+                let v = if (0..32).contains(&sx) && (0..32).contains(&sy) {
+                    img[c * 1024 + (sy * 32 + sx) as usize]
+                } else {
+                    0
+                };
+                out[c * 1024 + (y * 32 + x) as usize] = v;
+            }
+        }
+    }
+}
+
+/// Nearest-class accuracy (cosine to `C`) of a network on `images`, in batches of 500.
+pub fn accuracy(net: &HashNet, images: Images<'_>, class_embedding: &[f32], d: usize) -> f64 {
+    if images.is_empty() {
+        return 0.0;
+    }
+    let device = net.hash.weight.val().device();
+    let classes = class_embedding.len() / d;
+    let c = Tensor::<2>::from_data(
+        TensorData::new(class_embedding.to_vec(), [classes, d]),
+        &device,
+    );
+    let ids: Vec<usize> = (0..images.len()).collect();
+    let mut correct = 0i64;
+    for chunk in ids.chunks(500) {
+        let (x, labels) = batch(images, chunk, None, &device);
+        let out = net.forward(x);
+        let predicted = out
+            .embedding
+            .matmul(c.clone().transpose())
+            .argmax(1)
+            .reshape([chunk.len()]);
+        correct += predicted.equal(labels).int().sum().into_scalar::<i64>();
+    }
+    correct as f64 / images.len() as f64
+}
+
+fn progress_bar(
+    show: bool,
+    len: usize,
+    epoch: usize,
+    epochs: usize,
+) -> Option<indicatif::ProgressBar> {
+    show.then(|| {
+        let bar = indicatif::ProgressBar::new(len as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "train epoch {epoch}/{epochs} [{{bar:30}}] {{pos}}/{{len}} {{msg}} eta {{eta}}"
+            ))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    })
+}
+
+/// `train_log.csv` text.
+pub fn log_csv(log: &[EpochLog]) -> String {
+    let mut out =
+        String::from("epoch,loss,train_accuracy,test_accuracy,lr,seconds,images_per_second\n");
+    for e in log {
+        out.push_str(&format!(
+            "{},{:.6},{:.6},{:.6},{},{:.3},{:.1}\n",
+            e.epoch,
+            e.loss,
+            e.train_accuracy,
+            e.test_accuracy,
+            e.lr,
+            e.seconds,
+            e.images_per_second
+        ));
+    }
+    out
+}
+
+fn latest(ckpt_dir: &Path) -> Result<Option<CheckpointState>, TrainError> {
+    let path = ckpt_dir.join("latest.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| TrainError::Checkpoint {
+            path,
+            message: format!("unreadable: {e}"),
+        })
+}
+
+fn save_checkpoint(
+    ckpt_dir: &Path,
+    epoch: usize,
+    net: &HashNet,
+    optim: &ModuleOptimizer,
+    log: &[EpochLog],
+) -> Result<(), TrainError> {
+    let name = format!("epoch-{epoch:03}");
+    let dir = ckpt_dir.join(&name);
+    let fail = |path: &Path, message: String| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    save_model(net, &dir.join("model.bpk"))?;
+    let optim_bytes = optim
+        .to_record()
+        .into_bytes()
+        .map_err(|e| fail(&dir, format!("cannot serialise the optimiser: {e}")))?;
+    store::write_bytes_atomic(&dir.join("optim.bpk"), &optim_bytes)?;
+    let state = CheckpointState {
+        epoch,
+        dir: name.clone(),
+        log: log.to_vec(),
+    };
+    store::write_json_atomic(&dir.join("state.json"), &state)?;
+    // The commit point: only now does the new checkpoint become the one to resume from.
+    store::write_json_atomic(&ckpt_dir.join("latest.json"), &state)?;
+    // Older checkpoints are no longer needed.
+    if let Ok(entries) = std::fs::read_dir(ckpt_dir) {
+        for entry in entries.flatten() {
+            let n = entry.file_name().to_string_lossy().into_owned();
+            if n.starts_with("epoch-") && n != name {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Saves the trained weights to `path` (burnpack, atomically).
+pub fn save_model(net: &HashNet, path: &Path) -> Result<(), TrainError> {
+    let mut pack = BurnpackStore::from_bytes(None);
+    let fail = |e: String| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("cannot serialise the model: {e}"),
+    };
+    net.save_into(&mut pack).map_err(|e| fail(e.to_string()))?;
+    let bytes = pack.get_bytes().map_err(|e| fail(e.to_string()))?;
+    Ok(store::write_bytes_atomic(path, &bytes)?)
+}
+
+/// Loads weights saved by [`save_model`] into a network built for `cfg`, on the inference device.
+pub fn load_trained(cfg: &Config, classes: usize, path: &Path) -> Result<HashNet, TrainError> {
+    let device = model::device(cfg.backend)?;
+    let net = HashNet::new(&cfg.model, classes, &device)?;
+    load_model(net, path)
+}
+
+fn load_model(net: HashNet, path: &Path) -> Result<HashNet, TrainError> {
+    let bytes = store::read(path)?;
+    let mut net = net;
+    let mut pack = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)));
+    net.load_from(&mut pack)
+        .map_err(|e| TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("cannot load: {e}"),
+        })?;
+    Ok(net)
+}
+
+fn load_optimizer(optim: ModuleOptimizer, path: &Path) -> Result<ModuleOptimizer, TrainError> {
+    let bytes = store::read(path)?;
+    let record =
+        burn::optim::OptimizerRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(|e| {
+            TrainError::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!("cannot load: {e}"),
+            }
+        })?;
+    Ok(optim.load_record(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shift_flip_matches_padded_crop() {
+        // hand-made input for a pure-function unit test: pixel value = x + 32 * (y % 4) per plane.
+        let img: Vec<u8> = (0..3072)
+            .map(|i| ((i % 32) + 32 * ((i / 32) % 4)) as u8)
+            .collect();
+        let mut out = vec![0u8; 3072];
+        shift_flip(&img, 0, 0, false, &mut out);
+        assert_eq!(out, img);
+        shift_flip(&img, 2, 0, false, &mut out);
+        assert_eq!(out[0], img[2]);
+        assert_eq!(out[31], 0, "shifted-in column is zero padding");
+        shift_flip(&img, 0, 0, true, &mut out);
+        assert_eq!(out[0], img[31]);
+    }
+
+    #[test]
+    fn schedules() {
+        let mut cfg = crate::config::Loaded::embedded_default().unwrap().config;
+        cfg.train.lr = 1.0;
+        cfg.train.schedule = Schedule::Cosine;
+        assert_eq!(learning_rate(&cfg, 0, 100), 1.0);
+        assert!((learning_rate(&cfg, 50, 100) - 0.5).abs() < 1e-12);
+        cfg.train.schedule = Schedule::Step;
+        assert_eq!(learning_rate(&cfg, 60, 100), 0.1);
+        assert_eq!(learning_rate(&cfg, 80, 100), 0.01);
+    }
+}
