@@ -4,9 +4,10 @@
 //! Per split: `embeddings/<split>.npy` (f32, `N x d`, row i = image i of the split),
 //! `activations/<split>.npy` (f32, `N x h`, the hash layer's sigmoid outputs),
 //! `codes/<split>.npy` (u64, `N x ceil(h/64)`; bit j of an image's code is bit `j % 64` of word
-//! `j / 64`, set when activation j > 0.5, as in the report) and `classes/<split>.csv`
+//! `j / 64`, set when activation j >= 0.5, as in Lin et al.) and `classes/<split>.csv`
 //! (`image_id,rank,class_id,score`: the top classes by cosine to the class embedding).
 
+use crate::index::hamming;
 use crate::model::HashNet;
 use crate::store::{self, StoreError, npy};
 use crate::train::Images;
@@ -39,22 +40,13 @@ pub struct Embedded {
     pub seconds_per_image: f64,
 }
 
-/// 64-bit words per `h`-bit code.
-pub fn words_per_code(h: usize) -> usize {
-    h.div_ceil(64)
-}
-
-/// Packs activations (`n x h`) into codes: bit j set when activation j > 0.5.
+/// Packs activations (`n x h`) into codes, `ceil(h/64)` words each (see
+/// [`hamming::pack_into`]: bit j set when activation j >= 0.5, as in Lin et al.).
 pub fn pack_codes(activations: &[f32], h: usize) -> Vec<u64> {
-    let w = words_per_code(h);
-    let n = activations.len() / h.max(1);
-    let mut codes = vec![0u64; n * w];
-    for (i, row) in activations.chunks_exact(h).enumerate() {
-        for (j, &a) in row.iter().enumerate() {
-            if a > 0.5 {
-                codes[i * w + j / 64] |= 1u64 << (j % 64);
-            }
-        }
+    let w = hamming::words_for(h);
+    let mut codes = vec![0u64; activations.len() / h.max(1) * w];
+    for (row, out) in activations.chunks_exact(h).zip(codes.chunks_exact_mut(w)) {
+        hamming::pack_into(row, out);
     }
     codes
 }
@@ -152,7 +144,7 @@ pub fn write(dir: &Path, split: &str, e: &Embedded) -> Result<(), StoreError> {
         npy::write_f32(w, e.n, e.h, &e.activations)
     })?;
     store::write_atomic(&dir.join("codes").join(&f), |w| {
-        npy::write_u64(w, e.n, words_per_code(e.h), &e.codes)
+        npy::write_u64(w, e.n, hamming::words_for(e.h), &e.codes)
     })?;
     let mut csv = String::from("image_id,rank,class_id,score\n");
     for (i, row) in e.classes.chunks(TOP_CLASSES).enumerate() {
@@ -177,8 +169,8 @@ mod tests {
         a[0] = 0.9;
         a[63] = 0.51;
         a[64] = 1.0;
-        a[1] = 0.5; // exactly 0.5 is not set
-        assert_eq!(pack_codes(&a, 65), vec![1u64 | (1u64 << 63), 1u64]);
+        a[1] = 0.5; // exactly 0.5 is set (Lin et al.: H = 1 when the activation is >= 0.5)
+        assert_eq!(pack_codes(&a, 65), vec![0b11u64 | (1u64 << 63), 1u64]);
     }
 
     #[test]

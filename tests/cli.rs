@@ -41,7 +41,7 @@ fn run_trains_embeds_and_resumes() {
     );
     assert_eq!(
         manifest["stages"],
-        serde_json::json!(["data", "semantics", "train", "embed"])
+        serde_json::json!(["data", "semantics", "train", "embed", "eval"])
     );
 
     let resolved = std::fs::read_to_string(run.join("config.resolved.yaml")).unwrap();
@@ -88,12 +88,46 @@ fn run_trains_embeds_and_resumes() {
         1 + 1000 * harness::embed::TOP_CLASSES
     );
 
+    // Evaluation: long-format metrics for both methods under both protocols.
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let value = |method: &str, protocol: &str, metric: &str, k: &str| -> f64 {
+        let prefix = format!("{method},{protocol},{metric},{k},");
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{prefix} missing"));
+        line[prefix.len()..].parse().unwrap()
+    };
+    // Under the report's protocol the query is in the database and finds itself first (cosine 1).
+    assert!(value("exact", "report", "mP", "1") > 0.99);
+    assert_eq!(
+        value("exact", "report", "mAHP", "1"),
+        0.0,
+        "trapezoid AHP@1 is 0 by definition"
+    );
+    assert!(value("exact", "report", "mAHP_mean", "1") > 0.99);
+    for method in ["exact", "hamming_rerank"] {
+        for protocol in ["report", "leave_one_out"] {
+            for k in ["1", "5", "20", "100"] {
+                let p = value(method, protocol, "mP", k);
+                assert!((0.0..=1.0).contains(&p), "{method} {protocol} {k}: {p}");
+            }
+            assert!(value(method, protocol, "qps", "") > 0.0);
+        }
+    }
+    assert!(value("exact", "leave_one_out", "mP", "1") < value("exact", "report", "mP", "1"));
+    let summary = std::fs::read_to_string(run.join("tables/summary.md")).unwrap();
+    assert!(
+        summary.contains("## Protocol `leave_one_out`") && summary.contains("| hamming_rerank |"),
+        "{summary}"
+    );
+
     // Second run: same folder, every stage reused.
     let out = harness(&["--quiet", "run", TINY, "--out", exp], None);
     let (stdout, _) = text(&out);
     assert!(out.status.success());
     assert!(
-        stdout.contains("(reused: data, semantics, train, embed)"),
+        stdout.contains("(reused: data, semantics, train, embed, eval)"),
         "{stdout}"
     );
 }

@@ -8,6 +8,7 @@ use crate::data::summary::DataSummary;
 use crate::data::usf::UsfNorms;
 use crate::data::{DataRoot, fetch};
 use crate::experiment::{self, RunOptions};
+use crate::index::bench::{self, BenchOptions, SyntheticCodes};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
@@ -89,6 +90,73 @@ pub enum Command {
     /// Inspect or install the data sets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Benchmarks that print one JSON object per method and setting.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `harness bench ...`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Time every index method on .npy inputs or seeded synthetic data.
+    ///
+    /// Prints one JSON line per method: method, n, dim, bits, k, threads, median and p95
+    /// single-query seconds, batch queries/s, build seconds and bytes per item. The queries are
+    /// the first Q rows of the data. scripts/bench_faiss.sh runs FAISS on the same files.
+    ///
+    /// Example: harness bench search --embeddings results/cache/embed-*/embeddings/test.npy
+    ///          --codes results/cache/embed-*/codes/test.npy --bits 48 --k 100
+    Search(BenchSearchArgs),
+}
+
+/// Options of `harness bench search`.
+#[derive(Debug, Args)]
+pub struct BenchSearchArgs {
+    /// Embeddings, .npy f32 `N x d` (as written by the embed stage).
+    #[arg(long, value_name = "FILE")]
+    pub embeddings: Option<PathBuf>,
+    /// Packed codes, .npy u64 `N x ceil(h/64)`.
+    #[arg(long, value_name = "FILE")]
+    pub codes: Option<PathBuf>,
+    /// Generate N seeded synthetic items instead of reading files.
+    #[arg(long, value_name = "N", conflicts_with_all = ["embeddings", "codes"])]
+    pub synthetic: Option<usize>,
+    /// Synthetic embedding dimension d.
+    #[arg(long, default_value_t = 100)]
+    pub dim: usize,
+    /// Code length h in bits (0: 64 x the columns of the codes file).
+    #[arg(long, default_value_t = 64)]
+    pub bits: usize,
+    /// Queries (the first Q rows) for the batch run.
+    #[arg(long, default_value_t = 1000)]
+    pub queries: usize,
+    /// Queries timed one at a time (default: Q).
+    #[arg(long)]
+    pub single_queries: Option<usize>,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Threads for the batch run (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Seed for synthetic data.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Comma-separated subset of exact, hamming, hamming_rerank, mih, asymmetric.
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Vec<String>,
+    /// Synthetic code distribution: clustered (100 centres, 10% bit flips) or random.
+    #[arg(long, default_value = "clustered", value_parser = ["clustered", "random"])]
+    pub code_dist: String,
+    /// Shortlist factor N'/k for the re-rankers.
+    #[arg(long, default_value_t = 2.0)]
+    pub shortlist: f64,
+    /// Multi-index-hashing substrings m (default: chosen from N and h).
+    #[arg(long)]
+    pub mih_m: Option<usize>,
+    /// Write each method's batch results as <method>_ids.npy and <method>_scores.npy here.
+    #[arg(long, value_name = "DIR")]
+    pub dump_dir: Option<PathBuf>,
 }
 
 /// `harness data ...`
@@ -167,6 +235,34 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Data(DataCommand::Info { root }) => {
             data_info(root.as_deref().or(cli.data_root.as_deref()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Search(a)) => {
+            let defaults = BenchOptions::default();
+            let opts = BenchOptions {
+                embeddings: a.embeddings,
+                codes: a.codes,
+                synthetic: a.synthetic,
+                dim: a.dim,
+                bits: a.bits,
+                queries: a.queries,
+                k: a.k,
+                threads: a.threads.unwrap_or(defaults.threads),
+                seed: a.seed,
+                methods: a.methods,
+                code_dist: if a.code_dist == "random" {
+                    SyntheticCodes::Random
+                } else {
+                    SyntheticCodes::Clustered
+                },
+                single_queries: a.single_queries,
+                shortlist: a.shortlist,
+                mih_m: a.mih_m,
+                dump_dir: a.dump_dir,
+            };
+            for record in bench::run(&opts).context("bench search")? {
+                println!("{}", serde_json::to_string(&record)?);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Data(DataCommand::Fetch(args)) => {

@@ -3,6 +3,7 @@
 //! ([`stats`]).
 
 pub mod metrics;
+pub mod retrieval;
 pub mod stats;
 
 pub use crate::config::Protocol;

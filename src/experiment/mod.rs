@@ -17,10 +17,13 @@ use crate::data::summary::{DataSummary, class_counts_csv};
 use crate::data::usf::UsfNorms;
 use crate::data::{DataError, DataRoot};
 use crate::embed;
+use crate::eval::retrieval::{self, EvalSettings, SplitView};
+use crate::index::hamming::Shortlist;
+use crate::report;
 use crate::semantics::{
     SemanticsError, SimilarityMatrix, class_embedding, embedding_csv, similarity_csv,
 };
-use crate::store::{self, StoreError};
+use crate::store::{self, StoreError, npy};
 use crate::train::{self, Images, TrainError, TrainJob};
 use lock::{LockError, RunLock};
 use manifest::Manifest;
@@ -42,6 +45,17 @@ pub enum ExperimentError {
     /// The class embedding could not be built.
     #[error(transparent)]
     Semantics(#[from] SemanticsError),
+    /// A stored artifact could not be read back.
+    #[error("{path}: {message}")]
+    Artifact {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Evaluating a method failed.
+    #[error("evaluation of {0}")]
+    Eval(String),
     /// Training or the model failed.
     #[error(transparent)]
     Train(#[from] TrainError),
@@ -278,6 +292,143 @@ fn run_stages(
         let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
         embed_stage(root, cfg, data, &splits, &train_dir, out, progress)
     })?;
+    st.run("eval", &run.hash, || {
+        let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
+        eval_stage(root, cfg, data, &embed_dir, dir)
+    })?;
+    Ok(())
+}
+
+/// One split's embed outputs, as read back from the `.npy` files.
+struct Embedded {
+    embeddings: Vec<f32>,
+    d: usize,
+    activations: Vec<f32>,
+    h: usize,
+    codes: Vec<u64>,
+}
+
+impl Embedded {
+    /// A view with the split's labels (the first `n` of them, `n` = rows stored).
+    fn view<'a>(&'a self, labels: &'a [u8]) -> SplitView<'a> {
+        let n = self.embeddings.len() / self.d.max(1);
+        SplitView {
+            embeddings: &self.embeddings,
+            d: self.d,
+            activations: &self.activations,
+            codes: &self.codes,
+            h: self.h,
+            labels: &labels[..n.min(labels.len())],
+        }
+    }
+}
+
+fn load_embedded(embed_dir: &Path, split: SplitName) -> Result<Embedded, ExperimentError> {
+    let f = format!("{split}.npy");
+    let read_f32 = |sub: &str| -> Result<(usize, usize, Vec<f32>), ExperimentError> {
+        let path = embed_dir.join(sub).join(&f);
+        npy::read_f32(&store::read(&path)?).map_err(|e| ExperimentError::Artifact {
+            path,
+            message: e.to_string(),
+        })
+    };
+    let (n, d, embeddings) = read_f32("embeddings")?;
+    let (n2, h, activations) = read_f32("activations")?;
+    let path = embed_dir.join("codes").join(&f);
+    let (n3, _, codes) =
+        npy::read_u64(&store::read(&path)?).map_err(|e| ExperimentError::Artifact {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+    if n != n2 || n != n3 {
+        return Err(ExperimentError::Artifact {
+            path,
+            message: format!("row counts differ: {n}, {n2}, {n3}"),
+        });
+    }
+    Ok(Embedded {
+        embeddings,
+        d,
+        activations,
+        h,
+        codes,
+    })
+}
+
+/// Evaluates every configured method under every protocol; writes `metrics.csv` (long format),
+/// `hp_curves.csv` and `tables/summary.md`.
+fn eval_stage(
+    root: &DataRoot,
+    cfg: &config::Config,
+    data: &Cifar100,
+    embed_dir: &Path,
+    dir: &Path,
+) -> Result<(), ExperimentError> {
+    let names = crate::data::cifar::load_names(&root.cifar_dir())?;
+    let hierarchy = Hierarchy::load(&root.hierarchy_dir(), &names.fine)?;
+    let sim = SimilarityMatrix::from_hierarchy(&hierarchy)?;
+    let test = load_embedded(embed_dir, SplitName::Test)?;
+    let train = if cfg.eval.protocols.contains(&config::Protocol::TrainDb) {
+        Some(load_embedded(embed_dir, SplitName::Train)?)
+    } else {
+        None
+    };
+    // Views borrow the label slices of the loaded CIFAR splits.
+    let test_view = test.view(&data.test.fine);
+    let train_view = train.as_ref().map(|t| t.view(&data.train.fine));
+    let settings = EvalSettings {
+        ks: cfg.eval.ks.clone(),
+        shortlist: match cfg.index.shortlist {
+            Some(n) => Shortlist::Absolute(n),
+            None => Shortlist::Factor(cfg.index.shortlist_factor),
+        },
+        mih_substrings: cfg.index.mih_substrings.map(|m| m as usize),
+        timing_queries: cfg.eval.timing_queries,
+        threads: if cfg.index.threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            cfg.index.threads
+        },
+    };
+    let mut results = Vec::new();
+    for &protocol in &cfg.eval.protocols {
+        let db = match protocol {
+            config::Protocol::TrainDb => train_view.as_ref().unwrap_or(&test_view),
+            _ => &test_view,
+        };
+        for &method in &cfg.index.methods {
+            let r = retrieval::evaluate(
+                method,
+                protocol,
+                db,
+                &test_view,
+                sim.values(),
+                sim.n(),
+                &settings,
+            )
+            .map_err(|e| ExperimentError::Eval(format!("{method:?} under {protocol}: {e}")))?;
+            results.push(r);
+        }
+    }
+    if cfg.iwan.enabled {
+        eprintln!(
+            "note: the IWAN stage is not implemented in this build yet; iwan results are not reported"
+        );
+    }
+    store::write_bytes_atomic(
+        &dir.join("metrics.csv"),
+        report::metrics_csv(&results).as_bytes(),
+    )?;
+    store::write_bytes_atomic(
+        &dir.join("hp_curves.csv"),
+        report::hp_curves_csv(&results).as_bytes(),
+    )?;
+    store::write_bytes_atomic(
+        &dir.join("tables").join("summary.md"),
+        report::summary_markdown(cfg, &results).as_bytes(),
+    )?;
     Ok(())
 }
 

@@ -5,12 +5,15 @@
 //! by `model.encoder` in the config; `cifar_cnn` is the compact from-scratch CNN for 32x32 inputs.
 
 pub mod cifar_cnn;
+pub mod efficientnet;
+pub mod resize;
 
 use crate::config::{Backend, ModelConfig};
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
+use std::path::PathBuf;
 
 /// Why a model could not be built, loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -25,11 +28,64 @@ pub enum ModelError {
     /// The encoder exists in the schema but is not available in this build yet.
     #[error("encoder `{0}` is not available yet in this build; use `cifar_cnn`")]
     EncoderUnavailable(String),
+    /// The weights file does not exist.
+    #[error("weights file {path} does not exist")]
+    WeightsNotFound {
+        /// Path that was looked up.
+        path: PathBuf,
+    },
+    /// The weights file exists but could not be read.
+    #[error("cannot read weights file {path}: {source}")]
+    WeightsUnreadable {
+        /// Path of the weights file.
+        path: PathBuf,
+        /// Underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a well-formed safetensors file (truncated, bad header, bad offsets).
+    #[error("corrupt safetensors file {path}: {what}")]
+    CorruptWeights {
+        /// Path of the weights file.
+        path: PathBuf,
+        /// What exactly is wrong.
+        what: String,
+    },
+    /// A tensor the model needs is absent from the weights file.
+    #[error("tensor `{name}` is missing from the weights file")]
+    MissingTensor {
+        /// Name of the missing tensor.
+        name: String,
+    },
+    /// A tensor is present but has the wrong shape.
+    #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    WrongShape {
+        /// Name of the tensor.
+        name: String,
+        /// Shape the model needs.
+        expected: Vec<usize>,
+        /// Shape stored in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor is stored with a dtype the loader cannot convert (only `F32` is supported).
+    #[error("tensor `{name}` has unsupported dtype {dtype} (only F32 is supported)")]
+    UnsupportedDtype {
+        /// Name of the tensor.
+        name: String,
+        /// Dtype string from the safetensors header.
+        dtype: String,
+    },
+    /// An image buffer or input batch does not match its declared dimensions.
+    #[error("invalid model input: {what}")]
+    InvalidInput {
+        /// What is wrong with the input.
+        what: String,
+    },
     /// A weights or checkpoint file could not be read or written.
     #[error("{path}: {message}")]
     File {
         /// The file.
-        path: std::path::PathBuf,
+        path: PathBuf,
         /// What went wrong.
         message: String,
     },
@@ -51,8 +107,12 @@ pub fn device(backend: Backend) -> Result<Device, ModelError> {
 pub struct HashNet {
     /// Image encoder.
     pub encoder: cifar_cnn::CifarCnn,
-    /// `features -> h`, followed by a sigmoid: the hash layer.
+    /// `features -> h`, followed by batch norm and a sigmoid: the hash layer.
     pub hash: Linear,
+    /// Batch norm of the hash layer's pre-activations. It keeps the sigmoid in its sensitive
+    /// range: without it the `h` activations start saturated near 0.5 with little spread and a
+    /// network trained from scratch collapses to the mean class direction.
+    pub hash_norm: BatchNorm,
     /// `h -> d`: the embedding layer.
     pub embed: Linear,
     /// Optional `h -> classes` softmax head for the auxiliary cross-entropy loss.
@@ -86,6 +146,7 @@ impl HashNet {
         let (h, d) = (cfg.h as usize, cfg.d as usize);
         Ok(Self {
             hash: LinearConfig::new(cifar_cnn::FEATURES, h).init(device),
+            hash_norm: BatchNormConfig::new(h).init(device),
             embed: LinearConfig::new(h, d).init(device),
             classify: (cfg.aux_ce_weight > 0.0).then(|| LinearConfig::new(h, classes).init(device)),
             encoder,
@@ -95,7 +156,7 @@ impl HashNet {
     /// `[batch, 3, 32, 32]` normalised images to activations, embedding and logits.
     pub fn forward(&self, images: Tensor<4>) -> Output {
         let features = self.encoder.forward(images); // [batch, FEATURES]
-        let activations = sigmoid(self.hash.forward(features)); // [batch, h]
+        let activations = sigmoid(self.hash_norm.forward(self.hash.forward(features))); // [batch, h]
         let embedding = self.embed.forward(activations.clone()); // [batch, d]
         let logits = self
             .classify

@@ -1,0 +1,256 @@
+//! Retrieval evaluation of one method under one protocol: build the index over the database
+//! embeddings and codes, search every query, score the rankings with [`QueryEvaluator`], and time
+//! the searches. Plain slices in, numbers out; no burn.
+
+use super::metrics::{AggregateReport, MetricsAggregator, MetricsError, QueryEvaluator};
+use super::stats::{StatsError, summarize};
+use crate::config::{IndexMethod, Protocol};
+use crate::index::asymmetric::AsymmetricIndex;
+use crate::index::exact::ExactIndex;
+use crate::index::hamming::{Codes, HammingIndex, HammingRerankIndex, Shortlist};
+use crate::index::mih::MihIndex;
+use crate::index::{Hit, IndexError, Query, Scratch, SearchIndex, search_batch};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Why an evaluation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// Building or searching an index failed.
+    #[error("index: {0}")]
+    Index(#[from] IndexError),
+    /// Scoring a ranking failed.
+    #[error("metrics: {0}")]
+    Metrics(#[from] MetricsError),
+    /// Timing statistics failed.
+    #[error("timing: {0}")]
+    Stats(#[from] StatsError),
+    /// Inconsistent inputs.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// One split's embed-stage outputs (row i = image i of the split).
+#[derive(Debug, Clone, Copy)]
+pub struct SplitView<'a> {
+    /// `n x d` embeddings.
+    pub embeddings: &'a [f32],
+    /// `d`.
+    pub d: usize,
+    /// `n x h` hash activations.
+    pub activations: &'a [f32],
+    /// `n x ceil(h/64)` packed codes.
+    pub codes: &'a [u64],
+    /// `h`.
+    pub h: usize,
+    /// `n` fine labels.
+    pub labels: &'a [u8],
+}
+
+impl SplitView<'_> {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True without images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    fn query(&self, i: usize, exclude: Option<u32>) -> Query<'_> {
+        let w = self.h.div_ceil(64);
+        Query {
+            embedding: Some(&self.embeddings[i * self.d..(i + 1) * self.d]),
+            code: Some(&self.codes[i * w..(i + 1) * w]),
+            activations: Some(&self.activations[i * self.h..(i + 1) * self.h]),
+            exclude,
+        }
+    }
+}
+
+/// Settings shared by every method.
+#[derive(Debug, Clone)]
+pub struct EvalSettings {
+    /// Cut-offs `k`.
+    pub ks: Vec<usize>,
+    /// Shortlist for the re-ranking methods.
+    pub shortlist: Shortlist,
+    /// Multi-index-hashing substrings (`None`: automatic).
+    pub mih_substrings: Option<usize>,
+    /// Queries timed one at a time (the first ones).
+    pub timing_queries: usize,
+    /// Threads for the batch run.
+    pub threads: usize,
+}
+
+/// Latency and size figures of a method.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timing {
+    /// Median single-query wall time (s), warm index, one thread.
+    pub query_median_s: f64,
+    /// 95th percentile single-query wall time (s).
+    pub query_p95_s: f64,
+    /// Mean single-query wall time (s).
+    pub query_mean_s: f64,
+    /// Batch throughput over all queries (queries/s) with `threads` threads.
+    pub qps: f64,
+    /// Threads of the batch run.
+    pub threads: usize,
+    /// Index build time (s).
+    pub build_s: f64,
+    /// Index memory per database item (bytes).
+    pub bytes_per_item: usize,
+}
+
+/// Everything one (method, protocol) evaluation produced.
+#[derive(Debug, Clone)]
+pub struct MethodResult {
+    /// The method.
+    pub method: IndexMethod,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// Mean metrics per k and the HP curve.
+    pub report: AggregateReport,
+    /// Latencies.
+    pub timing: Timing,
+    /// Top-`max(ks)` of every query (db ids and scores), in query order.
+    pub rankings: Vec<Vec<Hit>>,
+}
+
+/// Builds the index for `method` over `db`.
+pub fn build_index(
+    method: IndexMethod,
+    db: &SplitView<'_>,
+    s: &EvalSettings,
+) -> Result<Box<dyn SearchIndex>, EvalError> {
+    let n = db.len();
+    let codes = || Codes::new(n, db.h, db.codes.to_vec()).map(Arc::new);
+    let exact = || ExactIndex::new(n, db.d, db.embeddings).map(Arc::new);
+    Ok(match method {
+        IndexMethod::Exact => Box::new(ExactIndex::new(n, db.d, db.embeddings)?),
+        IndexMethod::Hamming => Box::new(HammingIndex::new(codes()?)),
+        IndexMethod::HammingRerank => {
+            Box::new(HammingRerankIndex::new(codes()?, exact()?, s.shortlist)?)
+        }
+        IndexMethod::Mih => Box::new(match s.mih_substrings {
+            Some(m) => MihIndex::with_substrings(codes()?, m)?,
+            None => MihIndex::new(codes()?)?,
+        }),
+        IndexMethod::Asymmetric => Box::new(AsymmetricIndex::new(codes()?, s.shortlist)?),
+    })
+}
+
+/// Evaluates `method` under `protocol`. `same_split` says the queries are the database split
+/// itself (query i is database item i), as under `report` and `leave_one_out`.
+pub fn evaluate(
+    method: IndexMethod,
+    protocol: Protocol,
+    db: &SplitView<'_>,
+    queries: &SplitView<'_>,
+    sim: &[f64],
+    n_classes: usize,
+    s: &EvalSettings,
+) -> Result<MethodResult, EvalError> {
+    if protocol.queries_in_db() && queries.len() > db.len() {
+        return Err(EvalError::Input(format!(
+            "{protocol}: {} queries but the database holds {}",
+            queries.len(),
+            db.len()
+        )));
+    }
+    let k = s.ks.iter().copied().max().unwrap_or(1).min(db.len());
+    let started = Instant::now();
+    let index = build_index(method, db, s)?;
+    let build_s = started.elapsed().as_secs_f64();
+    let exclude = |i: usize| protocol.exclusion(i as u32);
+    let batch: Vec<Query<'_>> = (0..queries.len())
+        .map(|i| queries.query(i, exclude(i)))
+        .collect();
+
+    // Single queries, one thread, after one warm-up query.
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    let timed = s.timing_queries.min(queries.len());
+    let mut times = Vec::with_capacity(timed);
+    if let Some(q) = batch.first() {
+        index.search(q, k, &mut scratch, &mut out)?;
+    }
+    for q in &batch[..timed] {
+        let t = Instant::now();
+        index.search(q, k, &mut scratch, &mut out)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let latency = summarize(&times)?;
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(s.threads.max(1))
+        .build()
+        .map_err(|e| EvalError::Input(format!("cannot start {} threads: {e}", s.threads)))?;
+    let t = Instant::now();
+    let rankings = search_batch(index.as_ref(), &batch, k, &pool)?;
+    let qps = batch.len() as f64 / t.elapsed().as_secs_f64().max(1e-12);
+
+    let db_labels: Vec<u16> = db.labels.iter().map(|&l| u16::from(l)).collect();
+    let evaluator = QueryEvaluator::new(&db_labels, sim, n_classes)?;
+    let mut agg = MetricsAggregator::new(&s.ks)?;
+    let mut ids = Vec::with_capacity(k);
+    for (i, hits) in rankings.iter().enumerate() {
+        ids.clear();
+        ids.extend(hits.iter().map(|h| h.id));
+        let m = evaluator.evaluate(u16::from(queries.labels[i]), exclude(i), &ids, &s.ks)?;
+        agg.push(&m)?;
+    }
+    let report = agg
+        .report()
+        .ok_or_else(|| EvalError::Input("no queries to evaluate".into()))?;
+    Ok(MethodResult {
+        method,
+        protocol,
+        report,
+        timing: Timing {
+            query_median_s: latency.median,
+            query_p95_s: latency.p95,
+            query_mean_s: latency.mean,
+            qps,
+            threads: s.threads.max(1),
+            build_s,
+            bytes_per_item: index.bytes_per_item(),
+        },
+        rankings,
+    })
+}
+
+/// `metrics.csv` rows (`method,protocol,metric,k,value`) of a result; `k` is empty where it does
+/// not apply.
+pub fn metric_rows(r: &MethodResult) -> Vec<(String, String, &'static str, Option<usize>, f64)> {
+    let method = serde_json::to_value(r.method)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    let protocol = r.protocol.as_str().to_string();
+    let mut rows = Vec::new();
+    let mut push = |metric: &'static str, k: Option<usize>, v: f64| {
+        rows.push((method.clone(), protocol.clone(), metric, k, v))
+    };
+    for m in &r.report.at_k {
+        push("mP", Some(m.k), m.mean_precision);
+        push("mAP", Some(m.k), m.mean_average_precision);
+        push("mHP", Some(m.k), m.mean_hierarchical_precision);
+        push("mAHP", Some(m.k), m.mean_ahp);
+        push("mAHP_mean", Some(m.k), m.mean_ahp_mean);
+    }
+    if let Some(v) = r.report.map_full {
+        push("AP_full", None, v);
+    }
+    let t = &r.timing;
+    push("query_median_s", None, t.query_median_s);
+    push("query_p95_s", None, t.query_p95_s);
+    push("query_mean_s", None, t.query_mean_s);
+    push("qps", None, t.qps);
+    push("threads", None, t.threads as f64);
+    push("build_s", None, t.build_s);
+    push("bytes_per_item", None, t.bytes_per_item as f64);
+    rows
+}

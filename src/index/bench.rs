@@ -1,0 +1,596 @@
+//! Engine of `harness bench search`: builds each requested index over `.npy`
+//! files or seeded synthetic data, times single queries and thread-pool
+//! batches, and returns one [`BenchRecord`] per method.
+//!
+//! * Queries are the first `Q` database rows (not excluded from the database,
+//!   so each query finds itself, as a FAISS run over the same files does).
+//! * Single-query latency: `min(10, Q)` warm-up queries, then each of the
+//!   first `single_queries` queries timed on its own on the calling thread;
+//!   median and p95 (nearest rank) in seconds.
+//! * Throughput: the `Q` queries as one [`search_batch`] on a pool of
+//!   `threads` threads, repeated up to 3 times (fewer if a run takes over a
+//!   second); `qps = Q / best time`.
+//! * Asymmetric queries need activations, which the files do not hold: they
+//!   are derived from the query's code as `0.5 +- 0.5*u` (sign from the bit,
+//!   `u` uniform in `(0, 1]`, seeded).
+//! * Synthetic data ([`SyntheticCodes::Clustered`] by default): 100 clusters;
+//!   each item belongs to a random cluster, its embedding is the cluster's
+//!   centre (uniform in `[-1, 1]^d`) plus uniform noise in `[-0.5, 0.5]^d`,
+//!   and its code is the cluster's random centre code with each bit flipped
+//!   with probability 0.1 (semantic hashes cluster by class). `Random` draws
+//!   every code bit uniformly.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::asymmetric::AsymmetricIndex;
+use super::exact::ExactIndex;
+use super::hamming::{Codes, HammingIndex, HammingRerankIndex, Shortlist, words_for};
+use super::mih::MihIndex;
+use super::{Hit, IndexError, Query, Scratch, SearchIndex, search_batch};
+use crate::store::npy;
+
+/// All method names, in the order they are run.
+pub const METHODS: [&str; 5] = ["exact", "hamming", "hamming_rerank", "mih", "asymmetric"];
+
+/// How synthetic codes are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyntheticCodes {
+    /// 100 centre codes, each bit flipped with probability 0.1 (default).
+    #[default]
+    Clustered,
+    /// Every bit uniform.
+    Random,
+}
+
+/// Options of `harness bench search`.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// `--embeddings FILE`: `.npy` `<f4` array `N x D`.
+    pub embeddings: Option<PathBuf>,
+    /// `--codes FILE`: `.npy` `<u8` array `N x ceil(H/64)` of packed codes.
+    pub codes: Option<PathBuf>,
+    /// `--synthetic N`: generate `N` items instead of reading files.
+    pub synthetic: Option<usize>,
+    /// `--dim D`: synthetic embedding dimension (default 100).
+    pub dim: usize,
+    /// `--bits H`: code length (default 64); 0 means `64 * columns` of the codes file.
+    pub bits: usize,
+    /// `--queries Q`: queries (the first `Q` rows; default 1000).
+    pub queries: usize,
+    /// `--k K`: neighbours per query (default 10).
+    pub k: usize,
+    /// `--threads T`: threads for the batch run (default: all cores).
+    pub threads: usize,
+    /// `--seed S`: seed for synthetic data and activations (default 0).
+    pub seed: u64,
+    /// `--methods a,b,c`: subset of [`METHODS`]; empty = all the data allows.
+    pub methods: Vec<String>,
+    /// `--code-dist clustered|random`: synthetic code distribution.
+    pub code_dist: SyntheticCodes,
+    /// `--single-queries S`: how many queries to time one by one (default `Q`).
+    pub single_queries: Option<usize>,
+    /// `--shortlist C`: shortlist factor for the re-rankers (default 2).
+    pub shortlist: f64,
+    /// `--mih-m M`: MIH substrings (default automatic).
+    pub mih_m: Option<usize>,
+    /// `--dump-dir DIR`: write `<method>_ids.npy` (`u64`) and
+    /// `<method>_scores.npy` (`f32`), `Q x min(k, N)`, of the batch results.
+    pub dump_dir: Option<PathBuf>,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            embeddings: None,
+            codes: None,
+            synthetic: None,
+            dim: 100,
+            bits: 64,
+            queries: 1000,
+            k: 10,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            seed: 0,
+            methods: Vec::new(),
+            code_dist: SyntheticCodes::Clustered,
+            single_queries: None,
+            shortlist: 2.0,
+            mih_m: None,
+            dump_dir: None,
+        }
+    }
+}
+
+/// One result line of the benchmark (serialised as a JSON object).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchRecord {
+    /// Method name.
+    pub method: String,
+    /// Database size.
+    pub n: usize,
+    /// Embedding dimension, for methods that use embeddings.
+    pub dim: Option<usize>,
+    /// Code length, for methods that use codes.
+    pub bits: Option<usize>,
+    /// Neighbours per query.
+    pub k: usize,
+    /// Threads of the batch run.
+    pub threads: usize,
+    /// Median single-query latency (s).
+    pub median_s: f64,
+    /// 95th-percentile single-query latency (s).
+    pub p95_s: f64,
+    /// Batch throughput (queries per second).
+    pub qps: f64,
+    /// Index build time (s).
+    pub build_s: f64,
+    /// Index memory per item (bytes).
+    pub bytes_per_item: usize,
+    /// Queries in the batch.
+    pub queries: usize,
+    /// Queries timed one by one.
+    pub single_queries: usize,
+    /// Method parameters, e.g. `m=3` or `shortlist=2`.
+    pub params: String,
+}
+
+/// The loaded or generated benchmark data.
+struct Data {
+    n: usize,
+    dim: usize,
+    embeddings: Option<Vec<f32>>,
+    codes: Option<Arc<Codes>>,
+}
+
+fn load_data(opts: &BenchOptions) -> Result<Data, IndexError> {
+    if let Some(n) = opts.synthetic {
+        if opts.embeddings.is_some() || opts.codes.is_some() {
+            return Err(IndexError::InvalidParameter(
+                "--synthetic cannot be combined with --embeddings/--codes".into(),
+            ));
+        }
+        return synthetic(n, opts);
+    }
+    let mut n = None;
+    let mut embeddings = None;
+    let mut dim = 0;
+    if let Some(p) = &opts.embeddings {
+        let (rows, cols, data) = npy::read_f32(&std::fs::read(p)?)?;
+        n = Some(rows);
+        dim = cols;
+        embeddings = Some(data);
+    }
+    let mut codes = None;
+    if let Some(p) = &opts.codes {
+        let (rows, cols, data) = npy::read_u64(&std::fs::read(p)?)?;
+        let bits = if opts.bits == 0 { cols * 64 } else { opts.bits };
+        if words_for(bits) != cols {
+            return Err(IndexError::Mismatch(format!(
+                "{bits}-bit codes need {} u64 columns, the codes file has {cols}",
+                words_for(bits)
+            )));
+        }
+        if let Some(n) = n
+            && n != rows
+        {
+            return Err(IndexError::Mismatch(format!(
+                "{n} embeddings but {rows} codes"
+            )));
+        }
+        n = Some(rows);
+        codes = Some(Arc::new(Codes::new(rows, bits, data)?));
+    }
+    let n = n.ok_or_else(|| {
+        IndexError::InvalidParameter("give --embeddings and/or --codes, or --synthetic N".into())
+    })?;
+    Ok(Data {
+        n,
+        dim,
+        embeddings,
+        codes,
+    })
+}
+
+/// Seeded synthetic data (see the module docs).
+fn synthetic(n: usize, opts: &BenchOptions) -> Result<Data, IndexError> {
+    const CLUSTERS: usize = 100;
+    let (d, bits) = (opts.dim, opts.bits);
+    if d == 0 {
+        return Err(IndexError::InvalidParameter("--dim must be >= 1".into()));
+    }
+    if bits == 0 || bits > super::hamming::MAX_BITS {
+        return Err(IndexError::InvalidBits(bits));
+    }
+    let w = words_for(bits);
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let centres: Vec<f32> = (0..CLUSTERS * d)
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect();
+    let mut centre_codes = vec![0u64; CLUSTERS * w];
+    for c in 0..CLUSTERS {
+        let bitsv: Vec<f32> = (0..bits)
+            .map(|_| if rng.random_bool(0.5) { 1.0 } else { 0.0 })
+            .collect();
+        super::hamming::pack_into(&bitsv, &mut centre_codes[c * w..(c + 1) * w]);
+    }
+    let mut emb = Vec::with_capacity(n * d);
+    let mut words = vec![0u64; n * w];
+    for i in 0..n {
+        let c = rng.random_range(0..CLUSTERS);
+        for j in 0..d {
+            emb.push(centres[c * d + j] + rng.random_range(-0.5f32..0.5));
+        }
+        let code = &mut words[i * w..(i + 1) * w];
+        match opts.code_dist {
+            SyntheticCodes::Clustered => {
+                code.copy_from_slice(&centre_codes[c * w..(c + 1) * w]);
+                for j in 0..bits {
+                    if rng.random_bool(0.1) {
+                        code[j / 64] ^= 1u64 << (j % 64);
+                    }
+                }
+            }
+            SyntheticCodes::Random => {
+                for (t, word) in code.iter_mut().enumerate() {
+                    let v: u64 = rng.random();
+                    let used = (bits - 64 * t).min(64);
+                    *word = if used == 64 {
+                        v
+                    } else {
+                        v & ((1u64 << used) - 1)
+                    };
+                }
+            }
+        }
+    }
+    Ok(Data {
+        n,
+        dim: d,
+        embeddings: Some(emb),
+        codes: Some(Arc::new(Codes::new(n, bits, words)?)),
+    })
+}
+
+fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Runs the benchmark; see the module docs for the method.
+pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
+    if opts.k == 0 {
+        return Err(IndexError::ZeroK);
+    }
+    if opts.queries == 0 || opts.threads == 0 {
+        return Err(IndexError::InvalidParameter(
+            "--queries and --threads must be >= 1".into(),
+        ));
+    }
+    let shortlist = Shortlist::Factor(opts.shortlist);
+    shortlist.validate()?;
+    for m in &opts.methods {
+        if !METHODS.contains(&m.as_str()) {
+            return Err(IndexError::InvalidParameter(format!(
+                "unknown method '{m}' (known: {})",
+                METHODS.join(", ")
+            )));
+        }
+    }
+    let data = load_data(opts)?;
+    let (n, d) = (data.n, data.dim);
+    let nq = opts.queries.min(n);
+    let single = opts.single_queries.unwrap_or(nq).min(nq);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .build()
+        .map_err(|e| IndexError::InvalidParameter(format!("thread pool: {e}")))?;
+
+    // Query activations for the asymmetric method.
+    let acts: Vec<f32> = match &data.codes {
+        Some(c) => {
+            let mut rng = StdRng::seed_from_u64(opts.seed ^ 0xA5A5_5A5A);
+            let h = c.bits();
+            let mut a = Vec::with_capacity(nq * h);
+            for i in 0..nq {
+                let code = c.code(i);
+                for j in 0..h {
+                    let u = 1.0 - rng.random::<f32>();
+                    let bit = (code[j / 64] >> (j % 64)) & 1 == 1;
+                    a.push(if bit { 0.5 + 0.5 * u } else { 0.5 - 0.5 * u });
+                }
+            }
+            a
+        }
+        None => Vec::new(),
+    };
+    let queries: Vec<Query> = (0..nq)
+        .map(|i| Query {
+            embedding: data.embeddings.as_ref().map(|e| &e[i * d..(i + 1) * d]),
+            code: data.codes.as_ref().map(|c| c.code(i)),
+            activations: data
+                .codes
+                .as_ref()
+                .map(|c| &acts[i * c.bits()..(i + 1) * c.bits()]),
+            exclude: None,
+        })
+        .collect();
+
+    let wanted: Vec<&str> = if opts.methods.is_empty() {
+        METHODS
+            .iter()
+            .copied()
+            .filter(|m| match *m {
+                "exact" => data.embeddings.is_some(),
+                "hamming_rerank" => data.embeddings.is_some() && data.codes.is_some(),
+                _ => data.codes.is_some(),
+            })
+            .collect()
+    } else {
+        METHODS
+            .iter()
+            .copied()
+            .filter(|m| opts.methods.iter().any(|x| x == m))
+            .collect()
+    };
+
+    let mut exact_cache: Option<(Arc<ExactIndex>, f64)> = None;
+    let mut get_exact = |emb: Option<&Vec<f32>>| -> Result<(Arc<ExactIndex>, f64), IndexError> {
+        if let Some(e) = &exact_cache {
+            return Ok(e.clone());
+        }
+        let emb = emb.ok_or(IndexError::MissingQueryPart(
+            "embedding (give --embeddings)",
+        ))?;
+        let t = Instant::now();
+        let e = Arc::new(ExactIndex::new(n, d, emb)?);
+        let built = (e, t.elapsed().as_secs_f64());
+        exact_cache = Some(built.clone());
+        Ok(built)
+    };
+    let need_codes = || -> Result<Arc<Codes>, IndexError> {
+        data.codes
+            .clone()
+            .ok_or(IndexError::MissingQueryPart("code (give --codes)"))
+    };
+
+    let mut records = Vec::new();
+    for method in wanted {
+        let t = Instant::now();
+        let (index, build_s, params): (Box<dyn SearchIndex>, f64, String) = match method {
+            "exact" => {
+                let (e, s) = get_exact(data.embeddings.as_ref())?;
+                (Box::new(e), s, String::new())
+            }
+            "hamming" => (
+                Box::new(HammingIndex::new(need_codes()?)),
+                0.0,
+                String::new(),
+            ),
+            "hamming_rerank" => {
+                let codes = need_codes()?;
+                let (e, s) = get_exact(data.embeddings.as_ref())?;
+                let t2 = Instant::now();
+                let idx = HammingRerankIndex::new(codes, e, shortlist)?;
+                (
+                    Box::new(idx),
+                    s + t2.elapsed().as_secs_f64(),
+                    format!("shortlist={}", opts.shortlist),
+                )
+            }
+            "mih" => {
+                let codes = need_codes()?;
+                let idx = match opts.mih_m {
+                    Some(m) => MihIndex::with_substrings(codes, m)?,
+                    None => MihIndex::new(codes)?,
+                };
+                let p = format!("m={}", idx.substrings());
+                (Box::new(idx), t.elapsed().as_secs_f64(), p)
+            }
+            _ => {
+                let idx = AsymmetricIndex::new(need_codes()?, shortlist)?;
+                (Box::new(idx), 0.0, format!("shortlist={}", opts.shortlist))
+            }
+        };
+        records.push(measure(
+            index.as_ref(),
+            &queries,
+            opts,
+            single,
+            &pool,
+            BenchRecord {
+                method: method.to_string(),
+                n,
+                dim: matches!(method, "exact" | "hamming_rerank").then_some(d),
+                bits: (method != "exact").then(|| data.codes.as_ref().map_or(0, |c| c.bits())),
+                k: opts.k,
+                threads: opts.threads,
+                median_s: 0.0,
+                p95_s: 0.0,
+                qps: 0.0,
+                build_s,
+                bytes_per_item: index.bytes_per_item(),
+                queries: nq,
+                single_queries: single,
+                params,
+            },
+        )?);
+    }
+    Ok(records)
+}
+
+/// Times single queries and batches of one index; fills in the record.
+fn measure(
+    index: &dyn SearchIndex,
+    queries: &[Query<'_>],
+    opts: &BenchOptions,
+    single: usize,
+    pool: &rayon::ThreadPool,
+    mut rec: BenchRecord,
+) -> Result<BenchRecord, IndexError> {
+    let mut scratch = Scratch::default();
+    let mut out: Vec<Hit> = Vec::new();
+    for q in queries.iter().take(10) {
+        index.search(q, opts.k, &mut scratch, &mut out)?;
+    }
+    let mut times = Vec::with_capacity(single);
+    for q in &queries[..single] {
+        let t = Instant::now();
+        index.search(q, opts.k, &mut scratch, &mut out)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    rec.median_s = nearest_rank(&times, 0.5);
+    rec.p95_s = nearest_rank(&times, 0.95);
+
+    let mut best = f64::INFINITY;
+    let mut spent = 0.0;
+    let mut results = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        results = search_batch(index, queries, opts.k, pool)?;
+        let s = t.elapsed().as_secs_f64();
+        best = best.min(s);
+        spent += s;
+        if spent > 1.0 {
+            break;
+        }
+    }
+    rec.qps = queries.len() as f64 / best;
+    if let Some(dir) = &opts.dump_dir {
+        dump(dir, &rec.method, &results)?;
+    }
+    Ok(rec)
+}
+
+/// Writes batch results as `.npy` (rows padded with id `u64::MAX` / NaN if short).
+fn dump(dir: &std::path::Path, method: &str, results: &[Vec<Hit>]) -> Result<(), IndexError> {
+    std::fs::create_dir_all(dir)?;
+    let cols = results.iter().map(Vec::len).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(results.len() * cols);
+    let mut scores = Vec::with_capacity(results.len() * cols);
+    for r in results {
+        for j in 0..cols {
+            ids.push(r.get(j).map_or(u64::MAX, |h| u64::from(h.id)));
+            scores.push(r.get(j).map_or(f32::NAN, |h| h.score));
+        }
+    }
+    let f = std::io::BufWriter::new(std::fs::File::create(
+        dir.join(format!("{method}_ids.npy")),
+    )?);
+    npy::write_u64(f, results.len(), cols, &ids)?;
+    let f = std::io::BufWriter::new(std::fs::File::create(
+        dir.join(format!("{method}_scores.npy")),
+    )?);
+    npy::write_f32(f, results.len(), cols, &scores)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_run_produces_all_methods() {
+        let dir = tempfile::tempdir().unwrap();
+        for code_dist in [SyntheticCodes::Clustered, SyntheticCodes::Random] {
+            let opts = BenchOptions {
+                synthetic: Some(500),
+                dim: 12,
+                bits: 48,
+                queries: 20,
+                k: 5,
+                threads: 2,
+                code_dist,
+                dump_dir: Some(dir.path().to_path_buf()),
+                ..BenchOptions::default()
+            };
+            let recs = run(&opts).unwrap();
+            let names: Vec<&str> = recs.iter().map(|r| r.method.as_str()).collect();
+            assert_eq!(names, METHODS.to_vec());
+            for r in &recs {
+                assert!(
+                    r.qps > 0.0 && r.median_s > 0.0 && r.p95_s >= r.median_s,
+                    "{r:?}"
+                );
+                assert!(serde_json::to_string(r).unwrap().contains("\"median_s\""));
+            }
+            // MIH and linear Hamming agree exactly.
+            let h =
+                npy::read_u64(&std::fs::read(dir.path().join("hamming_ids.npy")).unwrap()).unwrap();
+            let m = npy::read_u64(&std::fs::read(dir.path().join("mih_ids.npy")).unwrap()).unwrap();
+            assert_eq!(h, m);
+            assert_eq!(h.0, 20);
+            assert_eq!(h.1, 5);
+        }
+    }
+
+    #[test]
+    fn files_and_bad_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let ep = dir.path().join("e.npy");
+        let cp = dir.path().join("c.npy");
+        let emb: Vec<f32> = (0..40 * 3).map(|i| (i % 7) as f32 - 2.5).collect();
+        npy::write_f32(std::fs::File::create(&ep).unwrap(), 40, 3, &emb).unwrap();
+        let codes: Vec<u64> = (0..40u64).map(|i| i * 2654435761 % (1 << 20)).collect();
+        npy::write_u64(std::fs::File::create(&cp).unwrap(), 40, 1, &codes).unwrap();
+        let base = BenchOptions {
+            embeddings: Some(ep.clone()),
+            codes: Some(cp.clone()),
+            bits: 20,
+            queries: 5,
+            k: 3,
+            threads: 1,
+            ..BenchOptions::default()
+        };
+        assert_eq!(run(&base).unwrap().len(), 5);
+        let only_exact = BenchOptions {
+            codes: None,
+            ..base.clone()
+        };
+        assert_eq!(run(&only_exact).unwrap()[0].method, "exact");
+        let bad = BenchOptions {
+            methods: vec!["nope".into()],
+            ..base.clone()
+        };
+        assert!(matches!(run(&bad), Err(IndexError::InvalidParameter(_))));
+        let missing = BenchOptions {
+            codes: None,
+            methods: vec!["mih".into()],
+            ..base.clone()
+        };
+        assert!(matches!(
+            run(&missing),
+            Err(IndexError::MissingQueryPart(_))
+        ));
+        let wrong_bits = BenchOptions {
+            bits: 65,
+            ..base.clone()
+        };
+        assert!(matches!(run(&wrong_bits), Err(IndexError::Mismatch(_))));
+        let too_few_bits = BenchOptions {
+            bits: 8,
+            ..base.clone()
+        };
+        assert!(matches!(
+            run(&too_few_bits),
+            Err(IndexError::CodePadding { .. })
+        ));
+        let swapped = BenchOptions {
+            embeddings: Some(cp),
+            ..base.clone()
+        };
+        assert!(matches!(run(&swapped), Err(IndexError::Npy(_))));
+        let factor = BenchOptions {
+            shortlist: 0.5,
+            ..base
+        };
+        assert!(matches!(run(&factor), Err(IndexError::ShortlistFactor(_))));
+    }
+}

@@ -1,0 +1,700 @@
+//! Packed binary codes ([`Codes`]), the Hamming distance ([`hamming`]), the
+//! linear Hamming-ranking index ([`HammingIndex`], as in Lin et al.'s deep
+//! semantic hashing retrieval) and the Hamming-shortlist + cosine re-rank
+//! index ([`HammingRerankIndex`]).
+//!
+//! Layout: an `h`-bit code (1..=1024 bits) is stored in `w = ceil(h / 64)`
+//! `u64` words; bit `j` is bit `j % 64` of word `j / 64`; the unused high bits
+//! of the last word must be zero (validated).
+//!
+//! The linear scan computes distances block by block with a popcount kernel
+//! chosen at run time (AVX-512 VPOPCNTDQ, POPCNT, or portable); a block whose
+//! minimum cannot enter the current top-k is skipped, the rest go through the
+//! per-distance bucket collector `topk::DistTopK`, so the database is
+//! never sorted.
+
+use std::sync::Arc;
+
+use super::exact::{ExactIndex, dot, prepare_query};
+use super::simd::{Level, level};
+use super::topk::DistTopK;
+use super::{Hit, IndexError, Query, Scratch, SearchIndex, check_len, effective_exclude};
+
+/// Longest supported code, in bits.
+pub const MAX_BITS: usize = 1024;
+/// Items per block in the linear scan.
+const BLOCK: usize = 1024;
+
+/// Number of `u64` words holding a `bits`-bit code.
+pub fn words_for(bits: usize) -> usize {
+    bits.div_ceil(64)
+}
+
+/// Mask of the used bits of the last word of a `bits`-bit code.
+fn last_word_mask(bits: usize) -> u64 {
+    match bits % 64 {
+        0 => u64::MAX,
+        r => (1u64 << r) - 1,
+    }
+}
+
+/// Hamming distance between two packed codes of the same length (XOR and
+/// popcount; extra words of the longer one are ignored).
+#[inline]
+pub fn hamming(a: &[u64], b: &[u64]) -> u32 {
+    if a.len() == 1 && b.len() == 1 {
+        return (a[0] ^ b[0]).count_ones();
+    }
+    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+}
+
+/// Packed binary codes of `n` items, `bits` bits each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Codes {
+    n: usize,
+    bits: usize,
+    words: usize,
+    data: Vec<u64>,
+}
+
+impl Codes {
+    /// Wraps `n` packed codes of `bits` bits (`n * ceil(bits/64)` words,
+    /// row-major). Rejects `bits` outside 1..=1024, a wrong length, set
+    /// padding bits, `n == 0`.
+    pub fn new(n: usize, bits: usize, data: Vec<u64>) -> Result<Self, IndexError> {
+        if bits == 0 || bits > MAX_BITS {
+            return Err(IndexError::InvalidBits(bits));
+        }
+        check_len(n)?;
+        let w = words_for(bits);
+        let expected = n
+            .checked_mul(w)
+            .ok_or_else(|| IndexError::InvalidParameter("n * words overflows".into()))?;
+        if data.len() != expected {
+            return Err(IndexError::DataLength {
+                expected,
+                got: data.len(),
+            });
+        }
+        let mask = last_word_mask(bits);
+        if let Some(row) = data.chunks_exact(w).position(|c| c[w - 1] & !mask != 0) {
+            return Err(IndexError::CodePadding { row, bits });
+        }
+        Ok(Self {
+            n,
+            bits,
+            words: w,
+            data,
+        })
+    }
+
+    /// Binarises `n` rows of `bits` activations (row-major): bit = `a >= 0.5`.
+    /// Rejects non-finite activations.
+    pub fn from_activations(n: usize, bits: usize, acts: &[f32]) -> Result<Self, IndexError> {
+        if bits == 0 || bits > MAX_BITS {
+            return Err(IndexError::InvalidBits(bits));
+        }
+        let expected = n.saturating_mul(bits);
+        if acts.len() != expected {
+            return Err(IndexError::DataLength {
+                expected,
+                got: acts.len(),
+            });
+        }
+        let w = words_for(bits);
+        let mut data = vec![0u64; n * w];
+        for (row, (a, c)) in acts
+            .chunks_exact(bits)
+            .zip(data.chunks_exact_mut(w))
+            .enumerate()
+        {
+            if let Some(col) = a.iter().position(|v| !v.is_finite()) {
+                return Err(IndexError::NonFinite { row, col });
+            }
+            pack_into(a, c);
+        }
+        Self::new(n, bits, data)
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Always false for a successfully built `Codes`.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Code length in bits.
+    pub fn bits(&self) -> usize {
+        self.bits
+    }
+
+    /// Words per code.
+    pub fn words(&self) -> usize {
+        self.words
+    }
+
+    /// The packed code of item `i` (panics if `i >= len()`).
+    pub fn code(&self, i: usize) -> &[u64] {
+        &self.data[i * self.words..(i + 1) * self.words]
+    }
+
+    /// All words, row-major.
+    pub fn as_words(&self) -> &[u64] {
+        &self.data
+    }
+
+    /// Checks a query code: `words()` words, zero padding bits.
+    pub fn check_query(&self, code: Option<&[u64]>) -> Result<(), IndexError> {
+        let c = code.ok_or(IndexError::MissingQueryPart("code"))?;
+        if c.len() != self.words {
+            return Err(IndexError::CodeLengthMismatch {
+                expected: self.words,
+                got: c.len(),
+            });
+        }
+        if c[self.words - 1] & !last_word_mask(self.bits) != 0 {
+            return Err(IndexError::CodePadding {
+                row: 0,
+                bits: self.bits,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Packs activations (bit = `a >= 0.5`) into `out` (zeroed first).
+/// Packs one row of activations into `out` (`ceil(h/64)` words): bit j is set when
+/// activation j >= 0.5 (Lin et al.), as bit `j % 64` of word `j / 64`.
+pub fn pack_into(acts: &[f32], out: &mut [u64]) {
+    out.fill(0);
+    for (j, &a) in acts.iter().enumerate() {
+        if a >= 0.5 {
+            out[j / 64] |= 1u64 << (j % 64);
+        }
+    }
+}
+
+/// Distances of every code in `codes` (`w` words each) to `q` into `out`;
+/// returns their minimum (`u16::MAX` for an empty block).
+#[inline(always)]
+fn dist_block_impl(codes: &[u64], w: usize, q: &[u64], out: &mut [u16]) -> u16 {
+    let mut m = u16::MAX;
+    if w == 1 {
+        let q0 = q[0];
+        for (o, &c) in out.iter_mut().zip(codes) {
+            let d = (c ^ q0).count_ones() as u16;
+            *o = d;
+            m = m.min(d);
+        }
+    } else if w == 2 {
+        let (q0, q1) = (q[0], q[1]);
+        for (o, c) in out.iter_mut().zip(codes.chunks_exact(2)) {
+            let d = ((c[0] ^ q0).count_ones() + (c[1] ^ q1).count_ones()) as u16;
+            *o = d;
+            m = m.min(d);
+        }
+    } else {
+        for (o, c) in out.iter_mut().zip(codes.chunks_exact(w)) {
+            let d = c
+                .iter()
+                .zip(q)
+                .map(|(a, b)| (a ^ b).count_ones())
+                .sum::<u32>() as u16;
+            *o = d;
+            m = m.min(d);
+        }
+    }
+    m
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+fn dist_block_avx2(codes: &[u64], w: usize, q: &[u64], out: &mut [u16]) -> u16 {
+    dist_block_impl(codes, w, q, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx2,popcnt")]
+fn dist_block_avx512(codes: &[u64], w: usize, q: &[u64], out: &mut [u16]) -> u16 {
+    dist_block_impl(codes, w, q, out)
+}
+
+/// Dispatches [`dist_block_impl`] to the best kernel for this CPU.
+pub(crate) fn dist_block(codes: &[u64], w: usize, q: &[u64], out: &mut [u16]) -> u16 {
+    match level() {
+        Level::Base => dist_block_impl(codes, w, q, out),
+        // SAFETY: `level()` returned Avx2, so AVX2 and POPCNT are available.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { dist_block_avx2(codes, w, q, out) },
+        // SAFETY: `level()` returned Avx512, so all enabled features are available.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { dist_block_avx512(codes, w, q, out) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => dist_block_impl(codes, w, q, out),
+    }
+}
+
+/// Linear scan: offers every item except `exclude` to `top` (ordered discipline).
+pub(crate) fn scan_topk(
+    codes: &Codes,
+    q: &[u64],
+    exclude: Option<u32>,
+    top: &mut DistTopK,
+    dists: &mut Vec<u16>,
+) {
+    let w = codes.words;
+    dists.resize(BLOCK, 0);
+    for (b, chunk) in codes.data.chunks(BLOCK * w).enumerate() {
+        let nb = chunk.len() / w;
+        let ds = &mut dists[..nb];
+        let m = dist_block(chunk, w, q, ds);
+        let mut lim = top.ordered_limit();
+        if u32::from(m) >= lim {
+            continue;
+        }
+        for (j, &d) in ds.iter().enumerate() {
+            let d = u32::from(d);
+            if d < lim {
+                let id = (b * BLOCK + j) as u32;
+                if Some(id) != exclude {
+                    top.insert(d, id);
+                    lim = top.ordered_limit();
+                }
+            }
+        }
+    }
+}
+
+/// Pure Hamming ranking by a linear scan: lower distance first, ties by
+/// lower id; `score` is the distance.
+#[derive(Debug, Clone)]
+pub struct HammingIndex {
+    pub(crate) codes: Arc<Codes>,
+}
+
+impl HammingIndex {
+    /// Wraps the database codes.
+    pub fn new(codes: Arc<Codes>) -> Self {
+        Self { codes }
+    }
+
+    /// The database codes.
+    pub fn codes(&self) -> &Arc<Codes> {
+        &self.codes
+    }
+}
+
+impl SearchIndex for HammingIndex {
+    fn name(&self) -> &'static str {
+        "hamming"
+    }
+
+    fn len(&self) -> usize {
+        self.codes.n
+    }
+
+    fn bytes_per_item(&self) -> usize {
+        self.codes.words * 8
+    }
+
+    fn search(
+        &self,
+        query: &Query<'_>,
+        k: usize,
+        scratch: &mut Scratch,
+        out: &mut Vec<Hit>,
+    ) -> Result<(), IndexError> {
+        out.clear();
+        if k == 0 {
+            return Err(IndexError::ZeroK);
+        }
+        self.codes.check_query(query.code)?;
+        let q = query.code.unwrap_or_default();
+        let ex = effective_exclude(query.exclude, self.codes.n);
+        let k_eff = k.min(self.codes.n - usize::from(ex.is_some()));
+        if k_eff == 0 {
+            return Ok(());
+        }
+        scratch.dtop.reset(k_eff, self.codes.bits);
+        scan_topk(&self.codes, q, ex, &mut scratch.dtop, &mut scratch.dists);
+        scratch.dtop.drain(false, out);
+        Ok(())
+    }
+}
+
+/// How many Hamming candidates a re-ranking index shortlists.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shortlist {
+    /// `N' = ceil(c * k)`, `c >= 1`.
+    Factor(f64),
+    /// `N' = max(n, k)`.
+    Absolute(usize),
+}
+
+impl Default for Shortlist {
+    /// `Factor(2.0)`, the reported default.
+    fn default() -> Self {
+        Shortlist::Factor(2.0)
+    }
+}
+
+impl Shortlist {
+    /// Rejects a factor below 1 or not finite.
+    pub fn validate(&self) -> Result<(), IndexError> {
+        match *self {
+            Shortlist::Factor(c) if !(c.is_finite() && c >= 1.0) => {
+                Err(IndexError::ShortlistFactor(c))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Shortlist size for `k` (before clamping to the database size).
+    pub fn size(&self, k: usize) -> usize {
+        match *self {
+            Shortlist::Factor(c) => ((c * k as f64).ceil() as usize).max(k),
+            Shortlist::Absolute(n) => n.max(k),
+        }
+    }
+}
+
+/// Takes the Hamming shortlist of `size` items (distance, then id) into `scratch.cands`.
+pub(crate) fn shortlist_into(
+    codes: &Codes,
+    q: &[u64],
+    exclude: Option<u32>,
+    size: usize,
+    scratch: &mut Scratch,
+) {
+    scratch.cands.clear();
+    scratch.dtop.reset(size, codes.bits);
+    scan_topk(codes, q, exclude, &mut scratch.dtop, &mut scratch.dists);
+    scratch.dtop.drain(false, &mut scratch.cands);
+}
+
+/// Hamming shortlist of `N'` items, then re-ranked by cosine similarity of
+/// the float embeddings (the [`ExactIndex`] rows and [`dot`]); `score` is the
+/// cosine. With `N' >= N` the result equals [`ExactIndex`]'s.
+#[derive(Debug, Clone)]
+pub struct HammingRerankIndex {
+    pub(crate) codes: Arc<Codes>,
+    pub(crate) exact: Arc<ExactIndex>,
+    pub(crate) shortlist: Shortlist,
+}
+
+impl HammingRerankIndex {
+    /// Combines codes and embeddings of the same items.
+    pub fn new(
+        codes: Arc<Codes>,
+        exact: Arc<ExactIndex>,
+        shortlist: Shortlist,
+    ) -> Result<Self, IndexError> {
+        shortlist.validate()?;
+        if codes.len() != exact.len() {
+            return Err(IndexError::Mismatch(format!(
+                "{} codes but {} embeddings",
+                codes.len(),
+                exact.len()
+            )));
+        }
+        Ok(Self {
+            codes,
+            exact,
+            shortlist,
+        })
+    }
+
+    /// The shortlist rule.
+    pub fn shortlist(&self) -> Shortlist {
+        self.shortlist
+    }
+}
+
+impl SearchIndex for HammingRerankIndex {
+    fn name(&self) -> &'static str {
+        "hamming_rerank"
+    }
+
+    fn len(&self) -> usize {
+        self.codes.n
+    }
+
+    fn bytes_per_item(&self) -> usize {
+        self.codes.words * 8 + self.exact.bytes_per_item()
+    }
+
+    fn search(
+        &self,
+        query: &Query<'_>,
+        k: usize,
+        scratch: &mut Scratch,
+        out: &mut Vec<Hit>,
+    ) -> Result<(), IndexError> {
+        out.clear();
+        if k == 0 {
+            return Err(IndexError::ZeroK);
+        }
+        self.codes.check_query(query.code)?;
+        prepare_query(query.embedding, self.exact.dim(), &mut scratch.query)?;
+        let q = query.code.unwrap_or_default();
+        let n = self.codes.n;
+        let ex = effective_exclude(query.exclude, n);
+        let n_eff = n - usize::from(ex.is_some());
+        let k_eff = k.min(n_eff);
+        if k_eff == 0 {
+            return Ok(());
+        }
+        let size = self.shortlist.size(k).min(n_eff);
+        shortlist_into(&self.codes, q, ex, size, scratch);
+        let Scratch {
+            query: qv,
+            cands,
+            top,
+            ..
+        } = scratch;
+        top.reset(k_eff);
+        for c in cands.iter() {
+            top.push(dot(qv, self.exact.row(c.id as usize)), c.id);
+        }
+        top.drain_sorted(out);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::index::exact::tests::{oracle as exact_oracle, random_rows};
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+
+    /// Random codes with `distinct` different values (many ties when small).
+    pub(crate) fn random_codes(n: usize, bits: usize, distinct: usize, seed: u64) -> Codes {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let w = words_for(bits);
+        let mask = last_word_mask(bits);
+        let pool: Vec<u64> = (0..distinct.max(1) * w)
+            .enumerate()
+            .map(|(i, _)| {
+                let v: u64 = rng.random();
+                if i % w == w - 1 { v & mask } else { v }
+            })
+            .collect();
+        let mut data = Vec::with_capacity(n * w);
+        for _ in 0..n {
+            let c = rng.random_range(0..distinct.max(1));
+            data.extend_from_slice(&pool[c * w..(c + 1) * w]);
+        }
+        Codes::new(n, bits, data).unwrap()
+    }
+
+    pub(crate) fn naive_hamming(a: &[u64], b: &[u64], bits: usize) -> u32 {
+        (0..bits)
+            .filter(|&j| (a[j / 64] >> (j % 64)) & 1 != (b[j / 64] >> (j % 64)) & 1)
+            .count() as u32
+    }
+
+    /// Full sort of all distances by (distance, id).
+    pub(crate) fn oracle(codes: &Codes, q: &[u64], k: usize, exclude: Option<u32>) -> Vec<Hit> {
+        let mut all: Vec<(u32, u32)> = (0..codes.len() as u32)
+            .filter(|&i| Some(i) != exclude)
+            .map(|i| (naive_hamming(codes.code(i as usize), q, codes.bits()), i))
+            .collect();
+        all.sort();
+        all.truncate(k);
+        all.into_iter()
+            .map(|(d, id)| Hit {
+                id,
+                score: d as f32,
+            })
+            .collect()
+    }
+
+    pub(crate) const BITS: [usize; 8] = [1, 8, 48, 63, 64, 65, 128, 387];
+
+    #[test]
+    fn popcount_matches_bit_by_bit() {
+        for bits in BITS {
+            let c = random_codes(50, bits, 50, bits as u64);
+            for i in 0..50 {
+                for j in [0, 7, 49] {
+                    assert_eq!(
+                        hamming(c.code(i), c.code(j)),
+                        naive_hamming(c.code(i), c.code(j), bits)
+                    );
+                }
+            }
+            let mut out = vec![0u16; 50];
+            let q = c.code(3).to_vec();
+            let m = dist_block(c.as_words(), c.words(), &q, &mut out);
+            assert_eq!(m, 0);
+            for (i, &d) in out.iter().enumerate() {
+                assert_eq!(u32::from(d), naive_hamming(c.code(i), &q, bits));
+            }
+        }
+    }
+
+    #[test]
+    fn hamming_index_matches_oracle_with_ties() {
+        let mut s = Scratch::default();
+        let mut out = Vec::new();
+        for bits in BITS {
+            for (n, distinct) in [
+                (1usize, 1usize),
+                (2, 2),
+                (1000, 7),
+                (1000, 1000),
+                (1500, 40),
+            ] {
+                let codes = Arc::new(random_codes(n, bits, distinct, (bits * 31 + n) as u64));
+                let index = HammingIndex::new(codes.clone());
+                let qs = random_codes(3, bits, 3, 5);
+                for qi in 0..4 {
+                    let q = if qi < 3 {
+                        qs.code(qi)
+                    } else {
+                        codes.code(n / 2)
+                    };
+                    for ex in [None, Some((n / 2) as u32), Some(n as u32 + 5)] {
+                        let eff = ex.filter(|&e| (e as usize) < n);
+                        let all = oracle(&codes, q, n, eff);
+                        for k in [1, n, n + 3, 10] {
+                            let query = Query {
+                                code: Some(q),
+                                exclude: ex,
+                                ..Query::default()
+                            };
+                            index.search(&query, k, &mut s, &mut out).unwrap();
+                            assert_eq!(
+                                out,
+                                all[..k.min(all.len())],
+                                "bits={bits} n={n} k={k} ex={ex:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rerank_with_full_shortlist_equals_exact() {
+        let (n, d) = (600, 20);
+        let data = random_rows(n, d, 8);
+        let exact = Arc::new(ExactIndex::new(n, d, &data).unwrap());
+        let codes = Arc::new(random_codes(n, 48, 30, 9));
+        let full =
+            HammingRerankIndex::new(codes.clone(), exact.clone(), Shortlist::Absolute(n)).unwrap();
+        let def =
+            HammingRerankIndex::new(codes.clone(), exact.clone(), Shortlist::default()).unwrap();
+        let mut s = Scratch::default();
+        let mut out = Vec::new();
+        let qe = random_rows(1, d, 10);
+        for k in [1, 10, n, n + 1] {
+            for ex in [None, Some(3)] {
+                let query = Query {
+                    embedding: Some(&qe),
+                    code: Some(codes.code(3)),
+                    exclude: ex,
+                    ..Query::default()
+                };
+                full.search(&query, k, &mut s, &mut out).unwrap();
+                assert_eq!(out, exact_oracle(&exact, &qe, k, ex));
+                // default shortlist: rerank of the 2k Hamming-nearest
+                def.search(&query, k, &mut s, &mut out).unwrap();
+                let short = oracle(&codes, codes.code(3), (2 * k).min(n), ex);
+                let mut qn = vec![0.0; d];
+                crate::index::exact::normalise_into(&qe, &mut qn).unwrap();
+                let mut want: Vec<Hit> = short
+                    .iter()
+                    .map(|h| Hit {
+                        id: h.id,
+                        score: dot(&qn, exact.row(h.id as usize)),
+                    })
+                    .collect();
+                want.sort_by(crate::index::score_order);
+                want.truncate(k);
+                assert_eq!(out, want);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        assert!(matches!(
+            Codes::new(1, 0, vec![]),
+            Err(IndexError::InvalidBits(0))
+        ));
+        assert!(matches!(
+            Codes::new(1, 1025, vec![0; 17]),
+            Err(IndexError::InvalidBits(1025))
+        ));
+        assert!(matches!(Codes::new(0, 8, vec![]), Err(IndexError::Empty)));
+        assert!(matches!(
+            Codes::new(2, 8, vec![0]),
+            Err(IndexError::DataLength { .. })
+        ));
+        assert!(matches!(
+            Codes::new(2, 8, vec![1, 256]),
+            Err(IndexError::CodePadding { row: 1, bits: 8 })
+        ));
+        let codes = Arc::new(random_codes(10, 65, 10, 1));
+        let index = HammingIndex::new(codes.clone());
+        let mut s = Scratch::default();
+        let mut out = Vec::new();
+        let q1 = [0u64];
+        let q = |c| Query {
+            code: Some(c),
+            ..Query::default()
+        };
+        assert!(matches!(
+            index.search(&q(&q1), 1, &mut s, &mut out),
+            Err(IndexError::CodeLengthMismatch {
+                expected: 2,
+                got: 1
+            })
+        ));
+        assert!(matches!(
+            index.search(&q(&[0, 2]), 1, &mut s, &mut out),
+            Err(IndexError::CodePadding { .. })
+        ));
+        assert!(matches!(
+            index.search(&q(&[0, 1]), 0, &mut s, &mut out),
+            Err(IndexError::ZeroK)
+        ));
+        assert!(matches!(
+            index.search(&Query::default(), 1, &mut s, &mut out),
+            Err(IndexError::MissingQueryPart("code"))
+        ));
+        let exact = Arc::new(ExactIndex::new(10, 2, &[1.0; 20]).unwrap());
+        for c in [0.5, f64::NAN, -1.0, f64::INFINITY] {
+            assert!(matches!(
+                HammingRerankIndex::new(codes.clone(), exact.clone(), Shortlist::Factor(c)),
+                Err(IndexError::ShortlistFactor(_))
+            ));
+        }
+        let exact9 = Arc::new(ExactIndex::new(9, 2, &[1.0; 18]).unwrap());
+        assert!(matches!(
+            HammingRerankIndex::new(codes.clone(), exact9, Shortlist::default()),
+            Err(IndexError::Mismatch(_))
+        ));
+        let rr = HammingRerankIndex::new(codes, exact, Shortlist::default()).unwrap();
+        assert!(matches!(
+            rr.search(&q(&[0, 1]), 1, &mut s, &mut out),
+            Err(IndexError::MissingQueryPart("embedding"))
+        ));
+        assert!(matches!(
+            Codes::from_activations(1, 2, &[0.1, f32::NAN]),
+            Err(IndexError::NonFinite { row: 0, col: 1 })
+        ));
+        assert_eq!(
+            Codes::from_activations(1, 3, &[0.9, 0.1, 0.5])
+                .unwrap()
+                .code(0),
+            &[0b101]
+        );
+    }
+}

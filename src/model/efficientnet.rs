@@ -1,0 +1,908 @@
+//! EfficientNet-Lite0 (ImageNet-1k) as a burn module, loaded from a safetensors file whose
+//! tensor names follow `lukemelas/efficientnet_pytorch` (`_conv_stem`, `_bn0`,
+//! `_blocks.N._expand_conv` / `_bn0` / `_depthwise_conv` / `_bn1` / `_project_conv` / `_bn2`,
+//! `_conv_head`, `_bn1`, `_fc`).
+//!
+//! Architecture (the "lite" variant: ReLU6, no squeeze-and-excitation, fixed stem and head):
+//! stem 3x3/2 conv to 32 channels, 16 MBConv blocks in 7 stages (see [`STAGES`]), 1x1 head conv
+//! to 1280 channels, global mean pool, fully connected 1280 -> 1000. Every convolution has no
+//! bias and is followed by BatchNorm (eps 1e-3; at inference its running statistics are folded
+//! into the convolution on the fly, see [`ConvBn`]). Padding is
+//! TensorFlow "SAME": for stride 2 and an even input the odd extra row/column goes to the
+//! bottom/right, which is applied as an explicit zero pad before the convolution.
+//!
+//! Inputs are `[batch, 3, S, S]` RGB tensors normalised as `(x - 127) / 128` with `x` in
+//! `0..=255` (see [`normalize_u8`]); the weights were trained at `S = 224`, but any `S` works.
+//!
+//! The safetensors container is parsed here (8-byte little-endian header length, JSON header
+//! with `dtype` / `shape` / `data_offsets`, raw little-endian data) so that every failure names
+//! the file, the tensor and the shapes involved.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::{Param, RunningState};
+use burn::nn::{BatchNorm, Linear};
+use burn::prelude::*;
+use burn::tensor::activation::relu6;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::{ConvOptions, PadMode};
+
+use super::ModelError;
+
+/// Number of channels of the pooled feature vector returned by
+/// [`EfficientNetLite0::forward_features`].
+pub const FEATURE_DIM: usize = 1280;
+/// Number of ImageNet-1k classes predicted by [`EfficientNetLite0::forward`].
+pub const NUM_CLASSES: usize = 1000;
+/// Input resolution the ImageNet weights were trained at.
+pub const TRAINED_INPUT_SIZE: usize = 224;
+/// BatchNorm epsilon of the TensorFlow reference implementation.
+pub const BN_EPSILON: f64 = 1e-3;
+/// BatchNorm running-statistics momentum (PyTorch convention; TF decay 0.99).
+pub const BN_MOMENTUM: f64 = 0.01;
+
+/// Channels of the stem convolution.
+const STEM_CHANNELS: usize = 32;
+
+/// One stage of MBConv blocks, as in the `r{repeats}_k{kernel}_s{stride}_e{expand}_i{in}_o{out}`
+/// block strings of the reference implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageSpec {
+    /// Number of blocks in the stage.
+    pub repeats: usize,
+    /// Depthwise kernel size.
+    pub kernel: usize,
+    /// Stride of the first block (the others use stride 1).
+    pub stride: usize,
+    /// Expansion ratio of the inverted bottleneck.
+    pub expand: usize,
+    /// Input channels of the first block.
+    pub in_channels: usize,
+    /// Output channels of every block.
+    pub out_channels: usize,
+}
+
+/// The seven stages of EfficientNet-Lite0.
+pub const STAGES: [StageSpec; 7] = [
+    stage(1, 3, 1, 1, 32, 16),
+    stage(2, 3, 2, 6, 16, 24),
+    stage(2, 5, 2, 6, 24, 40),
+    stage(3, 3, 2, 6, 40, 80),
+    stage(3, 5, 1, 6, 80, 112),
+    stage(4, 5, 2, 6, 112, 192),
+    stage(1, 3, 1, 6, 192, 320),
+];
+
+const fn stage(
+    repeats: usize,
+    kernel: usize,
+    stride: usize,
+    expand: usize,
+    in_channels: usize,
+    out_channels: usize,
+) -> StageSpec {
+    StageSpec {
+        repeats,
+        kernel,
+        stride,
+        expand,
+        in_channels,
+        out_channels,
+    }
+}
+
+/// TensorFlow "SAME" padding `(before, after)` of one spatial axis: the output has
+/// `ceil(size / stride)` positions and any odd extra padding goes after (bottom/right).
+pub fn tf_same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize) {
+    let out = size.div_ceil(stride);
+    let total = ((out.saturating_sub(1)) * stride + kernel).saturating_sub(size);
+    let before = total / 2;
+    (before, total - before)
+}
+
+/// Bias-free 2-D convolution with square kernel and TensorFlow "SAME" padding.
+#[derive(Module, Debug)]
+pub struct SameConv2d {
+    /// Weights, `[out_channels, in_channels / groups, kernel, kernel]`.
+    pub weight: Param<Tensor<4>>,
+    /// Stride along both axes.
+    pub stride: usize,
+    /// Number of groups (`channels` for a depthwise convolution, else 1).
+    pub groups: usize,
+}
+
+impl SameConv2d {
+    /// Applies the convolution: `[batch, in, H, W]` -> `[batch, out, ceil(H/s), ceil(W/s)]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_with(x, self.weight.val(), None)
+    }
+
+    /// The convolution with substitute weights (same shape) and an optional bias `[out]`.
+    fn forward_with(&self, x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
+        let [_, _, height, width] = x.dims();
+        let [_, _, kh, kw] = weight.dims();
+        let (top, bottom) = tf_same_padding(height, kh, self.stride);
+        let (left, right) = tf_same_padding(width, kw, self.stride);
+        // The asymmetric part (one extra row/column at the bottom/right) is padded explicitly;
+        // the symmetric part is left to the convolution.
+        let x = if bottom > top || right > left {
+            x.pad(
+                [(0, bottom - top), (0, right - left)],
+                PadMode::Constant(0.0),
+            )
+        } else {
+            x
+        }; // [batch, in, H + bottom - top, W + right - left]
+        let options =
+            ConvOptions::new([self.stride, self.stride], [top, left], [1, 1], self.groups);
+        conv2d(x, weight, bias, options)
+    }
+}
+
+/// A [`SameConv2d`] followed by BatchNorm (no activation).
+///
+/// In inference (input not on an autodiff device, or the BatchNorm's training flag off) the
+/// BatchNorm's affine map with running statistics is folded into the convolution on the fly:
+/// `w' = w * gamma / sqrt(var + eps)` per output channel and bias
+/// `beta - mean * gamma / sqrt(var + eps)`. This is the same function as conv followed by
+/// `BatchNorm` in inference mode, but saves four full passes over the activation per layer.
+/// In training it is the plain `conv -> BatchNorm` (batch statistics, running-stat updates).
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    /// The convolution.
+    pub conv: SameConv2d,
+    /// The batch normalisation (its parameters and running statistics stay separate).
+    pub bn: BatchNorm,
+}
+
+impl ConvBn {
+    /// `[batch, in, H, W]` -> `[batch, out, ceil(H/s), ceil(W/s)]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if x.device().is_autodiff() && self.bn.training.is_enabled() {
+            return self.bn.forward(self.conv.forward(x));
+        }
+        let bn = &self.bn;
+        let scale = bn
+            .gamma
+            .val()
+            .div(bn.running_var.value().add_scalar(bn.epsilon).sqrt()); // [out]
+        let shift = bn
+            .beta
+            .val()
+            .sub(bn.running_mean.value().mul(scale.clone())); // [out]
+        let [out, _, _, _] = self.conv.weight.dims();
+        let weight = self.conv.weight.val().mul(scale.reshape([out, 1, 1, 1])); // [out, in/g, k, k]
+        self.conv.forward_with(x, weight, Some(shift))
+    }
+}
+
+/// Inverted-residual (MBConv) block without squeeze-and-excitation.
+#[derive(Module, Debug)]
+pub struct MbConvBlock {
+    /// 1x1 expansion to `in * expand` channels (absent when the expansion ratio is 1).
+    pub expand: Option<ConvBn>,
+    /// Depthwise `k x k` convolution carrying the block's stride.
+    pub depthwise: ConvBn,
+    /// 1x1 linear projection to the output channels.
+    pub project: ConvBn,
+    /// Whether the input is added to the output (stride 1 and equal channel counts).
+    pub residual: bool,
+}
+
+impl MbConvBlock {
+    /// `[batch, in, H, W]` -> `[batch, out, ceil(H/s), ceil(W/s)]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let skip = self.residual.then(|| x.clone());
+        let h = match &self.expand {
+            Some(expand) => relu6(expand.forward(x)), // [batch, in * e, H, W]
+            None => x,
+        };
+        let h = relu6(self.depthwise.forward(h)); // [batch, in * e, H / s, W / s]
+        let h = self.project.forward(h); // [batch, out, H / s, W / s]
+        match skip {
+            Some(skip) => h + skip,
+            None => h,
+        }
+    }
+}
+
+/// EfficientNet-Lite0 with ImageNet-1k classifier.
+#[derive(Module, Debug)]
+pub struct EfficientNetLite0 {
+    /// Stem: 3x3 stride-2 convolution to 32 channels.
+    pub stem: ConvBn,
+    /// The 16 MBConv blocks.
+    pub blocks: Vec<MbConvBlock>,
+    /// Head: 1x1 convolution 320 -> 1280.
+    pub head: ConvBn,
+    /// Classifier 1280 -> 1000 (weight stored `[1280, 1000]`).
+    pub fc: Linear,
+}
+
+impl EfficientNetLite0 {
+    /// Loads the model from a safetensors file; see [`load`].
+    ///
+    /// # Errors
+    /// As [`load`].
+    pub fn load(path: &Path, device: &Device) -> Result<Self, ModelError> {
+        load(path, device)
+    }
+
+    /// Pooled penultimate features: `[batch, 3, S, S]` -> `[batch, 1280]` (after the head
+    /// conv, BatchNorm, ReLU6 and global mean pooling; before the classifier).
+    ///
+    /// # Panics
+    /// If the input does not have 3 channels (burn's shape checks).
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = relu6(self.stem.forward(x)); // [batch, 32, S/2, S/2]
+        for block in &self.blocks {
+            x = block.forward(x);
+        } // [batch, 320, S/32, S/32]
+        let x = relu6(self.head.forward(x)); // [batch, 1280, S/32, S/32]
+        let [batch, channels, height, width] = x.dims();
+        x.reshape([batch, channels, height * width]) // [batch, 1280, S/32 * S/32]
+            .mean_dim(2) // [batch, 1280, 1]
+            .reshape([batch, channels]) // [batch, 1280]
+    }
+
+    /// ImageNet-1k logits: `[batch, 3, S, S]` -> `[batch, 1000]`.
+    ///
+    /// # Panics
+    /// As [`forward_features`](Self::forward_features).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.fc.forward(self.forward_features(x)) // [batch, 1000]
+    }
+}
+
+/// Maps 8-bit RGB samples to the model's input range, `(x - 127) / 128`.
+pub fn normalize_u8(pixels: &[u8]) -> Vec<f32> {
+    pixels
+        .iter()
+        .map(|&x| (f32::from(x) - 127.0) / 128.0)
+        .collect()
+}
+
+/// Maps samples already in `f32` on the `0..=255` scale (e.g. the output of the resizers in
+/// [`super::resize`]) to the model's input range, in place: `x <- (x - 127) / 128`.
+pub fn normalize_f32_in_place(pixels: &mut [f32]) {
+    for x in pixels {
+        *x = (*x - 127.0) / 128.0;
+    }
+}
+
+/// Builds an input batch `[batch, 3, size, size]` from normalised planar RGB images stored one
+/// after the other.
+///
+/// # Errors
+/// [`ModelError::InvalidInput`] if `pixels.len() != batch * 3 * size * size`.
+pub fn input_batch(
+    pixels: Vec<f32>,
+    batch: usize,
+    size: usize,
+    device: &Device,
+) -> Result<Tensor<4>, ModelError> {
+    let expected = batch * 3 * size * size;
+    if pixels.len() != expected {
+        return Err(ModelError::InvalidInput {
+            what: format!(
+                "a batch of {batch} RGB images of {size}x{size} needs {expected} values, got {}",
+                pixels.len()
+            ),
+        });
+    }
+    Ok(Tensor::from_data(
+        TensorData::new(pixels, [batch, 3, size, size]),
+        device,
+    ))
+}
+
+/// Loads EfficientNet-Lite0 from a safetensors file (F32 tensors, lukemelas naming) onto
+/// `device`. BatchNorm layers are created with `eps = 1e-3` and their running statistics;
+/// they use those statistics whenever the input is not on an autodiff device.
+///
+/// # Errors
+/// [`ModelError::WeightsNotFound`] / [`ModelError::WeightsUnreadable`] if the file cannot be
+/// read, [`ModelError::CorruptWeights`] if it is truncated or malformed,
+/// [`ModelError::MissingTensor`], [`ModelError::WrongShape`] or
+/// [`ModelError::UnsupportedDtype`] for a tensor the model needs.
+pub fn load(path: &Path, device: &Device) -> Result<EfficientNetLite0, ModelError> {
+    let file = SafeTensors::read(path)?;
+    let loader = Loader {
+        file: &file,
+        device,
+    };
+
+    let stem = loader.conv_bn("_conv_stem", "_bn0", 3, STEM_CHANNELS, 3, 2, 1)?;
+
+    let mut blocks = Vec::new();
+    for spec in &STAGES {
+        for repeat in 0..spec.repeats {
+            let (in_ch, stride) = if repeat == 0 {
+                (spec.in_channels, spec.stride)
+            } else {
+                (spec.out_channels, 1)
+            };
+            let prefix = format!("_blocks.{}", blocks.len());
+            let mid = in_ch * spec.expand;
+            let expand = if spec.expand == 1 {
+                None
+            } else {
+                Some(loader.conv_bn(
+                    &format!("{prefix}._expand_conv"),
+                    &format!("{prefix}._bn0"),
+                    in_ch,
+                    mid,
+                    1,
+                    1,
+                    1,
+                )?)
+            };
+            let depthwise = loader.conv_bn(
+                &format!("{prefix}._depthwise_conv"),
+                &format!("{prefix}._bn1"),
+                mid,
+                mid,
+                spec.kernel,
+                stride,
+                mid,
+            )?;
+            let project = loader.conv_bn(
+                &format!("{prefix}._project_conv"),
+                &format!("{prefix}._bn2"),
+                mid,
+                spec.out_channels,
+                1,
+                1,
+                1,
+            )?;
+            blocks.push(MbConvBlock {
+                expand,
+                depthwise,
+                project,
+                residual: stride == 1 && in_ch == spec.out_channels,
+            });
+        }
+    }
+
+    let last = STAGES[STAGES.len() - 1].out_channels;
+    let head = loader.conv_bn("_conv_head", "_bn1", last, FEATURE_DIM, 1, 1, 1)?;
+
+    // PyTorch stores the classifier as [out, in]; burn's Linear wants [in, out].
+    let fc_weight = file.f32_tensor("_fc.weight", &[NUM_CLASSES, FEATURE_DIM])?;
+    let mut transposed = vec![0.0f32; fc_weight.len()];
+    for (o, row) in fc_weight.chunks_exact(FEATURE_DIM).enumerate() {
+        for (i, &v) in row.iter().enumerate() {
+            transposed[i * NUM_CLASSES + o] = v;
+        }
+    }
+    let fc = Linear {
+        weight: Param::from_data(
+            TensorData::new(transposed, [FEATURE_DIM, NUM_CLASSES]),
+            device,
+        ),
+        bias: Some(loader.param("_fc.bias", [NUM_CLASSES])?),
+    };
+
+    Ok(EfficientNetLite0 {
+        stem,
+        blocks,
+        head,
+        fc,
+    })
+}
+
+/// Builds burn modules from the tensors of a parsed safetensors file.
+struct Loader<'a> {
+    file: &'a SafeTensors,
+    device: &'a Device,
+}
+
+impl Loader<'_> {
+    fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Tensor<D>, ModelError> {
+        let values = self.file.f32_tensor(name, &shape)?;
+        Ok(Tensor::from_data(
+            TensorData::new(values, shape),
+            self.device,
+        ))
+    }
+
+    fn param<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+    ) -> Result<Param<Tensor<D>>, ModelError> {
+        let values = self.file.f32_tensor(name, &shape)?;
+        Ok(Param::from_data(
+            TensorData::new(values, shape),
+            self.device,
+        ))
+    }
+
+    fn batch_norm(&self, prefix: &str, channels: usize) -> Result<BatchNorm, ModelError> {
+        Ok(BatchNorm {
+            gamma: self.param(&format!("{prefix}.weight"), [channels])?,
+            beta: self.param(&format!("{prefix}.bias"), [channels])?,
+            training: Param::from_bool(true),
+            running_mean: RunningState::new(
+                self.tensor(&format!("{prefix}.running_mean"), [channels])?,
+            ),
+            running_var: RunningState::new(
+                self.tensor(&format!("{prefix}.running_var"), [channels])?,
+            ),
+            momentum: BN_MOMENTUM,
+            epsilon: BN_EPSILON,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv_bn(
+        &self,
+        conv: &str,
+        bn: &str,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+    ) -> Result<ConvBn, ModelError> {
+        let weight = self.param(
+            &format!("{conv}.weight"),
+            [out_channels, in_channels / groups, kernel, kernel],
+        )?;
+        Ok(ConvBn {
+            conv: SameConv2d {
+                weight,
+                stride,
+                groups,
+            },
+            bn: self.batch_norm(bn, out_channels)?,
+        })
+    }
+}
+
+/// Location and type of one tensor inside a safetensors file.
+#[derive(Debug, Clone)]
+struct TensorEntry {
+    dtype: String,
+    shape: Vec<usize>,
+    /// Byte range relative to the start of the data section.
+    start: usize,
+    end: usize,
+}
+
+/// A safetensors file read fully into memory, with a validated header.
+#[derive(Debug)]
+struct SafeTensors {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    data_start: usize,
+    entries: HashMap<String, TensorEntry>,
+}
+
+/// Size in bytes of one element of a safetensors dtype, if known.
+fn dtype_size(dtype: &str) -> Option<usize> {
+    Some(match dtype {
+        "BOOL" | "U8" | "I8" | "F8_E4M3" | "F8_E5M2" => 1,
+        "U16" | "I16" | "F16" | "BF16" => 2,
+        "U32" | "I32" | "F32" => 4,
+        "U64" | "I64" | "F64" => 8,
+        _ => return None,
+    })
+}
+
+impl SafeTensors {
+    fn read(path: &Path) -> Result<Self, ModelError> {
+        let bytes = std::fs::read(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ModelError::WeightsNotFound {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                ModelError::WeightsUnreadable {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+        Self::parse(path.to_path_buf(), bytes)
+    }
+
+    fn parse(path: PathBuf, bytes: Vec<u8>) -> Result<Self, ModelError> {
+        let corrupt = |what: String| ModelError::CorruptWeights {
+            path: path.clone(),
+            what,
+        };
+        let Some((len_bytes, rest)) = bytes.split_first_chunk::<8>() else {
+            return Err(corrupt(format!(
+                "file is {} bytes long, too short for the 8-byte header length (truncated)",
+                bytes.len()
+            )));
+        };
+        let header_len = u64::from_le_bytes(*len_bytes);
+        let header_len = usize::try_from(header_len)
+            .ok()
+            .filter(|&n| n <= rest.len())
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "header length {header_len} exceeds the {} bytes after it (truncated)",
+                    rest.len()
+                ))
+            })?;
+        let (header, data) = rest.split_at(header_len);
+        let header: serde_json::Value = serde_json::from_slice(header)
+            .map_err(|e| corrupt(format!("header is not valid JSON: {e}")))?;
+        let serde_json::Value::Object(header) = header else {
+            return Err(corrupt("header is not a JSON object".to_owned()));
+        };
+
+        let mut entries = HashMap::with_capacity(header.len());
+        for (name, info) in header {
+            if name == "__metadata__" {
+                continue;
+            }
+            let bad = |what: &str| corrupt(format!("tensor `{name}`: {what}"));
+            let dtype = info
+                .get("dtype")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| bad("missing or non-string `dtype`"))?
+                .to_owned();
+            let shape = info
+                .get("shape")
+                .and_then(|v| v.as_array())
+                .ok_or_else(|| bad("missing or non-array `shape`"))?
+                .iter()
+                .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+                .collect::<Option<Vec<usize>>>()
+                .ok_or_else(|| bad("`shape` has a non-integer dimension"))?;
+            let [start, end] = info
+                .get("data_offsets")
+                .and_then(offset_pair)
+                .ok_or_else(|| bad("`data_offsets` is not a pair of integers"))?;
+            if start > end {
+                return Err(bad(&format!("data_offsets [{start}, {end}] are reversed")));
+            }
+            if end > data.len() {
+                return Err(bad(&format!(
+                    "data_offsets [{start}, {end}] run past the end of the {}-byte data \
+                     section (truncated)",
+                    data.len()
+                )));
+            }
+            if let Some(size) = dtype_size(&dtype) {
+                let numel: usize = shape.iter().product();
+                if numel.checked_mul(size) != Some(end - start) {
+                    return Err(bad(&format!(
+                        "{} bytes of data for {dtype} shape {shape:?}",
+                        end - start
+                    )));
+                }
+            }
+            entries.insert(
+                name,
+                TensorEntry {
+                    dtype,
+                    shape,
+                    start,
+                    end,
+                },
+            );
+        }
+        let data_start = 8 + header_len;
+        Ok(Self {
+            path,
+            bytes,
+            data_start,
+            entries,
+        })
+    }
+
+    /// The tensor `name` as `f32` values, checking that its shape is `expected`.
+    fn f32_tensor(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, ModelError> {
+        let entry = self
+            .entries
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: name.to_owned(),
+            })?;
+        if entry.dtype != "F32" {
+            return Err(ModelError::UnsupportedDtype {
+                name: name.to_owned(),
+                dtype: entry.dtype.clone(),
+            });
+        }
+        if entry.shape != expected {
+            return Err(ModelError::WrongShape {
+                name: name.to_owned(),
+                expected: expected.to_vec(),
+                found: entry.shape.clone(),
+            });
+        }
+        let raw = self
+            .bytes
+            .get(self.data_start + entry.start..self.data_start + entry.end)
+            .ok_or_else(|| ModelError::CorruptWeights {
+                path: self.path.clone(),
+                what: format!("tensor `{name}` lies outside the file"),
+            })?;
+        Ok(raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+}
+
+/// Parses a safetensors `data_offsets` value, `[start, end]`.
+fn offset_pair(value: &serde_json::Value) -> Option<[usize; 2]> {
+    match value.as_array()?.as_slice() {
+        [start, end] => Some([
+            usize::try_from(start.as_u64()?).ok()?,
+            usize::try_from(end.as_u64()?).ok()?,
+        ]),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::resize::resize_shorter_center_crop;
+    use burn::tensor::activation::softmax;
+
+    /// The real data root, found as the binary finds it.
+    fn data_root() -> PathBuf {
+        crate::data::DataRoot::resolve(None, None)
+            .expect("real data root")
+            .path
+    }
+
+    fn weights_path() -> PathBuf {
+        data_root().join("pretrained/efficientnet_lite0.safetensors")
+    }
+
+    fn unique_temp_path(tag: &str) -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        std::env::temp_dir().join(format!(
+            "harness-effnet-{tag}-{}-{nanos}.safetensors",
+            std::process::id()
+        ))
+    }
+
+    /// Decodes a JPEG, resizes shorter side to 256 (bilinear), centre-crops 224, normalises.
+    fn imagenet_input(name: &str, device: &Device) -> Tensor<4> {
+        let path = data_root().join("pretrained/test_images").join(name);
+        let rgb = image::ImageReader::open(&path)
+            .expect("open test image")
+            .decode()
+            .expect("decode test image")
+            .to_rgb8();
+        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+        let mut planar = vec![0u8; 3 * h * w];
+        for (i, px) in rgb.pixels().enumerate() {
+            for c in 0..3 {
+                planar[c * h * w + i] = px.0[c];
+            }
+        }
+        let mut x = resize_shorter_center_crop(&planar, h, w, 256, 224).expect("resize");
+        normalize_f32_in_place(&mut x);
+        input_batch(x, 1, 224, device).expect("input batch")
+    }
+
+    fn top2(model: &EfficientNetLite0, name: &str, device: &Device) -> [(usize, f32); 2] {
+        let logits = model.forward(imagenet_input(name, device));
+        assert_eq!(logits.dims(), [1, NUM_CLASSES]);
+        let probs: Vec<f32> = softmax(logits, 1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32 output");
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        println!(
+            "{name}: top-5 {:?}",
+            order[..5]
+                .iter()
+                .map(|&i| (i, probs[i]))
+                .collect::<Vec<_>>()
+        );
+        [(order[0], probs[order[0]]), (order[1], probs[order[1]])]
+    }
+
+    #[test]
+    fn tf_same_padding_matches_tensorflow() {
+        assert_eq!(tf_same_padding(224, 3, 2), (0, 1));
+        assert_eq!(tf_same_padding(224, 5, 2), (1, 2));
+        assert_eq!(tf_same_padding(7, 3, 2), (1, 1));
+        assert_eq!(tf_same_padding(14, 3, 1), (1, 1));
+        assert_eq!(tf_same_padding(14, 5, 1), (2, 2));
+        assert_eq!(tf_same_padding(7, 1, 1), (0, 0));
+    }
+
+    #[test]
+    fn normalize_maps_to_model_range() {
+        assert_eq!(normalize_u8(&[0, 127, 255]), vec![-127.0 / 128.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn imagenet_sanity_and_determinism() {
+        let device = Device::flex();
+        let model = load(&weights_path(), &device).expect("load weights");
+        assert_eq!(model.blocks.len(), 16);
+
+        let [(top1, p1), _] = top2(&model, "dog.jpg", &device);
+        assert_eq!(top1, 235, "dog.jpg should be German shepherd");
+        assert!((p1 - 0.40).abs() <= 0.03, "dog.jpg p = {p1}");
+
+        let [(top1, p1), (second, _)] = top2(&model, "eagle.jpg", &device);
+        assert_eq!(top1, 21, "eagle.jpg should be kite");
+        assert_eq!(second, 22, "eagle.jpg runner-up should be bald eagle");
+        assert!((p1 - 0.50).abs() <= 0.03, "eagle.jpg p = {p1}");
+
+        let [(top1, p1), _] = top2(&model, "giraffe.jpg", &device);
+        assert_eq!(top1, 340, "giraffe.jpg should be zebra");
+        assert!((p1 - 0.55).abs() <= 0.03, "giraffe.jpg p = {p1}");
+
+        // Features: shape and determinism on the same input.
+        let x = imagenet_input("dog.jpg", &device);
+        let a = model.forward_features(x.clone()).into_data();
+        let b = model.forward_features(x).into_data();
+        assert_eq!(a.shape().as_slice(), &[1, FEATURE_DIM]);
+        assert_eq!(
+            a.try_to_vec::<f32>().expect("f32"),
+            b.try_to_vec::<f32>().expect("f32")
+        );
+    }
+
+    /// Deterministic pseudo-random values in [-1, 1) (hand-rolled LCG, no dependency).
+    fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn folded_batchnorm_matches_conv_then_batchnorm() {
+        let device = Device::flex();
+        let model = load(&weights_path(), &device).expect("load weights");
+        // Stem (3x3 stride 2, odd and even sizes) and a 5x5 stride-2 depthwise layer.
+        let cases: [(&ConvBn, usize, usize); 3] = [
+            (&model.stem, 3, 17),
+            (&model.stem, 3, 16),
+            (&model.blocks[3].depthwise, 144, 10),
+        ];
+        for (layer, channels, size) in cases {
+            let x = Tensor::from_data(
+                TensorData::new(
+                    pseudo_random(2 * channels * size * size, size as u64),
+                    [2, channels, size, size],
+                ),
+                &device,
+            );
+            let reference = layer.bn.forward(layer.conv.forward(x.clone()));
+            let folded = layer.forward(x);
+            assert_eq!(reference.dims(), folded.dims());
+            let max_diff = (reference - folded).abs().max().into_scalar::<f32>();
+            assert!(max_diff < 1e-4, "size {size}: max |diff| = {max_diff}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_reported() {
+        let path = data_root().join("pretrained/no_such_weights.safetensors");
+        match load(&path, &Device::flex()) {
+            Err(ModelError::WeightsNotFound { path: p }) => assert_eq!(p, path),
+            other => panic!("expected WeightsNotFound, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn truncated_file_is_reported() {
+        let bytes = std::fs::read(weights_path()).expect("read weights");
+        let path = unique_temp_path("truncated");
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("write truncated copy");
+        let result = load(&path, &Device::flex());
+        let _ = std::fs::remove_file(&path);
+        match result {
+            Err(err @ ModelError::CorruptWeights { .. }) => {
+                let msg = err.to_string();
+                assert!(msg.contains("truncated"), "{msg}");
+                assert!(msg.contains(&path.display().to_string()), "{msg}");
+            }
+            other => panic!("expected CorruptWeights, got {other:?}"),
+        }
+        // Truncated inside the 8-byte length prefix and inside the header.
+        for cut in [5, 1000] {
+            let path = unique_temp_path("cut");
+            std::fs::write(&path, &bytes[..cut]).expect("write truncated copy");
+            let result = load(&path, &Device::flex());
+            let _ = std::fs::remove_file(&path);
+            assert!(
+                matches!(result, Err(ModelError::CorruptWeights { .. })),
+                "cut at {cut}: {result:?}"
+            );
+        }
+    }
+
+    /// A minimal safetensors file holding the given F32 tensors (zeros).
+    fn tiny_safetensors(tensors: &[(&str, &[usize])]) -> Vec<u8> {
+        let mut header = serde_json::Map::new();
+        let mut offset = 0usize;
+        for (name, shape) in tensors {
+            let bytes = 4 * shape.iter().product::<usize>();
+            header.insert(
+                (*name).to_owned(),
+                serde_json::json!({
+                    "dtype": "F32",
+                    "shape": shape,
+                    "data_offsets": [offset, offset + bytes],
+                }),
+            );
+            offset += bytes;
+        }
+        let header = serde_json::Value::Object(header).to_string().into_bytes();
+        let mut file = (header.len() as u64).to_le_bytes().to_vec();
+        file.extend_from_slice(&header);
+        file.resize(file.len() + offset, 0);
+        file
+    }
+
+    #[test]
+    fn wrong_shape_is_reported() {
+        let path = unique_temp_path("wrong-shape");
+        std::fs::write(
+            &path,
+            tiny_safetensors(&[("_conv_stem.weight", &[16, 3, 3, 3])]),
+        )
+        .expect("write tiny file");
+        let result = load(&path, &Device::flex());
+        let _ = std::fs::remove_file(&path);
+        let err = match result {
+            Err(err) => err,
+            Ok(_) => panic!("a [16, 3, 3, 3] stem must not load"),
+        };
+        let msg = err.to_string();
+        match err {
+            ModelError::WrongShape {
+                name,
+                expected,
+                found,
+            } => {
+                assert_eq!(name, "_conv_stem.weight");
+                assert_eq!(expected, [32, 3, 3, 3]);
+                assert_eq!(found, [16, 3, 3, 3]);
+            }
+            other => panic!("expected WrongShape, got {other:?}"),
+        }
+        assert!(msg.contains("_conv_stem.weight"), "{msg}");
+        assert!(msg.contains("[32, 3, 3, 3]"), "{msg}");
+        assert!(msg.contains("[16, 3, 3, 3]"), "{msg}");
+    }
+
+    #[test]
+    fn missing_tensor_is_reported() {
+        let path = unique_temp_path("missing-tensor");
+        std::fs::write(
+            &path,
+            tiny_safetensors(&[("_conv_stem.weight", &[32, 3, 3, 3])]),
+        )
+        .expect("write tiny file");
+        let result = load(&path, &Device::flex());
+        let _ = std::fs::remove_file(&path);
+        match result {
+            Err(ModelError::MissingTensor { name }) => assert_eq!(name, "_bn0.weight"),
+            other => panic!("expected MissingTensor, got {other:?}"),
+        }
+    }
+}
