@@ -84,3 +84,25 @@ pub fn run_dirs(exp: &Path) -> Vec<PathBuf> {
     dirs.sort();
     dirs
 }
+
+/// A finished run of [`TINY`], made once per test binary (trained on a prefix of the real data).
+pub fn tiny_run() -> &'static Path {
+    static RUN: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    let (_, run) = RUN.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = harness(
+            &[
+                "--quiet",
+                "run",
+                TINY,
+                "--out",
+                dir.path().to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out).1);
+        let run = run_dirs(dir.path()).remove(0);
+        (dir, run)
+    });
+    run
+}

@@ -7,5 +7,6 @@ mod bad_input;
 mod cli;
 mod data;
 mod fetch;
+mod index;
 mod semantics;
 mod train;
