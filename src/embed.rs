@@ -8,9 +8,10 @@
 //! (`image_id,rank,class_id,score`: the top classes by cosine to the class embedding).
 
 use crate::index::hamming;
-use crate::model::HashNet;
+use crate::model::efficientnet::{self, EfficientNetLite0};
+use crate::model::{HashNet, ModelError, resize};
 use crate::store::{self, StoreError, npy};
-use crate::train::Images;
+use crate::train::{self, Images};
 use burn::prelude::*;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -78,7 +79,7 @@ pub fn embed(
     class_embedding: &[f32],
     batch: usize,
     progress: bool,
-) -> Embedded {
+) -> Result<Embedded, ModelError> {
     let device = net.hash.weight.val().device();
     let (h, d) = (net.hash.weight.dims()[1], net.embed.weight.dims()[1]);
     let n = images.len();
@@ -95,22 +96,14 @@ pub fn embed(
     let mut embeddings = Vec::with_capacity(n * d);
     let mut activations = Vec::with_capacity(n * h);
     let started = Instant::now();
-    let mut pixels = Vec::with_capacity(batch * 3072);
-    for start in (0..n).step_by(batch.max(1)) {
-        let end = (start + batch).min(n);
-        pixels.clear();
-        for i in start..end {
-            crate::model::normalize_into(&images.pixels[i * 3072..(i + 1) * 3072], &mut pixels);
-        }
-        let x = Tensor::<4>::from_data(
-            TensorData::new(pixels.clone(), [end - start, 3, 32, 32]),
-            &device,
-        );
-        let out = net.forward(x);
+    let ids: Vec<usize> = (0..n).collect();
+    for chunk in ids.chunks(batch.max(1)) {
+        let (x, _) = train::batch(images, chunk, None, &device);
+        let out = net.forward(x)?;
         embeddings.extend(out.embedding.into_data().iter::<f32>());
         activations.extend(out.activations.into_data().iter::<f32>());
         if let Some(b) = &bar {
-            b.set_position(end as u64);
+            b.inc(chunk.len() as u64);
         }
     }
     let seconds_per_image = started.elapsed().as_secs_f64() / n.max(1) as f64;
@@ -122,7 +115,7 @@ pub fn embed(
         .chunks_exact(d)
         .flat_map(|e| top_classes(e, class_embedding, TOP_CLASSES))
         .collect();
-    Embedded {
+    Ok(Embedded {
         n,
         d,
         h,
@@ -131,7 +124,49 @@ pub fn embed(
         codes,
         classes,
         seconds_per_image,
+    })
+}
+
+/// Pooled EfficientNet-Lite0 features (`n x 1280`) of 32x32 images (`n * 3072` planar u8),
+/// each upsampled bicubically to `size x size` and normalised as `(x - 127) / 128`.
+pub fn encoder_features(
+    encoder: &EfficientNetLite0,
+    pixels: &[u8],
+    size: usize,
+    batch: usize,
+    progress: bool,
+) -> Result<Vec<f32>, ModelError> {
+    let n = pixels.len() / 3072;
+    let device = Device::flex();
+    let bar = progress.then(|| {
+        let b = indicatif::ProgressBar::new(n as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "features {size}px [{{bar:30}}] {{pos}}/{{len}} images {{per_sec}} eta {{eta}}"
+            ))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut out = Vec::with_capacity(n * efficientnet::FEATURE_DIM);
+    for start in (0..n).step_by(batch.max(1)) {
+        let end = (start + batch).min(n);
+        let mut input = Vec::with_capacity((end - start) * 3 * size * size);
+        for img in pixels[start * 3072..end * 3072].chunks_exact(3072) {
+            let mut x = resize::resize_bicubic_square(img, 32, 32, size)?;
+            efficientnet::normalize_f32_in_place(&mut x);
+            input.extend_from_slice(&x);
+        }
+        let x = efficientnet::input_batch(input, end - start, size, &device)?;
+        out.extend(encoder.forward_features(x).into_data().iter::<f32>());
+        if let Some(b) = &bar {
+            b.set_position(end as u64);
+        }
     }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(out)
 }
 
 /// Writes the four per-split files under `dir`.

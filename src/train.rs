@@ -8,7 +8,7 @@
 //! (`seed + epoch`), so a resumed run sees the same batches as an uninterrupted one.
 
 use crate::config::{Config, Optimizer, Schedule};
-use crate::model::{self, HashNet, ModelError};
+use crate::model::{self, Batch, HashNet, ModelError};
 use crate::store::{self, StoreError};
 use burn::module::Module;
 use burn::optim::{
@@ -59,11 +59,25 @@ pub enum TrainError {
     },
 }
 
-/// Images and fine labels of one split (or a prefix of it).
+/// What the network reads for each image.
+#[derive(Debug, Clone, Copy)]
+pub enum Inputs<'a> {
+    /// `N * 3072` u8 pixels, `[N, 3, 32, 32]`.
+    Pixels(&'a [u8]),
+    /// `N * dim` frozen-encoder features.
+    Features {
+        /// Row-major values.
+        values: &'a [f32],
+        /// Feature width.
+        dim: usize,
+    },
+}
+
+/// Images (as pixels or features) and fine labels of one split (or a prefix of it).
 #[derive(Debug, Clone, Copy)]
 pub struct Images<'a> {
-    /// `N * 3072` u8 pixels, `[N, 3, 32, 32]`.
-    pub pixels: &'a [u8],
+    /// The network's inputs.
+    pub inputs: Inputs<'a>,
     /// `N` fine labels.
     pub labels: &'a [u8],
 }
@@ -166,7 +180,7 @@ pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError>
             let step = epoch * batches_per_epoch + b;
             lr = learning_rate(cfg, step, total_steps);
             let (x, labels) = batch(job.train, chunk, t.augment.then_some(&mut aug_rng), &device);
-            let out = net.forward(x);
+            let out = net.forward(x)?;
             let target = c_tensor.clone().select(0, labels.clone());
             let mut loss = cosine_loss(out.embedding.clone(), target);
             if let Some(logits) = out.logits {
@@ -211,7 +225,7 @@ pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError>
             bar.finish_and_clear();
         }
         let valid = net.valid();
-        let test_accuracy = accuracy(&valid, job.eval, job.class_embedding, cfg.model.d as usize);
+        let test_accuracy = accuracy(&valid, job.eval, job.class_embedding, cfg.model.d as usize)?;
         log.push(EpochLog {
             epoch: epoch + 1,
             loss: loss_sum / seen.max(1) as f64,
@@ -264,19 +278,36 @@ pub fn cosine_loss(output: Tensor<2>, target: Tensor<2>) -> Tensor<1> {
     (dot / norm).neg().add_scalar(1.0).mean()
 }
 
-/// Builds a normalised image batch and its labels; with `augment`, each image is randomly
-/// cropped from a 4-pixel zero-padded copy and flipped horizontally with probability 1/2.
-fn batch(
+/// Builds a batch (normalised images or features) and its labels; with `augment`, each image
+/// is randomly cropped from a 4-pixel zero-padded copy and flipped horizontally with
+/// probability 1/2 (features are used as they are).
+pub fn batch(
     images: Images<'_>,
     ids: &[usize],
     augment: Option<&mut StdRng>,
     device: &Device,
-) -> (Tensor<4>, Tensor<1, Int>) {
+) -> (Batch, Tensor<1, Int>) {
+    let labels: Vec<i64> = ids.iter().map(|&i| i64::from(images.labels[i])).collect();
+    let n = ids.len();
+    let labels = Tensor::from_data(TensorData::new(labels, [n]), device);
+    let pixels_all = match images.inputs {
+        Inputs::Pixels(p) => p,
+        Inputs::Features { values, dim } => {
+            let mut f = Vec::with_capacity(n * dim);
+            for &i in ids {
+                f.extend_from_slice(&values[i * dim..(i + 1) * dim]);
+            }
+            return (
+                Batch::Features(Tensor::from_data(TensorData::new(f, [n, dim]), device)),
+                labels,
+            );
+        }
+    };
     let mut pixels = Vec::with_capacity(ids.len() * 3072);
     let mut aug = augment;
     let mut scratch = vec![0u8; 3072];
     for &i in ids {
-        let img = &images.pixels[i * 3072..(i + 1) * 3072];
+        let img = &pixels_all[i * 3072..(i + 1) * 3072];
         match aug.as_deref_mut() {
             Some(rng) => {
                 use rand::RngExt;
@@ -288,11 +319,12 @@ fn batch(
             None => model::normalize_into(img, &mut pixels),
         }
     }
-    let labels: Vec<i64> = ids.iter().map(|&i| i64::from(images.labels[i])).collect();
-    let n = ids.len();
     (
-        Tensor::from_data(TensorData::new(pixels, [n, 3, 32, 32]), device),
-        Tensor::from_data(TensorData::new(labels, [n]), device),
+        Batch::Images(Tensor::from_data(
+            TensorData::new(pixels, [n, 3, 32, 32]),
+            device,
+        )),
+        labels,
     )
 }
 
@@ -316,9 +348,14 @@ pub fn shift_flip(img: &[u8], dx: i32, dy: i32, flip: bool, out: &mut [u8]) {
 }
 
 /// Nearest-class accuracy (cosine to `C`) of a network on `images`, in batches of 500.
-pub fn accuracy(net: &HashNet, images: Images<'_>, class_embedding: &[f32], d: usize) -> f64 {
+pub fn accuracy(
+    net: &HashNet,
+    images: Images<'_>,
+    class_embedding: &[f32],
+    d: usize,
+) -> Result<f64, TrainError> {
     if images.is_empty() {
-        return 0.0;
+        return Ok(0.0);
     }
     let device = net.hash.weight.val().device();
     let classes = class_embedding.len() / d;
@@ -330,7 +367,7 @@ pub fn accuracy(net: &HashNet, images: Images<'_>, class_embedding: &[f32], d: u
     let mut correct = 0i64;
     for chunk in ids.chunks(500) {
         let (x, labels) = batch(images, chunk, None, &device);
-        let out = net.forward(x);
+        let out = net.forward(x)?;
         let predicted = out
             .embedding
             .matmul(c.clone().transpose())
@@ -338,7 +375,7 @@ pub fn accuracy(net: &HashNet, images: Images<'_>, class_embedding: &[f32], d: u
             .reshape([chunk.len()]);
         correct += predicted.equal(labels).int().sum().into_scalar::<i64>();
     }
-    correct as f64 / images.len() as f64
+    Ok(correct as f64 / images.len() as f64)
 }
 
 fn progress_bar(

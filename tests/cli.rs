@@ -204,3 +204,36 @@ fn help_teaches() {
         "{stdout}"
     );
 }
+
+#[test]
+fn frozen_encoder_features_are_cached_and_feed_the_decoder() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let exp = out_dir.path().to_str().unwrap();
+    let config = "tests/fixtures/tiny_frozen.yaml";
+    let out = harness(&["--quiet", "run", config, "--out", exp], None);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let run = run_dirs(out_dir.path()).remove(0);
+    let (n, dim, f) = npy_f32(&run.join("features/train.npy"));
+    assert_eq!((n, dim), (256, 1280));
+    assert!(f.iter().all(|x| x.is_finite()) && f.iter().any(|&x| x != 0.0));
+    let (n, _, _) = npy_f32(&run.join("features/test.npy"));
+    assert_eq!(n, 300);
+    let (n, h, _) = npy_f32(&run.join("embed/activations/test.npy"));
+    assert_eq!((n, h), (300, 64));
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(metrics.contains("mih,leave_one_out,mP,100,"), "{metrics}");
+
+    // A different decoder over the same encoder reuses the cached features.
+    let text_cfg = std::fs::read_to_string(config)
+        .unwrap()
+        .replace("h: 64", "h: 32");
+    let cfg2 = out_dir.path().join("h32.yaml");
+    std::fs::write(&cfg2, text_cfg).unwrap();
+    let out = harness(
+        &["--quiet", "run", cfg2.to_str().unwrap(), "--out", exp],
+        None,
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("(reused: features)"), "{stdout}");
+}

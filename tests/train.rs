@@ -5,7 +5,7 @@ use crate::common::data_root;
 use harness::config::{Config, Loaded};
 use harness::data::cifar::Cifar100;
 use harness::semantics::{SimilarityMatrix, class_embedding};
-use harness::train::{self, Images, TrainError, TrainJob};
+use harness::train::{self, Images, Inputs, TrainError, TrainJob};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -43,11 +43,11 @@ fn run(
         config: cfg,
         class_embedding: &f.c,
         train: Images {
-            pixels: &f.cifar.train.pixels[..256 * 3072],
+            inputs: Inputs::Pixels(&f.cifar.train.pixels[..256 * 3072]),
             labels: &f.cifar.train.fine[..256],
         },
         eval: Images {
-            pixels: &f.cifar.test.pixels[..200 * 3072],
+            inputs: Inputs::Pixels(&f.cifar.test.pixels[..200 * 3072]),
             labels: &f.cifar.test.fine[..200],
         },
         dir,
@@ -59,10 +59,12 @@ fn run(
 fn embeddings(net: &harness::model::HashNet) -> Vec<f32> {
     let f = fixture();
     let images = Images {
-        pixels: &f.cifar.test.pixels[..64 * 3072],
+        inputs: Inputs::Pixels(&f.cifar.test.pixels[..64 * 3072]),
         labels: &f.cifar.test.fine[..64],
     };
-    harness::embed::embed(net, images, &f.c, 32, false).embeddings
+    harness::embed::embed(net, images, &f.c, 32, false)
+        .unwrap()
+        .embeddings
 }
 
 #[test]

@@ -19,12 +19,13 @@ use crate::data::{DataError, DataRoot};
 use crate::embed;
 use crate::eval::retrieval::{self, EvalSettings, SplitView};
 use crate::index::hamming::Shortlist;
+use crate::model::efficientnet::EfficientNetLite0;
 use crate::report;
 use crate::semantics::{
     SemanticsError, SimilarityMatrix, class_embedding, embedding_csv, similarity_csv,
 };
 use crate::store::{self, StoreError, npy};
-use crate::train::{self, Images, TrainError, TrainJob};
+use crate::train::{self, Images, Inputs, TrainError, TrainJob};
 use lock::{LockError, RunLock};
 use manifest::Manifest;
 use serde::{Deserialize, Serialize};
@@ -278,10 +279,31 @@ fn run_stages(
         "model": cfg.model,
         "train": cfg.train,
     }));
+    // A frozen pretrained encoder runs once per (encoder, input size, weights, images); its
+    // pooled features are cached and the decoder trains on them.
+    let features_dir = if frozen_encoder(cfg) {
+        let key = config::hash_value(&serde_json::json!({
+            "stage": "features",
+            "encoder": cfg.model.encoder,
+            "input_size": cfg.model.input_size,
+            "weights": cfg.model.weights,
+            "train_subset": cfg.data.train_subset,
+            "test_subset": cfg.data.test_subset,
+        }));
+        let dir = cache.join(format!("features-{}", &key[..16]));
+        st.run_cached("features", &key, &dir, |out| {
+            let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
+            features_stage(root, cfg, data, out, progress)
+        })?;
+        Some(dir)
+    } else {
+        None
+    };
     let train_dir = cache.join(format!("train-{}", &train_key[..16]));
     st.run_cached("train", &train_key, &train_dir, |out| {
         let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
-        train_stage(root, cfg, data, out, progress)
+        let features = features_dir.as_deref().map(load_features).transpose()?;
+        train_stage(root, cfg, data, features.as_ref(), out, progress)
     })?;
     let splits = embed_splits(cfg);
     let embed_key = config::hash_value(
@@ -290,7 +312,17 @@ fn run_stages(
     let embed_dir = cache.join(format!("embed-{}", &embed_key[..16]));
     st.run_cached("embed", &embed_key, &embed_dir, |out| {
         let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
-        embed_stage(root, cfg, data, &splits, &train_dir, out, progress)
+        let features = features_dir.as_deref().map(load_features).transpose()?;
+        embed_stage(
+            root,
+            cfg,
+            data,
+            features.as_ref(),
+            &splits,
+            &train_dir,
+            out,
+            progress,
+        )
     })?;
     st.run("eval", &run.hash, || {
         let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
@@ -589,32 +621,123 @@ fn class_embedding_f32(root: &DataRoot, d: usize) -> Result<Vec<f32>, Experiment
     Ok(class_embedding(&s, d)?.to_f32())
 }
 
-/// Trains the network on the (prefix of the) train split; writes checkpoints, `train_log.csv`
-/// and the final weights `model.bpk` into `out`.
-fn train_stage(
+/// Whether the config trains only a decoder on a frozen pretrained encoder's features.
+fn frozen_encoder(cfg: &config::Config) -> bool {
+    cfg.model.encoder == config::Encoder::EfficientnetLite0 && cfg.model.freeze
+}
+
+/// Frozen-encoder features of the train and test prefixes, `n x dim` each.
+struct Features {
+    dim: usize,
+    train: Vec<f32>,
+    test: Vec<f32>,
+}
+
+impl Features {
+    /// The network inputs of `split`: features of its first rows.
+    fn inputs(&self, split: SplitName) -> Inputs<'_> {
+        let values = match split {
+            SplitName::Train => &self.train,
+            SplitName::Test => &self.test,
+        };
+        Inputs::Features {
+            values,
+            dim: self.dim,
+        }
+    }
+}
+
+fn load_features(dir: &Path) -> Result<Features, ExperimentError> {
+    let read = |split: SplitName| -> Result<(usize, Vec<f32>), ExperimentError> {
+        let path = dir.join(format!("{split}.npy"));
+        let (_, dim, v) =
+            npy::read_f32(&store::read(&path)?).map_err(|e| ExperimentError::Artifact {
+                path,
+                message: e.to_string(),
+            })?;
+        Ok((dim, v))
+    };
+    let (dim, train) = read(SplitName::Train)?;
+    let (_, test) = read(SplitName::Test)?;
+    Ok(Features { dim, train, test })
+}
+
+/// Runs the frozen EfficientNet-Lite0 over the train and test prefixes at `model.input_size`;
+/// writes `train.npy` and `test.npy` (f32, `n x 1280`) into `out`.
+fn features_stage(
     root: &DataRoot,
     cfg: &config::Config,
     data: &Cifar100,
     out: &Path,
     progress: bool,
 ) -> Result<(), ExperimentError> {
+    let weights = cfg
+        .model
+        .weights
+        .clone()
+        .unwrap_or_else(|| root.path.join("pretrained/efficientnet_lite0.safetensors"));
+    let encoder = EfficientNetLite0::load(&weights, &burn::tensor::Device::flex())
+        .map_err(TrainError::Model)?;
+    let size = cfg.model.input_size as usize;
+    for (split, n) in [
+        (
+            SplitName::Train,
+            cfg.data.train_subset.unwrap_or(SplitName::Train.records()),
+        ),
+        (
+            SplitName::Test,
+            cfg.data.test_subset.unwrap_or(SplitName::Test.records()),
+        ),
+    ] {
+        let s = data.split(split);
+        let n = n.min(s.len());
+        let f = embed::encoder_features(&encoder, &s.pixels[..n * 3072], size, 32, progress)
+            .map_err(TrainError::Model)?;
+        store::write_atomic(&out.join(format!("{split}.npy")), |w| {
+            npy::write_f32(w, n, f.len() / n.max(1), &f)
+        })?;
+    }
+    Ok(())
+}
+
+/// The network inputs of the first `n` images of `split`: cached features for a frozen
+/// encoder, pixels otherwise.
+fn inputs<'a>(
+    data: &'a Cifar100,
+    features: Option<&'a Features>,
+    split: SplitName,
+    n: usize,
+) -> Images<'a> {
+    let s = data.split(split);
+    let n = n.min(s.len());
+    let inputs = match features {
+        Some(f) => f.inputs(split),
+        None => Inputs::Pixels(&s.pixels[..n * 3072]),
+    };
+    Images {
+        inputs,
+        labels: &s.fine[..n],
+    }
+}
+
+/// Trains the network on the (prefix of the) train split; writes checkpoints, `train_log.csv`
+/// and the final weights `model.bpk` into `out`.
+fn train_stage(
+    root: &DataRoot,
+    cfg: &config::Config,
+    data: &Cifar100,
+    features: Option<&Features>,
+    out: &Path,
+    progress: bool,
+) -> Result<(), ExperimentError> {
     let c = class_embedding_f32(root, cfg.model.d as usize)?;
-    let n = cfg
-        .data
-        .train_subset
-        .unwrap_or(data.train.len())
-        .min(data.train.len());
+    let n_train = cfg.data.train_subset.unwrap_or(data.train.len());
+    let n_test = cfg.data.test_subset.unwrap_or(data.test.len());
     let job = TrainJob {
         config: cfg,
         class_embedding: &c,
-        train: Images {
-            pixels: &data.train.pixels[..n * 3072],
-            labels: &data.train.fine[..n],
-        },
-        eval: Images {
-            pixels: &data.test.pixels,
-            labels: &data.test.fine,
-        },
+        train: inputs(data, features, SplitName::Train, n_train),
+        eval: inputs(data, features, SplitName::Test, n_test),
         dir: out,
         progress,
     };
@@ -642,10 +765,12 @@ fn embed_splits(cfg: &config::Config) -> Vec<(SplitName, usize)> {
 
 /// Embeds the needed splits with the trained network from `train_dir`; writes the `.npy` files
 /// and `embed_summary.json` into `out`.
+#[allow(clippy::too_many_arguments)]
 fn embed_stage(
     root: &DataRoot,
     cfg: &config::Config,
     data: &Cifar100,
+    features: Option<&Features>,
     splits: &[(SplitName, usize)],
     train_dir: &Path,
     out: &Path,
@@ -660,12 +785,8 @@ fn embed_stage(
     let mut summary = serde_json::Map::new();
     for &(name, n) in splits {
         let split = data.split(name);
-        let n = n.min(split.len());
-        let images = Images {
-            pixels: &split.pixels[..n * 3072],
-            labels: &split.fine[..n],
-        };
-        let e = embed::embed(&net, images, &c, 500, progress);
+        let images = inputs(data, features, name, n);
+        let e = embed::embed(&net, images, &c, 500, progress).map_err(TrainError::Model)?;
         let correct = e
             .classes
             .chunks(embed::TOP_CLASSES)

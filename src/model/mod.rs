@@ -8,7 +8,7 @@ pub mod cifar_cnn;
 pub mod efficientnet;
 pub mod resize;
 
-use crate::config::{Backend, ModelConfig};
+use crate::config::{Backend, Encoder, ModelConfig};
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -26,7 +26,9 @@ pub enum ModelError {
     )]
     BackendNotCompiled,
     /// The encoder exists in the schema but is not available in this build yet.
-    #[error("encoder `{0}` is not available yet in this build; use `cifar_cnn`")]
+    #[error(
+        "encoder `{0}` is not available yet in this build; use `cifar_cnn`, or `efficientnet_lite0` with `freeze: true`"
+    )]
     EncoderUnavailable(String),
     /// The weights file does not exist.
     #[error("weights file {path} does not exist")]
@@ -105,8 +107,9 @@ pub fn device(backend: Backend) -> Result<Device, ModelError> {
 /// Encoder, hash layer and embedding layer.
 #[derive(Module, Debug)]
 pub struct HashNet {
-    /// Image encoder.
-    pub encoder: cifar_cnn::CifarCnn,
+    /// Image encoder trained with the decoder; `None` when the network consumes precomputed
+    /// features of a frozen encoder (EfficientNet-Lite0 with `freeze: true`).
+    pub encoder: Option<cifar_cnn::CifarCnn>,
     /// `features -> h`, followed by batch norm and a sigmoid: the hash layer.
     pub hash: Linear,
     /// Batch norm of the hash layer's pre-activations. It keeps the sigmoid in its sensitive
@@ -117,6 +120,15 @@ pub struct HashNet {
     pub embed: Linear,
     /// Optional `h -> classes` softmax head for the auxiliary cross-entropy loss.
     pub classify: Option<Linear>,
+}
+
+/// A batch as the network consumes it.
+#[derive(Debug, Clone)]
+pub enum Batch {
+    /// Normalised images `[batch, 3, 32, 32]` for a network with its own encoder.
+    Images(Tensor<4>),
+    /// Frozen-encoder features `[batch, features]`.
+    Features(Tensor<2>),
 }
 
 /// What a forward pass returns.
@@ -133,19 +145,19 @@ pub struct Output {
 impl HashNet {
     /// A freshly initialised network for `cfg` (the device's seed decides the initial weights).
     pub fn new(cfg: &ModelConfig, classes: usize, device: &Device) -> Result<Self, ModelError> {
-        let encoder = match cfg.encoder {
-            crate::config::Encoder::CifarCnn => cifar_cnn::CifarCnn::new(device),
-            other => {
-                let name = serde_json::to_value(other)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default();
-                return Err(ModelError::EncoderUnavailable(name));
+        let (encoder, features) = match (cfg.encoder, cfg.freeze) {
+            (Encoder::CifarCnn, _) => (Some(cifar_cnn::CifarCnn::new(device)), cifar_cnn::FEATURES),
+            (Encoder::EfficientnetLite0, true) => (None, efficientnet::FEATURE_DIM),
+            (Encoder::EfficientnetLite0, false) => {
+                return Err(ModelError::EncoderUnavailable(
+                    "efficientnet_lite0 with freeze: false".into(),
+                ));
             }
+            (Encoder::Alexnet, _) => return Err(ModelError::EncoderUnavailable("alexnet".into())),
         };
         let (h, d) = (cfg.h as usize, cfg.d as usize);
         Ok(Self {
-            hash: LinearConfig::new(cifar_cnn::FEATURES, h).init(device),
+            hash: LinearConfig::new(features, h).init(device),
             hash_norm: BatchNormConfig::new(h).init(device),
             embed: LinearConfig::new(h, d).init(device),
             classify: (cfg.aux_ce_weight > 0.0).then(|| LinearConfig::new(h, classes).init(device)),
@@ -153,9 +165,20 @@ impl HashNet {
         })
     }
 
-    /// `[batch, 3, 32, 32]` normalised images to activations, embedding and logits.
-    pub fn forward(&self, images: Tensor<4>) -> Output {
-        let features = self.encoder.forward(images); // [batch, FEATURES]
+    /// Images (`[batch, 3, 32, 32]`, normalised) or precomputed features to activations,
+    /// embedding and logits.
+    pub fn forward(&self, input: Batch) -> Result<Output, ModelError> {
+        match (input, &self.encoder) {
+            (Batch::Images(x), Some(encoder)) => Ok(self.forward_features(encoder.forward(x))),
+            (Batch::Features(f), _) => Ok(self.forward_features(f)),
+            (Batch::Images(_), None) => Err(ModelError::InvalidInput {
+                what: "this network consumes precomputed encoder features, not images".into(),
+            }),
+        }
+    }
+
+    /// `[batch, features]` encoder features to activations, embedding and logits.
+    pub fn forward_features(&self, features: Tensor<2>) -> Output {
         let activations = sigmoid(self.hash_norm.forward(self.hash.forward(features))); // [batch, h]
         let embedding = self.embed.forward(activations.clone()); // [batch, d]
         let logits = self
