@@ -9,6 +9,7 @@ use crate::index::asymmetric::AsymmetricIndex;
 use crate::index::exact::ExactIndex;
 use crate::index::hamming::{Codes, HammingIndex, HammingRerankIndex, Shortlist};
 use crate::index::mih::MihIndex;
+use crate::index::persist::AnyIndex;
 use crate::index::{Hit, IndexError, Query, Scratch, SearchIndex, search_batch};
 use serde::Serialize;
 use std::sync::Arc;
@@ -117,6 +118,8 @@ pub struct MethodResult {
     pub timing: Timing,
     /// Top-`max(ks)` of every query (db ids and scores), in query order.
     pub rankings: Vec<Vec<Hit>>,
+    /// The index that was searched (for persistence).
+    pub index: AnyIndex,
 }
 
 /// Builds the index for `method` over `db`.
@@ -124,26 +127,27 @@ pub fn build_index(
     method: IndexMethod,
     db: &SplitView<'_>,
     s: &EvalSettings,
-) -> Result<Box<dyn SearchIndex>, EvalError> {
+) -> Result<AnyIndex, EvalError> {
     let n = db.len();
     let codes = || Codes::new(n, db.h, db.codes.to_vec()).map(Arc::new);
     let exact = || ExactIndex::new(n, db.d, db.embeddings).map(Arc::new);
     Ok(match method {
-        IndexMethod::Exact => Box::new(ExactIndex::new(n, db.d, db.embeddings)?),
-        IndexMethod::Hamming => Box::new(HammingIndex::new(codes()?)),
+        IndexMethod::Exact => ExactIndex::new(n, db.d, db.embeddings)?.into(),
+        IndexMethod::Hamming => HammingIndex::new(codes()?).into(),
         IndexMethod::HammingRerank => {
-            Box::new(HammingRerankIndex::new(codes()?, exact()?, s.shortlist)?)
+            HammingRerankIndex::new(codes()?, exact()?, s.shortlist)?.into()
         }
-        IndexMethod::Mih => Box::new(match s.mih_substrings {
+        IndexMethod::Mih => match s.mih_substrings {
             Some(m) => MihIndex::with_substrings(codes()?, m)?,
             None => MihIndex::new(codes()?)?,
-        }),
-        IndexMethod::Asymmetric => Box::new(AsymmetricIndex::new(codes()?, s.shortlist)?),
+        }
+        .into(),
+        IndexMethod::Asymmetric => AsymmetricIndex::new(codes()?, s.shortlist)?.into(),
     })
 }
 
-/// Evaluates `method` under `protocol`. `same_split` says the queries are the database split
-/// itself (query i is database item i), as under `report` and `leave_one_out`.
+/// Evaluates `method` under `protocol`. Under `report` and `leave_one_out` the queries are the
+/// database split itself (query i is database item i).
 pub fn evaluate(
     method: IndexMethod,
     protocol: Protocol,
@@ -189,7 +193,7 @@ pub fn evaluate(
         .build()
         .map_err(|e| EvalError::Input(format!("cannot start {} threads: {e}", s.threads)))?;
     let t = Instant::now();
-    let rankings = search_batch(index.as_ref(), &batch, k, &pool)?;
+    let rankings = search_batch(&index, &batch, k, &pool)?;
     let qps = batch.len() as f64 / t.elapsed().as_secs_f64().max(1e-12);
 
     let db_labels: Vec<u16> = db.labels.iter().map(|&l| u16::from(l)).collect();
@@ -219,6 +223,7 @@ pub fn evaluate(
             bytes_per_item: index.bytes_per_item(),
         },
         rankings,
+        index,
     })
 }
 

@@ -331,6 +331,14 @@ fn run_stages(
     Ok(())
 }
 
+/// The config spelling of a method (`hamming_rerank`).
+fn method_name(method: config::IndexMethod) -> String {
+    serde_json::to_value(method)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 /// One split's embed outputs, as read back from the `.npy` files.
 struct Embedded {
     embeddings: Vec<f32>,
@@ -441,6 +449,18 @@ fn eval_stage(
                 &settings,
             )
             .map_err(|e| ExperimentError::Eval(format!("{method:?} under {protocol}: {e}")))?;
+            // One index file per method and database split (report and leave_one_out share one).
+            let db_split = if protocol.queries_in_db() {
+                SplitName::Test
+            } else {
+                SplitName::Train
+            };
+            let path = dir
+                .join("indices")
+                .join(format!("{}-{db_split}.idx", method_name(method)));
+            if !path.exists() {
+                store::write_atomic(&path, |w| r.index.save(w).map_err(std::io::Error::other))?;
+            }
             results.push(r);
         }
     }
