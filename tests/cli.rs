@@ -237,3 +237,64 @@ fn frozen_encoder_features_are_cached_and_feed_the_decoder() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("(reused: features)"), "{stdout}");
 }
+
+#[test]
+fn check_passes_against_itself_and_flags_regressions() {
+    let run = crate::common::tiny_run();
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = dir.path().join("baseline.csv");
+    let run_arg = run.to_str().unwrap();
+
+    std::fs::write(&baseline, &metrics).unwrap();
+    let out = harness(
+        &["check", run_arg, "--baseline", baseline.to_str().unwrap()],
+        None,
+    );
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("no regression"), "{stdout}");
+
+    // A baseline that claims a better mP@5 for exact under leave_one_out: the run regressed.
+    let better: String = metrics
+        .lines()
+        .map(|l| {
+            if l.starts_with("exact,leave_one_out,mP,5,") {
+                "exact,leave_one_out,mP,5,0.99".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&baseline, better).unwrap();
+    let out = harness(
+        &["check", run_arg, "--baseline", baseline.to_str().unwrap()],
+        None,
+    );
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("| exact | leave_one_out | mP | 5 | 0.990000 |")
+            && stdout.contains("REGRESSION"),
+        "{stdout}"
+    );
+
+    // A metric the run does not have: an error naming both sets.
+    std::fs::write(
+        &baseline,
+        "method,protocol,metric,k,value\nexact,report,mQ,5,0.5\n",
+    )
+    .unwrap();
+    let out = harness(
+        &["check", run_arg, "--baseline", baseline.to_str().unwrap()],
+        None,
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("exact/report/mQ@5")
+            && stderr.contains("the run reports: exact/report/mP@1"),
+        "{stderr}"
+    );
+}

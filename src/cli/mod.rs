@@ -9,6 +9,7 @@ use crate::data::usf::UsfNorms;
 use crate::data::{DataRoot, fetch};
 use crate::experiment::{self, RunOptions};
 use crate::index::bench::{self, BenchOptions, SyntheticCodes};
+use crate::report::check;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
@@ -86,6 +87,31 @@ pub enum Command {
         /// Embedding dimension d (1..=100).
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
         d: u32,
+    },
+    /// Compare a run's metrics.csv with a stored baseline; exit 1 on a regression.
+    ///
+    /// Quality metrics (mP, mAP, mHP, mAHP, mAHP_mean, AP_full) may drop by at most
+    /// --tolerance (absolute); latencies may grow by at most --time-ratio (and must grow by more
+    /// than --time-floor seconds to count) and queries/s may fall by at most that ratio; index
+    /// bytes per item may not grow. Prints a table of every
+    /// baseline row.
+    ///
+    /// Example: harness check results/ci/<run-id> --baseline experiments/baselines/ci.csv
+    Check {
+        /// The run folder (holding metrics.csv).
+        run_dir: PathBuf,
+        /// Baseline CSV (method,protocol,metric,k,value).
+        #[arg(long, value_name = "FILE")]
+        baseline: PathBuf,
+        /// Largest allowed absolute drop of a quality metric.
+        #[arg(long, default_value_t = 0.01)]
+        tolerance: f64,
+        /// Largest allowed slowdown factor of a timing.
+        #[arg(long, default_value_t = 5.0)]
+        time_ratio: f64,
+        /// A timing must also grow by more than this many seconds to count as a regression.
+        #[arg(long, default_value_t = 0.001)]
+        time_floor: f64,
     },
     /// Inspect or install the data sets.
     #[command(subcommand)]
@@ -232,6 +258,36 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 out.join("class_embedding.csv").display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Check {
+            run_dir,
+            baseline,
+            tolerance,
+            time_ratio,
+            time_floor,
+        } => {
+            let metrics = run_dir.join("metrics.csv");
+            let run = check::read_metrics(&metrics)?;
+            let base = check::read_metrics(&baseline)?;
+            let tol = check::Tolerances {
+                quality: tolerance,
+                time_ratio,
+                time_floor_s: time_floor,
+            };
+            let cmp = check::compare(&run, &base, &baseline, tol)?;
+            print!("{}", cmp.table());
+            let bad = cmp.regressions().count();
+            if bad == 0 {
+                println!(
+                    "no regression against {} ({} metrics compared)",
+                    baseline.display(),
+                    cmp.rows.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("{bad} regression(s) against {}", baseline.display());
+                Ok(ExitCode::from(1))
+            }
         }
         Command::Data(DataCommand::Info { root }) => {
             data_info(root.as_deref().or(cli.data_root.as_deref()))?;

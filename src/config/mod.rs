@@ -401,6 +401,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn method_and_protocol_names_match_their_config_spelling() {
+        for m in [
+            IndexMethod::Exact,
+            IndexMethod::HammingRerank,
+            IndexMethod::Hamming,
+            IndexMethod::Mih,
+            IndexMethod::Asymmetric,
+        ] {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
+        for p in Protocol::ALL {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+    }
+
+    #[test]
     fn embedded_default_is_valid() {
         let loaded = Loaded::embedded_default().unwrap();
         assert_eq!(loaded.config.name, "default");

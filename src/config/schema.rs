@@ -221,6 +221,19 @@ pub enum IndexMethod {
     Asymmetric,
 }
 
+impl IndexMethod {
+    /// The config spelling (`hamming_rerank`), used in file names and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IndexMethod::Exact => "exact",
+            IndexMethod::HammingRerank => "hamming_rerank",
+            IndexMethod::Hamming => "hamming",
+            IndexMethod::Mih => "mih",
+            IndexMethod::Asymmetric => "asymmetric",
+        }
+    }
+}
+
 /// The `index` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

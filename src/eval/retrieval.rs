@@ -230,10 +230,7 @@ pub fn evaluate(
 /// `metrics.csv` rows (`method,protocol,metric,k,value`) of a result; `k` is empty where it does
 /// not apply.
 pub fn metric_rows(r: &MethodResult) -> Vec<(String, String, &'static str, Option<usize>, f64)> {
-    let method = serde_json::to_value(r.method)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
+    let method = r.method.as_str().to_string();
     let protocol = r.protocol.as_str().to_string();
     let mut rows = Vec::new();
     let mut push = |metric: &'static str, k: Option<usize>, v: f64| {

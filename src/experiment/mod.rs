@@ -5,13 +5,15 @@
 //! always maps to the same folder and an interrupted run resumes there. Each run folder holds
 //! `manifest.json`, `config.resolved.yaml` and the stage outputs; a stage records its
 //! completion (with the hash of the config it ran under) in `stages/<stage>.json` and is skipped
-//! when that record matches. Sweeps also get `<out>/sweep.json`.
+//! when that record matches. Sweeps also get `<out>/sweep.json`. Expensive stages (features,
+//! train, embed) write into a shared cache folder named by a hash of exactly the settings they
+//! depend on, and the run folder links to it, so runs that differ only downstream share them.
 
 pub mod lock;
 pub mod manifest;
 
 use crate::config::{self, Loaded, Run};
-use crate::data::cifar::{Cifar100, SplitName};
+use crate::data::cifar::{Cifar100, LabelNames, SplitName};
 use crate::data::hierarchy::Hierarchy;
 use crate::data::summary::{DataSummary, class_counts_csv};
 use crate::data::usf::UsfNorms;
@@ -84,7 +86,7 @@ pub struct RunOptions {
     pub out: Option<PathBuf>,
     /// `--data-root` from the command line.
     pub data_root: Option<PathBuf>,
-    /// Shared stage cache; default `<out>/../cache` (`results/cache`).
+    /// Shared stage cache; default `<out>/cache` with `--out`, else `results/cache`.
     pub cache: Option<PathBuf>,
     /// Draw progress bars on stderr.
     pub progress: bool,
@@ -269,13 +271,15 @@ fn run_stages(
         semantics_stage(root, cfg.model.d as usize, &dir.join("semantics"))
     })?;
 
-    // Training and embedding depend only on the data subset, seed, backend, model and training
-    // settings, so runs of a sweep over index or IWAN parameters share them.
+    // Training and embedding depend only on the data subsets, seed, backend, model and training
+    // settings, so runs of a sweep over index or IWAN parameters share them. (The test prefix
+    // only enters the per-epoch accuracy in train_log.csv.)
     let train_key = config::hash_value(&serde_json::json!({
         "stage": "train",
         "seed": cfg.seed,
         "backend": cfg.backend,
         "train_subset": cfg.data.train_subset,
+        "test_subset": cfg.data.test_subset,
         "model": cfg.model,
         "train": cfg.train,
     }));
@@ -331,16 +335,8 @@ fn run_stages(
     Ok(())
 }
 
-/// The config spelling of a method (`hamming_rerank`).
-fn method_name(method: config::IndexMethod) -> String {
-    serde_json::to_value(method)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
-}
-
 /// One split's embed outputs, as read back from the `.npy` files.
-struct Embedded {
+struct StoredEmbedding {
     embeddings: Vec<f32>,
     d: usize,
     activations: Vec<f32>,
@@ -348,7 +344,7 @@ struct Embedded {
     codes: Vec<u64>,
 }
 
-impl Embedded {
+impl StoredEmbedding {
     /// A view with the split's labels (the first `n` of them, `n` = rows stored).
     fn view<'a>(&'a self, labels: &'a [u8]) -> SplitView<'a> {
         let n = self.embeddings.len() / self.d.max(1);
@@ -363,7 +359,7 @@ impl Embedded {
     }
 }
 
-fn load_embedded(embed_dir: &Path, split: SplitName) -> Result<Embedded, ExperimentError> {
+fn load_embedded(embed_dir: &Path, split: SplitName) -> Result<StoredEmbedding, ExperimentError> {
     let f = format!("{split}.npy");
     let read_f32 = |sub: &str| -> Result<(usize, usize, Vec<f32>), ExperimentError> {
         let path = embed_dir.join(sub).join(&f);
@@ -386,7 +382,7 @@ fn load_embedded(embed_dir: &Path, split: SplitName) -> Result<Embedded, Experim
             message: format!("row counts differ: {n}, {n2}, {n3}"),
         });
     }
-    Ok(Embedded {
+    Ok(StoredEmbedding {
         embeddings,
         d,
         activations,
@@ -404,9 +400,7 @@ fn eval_stage(
     embed_dir: &Path,
     dir: &Path,
 ) -> Result<(), ExperimentError> {
-    let names = crate::data::cifar::load_names(&root.cifar_dir())?;
-    let hierarchy = Hierarchy::load(&root.hierarchy_dir(), &names.fine)?;
-    let sim = SimilarityMatrix::from_hierarchy(&hierarchy)?;
+    let (_, sim) = class_similarity(root)?;
     let test = load_embedded(embed_dir, SplitName::Test)?;
     let train = if cfg.eval.protocols.contains(&config::Protocol::TrainDb) {
         Some(load_embedded(embed_dir, SplitName::Train)?)
@@ -457,7 +451,7 @@ fn eval_stage(
             };
             let path = dir
                 .join("indices")
-                .join(format!("{}-{db_split}.idx", method_name(method)));
+                .join(format!("{}-{db_split}.idx", method.as_str()));
             if !path.exists() {
                 store::write_atomic(&path, |w| r.index.save(w).map_err(std::io::Error::other))?;
             }
@@ -633,11 +627,17 @@ fn load_cifar<'c>(
     Ok(slot.as_ref().expect("just loaded"))
 }
 
-/// The class embedding `C` of dimension `d` as f32, row-major `classes x d`.
-fn class_embedding_f32(root: &DataRoot, d: usize) -> Result<Vec<f32>, ExperimentError> {
+/// The fine class names and Barz & Denzler's class similarity `S` from the hierarchy.
+fn class_similarity(root: &DataRoot) -> Result<(LabelNames, SimilarityMatrix), ExperimentError> {
     let names = crate::data::cifar::load_names(&root.cifar_dir())?;
     let hierarchy = Hierarchy::load(&root.hierarchy_dir(), &names.fine)?;
     let s = SimilarityMatrix::from_hierarchy(&hierarchy)?;
+    Ok((names, s))
+}
+
+/// The class embedding `C` of dimension `d` as f32, row-major `classes x d`.
+fn class_embedding_f32(root: &DataRoot, d: usize) -> Result<Vec<f32>, ExperimentError> {
+    let (_, s) = class_similarity(root)?;
     Ok(class_embedding(&s, d)?.to_f32())
 }
 
@@ -830,9 +830,7 @@ fn embed_stage(
 /// Writes the class similarity matrix and the class embedding of dimension `d` (Barz & Denzler)
 /// to `out/similarity.csv` and `out/class_embedding.csv`.
 pub fn semantics_stage(root: &DataRoot, d: usize, out: &Path) -> Result<(), ExperimentError> {
-    let names = crate::data::cifar::load_names(&root.cifar_dir())?;
-    let hierarchy = Hierarchy::load(&root.hierarchy_dir(), &names.fine)?;
-    let s = SimilarityMatrix::from_hierarchy(&hierarchy)?;
+    let (names, s) = class_similarity(root)?;
     let embedding = class_embedding(&s, d)?;
     store::write_bytes_atomic(
         &out.join("similarity.csv"),

@@ -1,5 +1,8 @@
 //! Tables from evaluation results: the long-format `metrics.csv` that scripts read, the HP@k
 //! curves, and a Markdown summary for people. Protocols always stay in separate rows.
+//! [`check`] compares a run with a stored baseline.
+
+pub mod check;
 
 use crate::config::Config;
 use crate::eval::retrieval::{MethodResult, metric_rows};
@@ -21,7 +24,7 @@ pub fn metrics_csv(results: &[MethodResult]) -> String {
 pub fn hp_curves_csv(results: &[MethodResult]) -> String {
     let mut out = String::from("method,protocol,k,hp\n");
     for r in results {
-        let (method, protocol, ..) = metric_rows(r).remove(0);
+        let (method, protocol) = (r.method.as_str(), r.protocol.as_str());
         for (i, hp) in r.report.hp_curve.iter().enumerate() {
             let _ = writeln!(out, "{method},{protocol},{},{hp}", i + 1);
         }
@@ -49,9 +52,7 @@ pub fn summary_markdown(cfg: &Config, results: &[MethodResult]) -> String {
             "train split"
         };
         let note = match protocol {
-            crate::config::Protocol::Report => {
-                "the query stays in the database (the report's protocol)"
-            }
+            crate::config::Protocol::Report => "the query stays in the database, as in the report",
             crate::config::Protocol::LeaveOneOut => "each query is removed from its own ranking",
             crate::config::Protocol::TrainDb => "database = train split, queries = test split",
         };
@@ -73,8 +74,7 @@ pub fn summary_markdown(cfg: &Config, results: &[MethodResult]) -> String {
         out.push_str(&"---:|".repeat(3 * ks.len() + 3));
         out.push('\n');
         for r in rows {
-            let (method, ..) = metric_rows(r).remove(0);
-            let _ = write!(out, "| {method} |");
+            let _ = write!(out, "| {} |", r.method.as_str());
             for m in &r.report.at_k {
                 let _ = write!(out, " {:.4} |", m.mean_precision);
             }
