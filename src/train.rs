@@ -163,6 +163,7 @@ pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError>
         ),
         &device,
     );
+    let cross_entropy = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
     let batches_per_epoch = job.train.len().div_ceil(t.batch_size);
     let total_steps = (batches_per_epoch * t.epochs).max(1);
     for epoch in start_epoch..t.epochs {
@@ -184,9 +185,7 @@ pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError>
             let target = c_tensor.clone().select(0, labels.clone());
             let mut loss = cosine_loss(out.embedding.clone(), target);
             if let Some(logits) = out.logits {
-                let ce = burn::nn::loss::CrossEntropyLossConfig::new()
-                    .init(&device)
-                    .forward(logits, labels.clone());
+                let ce = cross_entropy.forward(logits, labels.clone());
                 loss = loss + ce.mul_scalar(cfg.model.aux_ce_weight);
             }
             let value: f32 = loss.clone().into_scalar();
