@@ -11,6 +11,7 @@ pub mod embed;
 pub mod eval;
 pub mod experiment;
 pub mod index;
+pub mod iwan;
 pub mod model;
 pub mod report;
 pub mod semantics;

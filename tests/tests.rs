@@ -8,5 +8,6 @@ mod cli;
 mod data;
 mod fetch;
 mod index;
+mod iwan;
 mod semantics;
 mod train;
