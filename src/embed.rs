@@ -169,6 +169,35 @@ pub fn encoder_features(
     Ok(out)
 }
 
+/// The `k` most probable ImageNet classes of each image, from its pooled features (`n x 1280`)
+/// through the pretrained classifier head and a softmax: `(class, probability)`, best first.
+pub fn imagenet_top_labels(
+    encoder: &EfficientNetLite0,
+    features: &[f32],
+    k: usize,
+) -> Vec<Vec<(u16, f32)>> {
+    let dim = efficientnet::FEATURE_DIM;
+    let device = Device::flex();
+    let mut out = Vec::with_capacity(features.len() / dim);
+    for chunk in features.chunks(dim * 512) {
+        let n = chunk.len() / dim;
+        let x = Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [n, dim]), &device);
+        let probs = burn::tensor::activation::softmax(encoder.fc.forward(x), 1);
+        let values: Vec<f32> = probs.into_data().iter::<f32>().collect();
+        for row in values.chunks_exact(efficientnet::NUM_CLASSES) {
+            let mut idx: Vec<u16> = (0..row.len() as u16).collect();
+            idx.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+            out.push(
+                idx.into_iter()
+                    .take(k)
+                    .map(|c| (c, row[c as usize]))
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
 /// Writes the four per-split files under `dir`.
 pub fn write(dir: &Path, split: &str, e: &Embedded) -> Result<(), StoreError> {
     let f = format!("{split}.npy");

@@ -138,6 +138,10 @@ pub struct TrainJob<'a> {
 }
 
 /// Trains (or resumes) and returns the trained network on the inference device, with the log.
+///
+/// Runs are reproducible for a given seed. burn's CPU backend keeps one process-wide random
+/// generator, so two trainings running at once in the same process would interleave their draws;
+/// the harness trains one network at a time.
 pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError> {
     let cfg = job.config;
     let t = &cfg.train;

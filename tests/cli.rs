@@ -41,7 +41,14 @@ fn run_trains_embeds_and_resumes() {
     );
     assert_eq!(
         manifest["stages"],
-        serde_json::json!(["data", "semantics", "train", "embed", "eval"])
+        serde_json::json!([
+            "data",
+            "semantics",
+            "iwan_features",
+            "train",
+            "embed",
+            "eval"
+        ])
     );
 
     let resolved = std::fs::read_to_string(run.join("config.resolved.yaml")).unwrap();
@@ -116,6 +123,16 @@ fn run_trains_embeds_and_resumes() {
         }
     }
     assert!(value("exact", "leave_one_out", "mP", "1") < value("exact", "report", "mP", "1"));
+    // IWAN with the ImageNet word model, on the same queries and database.
+    for protocol in ["report", "leave_one_out"] {
+        let p = value("iwan", protocol, "mP", "20");
+        assert!(p > 0.0 && p <= 1.0, "iwan {protocol}: {p}");
+    }
+    let graph: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("iwan_graph.json")).unwrap())
+            .unwrap();
+    assert_eq!(graph[0]["images"], 1000);
+    assert!(graph[0]["words"].as_u64().unwrap() > 100, "{graph}");
     let summary = std::fs::read_to_string(run.join("tables/summary.md")).unwrap();
     assert!(
         summary.contains("## Protocol `leave_one_out`") && summary.contains("| hamming_rerank |"),
@@ -127,7 +144,7 @@ fn run_trains_embeds_and_resumes() {
     let (stdout, _) = text(&out);
     assert!(out.status.success());
     assert!(
-        stdout.contains("(reused: data, semantics, train, embed, eval)"),
+        stdout.contains("(reused: data, semantics, iwan_features, train, embed, eval)"),
         "{stdout}"
     );
 }
@@ -235,7 +252,10 @@ fn frozen_encoder_features_are_cached_and_feed_the_decoder() {
     );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("(reused: features)"), "{stdout}");
+    assert!(
+        stdout.contains("(reused: features, iwan_features)"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -34,11 +34,16 @@ fn config(epochs: usize, lr: f64) -> Config {
     Loaded::from_text("test", text).unwrap().config
 }
 
+/// burn's CPU backend seeds one process-wide generator, so trainings in parallel test threads
+/// would interleave their random draws; the tests train one at a time.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run(
     cfg: &Config,
     dir: &Path,
 ) -> Result<(harness::model::HashNet, Vec<train::EpochLog>), TrainError> {
     let f = fixture();
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let job = TrainJob {
         config: cfg,
         class_embedding: &f.c,

@@ -274,6 +274,18 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
             format!("expansion depth must be in 1..=5, got {}", w.depth),
         );
     }
+    if !(16..=512).contains(&w.input_size) {
+        return fail(
+            "iwan.input_size",
+            format!("expected 16..=512 pixels, got {}", w.input_size),
+        );
+    }
+    if w.score == IwanScore::MultiPath && w.enabled {
+        return fail(
+            "iwan.score",
+            "multi_path is not available yet; use shortest_path",
+        );
+    }
     let e = &c.eval;
     if e.protocols.is_empty() {
         return fail(

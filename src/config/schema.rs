@@ -332,6 +332,8 @@ pub struct IwanConfig {
     pub depth: usize,
     /// Ranking score.
     pub score: IwanScore,
+    /// Side in pixels the 32x32 images are upsampled to for the ImageNet word model.
+    pub input_size: u32,
 }
 
 impl Default for IwanConfig {
@@ -345,6 +347,7 @@ impl Default for IwanConfig {
             strength: Strength::Fsg,
             depth: 1,
             score: IwanScore::ShortestPath,
+            input_size: 96,
         }
     }
 }

@@ -7,6 +7,7 @@
 pub mod cifar;
 pub mod fetch;
 pub mod hierarchy;
+pub mod imagenet;
 pub mod summary;
 pub mod usf;
 

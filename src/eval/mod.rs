@@ -2,6 +2,7 @@
 //! ([`metrics`]) and descriptive statistics with confidence intervals
 //! ([`stats`]).
 
+pub mod iwan;
 pub mod metrics;
 pub mod retrieval;
 pub mod stats;

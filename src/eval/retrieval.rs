@@ -108,8 +108,8 @@ pub struct Timing {
 /// Everything one (method, protocol) evaluation produced.
 #[derive(Debug, Clone)]
 pub struct MethodResult {
-    /// The method.
-    pub method: IndexMethod,
+    /// The method's name (`exact`, ..., `iwan`).
+    pub method: String,
     /// The protocol.
     pub protocol: Protocol,
     /// Mean metrics per k and the HP curve.
@@ -118,8 +118,8 @@ pub struct MethodResult {
     pub timing: Timing,
     /// Top-`max(ks)` of every query (db ids and scores), in query order.
     pub rankings: Vec<Vec<Hit>>,
-    /// The index that was searched (for persistence).
-    pub index: AnyIndex,
+    /// The index that was searched (for persistence); `None` for IWAN.
+    pub index: Option<AnyIndex>,
 }
 
 /// Builds the index for `method` over `db`.
@@ -196,21 +196,21 @@ pub fn evaluate(
     let rankings = search_batch(&index, &batch, k, &pool)?;
     let qps = batch.len() as f64 / t.elapsed().as_secs_f64().max(1e-12);
 
-    let db_labels: Vec<u16> = db.labels.iter().map(|&l| u16::from(l)).collect();
-    let evaluator = QueryEvaluator::new(&db_labels, sim, n_classes)?;
-    let mut agg = MetricsAggregator::new(&s.ks)?;
-    let mut ids = Vec::with_capacity(k);
-    for (i, hits) in rankings.iter().enumerate() {
-        ids.clear();
-        ids.extend(hits.iter().map(|h| h.id));
-        let m = evaluator.evaluate(u16::from(queries.labels[i]), exclude(i), &ids, &s.ks)?;
-        agg.push(&m)?;
-    }
-    let report = agg
-        .report()
-        .ok_or_else(|| EvalError::Input("no queries to evaluate".into()))?;
+    let ids: Vec<Vec<u32>> = rankings
+        .iter()
+        .map(|hits| hits.iter().map(|h| h.id).collect())
+        .collect();
+    let report = score(
+        &ids,
+        protocol,
+        db.labels,
+        queries.labels,
+        sim,
+        n_classes,
+        &s.ks,
+    )?;
     Ok(MethodResult {
-        method,
+        method: method.as_str().to_string(),
         protocol,
         report,
         timing: Timing {
@@ -223,14 +223,41 @@ pub fn evaluate(
             bytes_per_item: index.bytes_per_item(),
         },
         rankings,
-        index,
+        index: Some(index),
     })
+}
+
+/// Scores rankings (database ids per query, query i = database item i under the protocols that
+/// keep queries in the database) with every metric at `ks`.
+pub fn score(
+    rankings: &[Vec<u32>],
+    protocol: Protocol,
+    db_labels: &[u8],
+    query_labels: &[u8],
+    sim: &[f64],
+    n_classes: usize,
+    ks: &[usize],
+) -> Result<AggregateReport, EvalError> {
+    let db_labels: Vec<u16> = db_labels.iter().map(|&l| u16::from(l)).collect();
+    let evaluator = QueryEvaluator::new(&db_labels, sim, n_classes)?;
+    let mut agg = MetricsAggregator::new(ks)?;
+    for (i, ids) in rankings.iter().enumerate() {
+        let m = evaluator.evaluate(
+            u16::from(query_labels[i]),
+            protocol.exclusion(i as u32),
+            ids,
+            ks,
+        )?;
+        agg.push(&m)?;
+    }
+    agg.report()
+        .ok_or_else(|| EvalError::Input("no queries to evaluate".into()))
 }
 
 /// `metrics.csv` rows (`method,protocol,metric,k,value`) of a result; `k` is empty where it does
 /// not apply.
 pub fn metric_rows(r: &MethodResult) -> Vec<(String, String, &'static str, Option<usize>, f64)> {
-    let method = r.method.as_str().to_string();
+    let method = r.method.clone();
     let protocol = r.protocol.as_str().to_string();
     let mut rows = Vec::new();
     let mut push = |metric: &'static str, k: Option<usize>, v: f64| {

@@ -19,8 +19,11 @@ use crate::data::summary::{DataSummary, class_counts_csv};
 use crate::data::usf::UsfNorms;
 use crate::data::{DataError, DataRoot};
 use crate::embed;
+use crate::eval::iwan::IwanEval;
 use crate::eval::retrieval::{self, EvalSettings, SplitView};
 use crate::index::hamming::Shortlist;
+use crate::iwan::graph::{GraphConfig, Iwan};
+use crate::iwan::words::Vocabulary;
 use crate::model::efficientnet::EfficientNetLite0;
 use crate::report;
 use crate::semantics::{
@@ -285,21 +288,49 @@ fn run_stages(
     }));
     // A frozen pretrained encoder runs once per (encoder, input size, weights, images); its
     // pooled features are cached and the decoder trains on them.
+    let mut features_at =
+        |st: &mut Stages<'_>, name: &str, size: u32, weights: Option<&PathBuf>| {
+            let key = config::hash_value(&serde_json::json!({
+                "stage": "features",
+                "encoder": config::Encoder::EfficientnetLite0,
+                "input_size": size,
+                "weights": weights,
+                "train_subset": cfg.data.train_subset,
+                "test_subset": cfg.data.test_subset,
+            }));
+            let dir = cache.join(format!("features-{}", &key[..16]));
+            st.run_cached(name, &key, &dir, |out| {
+                let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
+                features_stage(root, cfg, data, size, weights, out, progress)
+            })?;
+            Ok::<PathBuf, ExperimentError>(dir)
+        };
+    let own_weights = (cfg.model.encoder == config::Encoder::EfficientnetLite0)
+        .then_some(cfg.model.weights.as_ref())
+        .flatten();
     let features_dir = if frozen_encoder(cfg) {
-        let key = config::hash_value(&serde_json::json!({
-            "stage": "features",
-            "encoder": cfg.model.encoder,
-            "input_size": cfg.model.input_size,
-            "weights": cfg.model.weights,
-            "train_subset": cfg.data.train_subset,
-            "test_subset": cfg.data.test_subset,
-        }));
-        let dir = cache.join(format!("features-{}", &key[..16]));
-        st.run_cached("features", &key, &dir, |out| {
-            let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
-            features_stage(root, cfg, data, out, progress)
-        })?;
-        Some(dir)
+        Some(features_at(
+            st,
+            "features",
+            cfg.model.input_size,
+            own_weights,
+        )?)
+    } else {
+        None
+    };
+    // IWAN's ImageNet word model reads the classifier head on the same encoder's features,
+    // shared with the model's features when the input size agrees.
+    let iwan_features = if cfg.iwan.enabled && cfg.iwan.word_model == config::WordModel::Imagenet {
+        if frozen_encoder(cfg) && cfg.iwan.input_size == cfg.model.input_size {
+            features_dir.clone()
+        } else {
+            Some(features_at(
+                st,
+                "iwan_features",
+                cfg.iwan.input_size,
+                own_weights,
+            )?)
+        }
     } else {
         None
     };
@@ -330,9 +361,171 @@ fn run_stages(
     })?;
     st.run("eval", &run.hash, || {
         let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
-        eval_stage(root, cfg, data, &embed_dir, dir)
+        eval_stage(root, cfg, data, &embed_dir, iwan_features.as_deref(), dir)
     })?;
     Ok(())
+}
+
+/// Each image's USF words for IWAN: predicted by the word model for every split in use, and
+/// the ground-truth label words for the `labels` and `both` annotation modes.
+/// Per image of a split, its USF words with strengths.
+type WordLists = Vec<Vec<(String, f32)>>;
+
+struct IwanWords {
+    norms: UsfNorms,
+    predicted: Vec<(SplitName, WordLists)>,
+    labels: Vec<(SplitName, WordLists)>,
+    mode: config::DbWords,
+    word_model_s_per_image: f64,
+}
+
+impl IwanWords {
+    fn new(
+        root: &DataRoot,
+        cfg: &config::Config,
+        data: &Cifar100,
+        test: &StoredEmbedding,
+        train: Option<&StoredEmbedding>,
+        features: Option<&Path>,
+    ) -> Result<Self, ExperimentError> {
+        let norms = UsfNorms::load(&root.usf_file())?;
+        let vocab = Vocabulary::from_norms(&norms);
+        let k = cfg.iwan.top_iwk;
+        let to_words = |labels: &[(String, f32)]| -> Vec<(String, f32)> {
+            let mut words: Vec<(String, f32)> = Vec::new();
+            for (label, strength) in labels {
+                for w in vocab.normalize(label) {
+                    match words.iter_mut().find(|(x, _)| *x == w) {
+                        Some(slot) => slot.1 = slot.1.max(*strength),
+                        None => words.push((w, *strength)),
+                    }
+                }
+            }
+            words
+        };
+        let mut splits = vec![(SplitName::Test, test)];
+        if let Some(t) = train {
+            splits.push((SplitName::Train, t));
+        }
+        let started = std::time::Instant::now();
+        let mut predicted = Vec::new();
+        let mut n_images = 0;
+        match cfg.iwan.word_model {
+            config::WordModel::Imagenet => {
+                let names = crate::data::imagenet::load_names(root)?;
+                let weights = (cfg.model.encoder == config::Encoder::EfficientnetLite0)
+                    .then_some(cfg.model.weights.as_ref())
+                    .flatten();
+                let encoder = load_efficientnet(root, weights)?;
+                let dir = features.ok_or_else(|| {
+                    ExperimentError::Eval("iwan: no features for the imagenet word model".into())
+                })?;
+                let f = load_features(dir)?;
+                for (split, stored) in &splits {
+                    let rows = stored.embeddings.len() / stored.d.max(1);
+                    let values = match split {
+                        SplitName::Train => &f.train,
+                        SplitName::Test => &f.test,
+                    };
+                    let top = embed::imagenet_top_labels(&encoder, &values[..rows * f.dim], k);
+                    n_images += top.len();
+                    let words = top
+                        .iter()
+                        .map(|labels| {
+                            to_words(
+                                &labels
+                                    .iter()
+                                    .map(|&(c, p)| (names[c as usize].clone(), p))
+                                    .collect::<Vec<_>>(),
+                            )
+                        })
+                        .collect();
+                    predicted.push((*split, words));
+                }
+            }
+            config::WordModel::Classes => {
+                let c = class_embedding_f32(root, cfg.model.d as usize)?;
+                for (split, stored) in &splits {
+                    let words: Vec<Vec<(String, f32)>> = stored
+                        .embeddings
+                        .chunks_exact(stored.d)
+                        .map(|e| {
+                            let labels: Vec<(String, f32)> = embed::top_classes(e, &c, k)
+                                .into_iter()
+                                .filter(|&(_, s)| s > 0.0)
+                                .map(|(cls, s)| (data.names.fine[cls as usize].clone(), s.min(1.0)))
+                                .collect();
+                            to_words(&labels)
+                        })
+                        .collect();
+                    n_images += words.len();
+                    predicted.push((*split, words));
+                }
+            }
+        }
+        let word_model_s_per_image = started.elapsed().as_secs_f64() / n_images.max(1) as f64;
+        let labels = splits
+            .iter()
+            .map(|(split, stored)| {
+                let s = data.split(*split);
+                let rows = stored.embeddings.len() / stored.d.max(1);
+                let words = (0..rows)
+                    .map(|i| {
+                        to_words(&[
+                            (data.names.fine[s.fine[i] as usize].clone(), 1.0),
+                            (data.names.coarse[s.coarse[i] as usize].clone(), 1.0),
+                        ])
+                    })
+                    .collect();
+                (*split, words)
+            })
+            .collect();
+        Ok(Self {
+            norms,
+            predicted,
+            labels,
+            mode: cfg.iwan.db_words,
+            word_model_s_per_image,
+        })
+    }
+
+    /// The word model's words for each image of `split`.
+    fn predicted(&self, split: SplitName) -> &[Vec<(String, f32)>] {
+        self.predicted
+            .iter()
+            .find(|p| p.0 == split)
+            .map(|p| p.1.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// Database annotations under `db_words`.
+    fn database(&self, split: SplitName) -> WordLists {
+        let labels = self
+            .labels
+            .iter()
+            .find(|p| p.0 == split)
+            .map(|p| p.1.as_slice())
+            .unwrap_or(&[]);
+        let predicted = self.predicted(split);
+        match self.mode {
+            config::DbWords::Predicted => predicted.to_vec(),
+            config::DbWords::Labels => labels.to_vec(),
+            config::DbWords::Both => predicted
+                .iter()
+                .zip(labels)
+                .map(|(p, l)| {
+                    let mut w = p.clone();
+                    for (word, s) in l {
+                        match w.iter_mut().find(|(x, _)| x == word) {
+                            Some(slot) => slot.1 = slot.1.max(*s),
+                            None => w.push((word.clone(), *s)),
+                        }
+                    }
+                    w
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One split's embed outputs, as read back from the `.npy` files.
@@ -398,6 +591,7 @@ fn eval_stage(
     cfg: &config::Config,
     data: &Cifar100,
     embed_dir: &Path,
+    iwan_features: Option<&Path>,
     dir: &Path,
 ) -> Result<(), ExperimentError> {
     let (_, sim) = class_similarity(root)?;
@@ -452,16 +646,79 @@ fn eval_stage(
             let path = dir
                 .join("indices")
                 .join(format!("{}-{db_split}.idx", method.as_str()));
-            if !path.exists() {
-                store::write_atomic(&path, |w| r.index.save(w).map_err(std::io::Error::other))?;
+            if let Some(index) = &r.index
+                && !path.exists()
+            {
+                store::write_atomic(&path, |w| index.save(w).map_err(std::io::Error::other))?;
             }
             results.push(r);
         }
     }
     if cfg.iwan.enabled {
-        eprintln!(
-            "note: the IWAN stage is not implemented in this build yet; iwan results are not reported"
-        );
+        let words = IwanWords::new(root, cfg, data, &test, train.as_ref(), iwan_features)?;
+        let mut graphs: Vec<(SplitName, Iwan, f64)> = Vec::new();
+        for &protocol in &cfg.eval.protocols {
+            let db_split = if protocol.queries_in_db() {
+                SplitName::Test
+            } else {
+                SplitName::Train
+            };
+            if !graphs.iter().any(|g| g.0 == db_split) {
+                let started = std::time::Instant::now();
+                let graph = Iwan::build(
+                    &words.database(db_split),
+                    &words.norms,
+                    GraphConfig {
+                        top_wwk: cfg.iwan.top_wwk,
+                        strength: cfg.iwan.strength,
+                        depth: cfg.iwan.depth,
+                    },
+                );
+                graphs.push((db_split, graph, started.elapsed().as_secs_f64()));
+            }
+            let (_, graph, build_s) = graphs
+                .iter()
+                .find(|g| g.0 == db_split)
+                .expect("built above");
+            let edges: Vec<Vec<(u32, f32)>> = words
+                .predicted(SplitName::Test)
+                .iter()
+                .map(|w| graph.query_edges(w))
+                .collect();
+            let db_labels = &data.split(db_split).fine[..graph.n_images()];
+            let e = IwanEval {
+                graph,
+                query_edges: &edges,
+                db_labels,
+                query_labels: &data.test.fine[..edges.len()],
+                build_s: *build_s,
+            };
+            let r =
+                crate::eval::iwan::evaluate("iwan", &e, protocol, sim.values(), sim.n(), &settings)
+                    .map_err(|err| {
+                        ExperimentError::Eval(format!("iwan under {protocol}: {err}"))
+                    })?;
+            results.push(r);
+        }
+        let summary: Vec<serde_json::Value> = graphs
+            .iter()
+            .map(|(split, g, build_s)| {
+                serde_json::json!({
+                    "database": split.as_str(),
+                    "images": g.n_images(),
+                    "words": g.words().len(),
+                    "nodes": g.node_count(),
+                    "edges": g.edge_count(),
+                    "bytes": g.bytes(),
+                    "build_s": build_s,
+                    "zero_strength_skipped": g.stats.zero_strength_skipped,
+                    "images_without_words": g.stats.images_without_words,
+                    "queries_without_words": words.predicted(SplitName::Test).iter().filter(|w| w.is_empty()).count(),
+                    "word_model_s_per_image": words.word_model_s_per_image,
+                })
+            })
+            .collect();
+        store::write_json_atomic(&dir.join("iwan_graph.json"), &summary)?;
     }
     store::write_bytes_atomic(
         &dir.join("metrics.csv"),
@@ -641,6 +898,17 @@ fn class_embedding_f32(root: &DataRoot, d: usize) -> Result<Vec<f32>, Experiment
     Ok(class_embedding(&s, d)?.to_f32())
 }
 
+/// EfficientNet-Lite0 with `weights`, or the shipped ImageNet weights under the data root.
+fn load_efficientnet(
+    root: &DataRoot,
+    weights: Option<&PathBuf>,
+) -> Result<EfficientNetLite0, ExperimentError> {
+    let path = weights
+        .cloned()
+        .unwrap_or_else(|| root.path.join("pretrained/efficientnet_lite0.safetensors"));
+    Ok(EfficientNetLite0::load(&path, &burn::tensor::Device::flex()).map_err(TrainError::Model)?)
+}
+
 /// Whether the config trains only a decoder on a frozen pretrained encoder's features.
 fn frozen_encoder(cfg: &config::Config) -> bool {
     cfg.model.encoder == config::Encoder::EfficientnetLite0 && cfg.model.freeze
@@ -688,17 +956,13 @@ fn features_stage(
     root: &DataRoot,
     cfg: &config::Config,
     data: &Cifar100,
+    size: u32,
+    weights: Option<&PathBuf>,
     out: &Path,
     progress: bool,
 ) -> Result<(), ExperimentError> {
-    let weights = cfg
-        .model
-        .weights
-        .clone()
-        .unwrap_or_else(|| root.path.join("pretrained/efficientnet_lite0.safetensors"));
-    let encoder = EfficientNetLite0::load(&weights, &burn::tensor::Device::flex())
-        .map_err(TrainError::Model)?;
-    let size = cfg.model.input_size as usize;
+    let encoder = load_efficientnet(root, weights)?;
+    let size = size as usize;
     for (split, n) in [
         (
             SplitName::Train,

@@ -24,7 +24,7 @@ pub fn metrics_csv(results: &[MethodResult]) -> String {
 pub fn hp_curves_csv(results: &[MethodResult]) -> String {
     let mut out = String::from("method,protocol,k,hp\n");
     for r in results {
-        let (method, protocol) = (r.method.as_str(), r.protocol.as_str());
+        let (method, protocol) = (&r.method, r.protocol.as_str());
         for (i, hp) in r.report.hp_curve.iter().enumerate() {
             let _ = writeln!(out, "{method},{protocol},{},{hp}", i + 1);
         }
@@ -74,7 +74,7 @@ pub fn summary_markdown(cfg: &Config, results: &[MethodResult]) -> String {
         out.push_str(&"---:|".repeat(3 * ks.len() + 3));
         out.push('\n');
         for r in rows {
-            let _ = write!(out, "| {} |", r.method.as_str());
+            let _ = write!(out, "| {} |", r.method);
             for m in &r.report.at_k {
                 let _ = write!(out, " {:.4} |", m.mean_precision);
             }
