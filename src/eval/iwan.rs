@@ -84,15 +84,13 @@ pub fn evaluate(
         method: name.to_string(),
         protocol,
         report,
-        timing: Timing {
-            query_median_s: latency.median,
-            query_p95_s: latency.p95,
-            query_mean_s: latency.mean,
+        timing: Timing::new(
+            &latency,
             qps,
-            threads: s.threads.max(1),
-            build_s: e.build_s,
-            bytes_per_item: e.graph.bytes() / e.graph.n_images().max(1),
-        },
+            s.threads,
+            e.build_s,
+            e.graph.bytes() / e.graph.n_images().max(1),
+        ),
         rankings,
         index: None,
     })

@@ -3,7 +3,7 @@
 //! the searches. Plain slices in, numbers out; no burn.
 
 use super::metrics::{AggregateReport, MetricsAggregator, MetricsError, QueryEvaluator};
-use super::stats::{StatsError, summarize};
+use super::stats::{StatsError, Summary, summarize};
 use crate::config::{IndexMethod, Protocol};
 use crate::index::asymmetric::AsymmetricIndex;
 use crate::index::exact::ExactIndex;
@@ -103,6 +103,27 @@ pub struct Timing {
     pub build_s: f64,
     /// Index memory per database item (bytes).
     pub bytes_per_item: usize,
+}
+
+impl Timing {
+    /// Assembles the figures from the single-query latency summary and the batch run.
+    pub fn new(
+        latency: &Summary,
+        qps: f64,
+        threads: usize,
+        build_s: f64,
+        bytes_per_item: usize,
+    ) -> Self {
+        Self {
+            query_median_s: latency.median,
+            query_p95_s: latency.p95,
+            query_mean_s: latency.mean,
+            qps,
+            threads: threads.max(1),
+            build_s,
+            bytes_per_item,
+        }
+    }
 }
 
 /// Everything one (method, protocol) evaluation produced.
@@ -213,15 +234,7 @@ pub fn evaluate(
         method: method.as_str().to_string(),
         protocol,
         report,
-        timing: Timing {
-            query_median_s: latency.median,
-            query_p95_s: latency.p95,
-            query_mean_s: latency.mean,
-            qps,
-            threads: s.threads.max(1),
-            build_s,
-            bytes_per_item: index.bytes_per_item(),
-        },
+        timing: Timing::new(&latency, qps, s.threads, build_s, index.bytes_per_item()),
         rankings,
         index: Some(index),
     })
