@@ -269,7 +269,10 @@ fn run_stages(
     let dir = st.run_dir;
     let progress = st.progress;
     let mut cifar: Option<Cifar100> = None;
-    st.run("data", &run.hash, || data_stage(root, cfg, dir))?;
+    st.run("data", &run.hash, || {
+        let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
+        data_stage(root, cfg, data, dir)
+    })?;
     st.run("semantics", &run.hash, || {
         semantics_stage(root, cfg.model.d as usize, &dir.join("semantics"))
     })?;
@@ -1107,20 +1110,25 @@ pub fn semantics_stage(root: &DataRoot, d: usize, out: &Path) -> Result<(), Expe
     Ok(())
 }
 
-/// Loads and validates all data, then writes `dataset_summary.json` and `class_counts.csv`.
-fn data_stage(root: &DataRoot, cfg: &config::Config, dir: &Path) -> Result<(), ExperimentError> {
-    let cifar = Cifar100::load(root, cfg.data.verify_checksums)?;
+/// Validates the hierarchy and USF norms beside the loaded CIFAR-100, then writes
+/// `dataset_summary.json` and `class_counts.csv`.
+fn data_stage(
+    root: &DataRoot,
+    cfg: &config::Config,
+    cifar: &Cifar100,
+    dir: &Path,
+) -> Result<(), ExperimentError> {
     let hierarchy = Hierarchy::load(&root.hierarchy_dir(), &cifar.names.fine)?;
     let usf = UsfNorms::load(&root.usf_file())?;
     let used = [
         cfg.data.train_subset.unwrap_or(SplitName::Train.records()),
         cfg.data.test_subset.unwrap_or(SplitName::Test.records()),
     ];
-    let summary = DataSummary::compute(&cifar, used, &hierarchy, &usf);
+    let summary = DataSummary::compute(cifar, used, &hierarchy, &usf);
     store::write_json_atomic(&dir.join("dataset_summary.json"), &summary)?;
     store::write_bytes_atomic(
         &dir.join("class_counts.csv"),
-        class_counts_csv(&cifar, used).as_bytes(),
+        class_counts_csv(cifar, used).as_bytes(),
     )?;
     Ok(())
 }
