@@ -318,3 +318,116 @@ fn check_passes_against_itself_and_flags_regressions() {
         "{stderr}"
     );
 }
+
+#[test]
+fn iwan_explain_export_and_bench_read_a_finished_run() {
+    let run = crate::common::tiny_run();
+    let run_arg = run.to_str().unwrap();
+
+    let out = harness(
+        &["iwan", "explain", run_arg, "--query", "3", "--k", "5"],
+        None,
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("query: test image 3 ("), "{stdout}");
+    let ranked = stdout
+        .lines()
+        .filter(|l| l.contains(". test image "))
+        .count();
+    let paths = stdout.lines().filter(|l| l.contains("query --")).count();
+    assert_eq!((ranked, paths), (5, 5), "{stdout}");
+    assert!(
+        !stdout.contains(". test image 3 ("),
+        "the query itself is left out: {stdout}"
+    );
+
+    let out = harness(&["iwan", "explain", run_arg, "--query", "1000"], None);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--query 1000 is outside"), "{stderr}");
+    // The tiny run evaluates no train_db protocol, so it has no train annotations.
+    let out = harness(
+        &["iwan", "explain", run_arg, "--query", "1", "--db", "train"],
+        None,
+    );
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("train_db"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = harness(
+        &[
+            "iwan",
+            "export",
+            run_arg,
+            "--out",
+            dir.path().to_str().unwrap(),
+            "--queries",
+            "20",
+            "--k",
+            "7",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&read("meta.json")).unwrap();
+    let edges = read("edges.csv");
+    assert_eq!(
+        edges.lines().next(),
+        Some("source,target,cost,reverse_cost")
+    );
+    assert_eq!(
+        edges.lines().count() - 1,
+        meta["edges"].as_u64().unwrap() as usize
+    );
+    let nodes = read("nodes.csv");
+    assert_eq!(
+        nodes.lines().count() - 1,
+        meta["nodes"].as_u64().unwrap() as usize
+    );
+    assert!(nodes.lines().nth(1) == Some("0,query,"), "{nodes}");
+    let query_edges = read("query_edges.csv");
+    let queries: std::collections::BTreeSet<&str> = query_edges
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert!(queries.len() <= 20 && !queries.is_empty());
+    let topk = read("topk.csv");
+    assert!(topk.lines().count() - 1 <= 20 * 7);
+    assert!(topk.lines().nth(1).unwrap().starts_with("0,0,"), "{topk}");
+
+    let out = harness(
+        &[
+            "bench",
+            "iwan",
+            run_arg,
+            "--queries",
+            "20",
+            "--top-iwk",
+            "1,2",
+            "--top-wwk",
+            "3",
+        ],
+        None,
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let records: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2);
+    for (r, iwk) in records.iter().zip([1, 2]) {
+        assert_eq!(
+            (r["top_iwk"].as_u64(), r["top_wwk"].as_u64()),
+            (Some(iwk), Some(3))
+        );
+        assert_eq!(r["images"].as_u64(), Some(1000));
+        let median = r["median_s"].as_f64().unwrap();
+        assert!(median > 0.0 && median <= r["p95_s"].as_f64().unwrap());
+        assert!(r["with_model_median_s"].as_f64().unwrap() > median);
+    }
+}

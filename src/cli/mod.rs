@@ -1,6 +1,8 @@
 //! The command line: clap definitions (their doc comments are the `--help` text) and the
 //! commands, which call into the library and add context to its errors with `anyhow`.
 
+mod iwan;
+
 use crate::config::{self, Loaded};
 use crate::data::cifar::{Cifar100, SplitName};
 use crate::data::hierarchy::Hierarchy;
@@ -119,6 +121,9 @@ pub enum Command {
     /// Benchmarks that print one JSON object per method and setting.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Explain or export a finished run's IWAN network (image-word association network).
+    #[command(subcommand)]
+    Iwan(iwan::IwanCommand),
 }
 
 /// `harness bench ...`
@@ -133,6 +138,17 @@ pub enum BenchCommand {
     /// Example: harness bench search --embeddings results/cache/embed-*/embeddings/test.npy
     ///          --codes results/cache/embed-*/codes/test.npy --bits 48 --k 100
     Search(BenchSearchArgs),
+    /// Time IWAN retrieval on a finished run's network, per topIWK and topWWK.
+    ///
+    /// Rebuilds the network from the run's stored word-model output for each combination, then
+    /// times the first Q test queries one at a time (k results each, nothing excluded). Prints
+    /// one JSON line per combination: database, images, words, nodes, edges, build seconds,
+    /// median / p95 / mean seconds per query without the word model, and the same plus the
+    /// word model's measured per-image cost (head on cached features + encoder).
+    /// scripts/bench_pgrouting.sh runs PostgreSQL + pgRouting on the same queries.
+    ///
+    /// Example: harness bench iwan results/default/<run-id> --db train --top-iwk 1,2,4,8
+    Iwan(iwan::BenchIwanArgs),
 }
 
 /// Options of `harness bench search`.
@@ -319,6 +335,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             for record in bench::run(&opts).context("bench search")? {
                 println!("{}", serde_json::to_string(&record)?);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Iwan(a)) => {
+            iwan::bench(&a, cli.data_root.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Iwan(cmd) => {
+            iwan::run(cmd, cli.data_root.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Data(DataCommand::Fetch(args)) => {

@@ -256,10 +256,18 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         );
     }
     let w = &c.iwan;
-    if !(1..=1000).contains(&w.top_iwk) {
+    // topIWK counts the word model's labels: 1,000 ImageNet classes or 100 CIFAR-100 classes.
+    let (labels, model) = match w.word_model {
+        WordModel::Imagenet => (1000, "imagenet"),
+        WordModel::Classes => (100, "classes"),
+    };
+    if !(1..=labels).contains(&w.top_iwk) {
         return fail(
             "iwan.top_iwk",
-            format!("topIWK must be in 1..=1000, got {}", w.top_iwk),
+            format!(
+                "topIWK must be in 1..={labels} (the {model} word model has {labels} labels), got {}",
+                w.top_iwk
+            ),
         );
     }
     if !(1..=1000).contains(&w.top_wwk) {
@@ -280,10 +288,13 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
             format!("expected 16..=512 pixels, got {}", w.input_size),
         );
     }
-    if w.score == IwanScore::MultiPath && w.enabled {
+    if !(w.class_temperature > 0.0 && w.class_temperature <= 10.0) {
         return fail(
-            "iwan.score",
-            "multi_path is not available yet; use shortest_path",
+            "iwan.class_temperature",
+            format!(
+                "expected a temperature in (0, 10], got {}",
+                w.class_temperature
+            ),
         );
     }
     let e = &c.eval;

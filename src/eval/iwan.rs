@@ -3,7 +3,7 @@
 
 use super::retrieval::{EvalError, EvalSettings, MethodResult, Timing, score};
 use super::stats::summarize;
-use crate::config::Protocol;
+use crate::config::{IwanScore, Protocol};
 use crate::index::Hit;
 use crate::iwan::graph::Iwan;
 use rayon::prelude::*;
@@ -21,6 +21,8 @@ pub struct IwanEval<'a> {
     pub query_labels: &'a [u8],
     /// Seconds it took to build the graph.
     pub build_s: f64,
+    /// How paths become a ranking.
+    pub score: IwanScore,
 }
 
 /// Ranks every query by shortest path and scores the rankings; the method is named `name`.
@@ -37,11 +39,11 @@ pub fn evaluate(
     let timed = s.timing_queries.min(e.query_edges.len());
     let mut times = Vec::with_capacity(timed);
     if let Some(q) = e.query_edges.first() {
-        e.graph.search(q, k, exclude(0));
+        e.graph.rank(q, k, exclude(0), e.score);
     }
     for (i, q) in e.query_edges[..timed].iter().enumerate() {
         let t = Instant::now();
-        e.graph.search(q, k, exclude(i));
+        e.graph.rank(q, k, exclude(i), e.score);
         times.push(t.elapsed().as_secs_f64());
     }
     let latency = summarize(&times)?;
@@ -56,7 +58,7 @@ pub fn evaluate(
             .enumerate()
             .map(|(i, q)| {
                 e.graph
-                    .search(q, k, exclude(i))
+                    .rank(q, k, exclude(i), e.score)
                     .into_iter()
                     .map(|r| Hit {
                         id: r.image,

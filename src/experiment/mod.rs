@@ -9,6 +9,7 @@
 //! train, embed) write into a shared cache folder named by a hash of exactly the settings they
 //! depend on, and the run folder links to it, so runs that differ only downstream share them.
 
+pub mod iwan;
 pub mod lock;
 pub mod manifest;
 
@@ -22,8 +23,6 @@ use crate::embed;
 use crate::eval::iwan::IwanEval;
 use crate::eval::retrieval::{self, EvalSettings, SplitView};
 use crate::index::hamming::Shortlist;
-use crate::iwan::graph::{GraphConfig, Iwan};
-use crate::iwan::words::Vocabulary;
 use crate::model::efficientnet::EfficientNetLite0;
 use crate::report;
 use crate::semantics::{
@@ -31,6 +30,7 @@ use crate::semantics::{
 };
 use crate::store::{self, StoreError, npy};
 use crate::train::{self, Images, Inputs, TrainError, TrainJob};
+use iwan::{IwanInputs, Network};
 use lock::{LockError, RunLock};
 use manifest::Manifest;
 use serde::{Deserialize, Serialize};
@@ -369,168 +369,6 @@ fn run_stages(
     Ok(())
 }
 
-/// Each image's USF words for IWAN: predicted by the word model for every split in use, and
-/// the ground-truth label words for the `labels` and `both` annotation modes.
-/// Per image of a split, its USF words with strengths.
-type WordLists = Vec<Vec<(String, f32)>>;
-
-struct IwanWords {
-    norms: UsfNorms,
-    predicted: Vec<(SplitName, WordLists)>,
-    labels: Vec<(SplitName, WordLists)>,
-    mode: config::DbWords,
-    word_model_s_per_image: f64,
-}
-
-impl IwanWords {
-    fn new(
-        root: &DataRoot,
-        cfg: &config::Config,
-        data: &Cifar100,
-        test: &StoredEmbedding,
-        train: Option<&StoredEmbedding>,
-        features: Option<&Path>,
-    ) -> Result<Self, ExperimentError> {
-        let norms = UsfNorms::load(&root.usf_file())?;
-        let vocab = Vocabulary::from_norms(&norms);
-        let k = cfg.iwan.top_iwk;
-        let to_words = |labels: &[(String, f32)]| -> Vec<(String, f32)> {
-            let mut words: Vec<(String, f32)> = Vec::new();
-            for (label, strength) in labels {
-                for w in vocab.normalize(label) {
-                    match words.iter_mut().find(|(x, _)| *x == w) {
-                        Some(slot) => slot.1 = slot.1.max(*strength),
-                        None => words.push((w, *strength)),
-                    }
-                }
-            }
-            words
-        };
-        let mut splits = vec![(SplitName::Test, test)];
-        if let Some(t) = train {
-            splits.push((SplitName::Train, t));
-        }
-        let started = std::time::Instant::now();
-        let mut predicted = Vec::new();
-        let mut n_images = 0;
-        match cfg.iwan.word_model {
-            config::WordModel::Imagenet => {
-                let names = crate::data::imagenet::load_names(root)?;
-                let weights = (cfg.model.encoder == config::Encoder::EfficientnetLite0)
-                    .then_some(cfg.model.weights.as_ref())
-                    .flatten();
-                let encoder = load_efficientnet(root, weights)?;
-                let dir = features.ok_or_else(|| {
-                    ExperimentError::Eval("iwan: no features for the imagenet word model".into())
-                })?;
-                let f = load_features(dir)?;
-                for (split, stored) in &splits {
-                    let rows = stored.embeddings.len() / stored.d.max(1);
-                    let values = match split {
-                        SplitName::Train => &f.train,
-                        SplitName::Test => &f.test,
-                    };
-                    let top = embed::imagenet_top_labels(&encoder, &values[..rows * f.dim], k);
-                    n_images += top.len();
-                    let words = top
-                        .iter()
-                        .map(|labels| {
-                            to_words(
-                                &labels
-                                    .iter()
-                                    .map(|&(c, p)| (names[c as usize].clone(), p))
-                                    .collect::<Vec<_>>(),
-                            )
-                        })
-                        .collect();
-                    predicted.push((*split, words));
-                }
-            }
-            config::WordModel::Classes => {
-                let c = class_embedding_f32(root, cfg.model.d as usize)?;
-                for (split, stored) in &splits {
-                    let words: Vec<Vec<(String, f32)>> = stored
-                        .embeddings
-                        .chunks_exact(stored.d)
-                        .map(|e| {
-                            let labels: Vec<(String, f32)> = embed::top_classes(e, &c, k)
-                                .into_iter()
-                                .filter(|&(_, s)| s > 0.0)
-                                .map(|(cls, s)| (data.names.fine[cls as usize].clone(), s.min(1.0)))
-                                .collect();
-                            to_words(&labels)
-                        })
-                        .collect();
-                    n_images += words.len();
-                    predicted.push((*split, words));
-                }
-            }
-        }
-        let word_model_s_per_image = started.elapsed().as_secs_f64() / n_images.max(1) as f64;
-        let labels = splits
-            .iter()
-            .map(|(split, stored)| {
-                let s = data.split(*split);
-                let rows = stored.embeddings.len() / stored.d.max(1);
-                let words = (0..rows)
-                    .map(|i| {
-                        to_words(&[
-                            (data.names.fine[s.fine[i] as usize].clone(), 1.0),
-                            (data.names.coarse[s.coarse[i] as usize].clone(), 1.0),
-                        ])
-                    })
-                    .collect();
-                (*split, words)
-            })
-            .collect();
-        Ok(Self {
-            norms,
-            predicted,
-            labels,
-            mode: cfg.iwan.db_words,
-            word_model_s_per_image,
-        })
-    }
-
-    /// The word model's words for each image of `split`.
-    fn predicted(&self, split: SplitName) -> &[Vec<(String, f32)>] {
-        self.predicted
-            .iter()
-            .find(|p| p.0 == split)
-            .map(|p| p.1.as_slice())
-            .unwrap_or(&[])
-    }
-
-    /// Database annotations under `db_words`.
-    fn database(&self, split: SplitName) -> WordLists {
-        let labels = self
-            .labels
-            .iter()
-            .find(|p| p.0 == split)
-            .map(|p| p.1.as_slice())
-            .unwrap_or(&[]);
-        let predicted = self.predicted(split);
-        match self.mode {
-            config::DbWords::Predicted => predicted.to_vec(),
-            config::DbWords::Labels => labels.to_vec(),
-            config::DbWords::Both => predicted
-                .iter()
-                .zip(labels)
-                .map(|(p, l)| {
-                    let mut w = p.clone();
-                    for (word, s) in l {
-                        match w.iter_mut().find(|(x, _)| x == word) {
-                            Some(slot) => slot.1 = slot.1.max(*s),
-                            None => w.push((word.clone(), *s)),
-                        }
-                    }
-                    w
-                })
-                .collect(),
-        }
-    }
-}
-
 /// One split's embed outputs, as read back from the `.npy` files.
 struct StoredEmbedding {
     embeddings: Vec<f32>,
@@ -541,9 +379,14 @@ struct StoredEmbedding {
 }
 
 impl StoredEmbedding {
+    /// Images stored.
+    fn rows(&self) -> usize {
+        self.embeddings.len() / self.d.max(1)
+    }
+
     /// A view with the split's labels (the first `n` of them, `n` = rows stored).
     fn view<'a>(&'a self, labels: &'a [u8]) -> SplitView<'a> {
-        let n = self.embeddings.len() / self.d.max(1);
+        let n = self.rows();
         SplitView {
             embeddings: &self.embeddings,
             d: self.d,
@@ -641,11 +484,7 @@ fn eval_stage(
             )
             .map_err(|e| ExperimentError::Eval(format!("{method:?} under {protocol}: {e}")))?;
             // One index file per method and database split (report and leave_one_out share one).
-            let db_split = if protocol.queries_in_db() {
-                SplitName::Test
-            } else {
-                SplitName::Train
-            };
+            let db_split = protocol_database(protocol);
             let path = dir
                 .join("indices")
                 .join(format!("{}-{db_split}.idx", method.as_str()));
@@ -658,69 +497,68 @@ fn eval_stage(
         }
     }
     if cfg.iwan.enabled {
-        let words = IwanWords::new(root, cfg, data, &test, train.as_ref(), iwan_features)?;
-        let mut graphs: Vec<(SplitName, Iwan, f64)> = Vec::new();
+        let features = iwan_features.map(load_features).transpose()?;
+        // The encoder pass behind the word model: the frozen features it reads (the ImageNet
+        // head) or those the embedding network's decoder ran on (the classes model).
+        let images: usize = split_sizes(cfg).iter().map(|s| s.1).sum();
+        let encoder_s_per_image = ["iwan_features", "features"]
+            .iter()
+            .find_map(|stage| read_record(&dir.join("stages").join(format!("{stage}.json"))))
+            .map(|r| r.seconds / images.max(1) as f64);
+        let mut stored = vec![(SplitName::Test, test.rows(), test.embeddings.as_slice())];
+        if let Some(t) = &train {
+            stored.push((SplitName::Train, t.rows(), t.embeddings.as_slice()));
+        }
+        let inputs = IwanInputs::predict(
+            root,
+            cfg,
+            data,
+            &stored,
+            features.as_ref(),
+            encoder_s_per_image,
+        )?;
+        inputs.save(dir)?;
+        let mut networks: Vec<Network> = Vec::new();
         for &protocol in &cfg.eval.protocols {
-            let db_split = if protocol.queries_in_db() {
-                SplitName::Test
-            } else {
-                SplitName::Train
-            };
-            if !graphs.iter().any(|g| g.0 == db_split) {
-                let started = std::time::Instant::now();
-                let graph = Iwan::build(
-                    &words.database(db_split),
-                    &words.norms,
-                    GraphConfig {
-                        top_wwk: cfg.iwan.top_wwk,
-                        strength: cfg.iwan.strength,
-                        depth: cfg.iwan.depth,
-                    },
-                );
-                graphs.push((db_split, graph, started.elapsed().as_secs_f64()));
+            let db_split = protocol_database(protocol);
+            if !networks.iter().any(|g| g.database == db_split) {
+                let net = inputs.network(db_split, &cfg.iwan)?;
+                let empty = net.queries_without_words();
+                if empty > 0 && networks.is_empty() {
+                    eprintln!(
+                        "warning: iwan: {empty} of {} queries have no word in the graph (their \
+                         labels map to no USF word); they get empty rankings",
+                        net.queries.len()
+                    );
+                }
+                networks.push(net);
             }
-            let (_, graph, build_s) = graphs
+            let net = networks
                 .iter()
-                .find(|g| g.0 == db_split)
+                .find(|g| g.database == db_split)
                 .expect("built above");
-            let edges: Vec<Vec<(u32, f32)>> = words
-                .predicted(SplitName::Test)
-                .iter()
-                .map(|w| graph.query_edges(w))
-                .collect();
-            let db_labels = &data.split(db_split).fine[..graph.n_images()];
             let e = IwanEval {
-                graph,
-                query_edges: &edges,
-                db_labels,
-                query_labels: &data.test.fine[..edges.len()],
-                build_s: *build_s,
+                graph: &net.graph,
+                query_edges: &net.queries,
+                db_labels: &data.split(db_split).fine[..net.graph.n_images()],
+                query_labels: &data.test.fine[..net.queries.len()],
+                build_s: net.build_s,
+                score: cfg.iwan.score,
             };
-            let r =
-                crate::eval::iwan::evaluate("iwan", &e, protocol, sim.values(), sim.n(), &settings)
-                    .map_err(|err| {
-                        ExperimentError::Eval(format!("iwan under {protocol}: {err}"))
-                    })?;
+            let name = cfg.iwan.score.method_name();
+            let r = crate::eval::iwan::evaluate(
+                name,
+                &e,
+                protocol,
+                sim.values(),
+                sim.n(),
+                &settings,
+            )
+            .map_err(|err| ExperimentError::Eval(format!("{name} under {protocol}: {err}")))?;
             results.push(r);
         }
-        let summary: Vec<serde_json::Value> = graphs
-            .iter()
-            .map(|(split, g, build_s)| {
-                serde_json::json!({
-                    "database": split.as_str(),
-                    "images": g.n_images(),
-                    "words": g.words().len(),
-                    "nodes": g.node_count(),
-                    "edges": g.edge_count(),
-                    "bytes": g.bytes(),
-                    "build_s": build_s,
-                    "zero_strength_skipped": g.stats.zero_strength_skipped,
-                    "images_without_words": g.stats.images_without_words,
-                    "queries_without_words": words.predicted(SplitName::Test).iter().filter(|w| w.is_empty()).count(),
-                    "word_model_s_per_image": words.word_model_s_per_image,
-                })
-            })
-            .collect();
+        let summary: Vec<serde_json::Value> =
+            networks.iter().map(|n| n.summary(&inputs.cost)).collect();
         store::write_json_atomic(&dir.join("iwan_graph.json"), &summary)?;
     }
     store::write_bytes_atomic(
@@ -1036,18 +874,37 @@ fn train_stage(
 /// The splits the evaluation needs, with the number of leading records of each: the test split
 /// always (queries, and the database under `report` and `leave_one_out`), the train split only
 /// under `train_db`.
-fn embed_splits(cfg: &config::Config) -> Vec<(SplitName, usize)> {
-    let mut splits = vec![(
-        SplitName::Test,
-        cfg.data.test_subset.unwrap_or(SplitName::Test.records()),
-    )];
-    if cfg.eval.protocols.contains(&config::Protocol::TrainDb) {
-        splits.push((
+/// The database split of a protocol.
+fn protocol_database(protocol: config::Protocol) -> SplitName {
+    if protocol.queries_in_db() {
+        SplitName::Test
+    } else {
+        SplitName::Train
+    }
+}
+
+/// Both splits with the number of images of each in use (the features stage encodes both).
+fn split_sizes(cfg: &config::Config) -> [(SplitName, usize); 2] {
+    [
+        (
             SplitName::Train,
             cfg.data.train_subset.unwrap_or(SplitName::Train.records()),
-        ));
+        ),
+        (
+            SplitName::Test,
+            cfg.data.test_subset.unwrap_or(SplitName::Test.records()),
+        ),
+    ]
+}
+
+/// The splits to embed: the test split, and the train split when a protocol searches it.
+fn embed_splits(cfg: &config::Config) -> Vec<(SplitName, usize)> {
+    let [train, test] = split_sizes(cfg);
+    if cfg.eval.protocols.contains(&config::Protocol::TrainDb) {
+        vec![test, train]
+    } else {
+        vec![test]
     }
-    splits
 }
 
 /// Embeds the needed splits with the trained network from `train_dir`; writes the `.npy` files

@@ -6,13 +6,11 @@
 //! undirected; a pair linked twice keeps the lighter edge. Storage is CSR.
 //!
 //! A query attaches to its own words through edges that exist for that search only, so the
-//! shared graph is never mutated. [`Iwan::search`] runs Dijkstra over the word nodes only:
-//! paths that pass through an image (word a -> image -> word b) are precomputed as two-step
-//! shortcuts relaxed in the same order of additions as plain Dijkstra, and image distances are
-//! then read off their words once. It returns exactly what [`Iwan::search_plain`], Dijkstra
-//! over every node, returns.
+//! shared graph is never mutated. [`Iwan::search`] keeps only words in Dijkstra's heap, relaxes
+//! images as leaves and stops once the top k are final; it returns exactly what
+//! [`Iwan::search_plain`], textbook Dijkstra over every node, returns.
 
-use crate::config::Strength;
+use crate::config::{IwanScore, Strength};
 use crate::data::usf::UsfNorms;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
@@ -56,9 +54,8 @@ pub struct Iwan {
     offsets: Vec<u32>,
     targets: Vec<u32>,
     weights: Vec<f32>,
-    /// Per word (0-based): two-step paths through an image, `(other word, w1, w2)`.
-    shortcut_offsets: Vec<u32>,
-    shortcuts: Vec<(u32, f32, f32)>,
+    /// The lightest image-word edge (the search's stopping bound).
+    min_image_weight: f32,
     /// Build counts.
     pub stats: BuildStats,
 }
@@ -162,40 +159,19 @@ impl Iwan {
                 *slot += 1;
             }
         }
-        let mut g = Self {
+        let min_image_weight = weights[..offsets[n] as usize]
+            .iter()
+            .copied()
+            .fold(f32::INFINITY, f32::min);
+        Self {
             n_images: n,
             words,
             word_ids,
             offsets,
             targets,
             weights,
-            shortcut_offsets: Vec::new(),
-            shortcuts: Vec::new(),
+            min_image_weight,
             stats,
-        };
-        g.build_shortcuts();
-        g
-    }
-
-    /// Two-step paths word -> image -> word, per word, for the fast search.
-    fn build_shortcuts(&mut self) {
-        let m = self.words.len();
-        let mut per_word: Vec<Vec<(u32, f32, f32)>> = vec![Vec::new(); m];
-        for image in 1..=self.n_images as u32 {
-            let (t, w) = self.neighbours(image);
-            for (i, (&a, &wa)) in t.iter().zip(w).enumerate() {
-                for (j, (&b, &wb)) in t.iter().zip(w).enumerate() {
-                    if i != j {
-                        per_word[self.word_index(a)].push((b, wa, wb));
-                    }
-                }
-            }
-        }
-        self.shortcut_offsets = Vec::with_capacity(m + 1);
-        self.shortcut_offsets.push(0);
-        for list in per_word {
-            self.shortcuts.extend(list);
-            self.shortcut_offsets.push(self.shortcuts.len() as u32);
         }
     }
 
@@ -239,13 +215,9 @@ impl Iwan {
         self.targets.len() / 2
     }
 
-    /// Bytes of the CSR arrays and the shortcut table.
+    /// Bytes of the CSR arrays.
     pub fn bytes(&self) -> usize {
-        self.offsets.len() * 4
-            + self.targets.len() * 4
-            + self.weights.len() * 4
-            + self.shortcut_offsets.len() * 4
-            + self.shortcuts.len() * 12
+        self.offsets.len() * 4 + self.targets.len() * 4 + self.weights.len() * 4
     }
 
     /// The query's edges to word nodes: `(word node, 1/strength)`, unknown words dropped.
@@ -256,67 +228,165 @@ impl Iwan {
             .collect()
     }
 
-    /// The `k` nearest database images (ties by lower id), skipping `exclude`, by Dijkstra over
-    /// the words with image shortcuts. Unreachable images are not returned.
+    /// The `k` best database images under `score`, skipping `exclude` (see [`Iwan::search`] and
+    /// [`Iwan::search_multi_path`]).
+    pub fn rank(
+        &self,
+        query: &[(u32, f32)],
+        k: usize,
+        exclude: Option<u32>,
+        score: IwanScore,
+    ) -> Vec<Ranked> {
+        match score {
+            IwanScore::ShortestPath => self.search(query, k, exclude),
+            IwanScore::MultiPath => self.search_multi_path(query, k, exclude),
+        }
+    }
+
+    /// The `k` nearest database images (ties by lower id), skipping `exclude`. Unreachable
+    /// images are not returned.
+    ///
+    /// Dijkstra keeps only word nodes in its heap. Images are leaves between words, so when a
+    /// word settles at `d`, each of its images gets the candidate distance `d + w` and, when that
+    /// improves the image, the image's other words are relaxed from it at once; because
+    /// rounding is monotone this yields the same distances, bit for bit, as popping the image
+    /// from the heap. The search stops as soon as the next word, plus the lightest image edge,
+    /// is farther than the k-th best image found so far: no later word can reach or improve an
+    /// image below that bound, so the top k are final.
     pub fn search(&self, query: &[(u32, f32)], k: usize, exclude: Option<u32>) -> Vec<Ranked> {
-        let m = self.words.len();
-        let mut dist = vec![f32::INFINITY; m];
+        if k == 0 {
+            return Vec::new();
+        }
+        let (_, idist, touched) = self.dijkstra(query, Some((k, exclude)));
+        let images = touched
+            .into_iter()
+            .filter(|&i| Some(i) != exclude)
+            .map(|i| Ranked {
+                image: i,
+                distance: idist[i as usize],
+            })
+            .collect();
+        top_k(images, k)
+    }
+
+    /// The multi-path score: an image's distance is the soft minimum
+    /// `-ln(sum over its words a of exp(-(dist(a) + w(a, image))))`, which ranks images exactly
+    /// as the sum of `exp(-path length)` over their words does, so an image reached through
+    /// several short paths beats one reached through a single path of the same length. Needs
+    /// every word's distance, so it runs Dijkstra to the end.
+    pub fn search_multi_path(
+        &self,
+        query: &[(u32, f32)],
+        k: usize,
+        exclude: Option<u32>,
+    ) -> Vec<Ranked> {
+        if k == 0 {
+            return Vec::new();
+        }
+        let (wdist, _, touched) = self.dijkstra(query, None);
+        let images = touched
+            .into_iter()
+            .filter(|&i| Some(i) != exclude)
+            .map(|i| {
+                let (t, w) = self.neighbours(i + 1);
+                let paths: Vec<f64> = t
+                    .iter()
+                    .zip(w)
+                    .map(|(&a, &wt)| f64::from(wdist[self.word_index(a)] + wt))
+                    .filter(|x| x.is_finite())
+                    .collect();
+                let best = paths.iter().copied().fold(f64::INFINITY, f64::min);
+                let sum: f64 = paths.iter().map(|x| (best - x).exp()).sum();
+                Ranked {
+                    image: i,
+                    distance: (best - sum.ln()) as f32,
+                }
+            })
+            .collect();
+        top_k(images, k)
+    }
+
+    /// Dijkstra over the word nodes (see [`Iwan::search`]); with `stop = Some((k, exclude))` it
+    /// ends once the top `k` images other than `exclude` are final. Returns word distances,
+    /// image distances and the images reached, in the order they were first reached.
+    fn dijkstra(
+        &self,
+        query: &[(u32, f32)],
+        stop: Option<(usize, Option<u32>)>,
+    ) -> (Vec<f32>, Vec<f32>, Vec<u32>) {
+        let n = self.n_images;
+        let mut wdist = vec![f32::INFINITY; self.words.len()];
+        let mut idist = vec![f32::INFINITY; n];
+        let mut touched: Vec<u32> = Vec::new();
         let mut heap = BinaryHeap::new();
         for &(node, w) in query {
             let i = self.word_index(node);
             let d = 0.0 + w;
-            if d < dist[i] {
-                dist[i] = d;
+            if d < wdist[i] {
+                wdist[i] = d;
                 heap.push(Reverse((d.to_bits(), i as u32)));
             }
         }
+        // Upper bound on the k-th best image distance (`bound`), refreshed now and then.
+        let mut bound = f32::INFINITY;
+        let mut settled = 0usize;
+        let mut scratch: Vec<f32> = Vec::new();
         while let Some(Reverse((bits, i))) = heap.pop() {
             let d = f32::from_bits(bits);
             let i = i as usize;
-            if d > dist[i] {
+            if d > wdist[i] {
                 continue;
             }
-            let node = (self.n_images + 1 + i) as u32;
-            let (t, w) = self.neighbours(node);
+            if let Some((k, exclude)) = stop {
+                settled += 1;
+                if settled.is_multiple_of(32) && touched.len() > k {
+                    scratch.clear();
+                    scratch.extend(
+                        touched
+                            .iter()
+                            .filter(|&&t| Some(t) != exclude)
+                            .map(|&t| idist[t as usize]),
+                    );
+                    if scratch.len() >= k {
+                        let (_, kth, _) = scratch.select_nth_unstable_by(k - 1, f32::total_cmp);
+                        bound = bound.min(*kth);
+                    }
+                }
+                if d + self.min_image_weight > bound {
+                    break;
+                }
+            }
+            let (t, w) = self.neighbours((n + 1 + i) as u32);
             for (&to, &wt) in t.iter().zip(w) {
-                if to as usize > self.n_images {
+                let nd = d + wt;
+                if to as usize > n {
                     let j = self.word_index(to);
-                    let nd = d + wt;
-                    if nd < dist[j] {
-                        dist[j] = nd;
+                    if nd < wdist[j] {
+                        wdist[j] = nd;
                         heap.push(Reverse((nd.to_bits(), j as u32)));
+                    }
+                    continue;
+                }
+                let image = to as usize - 1;
+                if nd >= idist[image] {
+                    continue;
+                }
+                if idist[image].is_infinite() {
+                    touched.push(image as u32);
+                }
+                idist[image] = nd;
+                let (t2, w2) = self.neighbours(to);
+                for (&b, &wb) in t2.iter().zip(w2) {
+                    let j = self.word_index(b);
+                    let nd2 = nd + wb;
+                    if nd2 < wdist[j] {
+                        wdist[j] = nd2;
+                        heap.push(Reverse((nd2.to_bits(), j as u32)));
                     }
                 }
             }
-            let (a, b) = (
-                self.shortcut_offsets[i] as usize,
-                self.shortcut_offsets[i + 1] as usize,
-            );
-            for &(to, w1, w2) in &self.shortcuts[a..b] {
-                let j = self.word_index(to);
-                let nd = (d + w1) + w2;
-                if nd < dist[j] {
-                    dist[j] = nd;
-                    heap.push(Reverse((nd.to_bits(), j as u32)));
-                }
-            }
         }
-        let mut images: Vec<Ranked> = Vec::new();
-        for image in 1..=self.n_images as u32 {
-            let (t, w) = self.neighbours(image);
-            let best = t
-                .iter()
-                .zip(w)
-                .map(|(&word, &wt)| dist[self.word_index(word)] + wt)
-                .fold(f32::INFINITY, f32::min);
-            if best.is_finite() && Some(image - 1) != exclude {
-                images.push(Ranked {
-                    image: image - 1,
-                    distance: best,
-                });
-            }
-        }
-        top_k(images, k)
+        (wdist, idist, touched)
     }
 
     /// The same result as [`Iwan::search`] by plain Dijkstra over every node, with the
@@ -365,38 +435,76 @@ impl Iwan {
         (top_k(images, k), pred)
     }
 
-    /// The shortest path query -> ... -> `image` as `(node, weight of the edge into it)`,
-    /// starting with the query node 0 (weight 0); empty when unreachable.
-    pub fn explain(&self, query: &[(u32, f32)], image: u32) -> Vec<(u32, f32)> {
+    /// The shortest path query -> ... -> image for each of `images`, as `(node, weight of the
+    /// edge into it)` starting with the query node 0 (weight 0); empty when unreachable. One
+    /// plain Dijkstra serves all of them.
+    pub fn explain(&self, query: &[(u32, f32)], images: &[u32]) -> Vec<Vec<(u32, f32)>> {
         let (_, pred) = self.search_plain(query, 0, None);
-        let mut path = Vec::new();
-        let mut node = image + 1;
-        while node != 0 {
-            let p = pred[node as usize];
-            if p == u32::MAX {
-                return Vec::new();
-            }
-            let w = if p == 0 {
-                query
-                    .iter()
-                    .filter(|q| q.0 == node)
-                    .map(|q| q.1)
-                    .fold(f32::INFINITY, f32::min)
+        let weight = |from: u32, to: u32| -> f32 {
+            let edges: Box<dyn Iterator<Item = (u32, f32)>> = if from == 0 {
+                Box::new(query.iter().copied())
             } else {
-                let (t, w) = self.neighbours(p);
-                t.iter()
-                    .zip(w)
-                    .filter(|(to, _)| **to == node)
-                    .map(|(_, w)| *w)
-                    .fold(f32::INFINITY, f32::min)
+                let (t, w) = self.neighbours(from);
+                Box::new(t.iter().copied().zip(w.iter().copied()))
             };
-            path.push((node, w));
-            node = p;
-        }
-        path.push((0, 0.0));
-        path.reverse();
-        path
+            edges
+                .filter(|e| e.0 == to)
+                .map(|e| e.1)
+                .fold(f32::INFINITY, f32::min)
+        };
+        images
+            .iter()
+            .map(|&image| {
+                let mut path = Vec::new();
+                let mut node = image + 1;
+                while node != 0 {
+                    let p = pred[node as usize];
+                    if p == u32::MAX {
+                        return Vec::new();
+                    }
+                    path.push((node, weight(p, node)));
+                    node = p;
+                }
+                path.push((0, 0.0));
+                path.reverse();
+                path
+            })
+            .collect()
     }
+
+    /// What a node is.
+    pub fn node(&self, node: u32) -> Node<'_> {
+        let n = node as usize;
+        if n == 0 {
+            Node::Query
+        } else if n <= self.n_images {
+            Node::Image(node - 1)
+        } else {
+            Node::Word(&self.words[self.word_index(node)])
+        }
+    }
+
+    /// Every undirected edge once, as `(lower node, higher node, weight)`, by lower node.
+    pub fn edges(&self) -> impl Iterator<Item = (u32, u32, f32)> + '_ {
+        (1..self.node_count() as u32).flat_map(move |a| {
+            let (t, w) = self.neighbours(a);
+            t.iter()
+                .zip(w)
+                .filter(move |(b, _)| **b > a)
+                .map(move |(&b, &wt)| (a, b, wt))
+        })
+    }
+}
+
+/// A node of the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node<'a> {
+    /// Node 0.
+    Query,
+    /// A database image, 0-based.
+    Image(u32),
+    /// A USF word.
+    Word(&'a str),
 }
 
 /// The `k` best by (distance, image id), sorted.
