@@ -431,3 +431,33 @@ fn iwan_explain_export_and_bench_read_a_finished_run() {
         assert!(r["with_model_median_s"].as_f64().unwrap() > median);
     }
 }
+
+#[test]
+fn report_rerenders_the_papers_tables_from_stored_metrics() {
+    let run = crate::common::tiny_run();
+    let paper = run.join("tables/paper.md");
+    let written = std::fs::read_to_string(&paper).unwrap();
+    std::fs::remove_file(&paper).unwrap();
+    let out = harness(&["report", run.to_str().unwrap()], None);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("tables/paper.md"), "{stdout}");
+    let again = std::fs::read_to_string(&paper).unwrap();
+    assert_eq!(again, written, "the eval stage and `harness report` agree");
+    // The tiny run uses exact search and IWAN at topIWK 4 under two protocols.
+    assert!(
+        again.contains("## Table 1") && again.contains("## Table 4"),
+        "{again}"
+    );
+    assert!(
+        again.contains("| mP@5 | 0.5656 |") && again.contains("ours, `leave_one_out`"),
+        "{again}"
+    );
+    let out = harness(&["report", "tests"], None);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("neither a run folder"),
+        "{}",
+        text(&out).1
+    );
+}

@@ -115,6 +115,18 @@ pub enum Command {
         #[arg(long, default_value_t = 0.001)]
         time_floor: f64,
     },
+    /// Re-render tables from a finished run or experiment folder, without recomputing.
+    ///
+    /// A run folder gets tables/paper.md and tables/paper.csv: the report's Tables 1-4 (exact,
+    /// hash + re-rank, IWAN at the run's topIWK when it is 3 or 4) with ours under every
+    /// protocol, the published value and the difference. An experiment folder gets that for each
+    /// finished run and, for a sweep, tables/sweep.md and tables/sweep.csv (one row per run).
+    ///
+    /// Example: harness report results/sweep_topiwk
+    Report {
+        /// A run folder (holding manifest.json) or an experiment folder.
+        dir: PathBuf,
+    },
     /// Inspect or install the data sets.
     #[command(subcommand)]
     Data(DataCommand),
@@ -339,6 +351,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Iwan(a)) => {
             iwan::bench(&a, cli.data_root.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { dir } => {
+            let written = experiment::render::render(&dir)
+                .with_context(|| format!("rendering the tables of {}", dir.display()))?;
+            for path in written {
+                println!("wrote {}", path.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Iwan(cmd) => {

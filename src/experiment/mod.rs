@@ -12,6 +12,7 @@
 pub mod iwan;
 pub mod lock;
 pub mod manifest;
+pub mod render;
 
 use crate::config::{self, Loaded, Run};
 use crate::data::cifar::{Cifar100, LabelNames, SplitName};
@@ -158,6 +159,7 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<RunOutcome>, Experi
         statuses[i] = if result.is_ok() { "complete" } else { "failed" };
         if runs.len() > 1 {
             write_sweep(&exp_dir, &runs, &statuses)?;
+            render::render_sweep(&exp_dir)?;
         }
         outcomes.push(result?);
         if let Some(bar) = &sweep_bar {
@@ -573,6 +575,7 @@ fn eval_stage(
         &dir.join("tables").join("summary.md"),
         report::summary_markdown(cfg, &results).as_bytes(),
     )?;
+    render::render_run(dir)?;
     Ok(())
 }
 

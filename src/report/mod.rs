@@ -3,6 +3,8 @@
 //! [`check`] compares a run with a stored baseline.
 
 pub mod check;
+pub mod paper;
+pub mod sweep;
 
 use crate::config::Config;
 use crate::eval::retrieval::{MethodResult, metric_rows};
