@@ -4,16 +4,17 @@
 //! Per split: `embeddings/<split>.npy` (f32, `N x d`, row i = image i of the split),
 //! `activations/<split>.npy` (f32, `N x h`, the hash layer's sigmoid outputs),
 //! `codes/<split>.npy` (u64, `N x ceil(h/64)`; bit j of an image's code is bit `j % 64` of word
-//! `j / 64`, set when activation j >= 0.5, as in Lin et al.) and `classes/<split>.csv`
+//! `j / 64`, set when activation j >= 0.5, as in Lin et al.) and `classes/<split>.parquet`
 //! (`image_id,rank,class_id,score`: the top classes by cosine to the class embedding).
 
+use crate::config::TableFormat;
 use crate::index::hamming;
 use crate::model::efficientnet::{self, EfficientNetLite0};
 use crate::model::{HashNet, ModelError, resize};
+use crate::store::frame::{Frame, Values};
 use crate::store::{self, StoreError, npy};
 use crate::train::{self, Images};
 use burn::prelude::*;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
@@ -210,16 +211,23 @@ pub fn write(dir: &Path, split: &str, e: &Embedded) -> Result<(), StoreError> {
     store::write_atomic(&dir.join("codes").join(&f), |w| {
         npy::write_u64(w, e.n, hamming::words_for(e.h), &e.codes)
     })?;
-    let mut csv = String::from("image_id,rank,class_id,score\n");
+    let (mut image, mut rank, mut class, mut score) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, row) in e.classes.chunks(TOP_CLASSES).enumerate() {
-        for (rank, (c, s)) in row.iter().enumerate() {
-            let _ = writeln!(csv, "{i},{rank},{c},{s}");
+        for (r, &(c, s)) in row.iter().enumerate() {
+            image.push(Some(i as u32));
+            rank.push(Some(r as u32));
+            class.push(Some(u32::from(c)));
+            score.push(s);
         }
     }
-    store::write_bytes_atomic(
-        &dir.join("classes").join(format!("{split}.csv")),
-        csv.as_bytes(),
-    )
+    Frame::new()
+        .with("image_id", Values::U32(image))
+        .with("rank", Values::U32(rank))
+        .with("class_id", Values::U32(class))
+        .with("score", Values::F32(score))
+        .write(&dir.join("classes"), split, &[TableFormat::Parquet])?;
+    Ok(())
 }
 
 #[cfg(test)]

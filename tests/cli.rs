@@ -89,10 +89,13 @@ fn run_trains_embeds_and_resumes() {
         "codes are the thresholded activations"
     );
     assert!(!run.join("embed/embeddings/train.npy").exists());
-    let classes = std::fs::read_to_string(run.join("embed/classes/test.csv")).unwrap();
+    use polars::prelude::SerReader as _;
+    let file = std::fs::File::open(run.join("embed/classes/test.parquet")).unwrap();
+    let classes = polars::prelude::ParquetReader::new(file).finish().unwrap();
     assert_eq!(
-        classes.lines().count(),
-        1 + 1000 * harness::embed::TOP_CLASSES
+        classes.shape(),
+        (1000 * harness::embed::TOP_CLASSES, 4),
+        "{classes}"
     );
 
     // Evaluation: long-format metrics for both methods under both protocols.
@@ -453,6 +456,22 @@ fn report_rerenders_the_papers_tables_from_stored_metrics() {
         again.contains("| mP@5 | 0.5656 |") && again.contains("ours, `leave_one_out`"),
         "{again}"
     );
+    for file in [
+        "tables/paper.csv",
+        "tables/paper.parquet",
+        "tables/summary.parquet",
+        "metrics.parquet",
+        "figures/hp_curves-leave_one_out.png",
+        "figures/hp_curves-report.svg",
+        "figures/pareto-leave_one_out.svg",
+    ] {
+        assert!(stdout.contains(file), "{file} not re-rendered: {stdout}");
+    }
+    let svg = std::fs::read_to_string(run.join("figures/pareto-leave_one_out.svg")).unwrap();
+    assert!(
+        svg.contains("exact") && svg.contains("iwan"),
+        "one point per method"
+    );
     let out = harness(&["report", "tests"], None);
     assert!(!out.status.success());
     assert!(
@@ -460,4 +479,48 @@ fn report_rerenders_the_papers_tables_from_stored_metrics() {
         "{}",
         text(&out).1
     );
+}
+
+#[test]
+fn dumped_rankings_reproduce_the_reported_precision() {
+    use polars::prelude::SerReader as _;
+    let run = crate::common::tiny_run();
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let test = harness::data::cifar::Cifar100::load(&crate::common::data_root(), false)
+        .unwrap()
+        .test;
+    for (method, protocol) in [("exact", "leave_one_out"), ("hamming_rerank", "report")] {
+        let path = run.join(format!("rankings/{method}-{protocol}.parquet"));
+        let file = std::fs::File::open(&path).unwrap();
+        let df = polars::prelude::ParquetReader::new(file).finish().unwrap();
+        let names: Vec<&str> = df.get_column_names().iter().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["query_id", "rank", "db_id", "score"]);
+        let col = |name: &str| -> Vec<u32> {
+            df.column(name)
+                .unwrap()
+                .u32()
+                .unwrap()
+                .into_no_null_iter()
+                .collect()
+        };
+        let (query, rank, db) = (col("query_id"), col("rank"), col("db_id"));
+        assert_eq!(query.len(), 1000 * 100, "top max(ks) of every query");
+        for k in [1usize, 5, 20, 100] {
+            let mut hits = vec![0usize; 1000];
+            for ((&q, &r), &d) in query.iter().zip(&rank).zip(&db) {
+                if (r as usize) < k && test.fine[q as usize] == test.fine[d as usize] {
+                    hits[q as usize] += 1;
+                }
+            }
+            let mp = hits.iter().map(|&h| h as f64 / k as f64).sum::<f64>() / 1000.0;
+            let prefix = format!("{method},{protocol},mP,{k},");
+            let reported: f64 = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((mp - reported).abs() < 1e-9, "{prefix} {mp} vs {reported}");
+        }
+    }
 }

@@ -338,12 +338,6 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
             "AP_full (AP over the full ranking) is not available yet; list mP, mAP, mAHP, mAHP_mean",
         );
     }
-    if e.dump_rankings {
-        return fail(
-            "eval.dump_rankings",
-            "the Parquet rankings dump is not available yet; set it to false",
-        );
-    }
     if e.timing_queries == 0 {
         return fail("eval.timing_queries", "time at least one query");
     }

@@ -563,6 +563,11 @@ fn eval_stage(
             networks.iter().map(|n| n.summary(&inputs.cost)).collect();
         store::write_json_atomic(&dir.join("iwan_graph.json"), &summary)?;
     }
+    if cfg.eval.dump_rankings {
+        for r in &results {
+            dump_rankings(r, &dir.join("rankings"))?;
+        }
+    }
     store::write_bytes_atomic(
         &dir.join("metrics.csv"),
         report::metrics_csv(&results).as_bytes(),
@@ -877,6 +882,39 @@ fn train_stage(
 /// The splits the evaluation needs, with the number of leading records of each: the test split
 /// always (queries, and the database under `report` and `leave_one_out`), the train split only
 /// under `train_db`.
+/// Writes `<dir>/<method>-<protocol>.parquet`: `query_id, rank, db_id` (u32; ids index the
+/// query and database split files, rank is 0-based) and `score` (f32: similarity for the
+/// indices, distance for IWAN), the top max(ks) of every query.
+fn dump_rankings(r: &retrieval::MethodResult, dir: &Path) -> Result<(), ExperimentError> {
+    use crate::store::frame::{Frame, Values};
+    let rows = r.rankings.iter().map(Vec::len).sum::<usize>();
+    let (mut query, mut rank, mut db, mut score) = (
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+    );
+    for (q, hits) in r.rankings.iter().enumerate() {
+        for (i, h) in hits.iter().enumerate() {
+            query.push(Some(q as u32));
+            rank.push(Some(i as u32));
+            db.push(Some(h.id));
+            score.push(h.score);
+        }
+    }
+    Frame::new()
+        .with("query_id", Values::U32(query))
+        .with("rank", Values::U32(rank))
+        .with("db_id", Values::U32(db))
+        .with("score", Values::F32(score))
+        .write(
+            dir,
+            &format!("{}-{}", r.method, r.protocol),
+            &[config::TableFormat::Parquet],
+        )?;
+    Ok(())
+}
+
 /// The database split of a protocol.
 fn protocol_database(protocol: config::Protocol) -> SplitName {
     if protocol.queries_in_db() {

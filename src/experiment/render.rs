@@ -1,12 +1,16 @@
-//! Re-rendering tables from stored results (`harness report`), without recomputing anything:
-//! the report's Tables 1-4 per run, and the sweep table of an experiment folder.
+//! Tables and figures from stored results, written by the eval stage and re-rendered by
+//! `harness report` without recomputing anything: per run the report's Tables 1-4, a summary
+//! table, `metrics.parquet`, HP@k curves and a quality-time plot; per sweep its table and its
+//! metric-vs-parameter figures.
 
 use super::{ExperimentError, check_format, read_record, split_sizes};
 use crate::config::{self, Loaded};
-use crate::report::check::read_metrics;
+use crate::report::check::{Key, read_metrics};
+use crate::report::figures::{hp_chart, pareto_chart};
 use crate::report::paper::{RunFacts, paper_tables};
-use crate::report::sweep::{SweepRun, sweep_tables};
+use crate::report::sweep::{SweepRun, sweep_figures, sweep_tables};
 use crate::store;
+use crate::store::frame::{Frame, Values};
 use std::path::{Path, PathBuf};
 
 fn artifact(path: &Path, message: impl ToString) -> ExperimentError {
@@ -53,21 +57,159 @@ fn run_facts(dir: &Path, cfg: &config::Config) -> RunFacts {
     }
 }
 
-/// Writes `tables/paper.md` and `tables/paper.csv` of the run in `dir`; returns the paths.
+/// The long `metrics.csv` rows as a frame (`method,protocol,metric,k,value`).
+fn metrics_frame(metrics: &[(Key, f64)]) -> Frame {
+    let col =
+        |f: fn(&Key) -> &String| Values::Str(metrics.iter().map(|r| f(&r.0).clone()).collect());
+    Frame::new()
+        .with("method", col(|k| &k.0))
+        .with("protocol", col(|k| &k.1))
+        .with("metric", col(|k| &k.2))
+        .with(
+            "k",
+            Values::U32(metrics.iter().map(|r| r.0.3.parse().ok()).collect()),
+        )
+        .with(
+            "value",
+            Values::F64(metrics.iter().map(|r| Some(r.1)).collect()),
+        )
+}
+
+/// One row per (method, protocol): mP@k for every k, mAHP@250, mAHP_mean@250, median and p95
+/// ms per query, queries/s and bytes per item.
+fn summary_frame(metrics: &[(Key, f64)]) -> Frame {
+    let mut groups: Vec<(String, String)> = Vec::new();
+    let mut ks: Vec<u32> = Vec::new();
+    for ((m, p, metric, k), _) in metrics {
+        if !groups.contains(&(m.clone(), p.clone())) {
+            groups.push((m.clone(), p.clone()));
+        }
+        if metric == "mP"
+            && let Ok(k) = k.parse()
+            && !ks.contains(&k)
+        {
+            ks.push(k);
+        }
+    }
+    ks.sort_unstable();
+    let get = |g: &(String, String), metric: &str, k: &str, scale: f64| {
+        metrics
+            .iter()
+            .find(|((m, p, n, kk), _)| *m == g.0 && *p == g.1 && n == metric && kk == k)
+            .map(|r| r.1 * scale)
+    };
+    let column = |metric: &str, k: &str, scale: f64| {
+        Values::F64(groups.iter().map(|g| get(g, metric, k, scale)).collect())
+    };
+    let mut f = Frame::new()
+        .with(
+            "method",
+            Values::Str(groups.iter().map(|g| g.0.clone()).collect()),
+        )
+        .with(
+            "protocol",
+            Values::Str(groups.iter().map(|g| g.1.clone()).collect()),
+        );
+    for k in &ks {
+        f = f.with(&format!("mP@{k}"), column("mP", &k.to_string(), 1.0));
+    }
+    f.with("mAHP@250", column("mAHP", "250", 1.0))
+        .with("mAHP_mean@250", column("mAHP_mean", "250", 1.0))
+        .with("median_ms", column("query_median_s", "", 1e3))
+        .with("p95_ms", column("query_p95_s", "", 1e3))
+        .with("qps", column("qps", "", 1.0))
+        .with("bytes_per_item", column("bytes_per_item", "", 1.0))
+}
+
+/// `hp_curves.csv` rows grouped as `(method, protocol, HP@1..HP@K)`.
+fn read_hp_curves(path: &Path) -> Result<Vec<(String, String, Vec<f64>)>, ExperimentError> {
+    let text = String::from_utf8(store::read(path)?).map_err(|e| artifact(path, e))?;
+    let mut curves: Vec<(String, String, Vec<f64>)> = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let [method, protocol, _, hp] = f[..] else {
+            return Err(artifact(path, format!("line {}: expected 4 fields", i + 1)));
+        };
+        let hp: f64 = hp
+            .parse()
+            .map_err(|_| artifact(path, format!("line {}: `{hp}` is not a number", i + 1)))?;
+        match curves.last_mut() {
+            Some(c) if c.0 == method && c.1 == protocol => c.2.push(hp),
+            _ => curves.push((method.into(), protocol.into(), vec![hp])),
+        }
+    }
+    Ok(curves)
+}
+
+/// Writes the tables and figures of the run in `dir` (see the module docs); returns the paths.
 pub fn render_run(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
     check_format(&dir.join("manifest.json"))?;
     let cfg = Loaded::from_path(&dir.join("config.resolved.yaml"))?.config;
+    let formats = &cfg.report.tables;
     let metrics_path = dir.join("metrics.csv");
     let metrics =
         read_metrics(&metrics_path).map_err(|e| artifact(&metrics_path, e.to_string()))?;
-    let (md, csv) = paper_tables(&metrics, &run_facts(dir, &cfg));
-    let paths = [dir.join("tables/paper.md"), dir.join("tables/paper.csv")];
-    store::write_bytes_atomic(&paths[0], md.as_bytes())?;
-    store::write_bytes_atomic(&paths[1], csv.as_bytes())?;
-    Ok(paths.to_vec())
+    let tables = dir.join("tables");
+    let mut written = Vec::new();
+    let parquet_only: Vec<_> = formats
+        .iter()
+        .copied()
+        .filter(|f| *f == config::TableFormat::Parquet)
+        .collect();
+    written.extend(metrics_frame(&metrics).write(dir, "metrics", &parquet_only)?);
+    let summary = summary_frame(&metrics);
+    written.extend(summary.write(&tables, "summary", formats)?);
+    if cfg.report.reference_values {
+        let (md, frame) = paper_tables(&metrics, &run_facts(dir, &cfg));
+        if formats.contains(&config::TableFormat::Markdown) {
+            let path = tables.join("paper.md");
+            store::write_bytes_atomic(&path, md.as_bytes())?;
+            written.push(path);
+        }
+        written.extend(frame.write(&tables, "paper", formats)?);
+    }
+    let figures = dir.join("figures");
+    let curves = read_hp_curves(&dir.join("hp_curves.csv"))?;
+    for protocol in &cfg.eval.protocols {
+        let p = protocol.as_str();
+        if let Some(chart) = hp_chart(&curves, p) {
+            written.extend(chart.write(
+                &figures,
+                &format!("hp_curves-{p}"),
+                &cfg.report.figures,
+            )?);
+        }
+        let value = |m: &str, metric: &str, k: &str| {
+            metrics
+                .iter()
+                .find(|((a, b, c, d), _)| a == m && b == p && c == metric && d == k)
+                .map(|r| r.1)
+        };
+        let mut methods: Vec<&str> = Vec::new();
+        for ((m, pp, _, _), _) in &metrics {
+            if pp == p && !methods.contains(&m.as_str()) {
+                methods.push(m);
+            }
+        }
+        let points: Vec<(String, f64, f64)> = methods
+            .iter()
+            .filter_map(|m| {
+                Some((
+                    m.to_string(),
+                    value(m, "query_median_s", "")?,
+                    value(m, "mAHP", "250").or_else(|| value(m, "mAHP", "100"))?,
+                ))
+            })
+            .collect();
+        if !points.is_empty() {
+            let chart = pareto_chart(&points, p, "mAHP@250");
+            written.extend(chart.write(&figures, &format!("pareto-{p}"), &cfg.report.figures)?);
+        }
+    }
+    Ok(written)
 }
 
-/// Writes `tables/sweep.md` and `tables/sweep.csv` of the experiment folder `dir` from its
+/// Writes `tables/sweep.{md,csv,parquet}` and `figures/` of the experiment folder `dir` from its
 /// `sweep.json` and the metrics of its finished runs; returns the paths.
 pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
     let sweep_path = dir.join("sweep.json");
@@ -100,11 +242,37 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let (md, csv) = sweep_tables(&name, &runs);
-    let paths = [dir.join("tables/sweep.md"), dir.join("tables/sweep.csv")];
-    store::write_bytes_atomic(&paths[0], md.as_bytes())?;
-    store::write_bytes_atomic(&paths[1], csv.as_bytes())?;
-    Ok(paths.to_vec())
+    let (md, frame) = sweep_tables(&name, &runs);
+    let tables = dir.join("tables");
+    let mut written = Vec::new();
+    // Formats and the model cost for time plots come from the first finished run.
+    let first = runs.first().map(|r| dir.join(&r.id));
+    let cfg = match &first {
+        Some(run) => Some(Loaded::from_path(&run.join("config.resolved.yaml"))?.config),
+        None => None,
+    };
+    let report = cfg.as_ref().map(|c| c.report.clone()).unwrap_or_default();
+    if report.tables.contains(&config::TableFormat::Markdown) {
+        let path = tables.join("sweep.md");
+        store::write_bytes_atomic(&path, md.as_bytes())?;
+        written.push(path);
+    }
+    written.extend(frame.write(&tables, "sweep", &report.tables)?);
+    let facts = match (&first, &cfg) {
+        (Some(run), Some(cfg)) => run_facts(run, cfg),
+        _ => RunFacts::default(),
+    };
+    let model = |method: &str| {
+        if method.starts_with("iwan") {
+            facts.word_model_s
+        } else {
+            facts.inference_s
+        }
+    };
+    for (stem, chart) in sweep_figures(&runs, &model) {
+        written.extend(chart.write(&dir.join("figures"), &stem, &report.figures)?);
+    }
+    Ok(written)
 }
 
 /// `harness report DIR`: a run folder gets its tables again; an experiment folder gets each

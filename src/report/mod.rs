@@ -3,6 +3,7 @@
 //! [`check`] compares a run with a stored baseline.
 
 pub mod check;
+pub mod figures;
 pub mod paper;
 pub mod sweep;
 

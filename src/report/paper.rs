@@ -8,6 +8,7 @@
 //! under that same protocol, and the other protocols stand in their own columns.
 
 use super::check::Key;
+use crate::store::frame::{Frame, Values};
 use std::fmt::Write as _;
 
 /// One published table.
@@ -124,9 +125,54 @@ pub struct RunFacts {
 
 const PROTOCOLS: [&str; 3] = ["report", "leave_one_out", "train_db"];
 
-/// The tables this run can fill: `(markdown, csv)`. The CSV has the columns
-/// `table,metric,k,published,report,leave_one_out,train_db,difference` (empty where absent).
-pub fn paper_tables(metrics: &[(Key, f64)], facts: &RunFacts) -> (String, String) {
+/// Long-format rows of the paper tables.
+#[derive(Default)]
+struct Rows {
+    table: Vec<String>,
+    metric: Vec<String>,
+    k: Vec<Option<u32>>,
+    published: Vec<Option<f64>>,
+    ours: [Vec<Option<f64>>; 3],
+    difference: Vec<Option<f64>>,
+}
+
+impl Rows {
+    fn push(
+        &mut self,
+        table: &str,
+        metric: &str,
+        k: Option<u32>,
+        published: f64,
+        ours: [Option<f64>; 3],
+        difference: Option<f64>,
+    ) {
+        self.table.push(table.into());
+        self.metric.push(metric.into());
+        self.k.push(k);
+        self.published.push(Some(published));
+        for (col, v) in self.ours.iter_mut().zip(ours) {
+            col.push(v);
+        }
+        self.difference.push(difference);
+    }
+
+    fn frame(self) -> Frame {
+        let [report, loo, train] = self.ours;
+        Frame::new()
+            .with("table", Values::Str(self.table))
+            .with("metric", Values::Str(self.metric))
+            .with("k", Values::U32(self.k))
+            .with("published", Values::F64(self.published))
+            .with("report", Values::F64(report))
+            .with("leave_one_out", Values::F64(loo))
+            .with("train_db", Values::F64(train))
+            .with("difference", Values::F64(self.difference))
+    }
+}
+
+/// The tables this run can fill: Markdown, and a long frame with the columns
+/// `table,metric,k,published,report,leave_one_out,train_db,difference` (null where absent).
+pub fn paper_tables(metrics: &[(Key, f64)], facts: &RunFacts) -> (String, Frame) {
     let get = |method: &str, protocol: &str, metric: &str, k: Option<u32>| {
         let k = k.map(|k| k.to_string()).unwrap_or_default();
         metrics
@@ -140,14 +186,12 @@ pub fn paper_tables(metrics: &[(Key, f64)], facts: &RunFacts) -> (String, String
          report used (`report` for Tables 1-2, `train_db` for Tables 3-4). mP@k is the report's \
          \"mAP@k\"; mAHP_mean@k is the report's mean of HP@1..HP@k.\n",
     );
-    let mut csv =
-        String::from("table,metric,k,published,report,leave_one_out,train_db,difference\n");
+    let mut rows = Rows::default();
     let cell = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "—".into());
     let ms = |v: Option<f64>| {
         v.map(|v| format!("{:.3} ms", v * 1e3))
             .unwrap_or_else(|| "—".into())
     };
-    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     for t in &PUBLISHED {
         if t.top_iwk.is_some() && (t.top_iwk != facts.top_iwk || facts.top_wwk != Some(4)) {
             continue;
@@ -195,16 +239,8 @@ pub fn paper_tables(metrics: &[(Key, f64)], facts: &RunFacts) -> (String, String
                 diff.map(|d| format!("{d:+.4}"))
                     .unwrap_or_else(|| "—".into())
             );
-            let by = |p: &str| opt(get(t.method, p, metric, Some(k)));
-            let _ = writeln!(
-                csv,
-                "{},{metric},{k},{published},{},{},{},{}",
-                t.name,
-                by("report"),
-                by("leave_one_out"),
-                by("train_db"),
-                opt(diff)
-            );
+            let by = PROTOCOLS.map(|p| get(t.method, p, metric, Some(k)));
+            rows.push(t.name, metric, Some(k), published, by, diff);
         }
         let model = if t.top_iwk.is_some() {
             facts.word_model_s
@@ -231,32 +267,10 @@ pub fn paper_tables(metrics: &[(Key, f64)], facts: &RunFacts) -> (String, String
             let _ = write!(md, " {} |", ms(q.zip(model).map(|(a, b)| a + b)));
         }
         md.push_str(" |\n");
-        for p in &present {
-            let q = get(t.method, p, "query_median_s", None);
-            let _ = writeln!(
-                csv,
-                "{},query_median_s,,{},{},{},{},",
-                t.name,
-                t.query_s,
-                if *p == "report" {
-                    opt(q)
-                } else {
-                    String::new()
-                },
-                if *p == "leave_one_out" {
-                    opt(q)
-                } else {
-                    String::new()
-                },
-                if *p == "train_db" {
-                    opt(q)
-                } else {
-                    String::new()
-                },
-            );
-        }
+        let by = PROTOCOLS.map(|p| get(t.method, p, "query_median_s", None));
+        rows.push(t.name, "query_median_s", None, t.query_s, by, None);
     }
-    (md, csv)
+    (md, rows.frame())
 }
 
 #[cfg(test)]
@@ -283,7 +297,7 @@ mod tests {
             word_model_s: None,
             iwan_setup: None,
         };
-        let (md, csv) = paper_tables(&metrics, &facts);
+        let (md, frame) = paper_tables(&metrics, &facts);
         assert!(
             md.contains("| mP@5 | 0.5656 | 0.5000 | 0.4000 | -0.0656 |"),
             "{md}"
@@ -298,6 +312,10 @@ mod tests {
             md.contains("| with the model (inference) | 224.670 ms | 3.000 ms |"),
             "{md}"
         );
-        assert!(csv.contains("Table 1,mP,5,0.5656,0.5,0.4,,"), "{csv}");
+        let table = frame.markdown(4);
+        assert!(
+            table.contains("| Table 1 | mP | 5 | 0.5656 | 0.5000 | 0.4000 | — | -0.0656 |"),
+            "{table}"
+        );
     }
 }

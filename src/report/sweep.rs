@@ -1,6 +1,8 @@
 //! Sweep tables: one row per run, with the swept values, for each method and protocol.
 
 use super::check::Key;
+use super::figures::{Corner, LineChart, Series};
+use crate::store::frame::{Frame, Values};
 use std::fmt::Write as _;
 
 /// One finished run of a sweep.
@@ -14,10 +16,10 @@ pub struct SweepRun {
     pub metrics: Vec<(Key, f64)>,
 }
 
-/// `(markdown, csv)`: per (method, protocol), a table of runs with mP@k for every k found,
-/// mAHP@250 and the median query time. The CSV is long: `run,<swept keys...>,method,protocol,
-/// metric,k,value`.
-pub fn sweep_tables(name: &str, runs: &[SweepRun]) -> (String, String) {
+/// Markdown and a long frame: per (method, protocol), a Markdown table of runs with mP@k for
+/// every k found, mAHP@250 and the median query time; the frame has the columns
+/// `run,<swept keys...>,method,protocol,metric,k,value`.
+pub fn sweep_tables(name: &str, runs: &[SweepRun]) -> (String, Frame) {
     let params: Vec<String> = runs
         .first()
         .map(|r| r.overrides.iter().map(|o| o.0.clone()).collect())
@@ -42,7 +44,6 @@ pub fn sweep_tables(name: &str, runs: &[SweepRun]) -> (String, String) {
         "# Sweep `{name}`: one row per run\n\nmP@k is the report's \"mAP@k\"; mAHP@250 uses the \
          trapezoid rule; times are median milliseconds per query.\n"
     );
-    let mut csv = format!("run,{},method,protocol,metric,k,value\n", params.join(","));
     let value = |r: &SweepRun, m: &str, p: &str, metric: &str, k: &str| {
         r.metrics
             .iter()
@@ -83,13 +84,150 @@ pub fn sweep_tables(name: &str, runs: &[SweepRun]) -> (String, String) {
             );
         }
     }
+    let mut run_ids = Vec::new();
+    let mut swept: Vec<Vec<String>> = vec![Vec::new(); params.len()];
+    let mut cols: [Vec<String>; 3] = Default::default();
+    let mut k_col = Vec::new();
+    let mut values = Vec::new();
     for r in runs {
-        let swept: Vec<&str> = r.overrides.iter().map(|o| o.1.as_str()).collect();
         for ((m, p, metric, k), v) in &r.metrics {
-            let _ = writeln!(csv, "{},{},{m},{p},{metric},{k},{v}", r.id, swept.join(","));
+            run_ids.push(r.id.clone());
+            for (col, (_, value)) in swept.iter_mut().zip(&r.overrides) {
+                col.push(value.clone());
+            }
+            for (col, x) in cols.iter_mut().zip([m, p, metric]) {
+                col.push(x.clone());
+            }
+            k_col.push(k.parse::<u32>().ok());
+            values.push(Some(*v));
         }
     }
-    (md, csv)
+    let mut frame = Frame::new().with("run", Values::Str(run_ids));
+    for (param, col) in params.iter().zip(swept) {
+        frame = frame.with(param, Values::Str(col));
+    }
+    let [m, p, metric] = cols;
+    let frame = frame
+        .with("method", Values::Str(m))
+        .with("protocol", Values::Str(p))
+        .with("metric", Values::Str(metric))
+        .with("k", Values::U32(k_col))
+        .with("value", Values::F64(values));
+    (md, frame)
+}
+
+/// Figures of a one-parameter sweep with numeric values: for each (method, protocol), mP@k and
+/// mAHP@k against the swept value (one line per k), and the median query time against it (with
+/// `model_s(method)`, the per-image model cost, added as a second line when known). Returns
+/// `(file stem, chart)` pairs; empty when the sweep has no single numeric parameter.
+pub fn sweep_figures(
+    runs: &[SweepRun],
+    model_s: &dyn Fn(&str) -> Option<f64>,
+) -> Vec<(String, LineChart)> {
+    let Some(param) = runs
+        .first()
+        .and_then(|r| r.overrides.first())
+        .map(|o| o.0.clone())
+    else {
+        return Vec::new();
+    };
+    let xs: Vec<Option<f64>> = runs
+        .iter()
+        .map(|r| {
+            (r.overrides.len() == 1)
+                .then(|| r.overrides[0].1.parse().ok())
+                .flatten()
+        })
+        .collect();
+    if xs.iter().any(Option::is_none) {
+        return Vec::new();
+    }
+    let xs: Vec<f64> = xs.into_iter().flatten().collect();
+    let short = param.rsplit('.').next().unwrap_or(&param).to_string();
+    let mut groups: Vec<(String, String)> = Vec::new();
+    let mut ks: Vec<u32> = Vec::new();
+    for ((m, p, metric, k), _) in runs.iter().flat_map(|r| &r.metrics) {
+        if !groups.contains(&(m.clone(), p.clone())) {
+            groups.push((m.clone(), p.clone()));
+        }
+        if metric == "mP"
+            && let Ok(k) = k.parse::<u32>()
+            && !ks.contains(&k)
+        {
+            ks.push(k);
+        }
+    }
+    ks.sort_unstable();
+    let value = |r: &SweepRun, m: &str, p: &str, metric: &str, k: &str| {
+        r.metrics
+            .iter()
+            .find(|((a, b, c, d), _)| a == m && b == p && c == metric && d == k)
+            .map_or(f64::NAN, |x| x.1)
+    };
+    let mut charts = Vec::new();
+    for (m, p) in &groups {
+        // A method the swept parameter does not touch (e.g. exact search in a topIWK sweep)
+        // gets no figures.
+        let varies = ks.iter().any(|k| {
+            let first = value(&runs[0], m, p, "mP", &k.to_string());
+            runs.iter()
+                .any(|r| value(r, m, p, "mP", &k.to_string()).to_bits() != first.to_bits())
+        });
+        if !varies {
+            continue;
+        }
+        for (metric, label) in [("mP", "mP@k (report's mAP@k)"), ("mAHP", "mAHP@k")] {
+            let series = ks
+                .iter()
+                .map(|k| Series {
+                    label: format!("k = {k}"),
+                    points: runs
+                        .iter()
+                        .zip(&xs)
+                        .map(|(r, &x)| (x, value(r, m, p, metric, &k.to_string())))
+                        .collect(),
+                })
+                .collect();
+            charts.push((
+                format!("{metric}-vs-{short}-{m}-{p}"),
+                LineChart {
+                    title: format!("{m}, {p}: {metric}@k vs {short}"),
+                    x_label: param.clone(),
+                    y_label: label.into(),
+                    series,
+                    markers_only: false,
+                    legend: Corner::LowerRight,
+                },
+            ));
+        }
+        let times: Vec<(f64, f64)> = runs
+            .iter()
+            .zip(&xs)
+            .map(|(r, &x)| (x, value(r, m, p, "query_median_s", "") * 1e3))
+            .collect();
+        let mut series = vec![Series {
+            label: "search only".into(),
+            points: times.clone(),
+        }];
+        if let Some(model) = model_s(m) {
+            series.push(Series {
+                label: "with the model".into(),
+                points: times.iter().map(|&(x, t)| (x, t + model * 1e3)).collect(),
+            });
+        }
+        charts.push((
+            format!("time-vs-{short}-{m}-{p}"),
+            LineChart {
+                title: format!("{m}, {p}: median time per query vs {short}"),
+                x_label: param.clone(),
+                y_label: "ms per query".into(),
+                series,
+                markers_only: false,
+                legend: Corner::LowerRight,
+            },
+        ));
+    }
+    charts
 }
 
 #[cfg(test)]
@@ -118,14 +256,44 @@ mod tests {
                 ),
             ],
         };
-        let (md, csv) = sweep_tables("s", &[run("a", "1", 0.25), run("b", "2", 0.5)]);
+        let runs = [run("a", "1", 0.25), run("b", "2", 0.5)];
+        let (md, frame) = sweep_tables("s", &runs);
         assert!(
             md.contains("| iwan.top_iwk | mP@5 | mAHP@250 | ms/query |"),
             "{md}"
         );
         assert!(md.contains("| 1 | 0.2500 | — | 0.5000 |"), "{md}");
         assert!(md.contains("| 2 | 0.5000 | — | 0.5000 |"), "{md}");
-        assert!(csv.starts_with("run,iwan.top_iwk,method,protocol,metric,k,value\n"));
-        assert!(csv.contains("b,2,iwan,train_db,mP,5,0.5\n"), "{csv}");
+        assert_eq!(
+            frame.names(),
+            [
+                "run",
+                "iwan.top_iwk",
+                "method",
+                "protocol",
+                "metric",
+                "k",
+                "value"
+            ]
+        );
+        assert!(
+            frame
+                .markdown(2)
+                .contains("| b | 2 | iwan | train_db | mP | 5 | 0.50 |"),
+            "{}",
+            frame.markdown(2)
+        );
+        let figs = sweep_figures(&runs, &|_| Some(0.001));
+        let names: Vec<&str> = figs.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "mP-vs-top_iwk-iwan-train_db",
+                "mAHP-vs-top_iwk-iwan-train_db",
+                "time-vs-top_iwk-iwan-train_db"
+            ]
+        );
+        assert_eq!(figs[0].1.series[0].points, vec![(1.0, 0.25), (2.0, 0.5)]);
+        assert_eq!(figs[2].1.series[1].points[0], (1.0, 1.5));
     }
 }
