@@ -79,8 +79,13 @@ fn zero_k_and_empty_ks_and_k_beyond_database() {
     assert!(err.contains("eval.ks") && err.contains("got 0"), "{err}");
     let err = validate_err("name: x\neval:\n  ks: []\n");
     assert!(err.contains("at least one cut-off"), "{err}");
-    let err = validate_err("name: x\neval:\n  ks: [20000]\n");
-    assert!(err.contains("1..=10000 (the database size)"), "{err}");
+    let err = validate_err("name: x\neval:\n  ks: [20000]\n  protocols: [train_db, report]\n");
+    assert!(
+        err.contains("1..=10000 (the smallest database the protocols search)"),
+        "{err}"
+    );
+    let err = validate_err("name: x\neval:\n  ks: [10000]\n  protocols: [leave_one_out]\n");
+    assert!(err.contains("1..=9999"), "{err}");
 }
 
 #[test]

@@ -313,16 +313,25 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     if e.ks.is_empty() {
         return fail("eval.ks", "list at least one cut-off k");
     }
-    let db_max = if e.protocols.contains(&Protocol::TrainDb) {
-        c.data.train_subset.unwrap_or(TRAIN_SIZE)
-    } else {
-        c.data.test_subset.unwrap_or(TEST_SIZE)
-    };
+    // The smallest database any protocol searches (leave-one-out drops the query itself).
+    let test_db = c.data.test_subset.unwrap_or(TEST_SIZE);
+    let db_max = e
+        .protocols
+        .iter()
+        .map(|p| match p {
+            Protocol::Report => test_db,
+            Protocol::LeaveOneOut => test_db.saturating_sub(1),
+            Protocol::TrainDb => c.data.train_subset.unwrap_or(TRAIN_SIZE),
+        })
+        .min()
+        .unwrap_or(test_db);
     for &k in &e.ks {
         if k == 0 || k > db_max {
             return fail(
                 "eval.ks",
-                format!("each k must be in 1..={db_max} (the database size), got {k}"),
+                format!(
+                    "each k must be in 1..={db_max} (the smallest database the protocols search), got {k}"
+                ),
             );
         }
     }

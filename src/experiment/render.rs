@@ -238,19 +238,16 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
             metrics,
         });
     }
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let (md, frame) = sweep_tables(&name, &runs);
-    let tables = dir.join("tables");
-    let mut written = Vec::new();
-    // Formats and the model cost for time plots come from the first finished run.
+    // The name, formats and the model cost for time plots come from the first finished run.
     let first = runs.first().map(|r| dir.join(&r.id));
     let cfg = match &first {
         Some(run) => Some(Loaded::from_path(&run.join("config.resolved.yaml"))?.config),
         None => None,
     };
+    let name = cfg.as_ref().map_or("sweep", |c| c.name.as_str());
+    let (md, frame) = sweep_tables(name, &runs);
+    let tables = dir.join("tables");
+    let mut written = Vec::new();
     let report = cfg.as_ref().map(|c| c.report.clone()).unwrap_or_default();
     if report.tables.contains(&config::TableFormat::Markdown) {
         let path = tables.join("sweep.md");
