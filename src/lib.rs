@@ -15,5 +15,6 @@ pub mod iwan;
 pub mod model;
 pub mod report;
 pub mod semantics;
+pub mod serve;
 pub mod store;
 pub mod train;

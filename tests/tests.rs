@@ -10,4 +10,5 @@ mod fetch;
 mod index;
 mod iwan;
 mod semantics;
+mod serve;
 mod train;

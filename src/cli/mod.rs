@@ -127,6 +127,22 @@ pub enum Command {
         /// A run folder (holding manifest.json) or an experiment folder.
         dir: PathBuf,
     },
+    /// Serve a page that compares a finished run's methods query by query, in a browser.
+    ///
+    /// Loads the run's embeddings, codes, indices and IWAN network once, then serves a grid of
+    /// test images (filter by class, jump to an id); clicking one shows the top k of exact
+    /// search, hash + re-rank and IWAN side by side, with class names, scores, same class /
+    /// superclass marks, latency, P@k and HP@k, and IWAN's word paths. The JSON API behind it
+    /// is in the README. Binds to loopback unless --addr says otherwise; Ctrl-C stops it.
+    ///
+    /// Example: harness serve results/default/<run-id>
+    Serve {
+        /// The run folder.
+        run_dir: PathBuf,
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+    },
     /// Inspect or install the data sets.
     #[command(subcommand)]
     Data(DataCommand),
@@ -361,6 +377,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve { run_dir, addr } => {
+            serve(&run_dir, addr, cli.data_root.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Iwan(cmd) => {
             iwan::run(cmd, cli.data_root.as_deref())?;
             Ok(ExitCode::SUCCESS)
@@ -370,6 +390,36 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn serve(run_dir: &Path, addr: std::net::SocketAddr, data_root: Option<&Path>) -> Result<()> {
+    let served = crate::serve::Served::load(run_dir, data_root)
+        .with_context(|| format!("loading the run in {}", run_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        if !local.ip().is_loopback() {
+            eprintln!("warning: listening on {local}, reachable beyond this machine");
+        }
+        println!(
+            "serving {} at http://{local}/ (Ctrl-C stops)",
+            run_dir.display()
+        );
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        crate::serve::serve(listener, crate::serve::router(served), shutdown)
+            .await
+            .context("serving")
+    })?;
+    println!("stopped");
+    Ok(())
 }
 
 fn load_config(path: Option<&Path>) -> Result<Loaded> {

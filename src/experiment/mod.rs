@@ -372,17 +372,17 @@ fn run_stages(
 }
 
 /// One split's embed outputs, as read back from the `.npy` files.
-struct StoredEmbedding {
-    embeddings: Vec<f32>,
-    d: usize,
-    activations: Vec<f32>,
-    h: usize,
-    codes: Vec<u64>,
+pub(crate) struct StoredEmbedding {
+    pub(crate) embeddings: Vec<f32>,
+    pub(crate) d: usize,
+    pub(crate) activations: Vec<f32>,
+    pub(crate) h: usize,
+    pub(crate) codes: Vec<u64>,
 }
 
 impl StoredEmbedding {
     /// Images stored.
-    fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.embeddings.len() / self.d.max(1)
     }
 
@@ -400,7 +400,10 @@ impl StoredEmbedding {
     }
 }
 
-fn load_embedded(embed_dir: &Path, split: SplitName) -> Result<StoredEmbedding, ExperimentError> {
+pub(crate) fn load_embedded(
+    embed_dir: &Path,
+    split: SplitName,
+) -> Result<StoredEmbedding, ExperimentError> {
     let f = format!("{split}.npy");
     let read_f32 = |sub: &str| -> Result<(usize, usize, Vec<f32>), ExperimentError> {
         let path = embed_dir.join(sub).join(&f);
@@ -734,7 +737,9 @@ fn load_cifar<'c>(
 }
 
 /// The fine class names and Barz & Denzler's class similarity `S` from the hierarchy.
-fn class_similarity(root: &DataRoot) -> Result<(LabelNames, SimilarityMatrix), ExperimentError> {
+pub(crate) fn class_similarity(
+    root: &DataRoot,
+) -> Result<(LabelNames, SimilarityMatrix), ExperimentError> {
     let names = crate::data::cifar::load_names(&root.cifar_dir())?;
     let hierarchy = Hierarchy::load(&root.hierarchy_dir(), &names.fine)?;
     let s = SimilarityMatrix::from_hierarchy(&hierarchy)?;

@@ -207,7 +207,7 @@ pub fn pareto_chart(points: &[(String, f64, f64)], protocol: &str, quality: &str
 }
 
 /// An RGB buffer as PNG bytes.
-fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, String> {
+pub fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let mut enc = png::Encoder::new(&mut out, w, h);
     enc.set_color(png::ColorType::Rgb);

@@ -1,0 +1,520 @@
+//! `harness serve`: a query page and JSON API over a finished run.
+//!
+//! The database is the run's test split and every search leaves the query out (the
+//! leave-one-out protocol). The server loads the embeddings, codes, stored indices and IWAN
+//! network once; requests never name files, `k` is bounded by [`MAX_K`], and ids are checked.
+//!
+//! API (JSON unless noted):
+//! - `GET /api/queries?page=P&per_page=N&fine=C&coarse=C` — test images, paginated and filtered;
+//! - `GET /api/methods` — the searchable methods;
+//! - `GET /api/search?query=ID&method=NAME&k=K` — top k with class, score, relation to the
+//!   query and, for IWAN, the explanation path; the query's P@k and HP@k; the latency;
+//! - `GET /api/explain?query=ID&db=ID` — IWAN's shortest path from a query to an image;
+//! - `GET /api/metrics` — the run's `metrics.csv` rows;
+//! - `GET /api/image/{split}/{id}.png` — a CIFAR-100 image, scaled up 4x (nearest neighbour).
+//!
+//! Bad parameters get 400, unknown ids or methods 404, both with `{"error": "..."}`.
+
+use crate::config::{self, IwanScore};
+use crate::data::DataRoot;
+use crate::data::cifar::{Cifar100, SplitName};
+use crate::experiment::iwan::{IwanRun, Network};
+use crate::experiment::{self, ExperimentError, StoredEmbedding};
+use crate::index::persist::{self, AnyIndex};
+use crate::index::{Hit, Query, Scratch};
+use crate::iwan::graph::Node;
+use crate::report::check::{Key, read_metrics};
+use axum::extract::{Path as UrlPath, Query as UrlQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Largest `k` a search may ask for.
+pub const MAX_K: usize = 100;
+/// Scale factor of served images (32 px -> 128 px).
+const SCALE: usize = 4;
+
+/// Everything the server holds in memory.
+pub struct Served {
+    data: Cifar100,
+    sim: Vec<f64>,
+    n_classes: usize,
+    queries: StoredEmbedding,
+    methods: Vec<(String, AnyIndex)>,
+    iwan: Option<(Network, IwanScore)>,
+    metrics: Vec<(Key, f64)>,
+}
+
+fn artifact(path: &Path, message: impl ToString) -> ExperimentError {
+    ExperimentError::Artifact {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+impl Served {
+    /// Loads the run in `dir`.
+    pub fn load(dir: &Path, data_root: Option<&Path>) -> Result<Self, ExperimentError> {
+        if !dir.join("manifest.json").exists() {
+            return Err(artifact(
+                dir,
+                "not a run folder (no manifest.json); pass a folder that `harness run` printed",
+            ));
+        }
+        let cfg = config::Loaded::from_path(&dir.join("config.resolved.yaml"))?.config;
+        let root = DataRoot::resolve(data_root, cfg.data.root.as_deref())?;
+        let (data, iwan) = if cfg.iwan.enabled {
+            let run = IwanRun::open(dir, data_root)?;
+            let net = run.network(SplitName::Test, None, None)?;
+            (run.data, Some((net, cfg.iwan.score)))
+        } else {
+            (Cifar100::load(&root, false)?, None)
+        };
+        let (_, sim) = experiment::class_similarity(&root)?;
+        let queries = experiment::load_embedded(&dir.join("embed"), SplitName::Test)?;
+        let mut methods = Vec::new();
+        for method in &cfg.index.methods {
+            let path = dir
+                .join("indices")
+                .join(format!("{}-test.idx", method.as_str()));
+            let bytes = crate::store::read(&path)?;
+            let index = persist::load(&bytes).map_err(|e| artifact(&path, e))?;
+            methods.push((method.as_str().to_string(), index));
+        }
+        let metrics_path = dir.join("metrics.csv");
+        let metrics = read_metrics(&metrics_path).map_err(|e| artifact(&metrics_path, e))?;
+        Ok(Self {
+            data,
+            n_classes: sim.n(),
+            sim: sim.values().to_vec(),
+            queries,
+            methods,
+            iwan,
+            metrics,
+        })
+    }
+
+    fn n_queries(&self) -> usize {
+        self.queries.rows()
+    }
+
+    /// Method names in display order: indices as configured, then IWAN.
+    pub fn method_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.methods.iter().map(|m| m.0.clone()).collect();
+        if let Some((_, score)) = &self.iwan {
+            names.push(score.method_name().to_string());
+        }
+        names
+    }
+
+    fn fine(&self, i: u32) -> usize {
+        self.data.test.fine[i as usize] as usize
+    }
+
+    fn describe(&self, i: u32) -> Value {
+        let f = self.fine(i);
+        let c = self.data.test.coarse[i as usize] as usize;
+        json!({
+            "id": i,
+            "fine": f,
+            "coarse": c,
+            "fine_name": self.data.names.fine[f],
+            "coarse_name": self.data.names.coarse[c],
+        })
+    }
+
+    /// P@k and HP@k of one ranking of `query` over the test split without the query.
+    fn query_metrics(&self, query: u32, ids: &[u32], k: usize) -> (f64, f64) {
+        let q = self.fine(query);
+        let row = &self.sim[q * self.n_classes..(q + 1) * self.n_classes];
+        let hits = ids.iter().filter(|&&i| self.fine(i) == q).count();
+        let got: f64 = ids.iter().map(|&i| row[self.fine(i)]).sum();
+        // The best possible sum: the k most similar database images.
+        let mut counts = vec![0usize; self.n_classes];
+        for i in 0..self.n_queries() as u32 {
+            if i != query {
+                counts[self.fine(i)] += 1;
+            }
+        }
+        let mut classes: Vec<usize> = (0..self.n_classes).collect();
+        classes.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        let (mut left, mut best) = (k, 0.0);
+        for c in classes {
+            let take = counts[c].min(left);
+            best += take as f64 * row[c];
+            left -= take;
+        }
+        let hp = if best > 0.0 { got / best } else { 0.0 };
+        (hits as f64 / k as f64, hp)
+    }
+
+    fn relation(&self, query: u32, i: u32) -> &'static str {
+        let t = &self.data.test;
+        if t.fine[i as usize] == t.fine[query as usize] {
+            "same_class"
+        } else if t.coarse[i as usize] == t.coarse[query as usize] {
+            "same_superclass"
+        } else {
+            "other"
+        }
+    }
+
+    /// The IWAN path from `query` to `image` as JSON hops.
+    fn path(&self, net: &Network, query: u32, images: &[u32]) -> Vec<Value> {
+        net.graph
+            .explain(&net.queries[query as usize], images)
+            .into_iter()
+            .map(|path| {
+                Value::Array(
+                    path.into_iter()
+                        .map(|(node, w)| {
+                            let label = match net.graph.node(node) {
+                                Node::Query => "query".to_string(),
+                                Node::Image(i) => format!("image {i}"),
+                                Node::Word(word) => word.to_string(),
+                            };
+                            let strength = if node == 0 { None } else { Some(1.0 / w) };
+                            json!({ "node": node, "label": label, "weight": w, "strength": strength })
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Searches `method` for test image `query`, leaving it out.
+    pub fn search(&self, query: u32, method: &str, k: usize) -> Result<Value, ApiError> {
+        if query as usize >= self.n_queries() {
+            return Err(ApiError::not_found(format!(
+                "query {query} is outside the test split's 0..{}",
+                self.n_queries()
+            )));
+        }
+        if !(1..=MAX_K).contains(&k) {
+            return Err(ApiError::bad(format!("k must be in 1..={MAX_K}, got {k}")));
+        }
+        let started = Instant::now();
+        let (hits, paths): (Vec<Hit>, Option<Vec<Value>>) =
+            if let Some((_, index)) = self.methods.iter().find(|m| m.0 == method) {
+                let q = self.queries.row(query as usize);
+                let query_parts = Query {
+                    embedding: Some(q.0),
+                    code: Some(q.1),
+                    activations: Some(q.2),
+                    exclude: Some(query),
+                };
+                let mut out = Vec::new();
+                index
+                    .as_search()
+                    .search(&query_parts, k, &mut Scratch::default(), &mut out)
+                    .map_err(|e| ApiError::bad(e.to_string()))?;
+                (out, None)
+            } else if let Some((net, score)) = self
+                .iwan
+                .as_ref()
+                .filter(|(_, s)| s.method_name() == method)
+            {
+                let ranked = net
+                    .graph
+                    .rank(&net.queries[query as usize], k, Some(query), *score);
+                let hits: Vec<Hit> = ranked
+                    .iter()
+                    .map(|r| Hit {
+                        id: r.image,
+                        score: r.distance,
+                    })
+                    .collect();
+                (hits, Some(Vec::new()))
+            } else {
+                return Err(ApiError::not_found(format!(
+                    "unknown method `{method}`; this run serves {}",
+                    self.method_names().join(", ")
+                )));
+            };
+        let latency = started.elapsed().as_secs_f64();
+        let ids: Vec<u32> = hits.iter().map(|h| h.id).collect();
+        let paths = match (paths, &self.iwan) {
+            (Some(_), Some((net, _))) => Some(self.path(net, query, &ids)),
+            _ => None,
+        };
+        let (p, hp) = self.query_metrics(query, &ids, k);
+        let results: Vec<Value> = hits
+            .iter()
+            .enumerate()
+            .map(|(rank, h)| {
+                let mut r = self.describe(h.id);
+                r["rank"] = json!(rank);
+                r["score"] = json!(h.score);
+                r["relation"] = json!(self.relation(query, h.id));
+                if let Some(p) = &paths {
+                    r["path"] = p[rank].clone();
+                }
+                r
+            })
+            .collect();
+        Ok(json!({
+            "query": self.describe(query),
+            "method": method,
+            "k": k,
+            "latency_ms": latency * 1e3,
+            "precision_at_k": p,
+            "hp_at_k": hp,
+            "score": if paths.is_some() { "path length (lower is better)" } else { "similarity or Hamming distance" },
+            "results": results,
+        }))
+    }
+}
+
+impl StoredEmbedding {
+    /// Row `i` as (embedding, packed code, activations).
+    fn row(&self, i: usize) -> (&[f32], &[u64], &[f32]) {
+        let w = self.codes.len() / self.rows().max(1);
+        (
+            &self.embeddings[i * self.d..(i + 1) * self.d],
+            &self.codes[i * w..(i + 1) * w],
+            &self.activations[i * self.h..(i + 1) * self.h],
+        )
+    }
+}
+
+/// An API error: status and message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad(message: String) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message,
+        }
+    }
+
+    fn not_found(message: String) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+type Shared = Arc<Served>;
+
+/// Parses an optional numeric parameter, naming it on failure.
+fn number(params: &ParamMap, name: &str) -> Result<Option<usize>, ApiError> {
+    params
+        .0
+        .get(name)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<usize>().map_err(|_| {
+                ApiError::bad(format!(
+                    "`{name}` must be a non-negative integer, got `{v}`"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// Query parameters as strings, so that bad values get our own 400 message.
+struct ParamMap(std::collections::HashMap<String, String>);
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("page.html"))
+}
+
+async fn methods(State(s): State<Shared>) -> Json<Value> {
+    Json(json!({ "methods": s.method_names(), "max_k": MAX_K }))
+}
+
+async fn queries(
+    State(s): State<Shared>,
+    UrlQuery(params): UrlQuery<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let params = ParamMap(params);
+    let per_page = number(&params, "per_page")?.unwrap_or(48);
+    if !(1..=500).contains(&per_page) {
+        return Err(ApiError::bad(format!(
+            "per_page must be in 1..=500, got {per_page}"
+        )));
+    }
+    let page = number(&params, "page")?.unwrap_or(0);
+    let fine = number(&params, "fine")?;
+    let coarse = number(&params, "coarse")?;
+    if fine.is_some_and(|f| f >= s.data.names.fine.len())
+        || coarse.is_some_and(|c| c >= s.data.names.coarse.len())
+    {
+        return Err(ApiError::bad("fine must be < 100 and coarse < 20".into()));
+    }
+    let t = &s.data.test;
+    let ids: Vec<u32> = (0..s.n_queries() as u32)
+        .filter(|&i| fine.is_none_or(|f| t.fine[i as usize] as usize == f))
+        .filter(|&i| coarse.is_none_or(|c| t.coarse[i as usize] as usize == c))
+        .collect();
+    let items: Vec<Value> = ids
+        .iter()
+        .skip(page.saturating_mul(per_page))
+        .take(per_page)
+        .map(|&i| s.describe(i))
+        .collect();
+    Ok(Json(json!({
+        "total": ids.len(),
+        "page": page,
+        "per_page": per_page,
+        "items": items,
+        "fine_names": s.data.names.fine,
+        "coarse_names": s.data.names.coarse,
+    })))
+}
+
+async fn search(
+    State(s): State<Shared>,
+    UrlQuery(params): UrlQuery<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let params = ParamMap(params);
+    let query =
+        number(&params, "query")?.ok_or_else(|| ApiError::bad("`query` is required".into()))?;
+    let method = params
+        .0
+        .get("method")
+        .cloned()
+        .ok_or_else(|| ApiError::bad("`method` is required".into()))?;
+    let k = number(&params, "k")?.unwrap_or(10);
+    let query = u32::try_from(query)
+        .map_err(|_| ApiError::not_found(format!("query {query} does not exist")))?;
+    s.search(query, &method, k).map(Json)
+}
+
+async fn explain(
+    State(s): State<Shared>,
+    UrlQuery(params): UrlQuery<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let params = ParamMap(params);
+    let Some((net, _)) = &s.iwan else {
+        return Err(ApiError::not_found("this run has no IWAN network".into()));
+    };
+    let query =
+        number(&params, "query")?.ok_or_else(|| ApiError::bad("`query` is required".into()))?;
+    let db = number(&params, "db")?.ok_or_else(|| ApiError::bad("`db` is required".into()))?;
+    if query >= s.n_queries() || db >= net.graph.n_images() {
+        return Err(ApiError::not_found(format!(
+            "query and db must be below {}",
+            s.n_queries()
+        )));
+    }
+    let path = s.path(net, query as u32, &[db as u32]).remove(0);
+    Ok(Json(json!({ "query": query, "db": db, "path": path })))
+}
+
+async fn metrics(State(s): State<Shared>) -> Json<Value> {
+    let rows: Vec<Value> = s
+        .metrics
+        .iter()
+        .map(|((m, p, metric, k), v)| {
+            json!({ "method": m, "protocol": p, "metric": metric, "k": k.parse::<u32>().ok(), "value": v })
+        })
+        .collect();
+    Json(Value::Array(rows))
+}
+
+async fn image(
+    State(s): State<Shared>,
+    UrlPath((split, file)): UrlPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let split = match split.as_str() {
+        "test" => SplitName::Test,
+        "train" => SplitName::Train,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "unknown split `{other}` (test or train)"
+            )));
+        }
+    };
+    let id: usize = file
+        .strip_suffix(".png")
+        .and_then(|i| i.parse().ok())
+        .ok_or_else(|| ApiError::bad(format!("expected <id>.png, got `{file}`")))?;
+    let data = s.data.split(split);
+    if id >= data.len() {
+        return Err(ApiError::not_found(format!(
+            "image {id} is outside the {split} split's 0..{}",
+            data.len()
+        )));
+    }
+    let png = image_png(data.image(id)).map_err(ApiError::bad)?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+}
+
+/// A CIFAR-100 record (planar 32x32 RGB) as a PNG scaled up [`SCALE`] times.
+pub fn image_png(planar: &[u8]) -> Result<Vec<u8>, String> {
+    let side = 32 * SCALE;
+    let mut rgb = vec![0u8; side * side * 3];
+    for y in 0..side {
+        for x in 0..side {
+            let src = (y / SCALE) * 32 + x / SCALE;
+            for c in 0..3 {
+                rgb[(y * side + x) * 3 + c] = planar[c * 1024 + src];
+            }
+        }
+    }
+    crate::report::figures::encode_png(&rgb, (side as u32, side as u32))
+}
+
+/// The router over a loaded run.
+pub fn router(served: Served) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/api/methods", get(methods))
+        .route("/api/queries", get(queries))
+        .route("/api/search", get(search))
+        .route("/api/explain", get(explain))
+        .route("/api/metrics", get(metrics))
+        .route("/api/image/{split}/{file}", get(image))
+        .with_state(Arc::new(served))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_scale_up_by_pixel_replication() {
+        // hand-made planar pixels for a pure-function unit test: red top-left pixel only.
+        let mut planar = vec![0u8; 3072];
+        planar[0] = 255;
+        let png = image_png(&planar).unwrap();
+        let decoder = png::Decoder::new(std::io::Cursor::new(png));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (128, 128));
+        assert_eq!(&buf[..3], &[255, 0, 0]);
+        let px = |x: usize, y: usize| &buf[(y * 128 + x) * 3..(y * 128 + x) * 3 + 3];
+        assert_eq!(px(3, 3), &[255, 0, 0]);
+        assert_eq!(px(4, 0), &[0, 0, 0]);
+    }
+}

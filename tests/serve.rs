@@ -1,0 +1,429 @@
+//! `harness serve` against the shared tiny run (real CIFAR-100, a trained network, real IWAN
+//! words): the JSON API, checked against the run's own metrics; bad parameters; a load test; and
+//! an end-to-end browser test with Debian's chromium through chromedriver (WebDriver).
+
+use crate::common::{data_root, tiny_run};
+use harness::data::cifar::Cifar100;
+use harness::serve::{Served, router, serve};
+use serde_json::{Value, json};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The server's base URL; it runs on a loopback port for the whole test binary.
+fn server() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let served = Served::load(tiny_run(), None).expect("load the tiny run");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            runtime
+                .block_on(serve(listener, router(served), std::future::pending()))
+                .unwrap();
+        });
+        format!("http://{addr}")
+    })
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// GET `path`: status and body.
+fn get(path: &str) -> (u16, Vec<u8>) {
+    let mut r = agent().get(&format!("{}{path}", server())).call().unwrap();
+    let status = r.status().as_u16();
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut r.body_mut().as_reader(), &mut body).unwrap();
+    (status, body)
+}
+
+fn get_json(path: &str) -> (u16, Value) {
+    let (status, body) = get(path);
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+fn metric(run_metrics: &str, prefix: &str) -> f64 {
+    run_metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("{prefix} missing"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn per_query_metrics_average_to_the_runs_leave_one_out_metrics() {
+    let (status, methods) = get_json("/api/methods");
+    assert_eq!(status, 200);
+    let names: Vec<&str> = methods["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"exact") && names.contains(&"hamming_rerank") && names.contains(&"iwan")
+    );
+    let run_metrics = std::fs::read_to_string(tiny_run().join("metrics.csv")).unwrap();
+    for method in ["exact", "hamming_rerank", "iwan"] {
+        let (mut p, mut hp) = (0.0, 0.0);
+        for q in 0..1000 {
+            // k = max(ks) of the run, since hash + re-rank's shortlist (N' = 2k) depends on k.
+            let (status, r) = get_json(&format!("/api/search?query={q}&method={method}&k=100"));
+            assert_eq!(status, 200, "{r}");
+            let results = r["results"].as_array().unwrap();
+            assert!(
+                results.iter().all(|x| x["id"] != json!(q)),
+                "the query is left out"
+            );
+            p += r["precision_at_k"].as_f64().unwrap();
+            hp += r["hp_at_k"].as_f64().unwrap();
+            if method == "iwan" && !results.is_empty() {
+                let path = results[0]["path"].as_array().unwrap();
+                assert_eq!(path[0]["label"], "query");
+                let total: f64 = path.iter().map(|h| h["weight"].as_f64().unwrap()).sum();
+                let score = results[0]["score"].as_f64().unwrap();
+                assert!(
+                    (total - score).abs() <= 1e-5 * score.max(1.0),
+                    "query {q}: path {total} vs score {score}"
+                );
+            }
+        }
+        let want_p = metric(&run_metrics, &format!("{method},leave_one_out,mP,100,"));
+        let want_hp = metric(&run_metrics, &format!("{method},leave_one_out,mHP,100,"));
+        assert!(
+            (p / 1000.0 - want_p).abs() < 1e-9,
+            "{method}: {} vs {want_p}",
+            p / 1000.0
+        );
+        assert!(
+            (hp / 1000.0 - want_hp).abs() < 1e-6,
+            "{method}: {} vs {want_hp}",
+            hp / 1000.0
+        );
+    }
+}
+
+#[test]
+fn bad_parameters_get_400_and_unknown_ids_404() {
+    for (path, status, needle) in [
+        (
+            "/api/search?query=1&method=exact&k=0",
+            400,
+            "k must be in 1..=100",
+        ),
+        (
+            "/api/search?query=1&method=exact&k=101",
+            400,
+            "k must be in 1..=100",
+        ),
+        ("/api/search?query=abc&method=exact", 400, "`query` must be"),
+        ("/api/search?method=exact", 400, "`query` is required"),
+        ("/api/search?query=1", 400, "`method` is required"),
+        (
+            "/api/search?query=1000&method=exact",
+            404,
+            "outside the test split",
+        ),
+        (
+            "/api/search?query=1&method=faiss",
+            404,
+            "unknown method `faiss`",
+        ),
+        ("/api/explain?query=1&db=5000", 404, "below"),
+        ("/api/queries?per_page=0", 400, "per_page"),
+        ("/api/queries?fine=100", 400, "fine must be"),
+        ("/api/image/valid/1.png", 404, "unknown split"),
+        ("/api/image/test/x.png", 400, "expected <id>.png"),
+        ("/api/image/test/10000.png", 404, "outside the test split"),
+    ] {
+        let (got, body) = get_json(path);
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(needle),
+            "{path}: {body}"
+        );
+    }
+}
+
+#[test]
+fn images_queries_explanations_and_the_page() {
+    let (status, png) = get("/api/image/test/7.png");
+    assert_eq!(status, 200);
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (128, 128));
+    let cifar = Cifar100::load(&data_root(), false).unwrap();
+    let record = cifar.test.image(7);
+    // Pixel (x, y) of the PNG is CIFAR pixel (x / 4, y / 4), channels stored as planes.
+    for (x, y) in [(0, 0), (37, 90), (127, 127)] {
+        let src = (y / 4) * 32 + x / 4;
+        let want = [record[src], record[1024 + src], record[2048 + src]];
+        assert_eq!(buf[(y * 128 + x) * 3..(y * 128 + x) * 3 + 3], want);
+    }
+
+    let (status, q) = get_json("/api/queries?per_page=5&page=1&fine=3");
+    assert_eq!(status, 200);
+    let items = q["items"].as_array().unwrap();
+    assert!(items.iter().all(|i| i["fine"] == 3), "{q}");
+    let total = (0..1000).filter(|&i| cifar.test.fine[i] == 3).count();
+    assert_eq!(q["total"], total);
+
+    let (status, e) = get_json("/api/explain?query=3&db=10");
+    assert_eq!(status, 200);
+    let path = e["path"].as_array().unwrap();
+    if !path.is_empty() {
+        assert_eq!(path.last().unwrap()["label"], "image 10");
+    }
+
+    let (status, page) = get("/");
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8(page)
+            .unwrap()
+            .contains("/api/search?query=")
+    );
+    let (status, metrics) = get_json("/api/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.as_array().unwrap().len() > 10);
+}
+
+#[test]
+fn two_hundred_concurrent_searches_succeed() {
+    let url = server().to_string();
+    let started = Instant::now();
+    let handles: Vec<_> = (0..200)
+        .map(|i| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let method = ["exact", "hamming_rerank", "iwan"][i % 3];
+                let t = Instant::now();
+                let r = agent()
+                    .get(&format!(
+                        "{url}/api/search?query={}&method={method}&k=100",
+                        i * 5
+                    ))
+                    .call()
+                    .unwrap();
+                (r.status().as_u16(), t.elapsed().as_secs_f64())
+            })
+        })
+        .collect();
+    let mut times: Vec<f64> = handles
+        .into_iter()
+        .map(|h| {
+            let (status, t) = h.join().unwrap();
+            assert_eq!(status, 200);
+            t
+        })
+        .collect();
+    let wall = started.elapsed().as_secs_f64();
+    times.sort_by(f64::total_cmp);
+    // Reported for the closing note; not asserted (benchmarks are not tests).
+    eprintln!(
+        "serve load: 200 concurrent searches, {:.0} requests/s, p95 {:.1} ms",
+        200.0 / wall,
+        times[189] * 1e3
+    );
+}
+
+/// WebDriver over HTTP: a minimal client for chromedriver.
+struct Driver {
+    base: String,
+    session: String,
+    child: std::process::Child,
+}
+
+impl Driver {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let a = agent();
+        let mut r = match (method, body) {
+            ("GET", _) => a.get(&url).call(),
+            ("DELETE", _) => a.delete(&url).call(),
+            (_, b) => a
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(b.unwrap_or(json!({})).to_string()),
+        }
+        .unwrap();
+        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        v["value"].clone()
+    }
+
+    fn find_all(&self, css: &str) -> Vec<String> {
+        self.call(
+            "POST",
+            "/elements",
+            Some(json!({"using": "css selector", "value": css})),
+        )
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e.as_object()?.values().next()?.as_str().map(String::from))
+        .collect()
+    }
+
+    /// Polls until `css` matches at least `n` elements (or 20 s pass).
+    fn wait_for(&self, css: &str, n: usize) -> Vec<String> {
+        let started = Instant::now();
+        loop {
+            let found = self.find_all(css);
+            if found.len() >= n || started.elapsed() > Duration::from_secs(20) {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = agent()
+            .delete(&format!("{}/session/{}", self.base, self.session))
+            .call();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// Standard base64 (with padding) to bytes.
+fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let bytes: Vec<u8> = s
+        .bytes()
+        .filter(|&c| c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let v: Vec<u32> = chunk.iter().map(|&c| u32::from(value(c))).collect();
+        let n = v.iter().fold(0u32, |acc, x| (acc << 6) | x) << (6 * (4 - v.len()));
+        out.extend(&n.to_be_bytes()[1..v.len()]);
+    }
+    out
+}
+
+#[test]
+fn base64_decodes_rfc_4648_vectors() {
+    // RFC 4648 test vectors, for the decoder the browser test uses.
+    assert_eq!(base64_decode("Zm9vYmFy"), b"foobar");
+    assert_eq!(base64_decode("Zm9vYg=="), b"foob");
+    assert_eq!(base64_decode("Zm8="), b"fo");
+}
+
+#[test]
+fn the_page_in_headless_chromium_shows_three_columns_and_a_word_path() {
+    let (Some(chromedriver), Some(chromium)) = (
+        find_program("chromedriver"),
+        find_program("chromium").or_else(|| find_program("chromium-browser")),
+    ) else {
+        assert!(
+            std::env::var_os("HARNESS_REQUIRE_BROWSER").is_none(),
+            "HARNESS_REQUIRE_BROWSER is set but chromium / chromedriver are not installed \
+             (apt-get install chromium chromium-driver)"
+        );
+        eprintln!("skipped: install chromium and chromium-driver to run the browser test");
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while agent().get(&format!("{base}/status")).call().is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "chromedriver did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+        "binary": chromium,
+        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--window-size=1400,1100"]
+    }}}});
+    let mut r = agent()
+        .post(&format!("{base}/session"))
+        .header("Content-Type", "application/json")
+        .send(caps.to_string())
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let session = v["value"]["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session: {v}"))
+        .to_string();
+    let d = Driver {
+        base,
+        session,
+        child,
+    };
+    d.call(
+        "POST",
+        "/url",
+        Some(json!({"url": format!("{}/", server())})),
+    );
+    let thumbs = d.wait_for(".query-thumb", 48);
+    assert_eq!(thumbs.len(), 48, "one page of query thumbnails");
+    d.call("POST", &format!("/element/{}/click", thumbs[3]), None);
+    for method in ["exact", "hamming_rerank", "iwan"] {
+        let css = format!(".column[data-method=\"{method}\"] .result");
+        assert_eq!(
+            d.wait_for(&css, 10).len(),
+            10,
+            "{method} shows k = 10 results"
+        );
+    }
+    assert!(
+        !d.wait_for(".iwan-path", 1).is_empty(),
+        "an IWAN word path is shown"
+    );
+    assert!(
+        d.wait_for("#overall-table tr", 2).len() >= 2,
+        "the run table is shown"
+    );
+    let shot = d.call("GET", "/screenshot", None);
+    let png = base64_decode(shot.as_str().unwrap());
+    assert_eq!(&png[1..4], b"PNG");
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-page.png");
+    std::fs::write(&out, png).unwrap();
+    eprintln!("screenshot: {}", out.display());
+}
