@@ -389,3 +389,22 @@ fn run_folder_from_another_format_version() {
         "{err}"
     );
 }
+
+#[test]
+fn iwan_top_k_outside_the_word_models_labels() {
+    let err = validate_err("name: x\niwan:\n  top_iwk: 0\n");
+    assert!(
+        err.contains("iwan.top_iwk") && err.contains("1..=1000"),
+        "{err}"
+    );
+    let err = validate_err("name: x\niwan:\n  word_model: classes\n  top_iwk: 101\n");
+    assert!(
+        err.contains("1..=100 (the classes word model has 100 labels), got 101"),
+        "{err}"
+    );
+    let err = validate_err("name: x\niwan:\n  top_wwk: 0\n");
+    assert!(
+        err.contains("iwan.top_wwk") && err.contains("got 0"),
+        "{err}"
+    );
+}

@@ -211,6 +211,13 @@ fn data_info_prints_the_real_counts() {
         "{stdout}"
     );
     assert!(stdout.contains("USF norms: 72176 rows"), "{stdout}");
+    // Measured on the shipped USF norms and label files with the rule of iwan::words.
+    assert!(
+        stdout.contains(
+            "ImageNet labels 598 of 1000, CIFAR-100 fine names 97 of 100, coarse names 9 of 20"
+        ),
+        "{stdout}"
+    );
     assert!(stdout.contains("14: people"), "{stdout}");
 }
 

@@ -303,3 +303,28 @@ fn label_graph_word_count_is_golden() {
     let g = Iwan::build(&words, &norms, cfg);
     assert_eq!((g.words().len(), g.edge_count()), (340, 14468));
 }
+
+#[test]
+fn a_zero_strength_is_skipped_and_counted() {
+    let f = fixture();
+    let root = crate::common::ScratchRoot::new();
+    let text = String::from_utf8(root.real("usf/usf_free_association_norms.csv")).unwrap();
+    // DOG -> CAT has FSG .667 in the real norms; set it to 0.
+    let edited = text.replacen(",.667,.513,", ",0,.513,", 1);
+    assert_ne!(edited, text);
+    let path = root.replace("usf/usf_free_association_norms.csv", edited.as_bytes());
+    let zeroed = UsfNorms::load(&path).unwrap();
+    let real = UsfNorms::load(&data_root().usf_file()).unwrap();
+    let cfg = GraphConfig {
+        top_wwk: 4,
+        strength: Strength::Fsg,
+        depth: 1,
+    };
+    let before = Iwan::build(&f.image_words, &real, cfg);
+    let after = Iwan::build(&f.image_words, &zeroed, cfg);
+    assert_eq!(
+        after.stats.zero_strength_skipped,
+        before.stats.zero_strength_skipped + 1
+    );
+    assert!(after.edges().all(|(_, _, w)| w.is_finite() && w > 0.0));
+}

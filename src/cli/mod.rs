@@ -546,6 +546,23 @@ fn data_info(root: Option<&Path>) -> Result<()> {
         "USF norms: {} rows, {} cues, {} targets, {} distinct words, {} rows with FSG",
         s.usf_rows, s.usf_cues, s.usf_targets, s.usf_words, s.usf_rows_with_fsg
     );
+    // How many class labels IWAN can anchor: those that map to at least one USF word by the
+    // normalisation rule of iwan::words.
+    let vocab = crate::iwan::words::Vocabulary::from_norms(&usf);
+    let cover =
+        |labels: &[String]| crate::iwan::words::coverage(&vocab, labels.iter().map(String::as_str));
+    let (cf, tf) = cover(&cifar.names.fine);
+    let (cc, tc) = cover(&cifar.names.coarse);
+    let imagenet = match crate::data::imagenet::load_names(&root) {
+        Ok(names) => {
+            let (ci, ti) = cover(&names);
+            format!("ImageNet labels {ci} of {ti}")
+        }
+        Err(e) => format!("ImageNet labels not read ({e})"),
+    };
+    println!(
+        "USF coverage (labels mapping to at least one USF word): {imagenet}, CIFAR-100 fine names {cf} of {tf}, coarse names {cc} of {tc}"
+    );
     Ok(())
 }
 
