@@ -68,6 +68,13 @@ fn run_trains_embeds_and_resumes() {
         counts.lines().count() == 101
             && counts.contains("\n19,cattle,11,large_omnivores_and_herbivores,")
     );
+    let heat = std::fs::read(run.join("semantics/similarity.png")).unwrap();
+    assert_eq!(&heat[1..4], b"PNG", "the similarity heat map");
+    let svg = std::fs::read_to_string(run.join("semantics/similarity.svg")).unwrap();
+    assert!(
+        svg.contains("class similarity S"),
+        "the heat map has its caption"
+    );
     let emb = std::fs::read_to_string(run.join("semantics/class_embedding.csv")).unwrap();
     assert_eq!(emb.lines().count(), 101);
 

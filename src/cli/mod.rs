@@ -80,8 +80,9 @@ pub enum Command {
     /// Build the class similarity matrix S and the class embedding from the hierarchy.
     ///
     /// Writes similarity.csv (S[u][v] = 1 - height(lcs(u,v)) / max_height over the 100 fine
-    /// classes) and class_embedding.csv (label, name, d0..): Barz & Denzler's unit-sphere
-    /// embedding for d = 100, the best rank-d approximation of S for smaller d.
+    /// classes), its heat map similarity.png / .svg, and class_embedding.csv (label, name,
+    /// d0..): Barz & Denzler's unit-sphere embedding for d = 100, the best rank-d approximation
+    /// of S for smaller d.
     Semantics {
         /// Output folder.
         #[arg(long, default_value = "results/semantics", value_name = "DIR")]
@@ -297,9 +298,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             experiment::semantics_stage(&root, d as usize, &out)
                 .with_context(|| format!("building the class embedding into {}", out.display()))?;
             println!(
-                "wrote {} and {}",
+                "wrote {}, {} and the heat map {}",
                 out.join("similarity.csv").display(),
-                out.join("class_embedding.csv").display()
+                out.join("class_embedding.csv").display(),
+                out.join("similarity.{png,svg}").display()
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -1010,6 +1010,17 @@ pub fn semantics_stage(root: &DataRoot, d: usize, out: &Path) -> Result<(), Expe
         &out.join("class_embedding.csv"),
         embedding_csv(&embedding, &names.fine).as_bytes(),
     )?;
+    use crate::report::figures::{Figure, HeatMap};
+    HeatMap {
+        title: "class similarity S = 1 - height(lcs) / max height (CIFAR-100 fine classes)".into(),
+        values: s.values().to_vec(),
+        n: s.n(),
+    }
+    .write(
+        out,
+        "similarity",
+        &[config::FigureFormat::Png, config::FigureFormat::Svg],
+    )?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 use super::{ExperimentError, check_format, read_record, split_sizes};
 use crate::config::{self, Loaded};
 use crate::report::check::{Key, read_metrics};
-use crate::report::figures::{hp_chart, pareto_chart};
+use crate::report::figures::{Figure, hp_chart, pareto_chart};
 use crate::report::paper::{RunFacts, paper_tables};
 use crate::report::sweep::{SweepRun, sweep_figures, sweep_tables};
 use crate::store;

@@ -66,7 +66,29 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-impl LineChart {
+/// Something drawable on any plotters backend.
+pub trait Figure {
+    /// Draws the figure onto `root`.
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: DrawingArea<DB, plotters::coord::Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>;
+
+    /// Writes `<dir>/<stem>.png` and/or `.svg` atomically; returns the paths written.
+    fn write(
+        &self,
+        dir: &Path,
+        stem: &str,
+        formats: &[FigureFormat],
+    ) -> Result<Vec<PathBuf>, StoreError>
+    where
+        Self: Sized,
+    {
+        write_figure(self, dir, stem, formats)
+    }
+}
+
+impl Figure for LineChart {
     fn draw<DB: DrawingBackend>(
         &self,
         root: DrawingArea<DB, plotters::coord::Shift>,
@@ -123,42 +145,92 @@ impl LineChart {
         root.present()?;
         Ok(())
     }
+}
 
-    /// Writes `<dir>/<stem>.png` and/or `.svg`; returns the paths written.
-    pub fn write(
-        &self,
-        dir: &Path,
-        stem: &str,
-        formats: &[FigureFormat],
-    ) -> Result<Vec<PathBuf>, StoreError> {
-        register_font();
-        let fail = |path: &Path, e: String| StoreError::Write {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(e),
-        };
-        let mut written = Vec::new();
-        for format in formats {
-            match format {
-                FigureFormat::Svg => {
-                    let path = dir.join(format!("{stem}.svg"));
-                    let mut svg = String::new();
-                    self.draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area())
-                        .map_err(|e| fail(&path, e.to_string()))?;
-                    store::write_bytes_atomic(&path, svg.as_bytes())?;
-                    written.push(path);
-                }
-                FigureFormat::Png => {
-                    let path = dir.join(format!("{stem}.png"));
-                    let mut rgb = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-                    self.draw(BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area())
-                        .map_err(|e| fail(&path, e.to_string()))?;
-                    let png = encode_png(&rgb, SIZE).map_err(|e| fail(&path, e))?;
-                    store::write_bytes_atomic(&path, &png)?;
-                    written.push(path);
-                }
+fn write_figure<F: Figure>(
+    figure: &F,
+    dir: &Path,
+    stem: &str,
+    formats: &[FigureFormat],
+) -> Result<Vec<PathBuf>, StoreError> {
+    register_font();
+    let fail = |path: &Path, e: String| StoreError::Write {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    };
+    let mut written = Vec::new();
+    for format in formats {
+        match format {
+            FigureFormat::Svg => {
+                let path = dir.join(format!("{stem}.svg"));
+                let mut svg = String::new();
+                figure
+                    .draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area())
+                    .map_err(|e| fail(&path, e.to_string()))?;
+                store::write_bytes_atomic(&path, svg.as_bytes())?;
+                written.push(path);
+            }
+            FigureFormat::Png => {
+                let path = dir.join(format!("{stem}.png"));
+                let mut rgb = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+                figure
+                    .draw(BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area())
+                    .map_err(|e| fail(&path, e.to_string()))?;
+                let png = encode_png(&rgb, SIZE).map_err(|e| fail(&path, e))?;
+                store::write_bytes_atomic(&path, &png)?;
+                written.push(path);
             }
         }
-        Ok(written)
+    }
+    Ok(written)
+}
+
+/// A square matrix as a heat map (e.g. the class similarity `S`), values in [0, 1].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeatMap {
+    /// Caption.
+    pub title: String,
+    /// Row-major `n x n` values.
+    pub values: Vec<f64>,
+    /// Side `n`.
+    pub n: usize,
+}
+
+impl Figure for HeatMap {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: DrawingArea<DB, plotters::coord::Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        root.fill(&WHITE)?;
+        let n = self.n as i32;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(&self.title, (FONT, 22))
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0..n, n..0)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("class v")
+            .y_desc("class u")
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 16))
+            .draw()?;
+        chart.draw_series((0..self.n).flat_map(|u| {
+            (0..self.n).map(move |v| {
+                let x = self.values[u * self.n + v].clamp(0.0, 1.0);
+                // White (0) to dark blue (1).
+                let shade = |lo: f64, hi: f64| (lo + (hi - lo) * x).round() as u8;
+                let color = RGBColor(shade(255.0, 8.0), shade(255.0, 48.0), shade(255.0, 107.0));
+                Rectangle::new(
+                    [(v as i32, u as i32), (v as i32 + 1, u as i32 + 1)],
+                    color.filled(),
+                )
+            })
+        }))?;
+        root.present()?;
+        Ok(())
     }
 }
 
