@@ -5,7 +5,7 @@
 
 use super::{ExperimentError, check_format, read_record, split_sizes};
 use crate::config::{self, Loaded};
-use crate::report::check::{Key, read_metrics};
+use crate::report::check::{Key, groups_and_ks, lookup, read_metrics};
 use crate::report::figures::{Figure, hp_chart, pareto_chart};
 use crate::report::paper::{RunFacts, paper_tables};
 use crate::report::sweep::{SweepRun, sweep_figures, sweep_tables};
@@ -78,25 +78,9 @@ fn metrics_frame(metrics: &[(Key, f64)]) -> Frame {
 /// One row per (method, protocol): mP@k for every k, mAHP@250, mAHP_mean@250, median and p95
 /// ms per query, queries/s and bytes per item.
 fn summary_frame(metrics: &[(Key, f64)]) -> Frame {
-    let mut groups: Vec<(String, String)> = Vec::new();
-    let mut ks: Vec<u32> = Vec::new();
-    for ((m, p, metric, k), _) in metrics {
-        if !groups.contains(&(m.clone(), p.clone())) {
-            groups.push((m.clone(), p.clone()));
-        }
-        if metric == "mP"
-            && let Ok(k) = k.parse()
-            && !ks.contains(&k)
-        {
-            ks.push(k);
-        }
-    }
-    ks.sort_unstable();
+    let (groups, ks) = groups_and_ks(metrics);
     let get = |g: &(String, String), metric: &str, k: &str, scale: f64| {
-        metrics
-            .iter()
-            .find(|((m, p, n, kk), _)| *m == g.0 && *p == g.1 && n == metric && kk == k)
-            .map(|r| r.1 * scale)
+        lookup(metrics, &g.0, &g.1, metric, k).map(|v| v * scale)
     };
     let column = |metric: &str, k: &str, scale: f64| {
         Values::F64(groups.iter().map(|g| get(g, metric, k, scale)).collect())
@@ -179,23 +163,14 @@ pub fn render_run(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
                 &cfg.report.figures,
             )?);
         }
-        let value = |m: &str, metric: &str, k: &str| {
-            metrics
-                .iter()
-                .find(|((a, b, c, d), _)| a == m && b == p && c == metric && d == k)
-                .map(|r| r.1)
-        };
-        let mut methods: Vec<&str> = Vec::new();
-        for ((m, pp, _, _), _) in &metrics {
-            if pp == p && !methods.contains(&m.as_str()) {
-                methods.push(m);
-            }
-        }
-        let points: Vec<(String, f64, f64)> = methods
+        let value = |m: &str, metric: &str, k: &str| lookup(&metrics, m, p, metric, k);
+        let points: Vec<(String, f64, f64)> = groups_and_ks(&metrics)
+            .0
             .iter()
-            .filter_map(|m| {
+            .filter(|g| g.1 == p)
+            .filter_map(|(m, _)| {
                 Some((
-                    m.to_string(),
+                    m.clone(),
                     value(m, "query_median_s", "")?,
                     value(m, "mAHP", "250").or_else(|| value(m, "mAHP", "100"))?,
                 ))

@@ -125,6 +125,43 @@ impl Comparison {
     }
 }
 
+/// The value of `(method, protocol, metric, k)` in metric rows (`k` empty where it does not
+/// apply).
+pub fn lookup(
+    metrics: &[(Key, f64)],
+    method: &str,
+    protocol: &str,
+    metric: &str,
+    k: &str,
+) -> Option<f64> {
+    metrics
+        .iter()
+        .find(|((m, p, n, kk), _)| m == method && p == protocol && n == metric && kk == k)
+        .map(|r| r.1)
+}
+
+/// The `(method, protocol)` pairs of metric rows in first-seen order, and the sorted cut-offs
+/// `k` of their `mP` rows.
+pub fn groups_and_ks<'a>(
+    metrics: impl IntoIterator<Item = &'a (Key, f64)>,
+) -> (Vec<(String, String)>, Vec<u32>) {
+    let mut groups: Vec<(String, String)> = Vec::new();
+    let mut ks: Vec<u32> = Vec::new();
+    for ((m, p, metric, k), _) in metrics {
+        if !groups.iter().any(|g| g.0 == *m && g.1 == *p) {
+            groups.push((m.clone(), p.clone()));
+        }
+        if metric == "mP"
+            && let Ok(k) = k.parse::<u32>()
+            && !ks.contains(&k)
+        {
+            ks.push(k);
+        }
+    }
+    ks.sort_unstable();
+    (groups, ks)
+}
+
 /// Reads a `method,protocol,metric,k,value` CSV into an ordered list.
 pub fn read_metrics(path: &Path) -> Result<Vec<(Key, f64)>, CheckError> {
     let text = std::fs::read_to_string(path).map_err(|source| CheckError::Io {

@@ -7,7 +7,7 @@
 //! the train split as the database for Tables 3-4, so the difference is taken against our row
 //! under that same protocol, and the other protocols stand in their own columns.
 
-use super::check::Key;
+use super::check::{Key, lookup};
 use crate::store::frame::{Frame, Values};
 use std::fmt::Write as _;
 
@@ -175,10 +175,7 @@ impl Rows {
 pub fn paper_tables(metrics: &[(Key, f64)], facts: &RunFacts) -> (String, Frame) {
     let get = |method: &str, protocol: &str, metric: &str, k: Option<u32>| {
         let k = k.map(|k| k.to_string()).unwrap_or_default();
-        metrics
-            .iter()
-            .find(|((m, p, n, kk), _)| m == method && p == protocol && n == metric && *kk == k)
-            .map(|r| r.1)
+        lookup(metrics, method, protocol, metric, &k)
     };
     let mut md = String::from(
         "# The report's tables, regenerated\n\nOurs under each protocol beside the report's \

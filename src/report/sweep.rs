@@ -1,6 +1,6 @@
 //! Sweep tables: one row per run, with the swept values, for each method and protocol.
 
-use super::check::Key;
+use super::check::{Key, groups_and_ks, lookup};
 use super::figures::{Corner, LineChart, Series};
 use crate::store::frame::{Frame, Values};
 use std::fmt::Write as _;
@@ -24,32 +24,13 @@ pub fn sweep_tables(name: &str, runs: &[SweepRun]) -> (String, Frame) {
         .first()
         .map(|r| r.overrides.iter().map(|o| o.0.clone()).collect())
         .unwrap_or_default();
-    let mut groups: Vec<(String, String)> = Vec::new();
-    let mut ks: Vec<u32> = Vec::new();
-    for r in runs {
-        for ((m, p, metric, k), _) in &r.metrics {
-            if !groups.contains(&(m.clone(), p.clone())) {
-                groups.push((m.clone(), p.clone()));
-            }
-            if metric == "mP"
-                && let Ok(k) = k.parse::<u32>()
-                && !ks.contains(&k)
-            {
-                ks.push(k);
-            }
-        }
-    }
-    ks.sort_unstable();
+    let (groups, ks) = groups_and_ks(runs.iter().flat_map(|r| &r.metrics));
     let mut md = format!(
         "# Sweep `{name}`: one row per run\n\nmP@k is the report's \"mAP@k\"; mAHP@250 uses the \
          trapezoid rule; times are median milliseconds per query.\n"
     );
-    let value = |r: &SweepRun, m: &str, p: &str, metric: &str, k: &str| {
-        r.metrics
-            .iter()
-            .find(|((a, b, c, d), _)| a == m && b == p && c == metric && d == k)
-            .map(|x| x.1)
-    };
+    let value =
+        |r: &SweepRun, m: &str, p: &str, metric: &str, k: &str| lookup(&r.metrics, m, p, metric, k);
     for (m, p) in &groups {
         let _ = write!(md, "\n## `{m}`, protocol `{p}`\n\n|");
         for param in &params {
@@ -144,25 +125,9 @@ pub fn sweep_figures(
     }
     let xs: Vec<f64> = xs.into_iter().flatten().collect();
     let short = param.rsplit('.').next().unwrap_or(&param).to_string();
-    let mut groups: Vec<(String, String)> = Vec::new();
-    let mut ks: Vec<u32> = Vec::new();
-    for ((m, p, metric, k), _) in runs.iter().flat_map(|r| &r.metrics) {
-        if !groups.contains(&(m.clone(), p.clone())) {
-            groups.push((m.clone(), p.clone()));
-        }
-        if metric == "mP"
-            && let Ok(k) = k.parse::<u32>()
-            && !ks.contains(&k)
-        {
-            ks.push(k);
-        }
-    }
-    ks.sort_unstable();
+    let (groups, ks) = groups_and_ks(runs.iter().flat_map(|r| &r.metrics));
     let value = |r: &SweepRun, m: &str, p: &str, metric: &str, k: &str| {
-        r.metrics
-            .iter()
-            .find(|((a, b, c, d), _)| a == m && b == p && c == metric && d == k)
-            .map_or(f64::NAN, |x| x.1)
+        lookup(&r.metrics, m, p, metric, k).unwrap_or(f64::NAN)
     };
     let mut charts = Vec::new();
     for (m, p) in &groups {
