@@ -10,7 +10,7 @@
 use crate::config::TableFormat;
 use crate::index::hamming;
 use crate::model::efficientnet::{self, EfficientNetLite0};
-use crate::model::{HashNet, ModelError, resize};
+use crate::model::{HashNet, ModelError, Preprocess};
 use crate::store::frame::{Frame, Values};
 use crate::store::{self, StoreError, npy};
 use crate::train::{self, Images};
@@ -77,6 +77,7 @@ pub fn top_classes(e: &[f32], class_embedding: &[f32], k: usize) -> Vec<(u8, f32
 pub fn embed(
     net: &HashNet,
     images: Images<'_>,
+    prep: Preprocess,
     class_embedding: &[f32],
     batch: usize,
     progress: bool,
@@ -99,7 +100,7 @@ pub fn embed(
     let started = Instant::now();
     let ids: Vec<usize> = (0..n).collect();
     for chunk in ids.chunks(batch.max(1)) {
-        let (x, _) = train::batch(images, chunk, None, &device);
+        let (x, _) = train::batch(images, chunk, None, prep, &device)?;
         let out = net.forward(x)?;
         embeddings.extend(out.embedding.into_data().iter::<f32>());
         activations.extend(out.activations.into_data().iter::<f32>());
@@ -139,6 +140,7 @@ pub fn encoder_features(
 ) -> Result<Vec<f32>, ModelError> {
     let n = pixels.len() / 3072;
     let device = Device::flex();
+    let prep = Preprocess::EfficientNet { size };
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(n as u64);
         b.set_style(
@@ -154,11 +156,9 @@ pub fn encoder_features(
         let end = (start + batch).min(n);
         let mut input = Vec::with_capacity((end - start) * 3 * size * size);
         for img in pixels[start * 3072..end * 3072].chunks_exact(3072) {
-            let mut x = resize::resize_bicubic_square(img, 32, 32, size)?;
-            efficientnet::normalize_f32_in_place(&mut x);
-            input.extend_from_slice(&x);
+            prep.append(img, &mut input)?;
         }
-        let x = efficientnet::input_batch(input, end - start, size, &device)?;
+        let x = prep.tensor(input, end - start, &device);
         out.extend(encoder.forward_features(x).into_data().iter::<f32>());
         if let Some(b) = &bar {
             b.set_position(end as u64);

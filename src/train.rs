@@ -8,7 +8,7 @@
 //! (`seed + epoch`), so a resumed run sees the same batches as an uninterrupted one.
 
 use crate::config::{Config, Optimizer, Schedule};
-use crate::model::{self, Batch, HashNet, ModelError};
+use crate::model::{self, Batch, HashNet, ModelError, Preprocess};
 use crate::store::{self, StoreError};
 use burn::module::Module;
 use burn::optim::{
@@ -131,6 +131,8 @@ pub struct TrainJob<'a> {
     pub train: Images<'a>,
     /// Images for the per-epoch accuracy (the test split).
     pub eval: Images<'a>,
+    /// The encoder's pretrained weights file (see [`HashNet::new`]).
+    pub pretrained: Option<&'a Path>,
     /// Folder for checkpoints and `train_log.csv`.
     pub dir: &'a Path,
     /// Draw progress bars.
@@ -148,7 +150,8 @@ pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError>
     let classes = job.class_embedding.len() / cfg.model.d as usize;
     let device = model::device(cfg.backend)?.autodiff();
     device.seed(cfg.seed);
-    let mut net = HashNet::new(&cfg.model, classes, &device)?;
+    let prep = Preprocess::of(&cfg.model);
+    let mut net = HashNet::new(&cfg.model, classes, job.pretrained, &device)?;
     let mut optim = optimizer(cfg);
     let ckpt_dir = job.dir.join("checkpoints");
     let mut log = Vec::new();
@@ -184,7 +187,8 @@ pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError>
         for (b, chunk) in order.chunks(t.batch_size).enumerate() {
             let step = epoch * batches_per_epoch + b;
             lr = learning_rate(cfg, step, total_steps);
-            let (x, labels) = batch(job.train, chunk, t.augment.then_some(&mut aug_rng), &device);
+            let augment = t.augment.then_some(&mut aug_rng);
+            let (x, labels) = batch(job.train, chunk, augment, prep, &device)?;
             let out = net.forward(x)?;
             let target = c_tensor.clone().select(0, labels.clone());
             let mut loss = cosine_loss(out.embedding.clone(), target);
@@ -228,7 +232,7 @@ pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError>
             bar.finish_and_clear();
         }
         let valid = net.valid();
-        let test_accuracy = accuracy(&valid, job.eval, job.class_embedding, cfg.model.d as usize)?;
+        let test_accuracy = accuracy(&valid, job.eval, prep, job.class_embedding)?;
         log.push(EpochLog {
             epoch: epoch + 1,
             loss: loss_sum / seen.max(1) as f64,
@@ -281,15 +285,16 @@ pub fn cosine_loss(output: Tensor<2>, target: Tensor<2>) -> Tensor<1> {
     (dot / norm).neg().add_scalar(1.0).mean()
 }
 
-/// Builds a batch (normalised images or features) and its labels; with `augment`, each image
-/// is randomly cropped from a 4-pixel zero-padded copy and flipped horizontally with
-/// probability 1/2 (features are used as they are).
+/// Builds a batch (images preprocessed by `prep`, or features) and its labels; with `augment`,
+/// each 32x32 image is randomly cropped from a 4-pixel zero-padded copy and flipped
+/// horizontally with probability 1/2 before preprocessing (features are used as they are).
 pub fn batch(
     images: Images<'_>,
     ids: &[usize],
     augment: Option<&mut StdRng>,
+    prep: Preprocess,
     device: &Device,
-) -> (Batch, Tensor<1, Int>) {
+) -> Result<(Batch, Tensor<1, Int>), ModelError> {
     let labels: Vec<i64> = ids.iter().map(|&i| i64::from(images.labels[i])).collect();
     let n = ids.len();
     let labels = Tensor::from_data(TensorData::new(labels, [n]), device);
@@ -300,13 +305,14 @@ pub fn batch(
             for &i in ids {
                 f.extend_from_slice(&values[i * dim..(i + 1) * dim]);
             }
-            return (
+            return Ok((
                 Batch::Features(Tensor::from_data(TensorData::new(f, [n, dim]), device)),
                 labels,
-            );
+            ));
         }
     };
-    let mut pixels = Vec::with_capacity(ids.len() * 3072);
+    let side = prep.side();
+    let mut pixels = Vec::with_capacity(n * 3 * side * side);
     let mut aug = augment;
     let mut scratch = vec![0u8; 3072];
     for &i in ids {
@@ -317,18 +323,12 @@ pub fn batch(
                 let (dx, dy) = (rng.random_range(-4i32..=4), rng.random_range(-4i32..=4));
                 let flip = rng.random_bool(0.5);
                 shift_flip(img, dx, dy, flip, &mut scratch);
-                model::normalize_into(&scratch, &mut pixels);
+                prep.append(&scratch, &mut pixels)?;
             }
-            None => model::normalize_into(img, &mut pixels),
+            None => prep.append(img, &mut pixels)?,
         }
     }
-    (
-        Batch::Images(Tensor::from_data(
-            TensorData::new(pixels, [n, 3, 32, 32]),
-            device,
-        )),
-        labels,
-    )
+    Ok((Batch::Images(prep.tensor(pixels, n, device)), labels))
 }
 
 /// Translates a `[3, 32, 32]` image by `(dx, dy)` with zero fill, optionally mirrored: the same
@@ -350,17 +350,19 @@ pub fn shift_flip(img: &[u8], dx: i32, dy: i32, flip: bool, out: &mut [u8]) {
     }
 }
 
-/// Nearest-class accuracy (cosine to `C`) of a network on `images`, in batches of 500.
+/// Nearest-class accuracy (cosine to `C`) of a network on `images`, in batches of 500 (of 50
+/// when the network reads images larger than 32x32).
 pub fn accuracy(
     net: &HashNet,
     images: Images<'_>,
+    prep: Preprocess,
     class_embedding: &[f32],
-    d: usize,
 ) -> Result<f64, TrainError> {
     if images.is_empty() {
         return Ok(0.0);
     }
     let device = net.hash.weight.val().device();
+    let d = net.embed.weight.dims()[1];
     let classes = class_embedding.len() / d;
     let c = Tensor::<2>::from_data(
         TensorData::new(class_embedding.to_vec(), [classes, d]),
@@ -368,8 +370,9 @@ pub fn accuracy(
     );
     let ids: Vec<usize> = (0..images.len()).collect();
     let mut correct = 0i64;
-    for chunk in ids.chunks(500) {
-        let (x, labels) = batch(images, chunk, None, &device);
+    let size = if prep.side() > 32 { 50 } else { 500 };
+    for chunk in ids.chunks(size) {
+        let (x, labels) = batch(images, chunk, None, prep, &device)?;
         let out = net.forward(x)?;
         let predicted = out
             .embedding
@@ -482,10 +485,16 @@ pub fn save_model(net: &HashNet, path: &Path) -> Result<(), TrainError> {
     Ok(store::write_bytes_atomic(path, &bytes)?)
 }
 
-/// Loads weights saved by [`save_model`] into a network built for `cfg`, on the inference device.
-pub fn load_trained(cfg: &Config, classes: usize, path: &Path) -> Result<HashNet, TrainError> {
+/// Loads weights saved by [`save_model`] into a network built for `cfg`, on the inference device
+/// (`pretrained` as for [`HashNet::new`]; its values are overwritten).
+pub fn load_trained(
+    cfg: &Config,
+    classes: usize,
+    pretrained: Option<&Path>,
+    path: &Path,
+) -> Result<HashNet, TrainError> {
     let device = model::device(cfg.backend)?;
-    let net = HashNet::new(&cfg.model, classes, &device)?;
+    let net = HashNet::new(&cfg.model, classes, pretrained, &device)?;
     load_model(net, path)
 }
 

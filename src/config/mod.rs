@@ -185,6 +185,29 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
             "the cifar_cnn encoder takes 32x32 inputs; set input_size: 32",
         );
     }
+    if m.encoder == Encoder::Alexnet && m.input_size < crate::model::alexnet::MIN_INPUT_SIZE {
+        return fail(
+            "model.input_size",
+            format!(
+                "the alexnet encoder needs inputs of at least {} pixels (the report uses 224), got {}",
+                crate::model::alexnet::MIN_INPUT_SIZE,
+                m.input_size
+            ),
+        );
+    }
+    if m.encoder == Encoder::Alexnet && m.freeze {
+        return fail(
+            "model.freeze",
+            "the alexnet encoder trains end to end; set freeze: false (frozen, cached features \
+             are for efficientnet_lite0)",
+        );
+    }
+    if m.encoder == Encoder::CifarCnn && m.weights.is_some() {
+        return fail(
+            "model.weights",
+            "the cifar_cnn encoder always trains from scratch; remove model.weights",
+        );
+    }
     if !(m.aux_ce_weight.is_finite() && m.aux_ce_weight >= 0.0) {
         return fail(
             "model.aux_ce_weight",
@@ -220,6 +243,12 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         return fail(
             "train.epochs",
             format!("expected 1..=10000, got {}", t.epochs),
+        );
+    }
+    if t.subset == Some(0) {
+        return fail(
+            "train.subset",
+            "expected at least 1 training image, or null for all of them",
         );
     }
     let ix = &c.index;

@@ -179,8 +179,12 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Mini-batch size.
     pub batch_size: usize,
-    /// Passes over the training subset.
+    /// Passes over the training images.
     pub epochs: usize,
+    /// Train on only the first `n` training images (after `data.train_subset`); the database
+    /// and the evaluation still use every image. `null` trains on all of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subset: Option<usize>,
     /// Learning-rate schedule.
     pub schedule: Schedule,
     /// Random crop (pad 4) and horizontal flip.
@@ -198,6 +202,7 @@ impl Default for TrainConfig {
             weight_decay: 0.0,
             batch_size: 8,
             epochs: 32,
+            subset: None,
             schedule: Schedule::Constant,
             augment: false,
             threads: 0,

@@ -24,7 +24,7 @@ use crate::embed;
 use crate::eval::iwan::IwanEval;
 use crate::eval::retrieval::{self, EvalSettings, SplitView};
 use crate::index::hamming::Shortlist;
-use crate::model::efficientnet::EfficientNetLite0;
+use crate::model::{self, efficientnet::EfficientNetLite0};
 use crate::report;
 use crate::semantics::{
     SemanticsError, SimilarityMatrix, class_embedding, embedding_csv, similarity_csv,
@@ -759,8 +759,29 @@ fn load_efficientnet(
 ) -> Result<EfficientNetLite0, ExperimentError> {
     let path = weights
         .cloned()
-        .unwrap_or_else(|| root.path.join("pretrained/efficientnet_lite0.safetensors"));
+        .unwrap_or_else(|| default_efficientnet_weights(root));
     Ok(EfficientNetLite0::load(&path, &burn::tensor::Device::flex()).map_err(TrainError::Model)?)
+}
+
+/// The EfficientNet-Lite0 ImageNet weights under the data root.
+fn default_efficientnet_weights(root: &DataRoot) -> PathBuf {
+    root.path.join("pretrained/efficientnet_lite0.safetensors")
+}
+
+/// The weights file a trained encoder starts from: `model.weights`, else the shipped
+/// EfficientNet-Lite0 weights for that encoder; AlexNet without `model.weights` trains from
+/// scratch.
+fn pretrained_weights(root: &DataRoot, cfg: &config::Config) -> Option<PathBuf> {
+    match cfg.model.encoder {
+        config::Encoder::CifarCnn => None,
+        config::Encoder::EfficientnetLite0 => Some(
+            cfg.model
+                .weights
+                .clone()
+                .unwrap_or_else(|| default_efficientnet_weights(root)),
+        ),
+        config::Encoder::Alexnet => cfg.model.weights.clone(),
+    }
 }
 
 /// Whether the config trains only a decoder on a frozen pretrained encoder's features.
@@ -869,13 +890,15 @@ fn train_stage(
     progress: bool,
 ) -> Result<(), ExperimentError> {
     let c = class_embedding_f32(root, cfg.model.d as usize)?;
-    let n_train = cfg.data.train_subset.unwrap_or(data.train.len());
-    let n_test = cfg.data.test_subset.unwrap_or(data.test.len());
+    let [(_, n_train), (_, n_test)] = split_sizes(cfg);
+    let n_train = cfg.train.subset.map_or(n_train, |s| s.min(n_train));
+    let pretrained = pretrained_weights(root, cfg);
     let job = TrainJob {
         config: cfg,
         class_embedding: &c,
         train: inputs(data, features, SplitName::Train, n_train),
         eval: inputs(data, features, SplitName::Test, n_test),
+        pretrained: pretrained.as_deref(),
         dir: out,
         progress,
     };
@@ -884,9 +907,6 @@ fn train_stage(
     Ok(())
 }
 
-/// The splits the evaluation needs, with the number of leading records of each: the test split
-/// always (queries, and the database under `report` and `leave_one_out`), the train split only
-/// under `train_db`.
 /// Writes `<dir>/<method>-<protocol>.parquet`: `query_id, rank, db_id` (u32; ids index the
 /// query and database split files, rank is 0-based) and `score` (f32: similarity for the
 /// indices, distance for IWAN), the top max(ks) of every query.
@@ -970,13 +990,20 @@ fn embed_stage(
     let net = train::load_trained(
         cfg,
         c.len() / cfg.model.d as usize,
+        pretrained_weights(root, cfg).as_deref(),
         &train_dir.join("model.bpk"),
     )?;
+    let prep = model::Preprocess::of(&cfg.model);
+    let batch = if features.is_none() && prep.side() > 32 {
+        50
+    } else {
+        500
+    };
     let mut summary = serde_json::Map::new();
     for &(name, n) in splits {
         let split = data.split(name);
         let images = inputs(data, features, name, n);
-        let e = embed::embed(&net, images, &c, 500, progress).map_err(TrainError::Model)?;
+        let e = embed::embed(&net, images, prep, &c, batch, progress).map_err(TrainError::Model)?;
         let correct = e
             .classes
             .chunks(embed::TOP_CLASSES)

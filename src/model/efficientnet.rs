@@ -14,12 +14,10 @@
 //! Inputs are `[batch, 3, S, S]` RGB tensors normalised as `(x - 127) / 128` with `x` in
 //! `0..=255` (see [`normalize_u8`]); the weights were trained at `S = 224`, but any `S` works.
 //!
-//! The safetensors container is parsed here (8-byte little-endian header length, JSON header
-//! with `dtype` / `shape` / `data_offsets`, raw little-endian data) so that every failure names
-//! the file, the tensor and the shapes involved.
+//! The file is read by [`super::safetensors`], so that every failure names the file, the tensor
+//! and the shapes involved.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::{Param, RunningState};
 use burn::nn::{BatchNorm, Linear};
@@ -29,6 +27,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::{ConvOptions, PadMode};
 
 use super::ModelError;
+use super::safetensors::SafeTensors;
 
 /// Number of channels of the pooled feature vector returned by
 /// [`EfficientNetLite0::forward_features`].
@@ -404,11 +403,7 @@ impl Loader<'_> {
         name: &str,
         shape: [usize; D],
     ) -> Result<Tensor<D>, ModelError> {
-        let values = self.file.f32_tensor(name, &shape)?;
-        Ok(Tensor::from_data(
-            TensorData::new(values, shape),
-            self.device,
-        ))
+        self.file.tensor(name, shape, self.device)
     }
 
     fn param<const D: usize>(
@@ -416,11 +411,7 @@ impl Loader<'_> {
         name: &str,
         shape: [usize; D],
     ) -> Result<Param<Tensor<D>>, ModelError> {
-        let values = self.file.f32_tensor(name, &shape)?;
-        Ok(Param::from_data(
-            TensorData::new(values, shape),
-            self.device,
-        ))
+        self.file.param(name, shape, self.device)
     }
 
     fn batch_norm(&self, prefix: &str, channels: usize) -> Result<BatchNorm, ModelError> {
@@ -465,193 +456,12 @@ impl Loader<'_> {
     }
 }
 
-/// Location and type of one tensor inside a safetensors file.
-#[derive(Debug, Clone)]
-struct TensorEntry {
-    dtype: String,
-    shape: Vec<usize>,
-    /// Byte range relative to the start of the data section.
-    start: usize,
-    end: usize,
-}
-
-/// A safetensors file read fully into memory, with a validated header.
-#[derive(Debug)]
-struct SafeTensors {
-    path: PathBuf,
-    bytes: Vec<u8>,
-    data_start: usize,
-    entries: HashMap<String, TensorEntry>,
-}
-
-/// Size in bytes of one element of a safetensors dtype, if known.
-fn dtype_size(dtype: &str) -> Option<usize> {
-    Some(match dtype {
-        "BOOL" | "U8" | "I8" | "F8_E4M3" | "F8_E5M2" => 1,
-        "U16" | "I16" | "F16" | "BF16" => 2,
-        "U32" | "I32" | "F32" => 4,
-        "U64" | "I64" | "F64" => 8,
-        _ => return None,
-    })
-}
-
-impl SafeTensors {
-    fn read(path: &Path) -> Result<Self, ModelError> {
-        let bytes = std::fs::read(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                ModelError::WeightsNotFound {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                ModelError::WeightsUnreadable {
-                    path: path.to_path_buf(),
-                    source,
-                }
-            }
-        })?;
-        Self::parse(path.to_path_buf(), bytes)
-    }
-
-    fn parse(path: PathBuf, bytes: Vec<u8>) -> Result<Self, ModelError> {
-        let corrupt = |what: String| ModelError::CorruptWeights {
-            path: path.clone(),
-            what,
-        };
-        let Some((len_bytes, rest)) = bytes.split_first_chunk::<8>() else {
-            return Err(corrupt(format!(
-                "file is {} bytes long, too short for the 8-byte header length (truncated)",
-                bytes.len()
-            )));
-        };
-        let header_len = u64::from_le_bytes(*len_bytes);
-        let header_len = usize::try_from(header_len)
-            .ok()
-            .filter(|&n| n <= rest.len())
-            .ok_or_else(|| {
-                corrupt(format!(
-                    "header length {header_len} exceeds the {} bytes after it (truncated)",
-                    rest.len()
-                ))
-            })?;
-        let (header, data) = rest.split_at(header_len);
-        let header: serde_json::Value = serde_json::from_slice(header)
-            .map_err(|e| corrupt(format!("header is not valid JSON: {e}")))?;
-        let serde_json::Value::Object(header) = header else {
-            return Err(corrupt("header is not a JSON object".to_owned()));
-        };
-
-        let mut entries = HashMap::with_capacity(header.len());
-        for (name, info) in header {
-            if name == "__metadata__" {
-                continue;
-            }
-            let bad = |what: &str| corrupt(format!("tensor `{name}`: {what}"));
-            let dtype = info
-                .get("dtype")
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| bad("missing or non-string `dtype`"))?
-                .to_owned();
-            let shape = info
-                .get("shape")
-                .and_then(|v| v.as_array())
-                .ok_or_else(|| bad("missing or non-array `shape`"))?
-                .iter()
-                .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-                .collect::<Option<Vec<usize>>>()
-                .ok_or_else(|| bad("`shape` has a non-integer dimension"))?;
-            let [start, end] = info
-                .get("data_offsets")
-                .and_then(offset_pair)
-                .ok_or_else(|| bad("`data_offsets` is not a pair of integers"))?;
-            if start > end {
-                return Err(bad(&format!("data_offsets [{start}, {end}] are reversed")));
-            }
-            if end > data.len() {
-                return Err(bad(&format!(
-                    "data_offsets [{start}, {end}] run past the end of the {}-byte data \
-                     section (truncated)",
-                    data.len()
-                )));
-            }
-            if let Some(size) = dtype_size(&dtype) {
-                let numel: usize = shape.iter().product();
-                if numel.checked_mul(size) != Some(end - start) {
-                    return Err(bad(&format!(
-                        "{} bytes of data for {dtype} shape {shape:?}",
-                        end - start
-                    )));
-                }
-            }
-            entries.insert(
-                name,
-                TensorEntry {
-                    dtype,
-                    shape,
-                    start,
-                    end,
-                },
-            );
-        }
-        let data_start = 8 + header_len;
-        Ok(Self {
-            path,
-            bytes,
-            data_start,
-            entries,
-        })
-    }
-
-    /// The tensor `name` as `f32` values, checking that its shape is `expected`.
-    fn f32_tensor(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, ModelError> {
-        let entry = self
-            .entries
-            .get(name)
-            .ok_or_else(|| ModelError::MissingTensor {
-                name: name.to_owned(),
-            })?;
-        if entry.dtype != "F32" {
-            return Err(ModelError::UnsupportedDtype {
-                name: name.to_owned(),
-                dtype: entry.dtype.clone(),
-            });
-        }
-        if entry.shape != expected {
-            return Err(ModelError::WrongShape {
-                name: name.to_owned(),
-                expected: expected.to_vec(),
-                found: entry.shape.clone(),
-            });
-        }
-        let raw = self
-            .bytes
-            .get(self.data_start + entry.start..self.data_start + entry.end)
-            .ok_or_else(|| ModelError::CorruptWeights {
-                path: self.path.clone(),
-                what: format!("tensor `{name}` lies outside the file"),
-            })?;
-        Ok(raw
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
-    }
-}
-
-/// Parses a safetensors `data_offsets` value, `[start, end]`.
-fn offset_pair(value: &serde_json::Value) -> Option<[usize; 2]> {
-    match value.as_array()?.as_slice() {
-        [start, end] => Some([
-            usize::try_from(start.as_u64()?).ok()?,
-            usize::try_from(end.as_u64()?).ok()?,
-        ]),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::resize::resize_shorter_center_crop;
     use burn::tensor::activation::softmax;
+    use std::path::PathBuf;
 
     /// The real data root, found as the binary finds it.
     fn data_root() -> PathBuf {

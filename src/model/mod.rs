@@ -2,18 +2,22 @@
 //! `features -> h sigmoid units (the hash layer) -> d outputs (the embedding)`.
 //!
 //! Only this module, [`crate::train`] and [`crate::embed`] know about burn. The encoder is chosen
-//! by `model.encoder` in the config; `cifar_cnn` is the compact from-scratch CNN for 32x32 inputs.
+//! by `model.encoder` in the config: `cifar_cnn`, the compact from-scratch CNN for 32x32 inputs;
+//! `efficientnet_lite0` with ImageNet weights, frozen (the decoder trains on cached features) or
+//! fine-tuned; `alexnet`, the report's network, from scratch or from a weights file.
 
+pub mod alexnet;
 pub mod cifar_cnn;
 pub mod efficientnet;
 pub mod resize;
+pub(crate) mod safetensors;
 
 use crate::config::{Backend, Encoder, ModelConfig};
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a model could not be built, loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -25,11 +29,10 @@ pub enum ModelError {
          LLVM bundle) or set `backend: cpu`"
     )]
     BackendNotCompiled,
-    /// The encoder exists in the schema but is not available in this build yet.
-    #[error(
-        "encoder `{0}` is not available yet in this build; use `cifar_cnn`, or `efficientnet_lite0` with `freeze: true`"
-    )]
-    EncoderUnavailable(String),
+    /// A frozen encoder's network was asked to read images, or a network that needs
+    /// pretrained weights was built without them.
+    #[error("{0}")]
+    Misconfigured(String),
     /// The weights file does not exist.
     #[error("weights file {path} does not exist")]
     WeightsNotFound {
@@ -104,12 +107,37 @@ pub fn device(backend: Backend) -> Result<Device, ModelError> {
     }
 }
 
+/// The image encoder a network trains with its decoder.
+// One per network, so the size difference between variants costs nothing worth a box (which
+// burn's module derive would not see through).
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum ImageEncoder {
+    /// The compact from-scratch CNN.
+    CifarCnn(cifar_cnn::CifarCnn),
+    /// EfficientNet-Lite0 being fine-tuned (`freeze: false`).
+    EfficientNet(efficientnet::EfficientNetLite0),
+    /// The report's AlexNet.
+    AlexNet(alexnet::AlexNet),
+}
+
+impl ImageEncoder {
+    /// `[batch, 3, S, S]` preprocessed images to `[batch, features]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Self::CifarCnn(e) => e.forward(x),
+            Self::EfficientNet(e) => e.forward_features(x),
+            Self::AlexNet(e) => e.forward(x),
+        }
+    }
+}
+
 /// Encoder, hash layer and embedding layer.
 #[derive(Module, Debug)]
 pub struct HashNet {
     /// Image encoder trained with the decoder; `None` when the network consumes precomputed
     /// features of a frozen encoder (EfficientNet-Lite0 with `freeze: true`).
-    pub encoder: Option<cifar_cnn::CifarCnn>,
+    pub encoder: Option<ImageEncoder>,
     /// `features -> h`, followed by batch norm and a sigmoid: the hash layer.
     pub hash: Linear,
     /// Batch norm of the hash layer's pre-activations. It keeps the sigmoid in its sensitive
@@ -125,7 +153,8 @@ pub struct HashNet {
 /// A batch as the network consumes it.
 #[derive(Debug, Clone)]
 pub enum Batch {
-    /// Normalised images `[batch, 3, 32, 32]` for a network with its own encoder.
+    /// Preprocessed images `[batch, 3, S, S]` (see [`Preprocess`]) for a network with its own
+    /// encoder.
     Images(Tensor<4>),
     /// Frozen-encoder features `[batch, features]`.
     Features(Tensor<2>),
@@ -144,16 +173,40 @@ pub struct Output {
 
 impl HashNet {
     /// A freshly initialised network for `cfg` (the device's seed decides the initial weights).
-    pub fn new(cfg: &ModelConfig, classes: usize, device: &Device) -> Result<Self, ModelError> {
+    ///
+    /// `pretrained` is the encoder's weights file: required for a fine-tuned EfficientNet-Lite0,
+    /// optional for AlexNet (from scratch without it), ignored otherwise.
+    pub fn new(
+        cfg: &ModelConfig,
+        classes: usize,
+        pretrained: Option<&Path>,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         let (encoder, features) = match (cfg.encoder, cfg.freeze) {
-            (Encoder::CifarCnn, _) => (Some(cifar_cnn::CifarCnn::new(device)), cifar_cnn::FEATURES),
+            (Encoder::CifarCnn, _) => (
+                Some(ImageEncoder::CifarCnn(cifar_cnn::CifarCnn::new(device))),
+                cifar_cnn::FEATURES,
+            ),
             (Encoder::EfficientnetLite0, true) => (None, efficientnet::FEATURE_DIM),
             (Encoder::EfficientnetLite0, false) => {
-                return Err(ModelError::EncoderUnavailable(
-                    "efficientnet_lite0 with freeze: false".into(),
-                ));
+                let path = pretrained.ok_or_else(|| {
+                    ModelError::Misconfigured(
+                        "fine-tuning efficientnet_lite0 needs its pretrained weights file".into(),
+                    )
+                })?;
+                let net = efficientnet::EfficientNetLite0::load(path, device)?;
+                (
+                    Some(ImageEncoder::EfficientNet(net)),
+                    efficientnet::FEATURE_DIM,
+                )
             }
-            (Encoder::Alexnet, _) => return Err(ModelError::EncoderUnavailable("alexnet".into())),
+            (Encoder::Alexnet, _) => {
+                let net = match pretrained {
+                    Some(path) => alexnet::AlexNet::load(path, device)?,
+                    None => alexnet::AlexNet::new(device),
+                };
+                (Some(ImageEncoder::AlexNet(net)), alexnet::FEATURES)
+            }
         };
         let (h, d) = (cfg.h as usize, cfg.d as usize);
         Ok(Self {
@@ -165,15 +218,14 @@ impl HashNet {
         })
     }
 
-    /// Images (`[batch, 3, 32, 32]`, normalised) or precomputed features to activations,
-    /// embedding and logits.
+    /// Preprocessed images or precomputed features to activations, embedding and logits.
     pub fn forward(&self, input: Batch) -> Result<Output, ModelError> {
         match (input, &self.encoder) {
             (Batch::Images(x), Some(encoder)) => Ok(self.forward_features(encoder.forward(x))),
             (Batch::Features(f), _) => Ok(self.forward_features(f)),
-            (Batch::Images(_), None) => Err(ModelError::InvalidInput {
-                what: "this network consumes precomputed encoder features, not images".into(),
-            }),
+            (Batch::Images(_), None) => Err(ModelError::Misconfigured(
+                "this network consumes precomputed encoder features, not images".into(),
+            )),
         }
     }
 
@@ -190,6 +242,70 @@ impl HashNet {
             embedding,
             logits,
         }
+    }
+}
+
+/// How 32x32 CIFAR images become an encoder's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preprocess {
+    /// 32x32, standardised with the CIFAR-100 channel statistics (`cifar_cnn`).
+    Cifar,
+    /// Bicubic upsampling to `size`, then `(x - 127) / 128` (EfficientNet-Lite0).
+    EfficientNet {
+        /// Output side in pixels.
+        size: usize,
+    },
+    /// Bicubic upsampling to `size`, scaled to `[0, 1]` and standardised with the ImageNet
+    /// channel statistics (AlexNet, as torchvision trains it).
+    ImageNet {
+        /// Output side in pixels.
+        size: usize,
+    },
+}
+
+impl Preprocess {
+    /// The preprocessing of the configured encoder.
+    pub fn of(cfg: &ModelConfig) -> Self {
+        let size = cfg.input_size as usize;
+        match cfg.encoder {
+            Encoder::CifarCnn => Self::Cifar,
+            Encoder::EfficientnetLite0 => Self::EfficientNet { size },
+            Encoder::Alexnet => Self::ImageNet { size },
+        }
+    }
+
+    /// Side of the preprocessed images.
+    pub fn side(self) -> usize {
+        match self {
+            Self::Cifar => 32,
+            Self::EfficientNet { size } | Self::ImageNet { size } => size,
+        }
+    }
+
+    /// Appends one `[3, 32, 32]` u8 image, preprocessed, to `out` (`3 * side^2` values).
+    pub fn append(self, pixels: &[u8], out: &mut Vec<f32>) -> Result<(), ModelError> {
+        match self {
+            Self::Cifar => normalize_into(pixels, out),
+            Self::EfficientNet { size } => {
+                let mut x = resize::resize_bicubic_square(pixels, 32, 32, size)?;
+                efficientnet::normalize_f32_in_place(&mut x);
+                out.extend_from_slice(&x);
+            }
+            Self::ImageNet { size } => {
+                let x = resize::resize_bicubic_square(pixels, 32, 32, size)?;
+                for (c, plane) in x.chunks_exact(size * size).enumerate() {
+                    let (m, s) = (alexnet::IMAGENET_MEAN[c], alexnet::IMAGENET_STD[c]);
+                    out.extend(plane.iter().map(|&p| (p / 255.0 - m) / s));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `n` preprocessed images as a `[n, 3, side, side]` tensor.
+    pub fn tensor(self, values: Vec<f32>, n: usize, device: &Device) -> Tensor<4> {
+        let side = self.side();
+        Tensor::from_data(TensorData::new(values, [n, 3, side, side]), device)
     }
 }
 
