@@ -17,4 +17,5 @@ pub mod report;
 pub mod semantics;
 pub mod serve;
 pub mod store;
+pub mod throughput;
 pub mod train;

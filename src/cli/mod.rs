@@ -12,7 +12,7 @@ use crate::data::{DataRoot, fetch};
 use crate::experiment::{self, RunOptions};
 use crate::index::bench::{self, BenchOptions, SyntheticCodes};
 use crate::report::check;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -178,6 +178,53 @@ pub enum BenchCommand {
     ///
     /// Example: harness bench iwan results/default/<run-id> --db train --top-iwk 1,2,4,8
     Iwan(iwan::BenchIwanArgs),
+    /// Time training steps and inference of a network on real CIFAR-100 training images.
+    ///
+    /// Training: batch from u8 pixels, forward, cosine loss, backward, SGD step (momentum
+    /// 0.9). Inference: forward passes without gradients; for a frozen EfficientNet-Lite0 the
+    /// feature pass of the features stage, bicubic upsampling included. Prints one JSON line
+    /// per mode: framework, mode, encoder, input_size, batch, threads, images, seconds,
+    /// images_per_second. scripts/bench_torch.sh runs the same cifar_cnn in PyTorch.
+    ///
+    /// Examples: harness bench model --encoder cifar_cnn --batch 64 --threads 2
+    ///           harness bench model --encoder efficientnet_lite0 --input-size 224 --mode infer
+    Model(BenchModelArgs),
+}
+
+/// Options of `harness bench model`.
+#[derive(Debug, Args)]
+pub struct BenchModelArgs {
+    /// Encoder: cifar_cnn, efficientnet_lite0 or alexnet.
+    #[arg(long, default_value = "cifar_cnn")]
+    pub encoder: String,
+    /// Input side in pixels (cifar_cnn: 32; default 224 for the others).
+    #[arg(long)]
+    pub input_size: Option<u32>,
+    /// Train EfficientNet-Lite0 end to end (`freeze: false`) instead of timing its frozen
+    /// feature pass.
+    #[arg(long)]
+    pub fine_tune: bool,
+    /// What to time, comma-separated: train, infer.
+    #[arg(long, value_delimiter = ',', default_value = "train,infer")]
+    pub mode: Vec<String>,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Hash bits h.
+    #[arg(long, default_value_t = 48)]
+    pub h: u32,
+    /// Embedding dimension d.
+    #[arg(long, default_value_t = 100)]
+    pub d: u32,
 }
 
 /// Options of `harness bench search`.
@@ -367,6 +414,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Model(a)) => {
+            bench_model(&a, cli.data_root.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Iwan(a)) => {
             iwan::bench(&a, cli.data_root.as_deref())?;
             Ok(ExitCode::SUCCESS)
@@ -392,6 +443,77 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
+    use crate::throughput::{self, Mode, Settings};
+    let encoder: config::Encoder =
+        serde_json::from_value(serde_json::Value::String(a.encoder.clone())).map_err(|_| {
+            anyhow::anyhow!(
+                "unknown encoder `{}`; expected cifar_cnn, efficientnet_lite0 or alexnet",
+                a.encoder
+            )
+        })?;
+    let default_size = if encoder == config::Encoder::CifarCnn {
+        32
+    } else {
+        224
+    };
+    // Checked like a config file, so a bad size or h gets the same message.
+    let text = format!(
+        "name: bench\nmodel: {{encoder: {}, input_size: {}, freeze: {}, h: {}, d: {}}}\n",
+        a.encoder,
+        a.input_size.unwrap_or(default_size),
+        !a.fine_tune && encoder != config::Encoder::Alexnet,
+        a.h,
+        a.d
+    );
+    let model = Loaded::from_text("bench model options", text)?.config.model;
+    let modes = a
+        .mode
+        .iter()
+        .map(|m| match m.as_str() {
+            "train" => Ok(Mode::Train),
+            "infer" => Ok(Mode::Infer),
+            other => Err(anyhow::anyhow!(
+                "unknown mode `{other}`; expected train or infer"
+            )),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if modes.contains(&Mode::Train)
+        && model.encoder == config::Encoder::EfficientnetLite0
+        && model.freeze
+    {
+        bail!("training a frozen EfficientNet-Lite0 trains only the decoder; pass --fine-tune");
+    }
+    let root = DataRoot::resolve(data_root, None)?;
+    let cifar = Cifar100::load(&root, false).context("loading CIFAR-100")?;
+    let c = experiment::class_embedding_f32(&root, model.d as usize)?;
+    let pretrained = experiment::pretrained_weights(&root, &model);
+    let settings = Settings {
+        model,
+        batch: a.batch.max(1),
+        steps: a.steps.max(1),
+        warmup: a.warmup,
+        threads: a.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }),
+        seed: 42,
+    };
+    for mode in modes {
+        let record = throughput::measure(
+            &settings,
+            mode,
+            &cifar.train.pixels,
+            &cifar.train.fine,
+            &c,
+            pretrained.as_deref(),
+        )?;
+        println!("{}", serde_json::to_string(&record)?);
+    }
+    Ok(())
 }
 
 fn serve(run_dir: &Path, addr: std::net::SocketAddr, data_root: Option<&Path>) -> Result<()> {

@@ -183,13 +183,13 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Train on only the first `n` training images (after `data.train_subset`); the database
     /// and the evaluation still use every image. `null` trains on all of them.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub subset: Option<usize>,
     /// Learning-rate schedule.
     pub schedule: Schedule,
     /// Random crop (pad 4) and horizontal flip.
     pub augment: bool,
-    /// Worker threads for the CPU backend; `0` means all cores.
+    /// Worker threads for the CPU backend's feature, training and embedding passes; `0` means
+    /// all cores.
     pub threads: usize,
 }
 

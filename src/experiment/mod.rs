@@ -306,7 +306,9 @@ fn run_stages(
             let dir = cache.join(format!("features-{}", &key[..16]));
             st.run_cached(name, &key, &dir, |out| {
                 let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
-                features_stage(root, cfg, data, size, weights, out, progress)
+                model::with_threads(cfg.train.threads, || {
+                    features_stage(root, cfg, data, size, weights, out, progress)
+                })
             })?;
             Ok::<PathBuf, ExperimentError>(dir)
         };
@@ -343,7 +345,9 @@ fn run_stages(
     st.run_cached("train", &train_key, &train_dir, |out| {
         let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
         let features = features_dir.as_deref().map(load_features).transpose()?;
-        train_stage(root, cfg, data, features.as_ref(), out, progress)
+        model::with_threads(cfg.train.threads, || {
+            train_stage(root, cfg, data, features.as_ref(), out, progress)
+        })
     })?;
     let splits = embed_splits(cfg);
     let embed_key = config::hash_value(
@@ -353,16 +357,18 @@ fn run_stages(
     st.run_cached("embed", &embed_key, &embed_dir, |out| {
         let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
         let features = features_dir.as_deref().map(load_features).transpose()?;
-        embed_stage(
-            root,
-            cfg,
-            data,
-            features.as_ref(),
-            &splits,
-            &train_dir,
-            out,
-            progress,
-        )
+        model::with_threads(cfg.train.threads, || {
+            embed_stage(
+                root,
+                cfg,
+                data,
+                features.as_ref(),
+                &splits,
+                &train_dir,
+                out,
+                progress,
+            )
+        })
     })?;
     st.run("eval", &run.hash, || {
         let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
@@ -747,7 +753,7 @@ pub(crate) fn class_similarity(
 }
 
 /// The class embedding `C` of dimension `d` as f32, row-major `classes x d`.
-fn class_embedding_f32(root: &DataRoot, d: usize) -> Result<Vec<f32>, ExperimentError> {
+pub(crate) fn class_embedding_f32(root: &DataRoot, d: usize) -> Result<Vec<f32>, ExperimentError> {
     let (_, s) = class_similarity(root)?;
     Ok(class_embedding(&s, d)?.to_f32())
 }
@@ -771,16 +777,16 @@ fn default_efficientnet_weights(root: &DataRoot) -> PathBuf {
 /// The weights file a trained encoder starts from: `model.weights`, else the shipped
 /// EfficientNet-Lite0 weights for that encoder; AlexNet without `model.weights` trains from
 /// scratch.
-fn pretrained_weights(root: &DataRoot, cfg: &config::Config) -> Option<PathBuf> {
-    match cfg.model.encoder {
+pub(crate) fn pretrained_weights(root: &DataRoot, model: &config::ModelConfig) -> Option<PathBuf> {
+    match model.encoder {
         config::Encoder::CifarCnn => None,
         config::Encoder::EfficientnetLite0 => Some(
-            cfg.model
+            model
                 .weights
                 .clone()
                 .unwrap_or_else(|| default_efficientnet_weights(root)),
         ),
-        config::Encoder::Alexnet => cfg.model.weights.clone(),
+        config::Encoder::Alexnet => model.weights.clone(),
     }
 }
 
@@ -892,7 +898,7 @@ fn train_stage(
     let c = class_embedding_f32(root, cfg.model.d as usize)?;
     let [(_, n_train), (_, n_test)] = split_sizes(cfg);
     let n_train = cfg.train.subset.map_or(n_train, |s| s.min(n_train));
-    let pretrained = pretrained_weights(root, cfg);
+    let pretrained = pretrained_weights(root, &cfg.model);
     let job = TrainJob {
         config: cfg,
         class_embedding: &c,
@@ -990,7 +996,7 @@ fn embed_stage(
     let net = train::load_trained(
         cfg,
         c.len() / cfg.model.d as usize,
-        pretrained_weights(root, cfg).as_deref(),
+        pretrained_weights(root, &cfg.model).as_deref(),
         &train_dir.join("model.bpk"),
     )?;
     let prep = model::Preprocess::of(&cfg.model);

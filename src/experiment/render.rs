@@ -8,7 +8,7 @@ use crate::config::{self, Loaded};
 use crate::report::check::{Key, groups_and_ks, lookup, read_metrics};
 use crate::report::figures::{Figure, hp_chart, pareto_chart};
 use crate::report::paper::{RunFacts, paper_tables};
-use crate::report::sweep::{SweepRun, sweep_figures, sweep_tables};
+use crate::report::sweep::{SweepRun, TIMED_STAGES, sweep_figures, sweep_tables};
 use crate::store;
 use crate::store::frame::{Frame, Values};
 use std::path::{Path, PathBuf};
@@ -207,10 +207,22 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
                     .collect()
             })
             .unwrap_or_default();
+        let run = dir.join(id);
+        let accuracy = read_json(&run.join("embed").join("embed_summary.json"))
+            .and_then(|v| v["test"]["nearest_class_accuracy"].as_f64());
+        let stage_seconds = TIMED_STAGES
+            .iter()
+            .filter_map(|s| {
+                let record = read_record(&run.join("stages").join(format!("{s}.json")))?;
+                Some((s.to_string(), record.seconds))
+            })
+            .collect();
         runs.push(SweepRun {
             id: id.to_string(),
             overrides,
             metrics,
+            accuracy,
+            stage_seconds,
         });
     }
     // The name, formats and the model cost for time plots come from the first finished run.

@@ -161,17 +161,7 @@ impl ConvBn {
         if x.device().is_autodiff() && self.bn.training.is_enabled() {
             return self.bn.forward(self.conv.forward(x));
         }
-        let bn = &self.bn;
-        let scale = bn
-            .gamma
-            .val()
-            .div(bn.running_var.value().add_scalar(bn.epsilon).sqrt()); // [out]
-        let shift = bn
-            .beta
-            .val()
-            .sub(bn.running_mean.value().mul(scale.clone())); // [out]
-        let [out, _, _, _] = self.conv.weight.dims();
-        let weight = self.conv.weight.val().mul(scale.reshape([out, 1, 1, 1])); // [out, in/g, k, k]
+        let (weight, shift) = super::fold_batch_norm(&self.bn, self.conv.weight.val());
         self.conv.forward_with(x, weight, Some(shift))
     }
 }

@@ -132,6 +132,33 @@ impl ImageEncoder {
     }
 }
 
+/// Runs `f` on a rayon pool of `threads` workers (the pool burn's CPU backend computes on), or
+/// on the global pool (all cores) when `threads` is 0 or the pool cannot be built.
+pub fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    match (threads > 0).then(|| rayon::ThreadPoolBuilder::new().num_threads(threads).build()) {
+        Some(Ok(pool)) => pool.install(f),
+        _ => f(),
+    }
+}
+
+/// A convolution's weights `[out, in/g, k, k]` and bias `[out]` with the inference-mode batch
+/// norm that follows it folded in: `w' = w * gamma / sqrt(var + eps)` per output channel, bias
+/// `beta - mean * gamma / sqrt(var + eps)`. Convolving with them is the same function as the
+/// convolution followed by the batch norm on its running statistics, minus the passes over the
+/// activation.
+pub fn fold_batch_norm(bn: &BatchNorm, weight: Tensor<4>) -> (Tensor<4>, Tensor<1>) {
+    let scale = bn
+        .gamma
+        .val()
+        .div(bn.running_var.value().add_scalar(bn.epsilon).sqrt()); // [out]
+    let shift = bn
+        .beta
+        .val()
+        .sub(bn.running_mean.value().mul(scale.clone())); // [out]
+    let [out, _, _, _] = weight.dims();
+    (weight.mul(scale.reshape([out, 1, 1, 1])), shift)
+}
+
 /// Encoder, hash layer and embedding layer.
 #[derive(Module, Debug)]
 pub struct HashNet {

@@ -14,7 +14,14 @@ pub struct SweepRun {
     pub overrides: Vec<(String, String)>,
     /// Its `metrics.csv`.
     pub metrics: Vec<(Key, f64)>,
+    /// Nearest-class accuracy of the trained network on the test images.
+    pub accuracy: Option<f64>,
+    /// Wall seconds of each stage that ran for it (cached stages count the run that made them).
+    pub stage_seconds: Vec<(String, f64)>,
 }
+
+/// The stages whose wall time the model table shows, in pipeline order.
+pub const TIMED_STAGES: [&str; 4] = ["features", "train", "embed", "eval"];
 
 /// Markdown and a long frame: per (method, protocol), a Markdown table of runs with mP@k for
 /// every k found, mAHP@250 and the median query time; the frame has the columns
@@ -31,6 +38,45 @@ pub fn sweep_tables(name: &str, runs: &[SweepRun]) -> (String, Frame) {
     );
     let value =
         |r: &SweepRun, m: &str, p: &str, metric: &str, k: &str| lookup(&r.metrics, m, p, metric, k);
+    if runs.iter().any(|r| r.accuracy.is_some()) {
+        let _ = write!(
+            md,
+            "\n## The model: nearest-class test accuracy, exact leave-one-out mAHP@250, wall \
+             seconds per stage\n\nA stage reused from the cache shows the time of the run that \
+             computed it; `—` means the stage did not run for this model.\n\n|"
+        );
+        for param in &params {
+            let _ = write!(md, " {param} |");
+        }
+        let _ = writeln!(
+            md,
+            " accuracy | mAHP@250 |{}\n|{}{}",
+            TIMED_STAGES.map(|s| format!(" {s} s |")).concat(),
+            "---|".repeat(params.len()),
+            "---:|".repeat(2 + TIMED_STAGES.len())
+        );
+        for r in runs {
+            md.push('|');
+            for (_, v) in &r.overrides {
+                let _ = write!(md, " {v} |");
+            }
+            let mahp = value(r, "exact", "leave_one_out", "mAHP", "250");
+            let cell = |v: Option<f64>, digits: usize| {
+                v.map(|v| format!("{v:.digits$}"))
+                    .unwrap_or_else(|| "—".into())
+            };
+            let _ = write!(md, " {} | {} |", cell(r.accuracy, 4), cell(mahp, 4));
+            for stage in TIMED_STAGES {
+                let secs = r
+                    .stage_seconds
+                    .iter()
+                    .find(|(n, _)| n == stage)
+                    .map(|s| s.1);
+                let _ = write!(md, " {} |", cell(secs, 1));
+            }
+            md.push('\n');
+        }
+    }
     for (m, p) in &groups {
         let _ = write!(md, "\n## `{m}`, protocol `{p}`\n\n|");
         for param in &params {
@@ -71,7 +117,20 @@ pub fn sweep_tables(name: &str, runs: &[SweepRun]) -> (String, Frame) {
     let mut k_col = Vec::new();
     let mut values = Vec::new();
     for r in runs {
-        for ((m, p, metric, k), v) in &r.metrics {
+        // The model rows: method `model`, metric `test_accuracy` or `seconds_<stage>`.
+        let model_rows = r
+            .accuracy
+            .map(|a| (String::from("test_accuracy"), a))
+            .into_iter()
+            .chain(
+                r.stage_seconds
+                    .iter()
+                    .map(|(n, s)| (format!("seconds_{n}"), *s)),
+            );
+        let model_keys: Vec<(Key, f64)> = model_rows
+            .map(|(metric, v)| (("model".into(), String::new(), metric, String::new()), v))
+            .collect();
+        for ((m, p, metric, k), v) in r.metrics.iter().chain(&model_keys) {
             run_ids.push(r.id.clone());
             for (col, (_, value)) in swept.iter_mut().zip(&r.overrides) {
                 col.push(value.clone());
@@ -220,6 +279,8 @@ mod tests {
                     0.0005,
                 ),
             ],
+            accuracy: None,
+            stage_seconds: Vec::new(),
         };
         let runs = [run("a", "1", 0.25), run("b", "2", 0.5)];
         let (md, frame) = sweep_tables("s", &runs);
@@ -260,5 +321,40 @@ mod tests {
         );
         assert_eq!(figs[0].1.series[0].points, vec![(1.0, 0.25), (2.0, 0.5)]);
         assert_eq!(figs[2].1.series[1].points[0], (1.0, 1.5));
+        assert!(
+            !md.contains("## The model"),
+            "no model section without accuracies"
+        );
+    }
+
+    #[test]
+    fn model_section_shows_accuracy_and_stage_seconds() {
+        // hand-made rows for a pure-function unit test
+        let run = SweepRun {
+            id: "r".into(),
+            overrides: vec![("model.input_size".into(), "224".into())],
+            metrics: vec![(
+                (
+                    "exact".into(),
+                    "leave_one_out".into(),
+                    "mAHP".into(),
+                    "250".into(),
+                ),
+                0.75,
+            )],
+            accuracy: Some(0.6),
+            stage_seconds: vec![("features".into(), 1200.0), ("train".into(), 30.5)],
+        };
+        let (md, frame) = sweep_tables("s", &[run]);
+        assert!(
+            md.contains("| 224 | 0.6000 | 0.7500 | 1200.0 | 30.5 | — | — |"),
+            "{md}"
+        );
+        let csv = frame.markdown(3);
+        assert!(
+            csv.contains("| r | 224 | model |  | test_accuracy | — | 0.600 |"),
+            "{csv}"
+        );
+        assert!(csv.contains("seconds_features"), "{csv}");
     }
 }

@@ -1,0 +1,208 @@
+//! Training and inference throughput of the networks on real CIFAR-100 images
+//! (`harness bench model`), for comparison with the same network in PyTorch
+//! (`scripts/bench_torch.sh`).
+//!
+//! Training times whole optimiser steps: building the batch from the u8 pixels, the forward
+//! pass, the cosine loss against the class embedding, the backward pass and an SGD step with
+//! momentum 0.9. Inference times the forward pass without gradients (batch norm on running
+//! statistics) on the same batches. EfficientNet-Lite0 inference times the frozen
+//! feature pass the features stage runs (bicubic upsampling included).
+
+use crate::config::ModelConfig;
+use crate::embed;
+use crate::model::{self, HashNet, ModelError, Preprocess, efficientnet::EfficientNetLite0};
+use crate::train::{self, Images, Inputs};
+use burn::optim::{GradientsParams, SgdConfig, momentum::MomentumConfig};
+use burn::prelude::*;
+use serde::Serialize;
+use std::path::Path;
+use std::time::Instant;
+
+/// What to time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Optimiser steps.
+    Train,
+    /// Forward passes without gradients.
+    Infer,
+}
+
+/// One measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    /// Always `burn`; the PyTorch script prints `torch`.
+    pub framework: &'static str,
+    /// `train` or `infer`.
+    pub mode: &'static str,
+    /// Encoder name as in the config.
+    pub encoder: String,
+    /// Input side in pixels.
+    pub input_size: usize,
+    /// Images per step.
+    pub batch: usize,
+    /// Worker threads.
+    pub threads: usize,
+    /// Images timed (after warm-up).
+    pub images: usize,
+    /// Wall seconds for them.
+    pub seconds: f64,
+    /// Throughput.
+    pub images_per_second: f64,
+}
+
+/// Settings of one measurement.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The network (encoder, input size, `h`, `d`).
+    pub model: ModelConfig,
+    /// Images per step.
+    pub batch: usize,
+    /// Timed steps.
+    pub steps: usize,
+    /// Untimed steps first.
+    pub warmup: usize,
+    /// Worker threads (the rayon pool burn's CPU backend runs on).
+    pub threads: usize,
+    /// Seed of the initial weights.
+    pub seed: u64,
+}
+
+/// Times `mode` on the first `(warmup + steps) * batch` images of `pixels` (planar u8 CIFAR
+/// records, with their fine `labels`). `class_embedding` is `C` (`100 x d`); `pretrained` the
+/// encoder's weights file where it needs one.
+pub fn measure(
+    settings: &Settings,
+    mode: Mode,
+    pixels: &[u8],
+    labels: &[u8],
+    class_embedding: &[f32],
+    pretrained: Option<&Path>,
+) -> Result<Record, ModelError> {
+    let need = (settings.warmup + settings.steps) * settings.batch;
+    if labels.len() < need || pixels.len() < need * 3072 {
+        return Err(ModelError::InvalidInput {
+            what: format!(
+                "{} steps of {} images need {need} images, got {}",
+                settings.warmup + settings.steps,
+                settings.batch,
+                labels.len()
+            ),
+        });
+    }
+    let images = Images {
+        inputs: Inputs::Pixels(&pixels[..need * 3072]),
+        labels: &labels[..need],
+    };
+    let seconds = model::with_threads(settings.threads, || match mode {
+        Mode::Train => time_training(settings, images, class_embedding, pretrained),
+        Mode::Infer => time_inference(settings, images, pretrained),
+    })?;
+    let timed = settings.steps * settings.batch;
+    Ok(Record {
+        framework: "burn",
+        mode: match mode {
+            Mode::Train => "train",
+            Mode::Infer => "infer",
+        },
+        encoder: serde_json::to_value(settings.model.encoder)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        input_size: Preprocess::of(&settings.model).side(),
+        batch: settings.batch,
+        threads: settings.threads,
+        images: timed,
+        seconds,
+        images_per_second: timed as f64 / seconds.max(1e-12),
+    })
+}
+
+fn time_training(
+    settings: &Settings,
+    images: Images<'_>,
+    class_embedding: &[f32],
+    pretrained: Option<&Path>,
+) -> Result<f64, ModelError> {
+    let device = Device::flex().autodiff();
+    device.seed(settings.seed);
+    let d = settings.model.d as usize;
+    let classes = class_embedding.len() / d;
+    let mut net = HashNet::new(&settings.model, classes, pretrained, &device)?;
+    let c = Tensor::<2>::from_data(
+        TensorData::new(class_embedding.to_vec(), [classes, d]),
+        &device,
+    );
+    let mut optim = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: false,
+        }))
+        .init();
+    let prep = Preprocess::of(&settings.model);
+    let ids: Vec<usize> = (0..images.len()).collect();
+    let mut started = Instant::now();
+    for (step, chunk) in ids.chunks(settings.batch).enumerate() {
+        if step == settings.warmup {
+            started = Instant::now();
+        }
+        let (x, labels) = train::batch(images, chunk, None, prep, &device)?;
+        let out = net.forward(x)?;
+        let loss = train::cosine_loss(out.embedding, c.clone().select(0, labels));
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        net = optim.step(0.01, net, grads);
+    }
+    // Wait for the last step's values, so queued work is not left out of the time.
+    let _ = net.hash.weight.val().into_data();
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn time_inference(
+    settings: &Settings,
+    images: Images<'_>,
+    pretrained: Option<&Path>,
+) -> Result<f64, ModelError> {
+    let device = Device::flex();
+    device.seed(settings.seed);
+    let prep = Preprocess::of(&settings.model);
+    let ids: Vec<usize> = (0..images.len()).collect();
+    let Inputs::Pixels(pixels) = images.inputs else {
+        unreachable!("measure passes pixels")
+    };
+    // The frozen EfficientNet-Lite0 runs as the features stage runs it.
+    if settings.model.encoder == crate::config::Encoder::EfficientnetLite0 && settings.model.freeze
+    {
+        let path = pretrained.ok_or_else(|| {
+            ModelError::Misconfigured("EfficientNet-Lite0 needs its weights file".into())
+        })?;
+        let encoder = EfficientNetLite0::load(path, &device)?;
+        let warm = settings.warmup * settings.batch * 3072;
+        embed::encoder_features(
+            &encoder,
+            &pixels[..warm],
+            prep.side(),
+            settings.batch,
+            false,
+        )?;
+        let started = Instant::now();
+        embed::encoder_features(
+            &encoder,
+            &pixels[warm..],
+            prep.side(),
+            settings.batch,
+            false,
+        )?;
+        return Ok(started.elapsed().as_secs_f64());
+    }
+    let net = HashNet::new(&settings.model, 100, pretrained, &device)?;
+    let mut started = Instant::now();
+    for (step, chunk) in ids.chunks(settings.batch).enumerate() {
+        if step == settings.warmup {
+            started = Instant::now();
+        }
+        let (x, _) = train::batch(images, chunk, None, prep, &device)?;
+        let out = net.forward(x)?;
+        let _ = out.embedding.into_data();
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
