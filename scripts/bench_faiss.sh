@@ -11,17 +11,8 @@
 #   scripts/bench_faiss.sh --exact-sizes '' --code-sizes '' \
 #       --embeddings test_emb.npy --codes test_codes.npy --code-bits 64
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 cd "$root"
-venv="$root/.venv-bench"
-if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import faiss, numpy' 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --upgrade pip
-    "$venv/bin/pip" install --quiet faiss-cpu numpy
-fi
-export HARNESS_BIN="${HARNESS_BIN:-target/release/harness}"
-if [[ ! -x "$HARNESS_BIN" ]]; then
-    echo "HARNESS_BIN=$HARNESS_BIN is not an executable; build it with cargo build --release" >&2
-    exit 1
-fi
+bench_venv "faiss, numpy" faiss-cpu numpy
+harness_bin
 exec "$venv/bin/python" "$root/scripts/bench_faiss.py" "$@"

@@ -10,17 +10,8 @@
 #   scripts/bench_torch.sh                          # batches 32,64,128 at 1 and 2 threads
 #   scripts/bench_torch.sh --batches 64 --threads 2 --steps 40
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 cd "$root"
-venv="$root/.venv-bench"
-if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import torch, numpy' 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --upgrade pip
-    "$venv/bin/pip" install --quiet torch numpy
-fi
-export HARNESS_BIN="${HARNESS_BIN:-target/release/harness}"
-if [[ ! -x "$HARNESS_BIN" ]]; then
-    echo "HARNESS_BIN=$HARNESS_BIN is not an executable; build it with cargo build --release" >&2
-    exit 1
-fi
+bench_venv "torch, numpy" torch numpy
+harness_bin
 exec "$venv/bin/python" "$root/scripts/bench_torch.py" "$@"

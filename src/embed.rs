@@ -139,7 +139,7 @@ pub fn encoder_features(
     progress: bool,
 ) -> Result<Vec<f32>, ModelError> {
     let n = pixels.len() / 3072;
-    let device = Device::flex();
+    let device = encoder.fc.weight.val().device();
     let prep = Preprocess::EfficientNet { size };
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(n as u64);
@@ -178,7 +178,7 @@ pub fn imagenet_top_labels(
     k: usize,
 ) -> Vec<Vec<(u16, f32)>> {
     let dim = efficientnet::FEATURE_DIM;
-    let device = Device::flex();
+    let device = encoder.fc.weight.val().device();
     let mut out = Vec::with_capacity(features.len() / dim);
     for chunk in features.chunks(dim * 512) {
         let n = chunk.len() / dim;

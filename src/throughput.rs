@@ -32,6 +32,8 @@ pub enum Mode {
 pub struct Record {
     /// Always `burn`; the PyTorch script prints `torch`.
     pub framework: &'static str,
+    /// burn's backend (`flex`, `ndarray`).
+    pub backend: &'static str,
     /// `train` or `infer`.
     pub mode: &'static str,
     /// Encoder name as in the config.
@@ -65,6 +67,10 @@ pub struct Settings {
     pub threads: usize,
     /// Seed of the initial weights.
     pub seed: u64,
+    /// The burn device (without autodiff; training adds it).
+    pub device: Device,
+    /// Its name in the records.
+    pub backend: &'static str,
 }
 
 /// Times `mode` on the first `(warmup + steps) * batch` images of `pixels` (planar u8 CIFAR
@@ -100,6 +106,7 @@ pub fn measure(
     let timed = settings.steps * settings.batch;
     Ok(Record {
         framework: "burn",
+        backend: settings.backend,
         mode: match mode {
             Mode::Train => "train",
             Mode::Infer => "infer",
@@ -123,7 +130,7 @@ fn time_training(
     class_embedding: &[f32],
     pretrained: Option<&Path>,
 ) -> Result<f64, ModelError> {
-    let device = Device::flex().autodiff();
+    let device = settings.device.clone().autodiff();
     device.seed(settings.seed);
     let d = settings.model.d as usize;
     let classes = class_embedding.len() / d;
@@ -162,7 +169,7 @@ fn time_inference(
     images: Images<'_>,
     pretrained: Option<&Path>,
 ) -> Result<f64, ModelError> {
-    let device = Device::flex();
+    let device = settings.device.clone();
     device.seed(settings.seed);
     let prep = Preprocess::of(&settings.model);
     let ids: Vec<usize> = (0..images.len()).collect();

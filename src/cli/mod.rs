@@ -225,6 +225,9 @@ pub struct BenchModelArgs {
     /// Embedding dimension d.
     #[arg(long, default_value_t = 100)]
     pub d: u32,
+    /// burn CPU backend: flex (what runs use), or ndarray (needs the `ndarray` cargo feature).
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
 }
 
 /// Options of `harness bench search`.
@@ -486,6 +489,17 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
     {
         bail!("training a frozen EfficientNet-Lite0 trains only the decoder; pass --fine-tune");
     }
+    let (device, backend) = match a.backend.as_str() {
+        "flex" => (burn::tensor::Device::flex(), "flex"),
+        #[cfg(feature = "ndarray")]
+        "ndarray" => (burn::tensor::Device::ndarray(), "ndarray"),
+        #[cfg(not(feature = "ndarray"))]
+        "ndarray" => bail!(
+            "this binary was built without the `ndarray` cargo feature; rebuild with \
+             `cargo build --release --features ndarray`"
+        ),
+        other => bail!("unknown backend `{other}`; expected flex or ndarray"),
+    };
     let root = DataRoot::resolve(data_root, None)?;
     let cifar = Cifar100::load(&root, false).context("loading CIFAR-100")?;
     let c = experiment::class_embedding_f32(&root, model.d as usize)?;
@@ -501,6 +515,8 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
                 .unwrap_or(1)
         }),
         seed: 42,
+        device,
+        backend,
     };
     for mode in modes {
         let record = throughput::measure(
