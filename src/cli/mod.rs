@@ -491,7 +491,9 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
     }
     let (device, backend) = match a.backend.as_str() {
         "flex" => (burn::tensor::Device::flex(), "flex"),
+        // burn 0.22 deprecates ndarray; it stays reachable only for the backend comparison.
         #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
         "ndarray" => (burn::tensor::Device::ndarray(), "ndarray"),
         #[cfg(not(feature = "ndarray"))]
         "ndarray" => bail!(
