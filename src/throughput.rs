@@ -134,7 +134,8 @@ fn time_training(
     device.seed(settings.seed);
     let d = settings.model.d as usize;
     let classes = class_embedding.len() / d;
-    let mut net = HashNet::new(&settings.model, classes, pretrained, &device)?;
+    // In an Option so each step can move the network into the optimiser and take it back.
+    let mut net = Some(HashNet::new(&settings.model, classes, pretrained, &device)?);
     let c = Tensor::<2>::from_data(
         TensorData::new(class_embedding.to_vec(), [classes, d]),
         &device,
@@ -147,21 +148,38 @@ fn time_training(
         }))
         .init();
     let prep = Preprocess::of(&settings.model);
-    let ids: Vec<usize> = (0..images.len()).collect();
+    let started = time_steps(settings, images.len(), |chunk| {
+        let model = net.take().expect("put back by the previous step");
+        let (x, labels) = train::batch(images, chunk, None, prep, &device)?;
+        let out = model.forward(x)?;
+        let loss = train::cosine_loss(out.embedding, c.clone().select(0, labels));
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        net = Some(optim.step(0.01, model, grads));
+        Ok(())
+    })?;
+    // Wait for the last step's values, so queued work is not left out of the time.
+    if let Some(net) = &net {
+        let _ = net.hash.weight.val().into_data();
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Runs `step` on consecutive batches of ids `0..n` and returns when the steps after the first
+/// `settings.warmup` began (the timed ones).
+fn time_steps(
+    settings: &Settings,
+    n: usize,
+    mut step: impl FnMut(&[usize]) -> Result<(), ModelError>,
+) -> Result<Instant, ModelError> {
+    let ids: Vec<usize> = (0..n).collect();
     let mut started = Instant::now();
-    for (step, chunk) in ids.chunks(settings.batch).enumerate() {
-        if step == settings.warmup {
+    for (i, chunk) in ids.chunks(settings.batch).enumerate() {
+        if i == settings.warmup {
             started = Instant::now();
         }
-        let (x, labels) = train::batch(images, chunk, None, prep, &device)?;
-        let out = net.forward(x)?;
-        let loss = train::cosine_loss(out.embedding, c.clone().select(0, labels));
-        let grads = GradientsParams::from_grads(loss.backward(), &net);
-        net = optim.step(0.01, net, grads);
+        step(chunk)?;
     }
-    // Wait for the last step's values, so queued work is not left out of the time.
-    let _ = net.hash.weight.val().into_data();
-    Ok(started.elapsed().as_secs_f64())
+    Ok(started)
 }
 
 fn time_inference(
@@ -172,7 +190,6 @@ fn time_inference(
     let device = settings.device.clone();
     device.seed(settings.seed);
     let prep = Preprocess::of(&settings.model);
-    let ids: Vec<usize> = (0..images.len()).collect();
     let Inputs::Pixels(pixels) = images.inputs else {
         unreachable!("measure passes pixels")
     };
@@ -202,14 +219,10 @@ fn time_inference(
         return Ok(started.elapsed().as_secs_f64());
     }
     let net = HashNet::new(&settings.model, 100, pretrained, &device)?;
-    let mut started = Instant::now();
-    for (step, chunk) in ids.chunks(settings.batch).enumerate() {
-        if step == settings.warmup {
-            started = Instant::now();
-        }
+    let started = time_steps(settings, images.len(), |chunk| {
         let (x, _) = train::batch(images, chunk, None, prep, &device)?;
-        let out = net.forward(x)?;
-        let _ = out.embedding.into_data();
-    }
+        let _ = net.forward(x)?.embedding.into_data();
+        Ok(())
+    })?;
     Ok(started.elapsed().as_secs_f64())
 }

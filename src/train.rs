@@ -350,8 +350,17 @@ pub fn shift_flip(img: &[u8], dx: i32, dy: i32, flip: bool, out: &mut [u8]) {
     }
 }
 
-/// Nearest-class accuracy (cosine to `C`) of a network on `images`, in batches of 500 (of 50
-/// when the network reads images larger than 32x32).
+/// Images per forward pass when a network only infers: 500 features or 32x32 images, 50
+/// images larger than 32x32 (an upsampled batch of 500 would take gigabytes).
+pub fn inference_batch(images: Images<'_>, prep: Preprocess) -> usize {
+    match images.inputs {
+        Inputs::Pixels(_) if prep.side() > 32 => 50,
+        _ => 500,
+    }
+}
+
+/// Nearest-class accuracy (cosine to `C`) of a network on `images`, in batches of
+/// [`inference_batch`].
 pub fn accuracy(
     net: &HashNet,
     images: Images<'_>,
@@ -370,8 +379,7 @@ pub fn accuracy(
     );
     let ids: Vec<usize> = (0..images.len()).collect();
     let mut correct = 0i64;
-    let size = if prep.side() > 32 { 50 } else { 500 };
-    for chunk in ids.chunks(size) {
+    for chunk in ids.chunks(inference_batch(images, prep)) {
         let (x, labels) = batch(images, chunk, None, prep, &device)?;
         let out = net.forward(x)?;
         let predicted = out

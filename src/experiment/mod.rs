@@ -1000,15 +1000,11 @@ fn embed_stage(
         &train_dir.join("model.bpk"),
     )?;
     let prep = model::Preprocess::of(&cfg.model);
-    let batch = if features.is_none() && prep.side() > 32 {
-        50
-    } else {
-        500
-    };
     let mut summary = serde_json::Map::new();
     for &(name, n) in splits {
         let split = data.split(name);
         let images = inputs(data, features, name, n);
+        let batch = train::inference_batch(images, prep);
         let e = embed::embed(&net, images, prep, &c, batch, progress).map_err(TrainError::Model)?;
         let correct = e
             .classes

@@ -195,11 +195,7 @@ mod tests {
         let a: Vec<f32> = source.forward(x.clone()).into_data().iter().collect();
         let b: Vec<f32> = loaded.forward(x).into_data().iter().collect();
         // The loaded fc weights are transposed views, so summation order may differ slightly.
-        let diff = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
+        let diff = crate::model::max_abs_diff(&a, &b);
         assert!(
             diff < 1e-5,
             "loaded network differs from the one written by {diff}"

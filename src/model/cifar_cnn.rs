@@ -148,11 +148,7 @@ mod tests {
             .iter()
             .collect();
         let fast: Vec<f32> = net.forward(x).into_data().iter().collect();
-        let diff = reference
-            .iter()
-            .zip(&fast)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let diff = crate::model::max_abs_diff(&reference, &fast);
         assert!(diff < 1e-4, "max difference {diff}");
     }
 }

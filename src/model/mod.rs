@@ -159,6 +159,16 @@ pub fn fold_batch_norm(bn: &BatchNorm, weight: Tensor<4>) -> (Tensor<4>, Tensor<
     (weight.mul(scale.reshape([out, 1, 1, 1])), shift)
 }
 
+/// The largest absolute element-wise difference of two equally long outputs (for tests that
+/// compare a fast path with its reference).
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
 /// Encoder, hash layer and embedding layer.
 #[derive(Module, Debug)]
 pub struct HashNet {
