@@ -10,6 +10,7 @@
 use crate::config::TableFormat;
 use crate::index::hamming;
 use crate::model::efficientnet::{self, EfficientNetLite0};
+use crate::model::frozen::FrozenLite0;
 use crate::model::{HashNet, ModelError, Preprocess};
 use crate::store::frame::{Frame, Values};
 use crate::store::{self, StoreError, npy};
@@ -131,16 +132,26 @@ pub fn embed(
 
 /// Pooled EfficientNet-Lite0 features (`n x 1280`) of 32x32 images (`n * 3072` planar u8),
 /// each upsampled bicubically to `size x size` and normalised as `(x - 127) / 128`.
+///
+/// Runs the fused channels-last inference of [`FrozenLite0`] (the same function as
+/// [`EfficientNetLite0::forward_features`], one image per worker of the current rayon pool),
+/// `batch` images between progress updates. With `plain_layers` it runs burn's layers instead
+/// (batches of `batch` through [`EfficientNetLite0::forward_features`]): the reference the
+/// fused path is tested and benchmarked against.
 pub fn encoder_features(
     encoder: &EfficientNetLite0,
     pixels: &[u8],
     size: usize,
     batch: usize,
     progress: bool,
+    plain_layers: bool,
 ) -> Result<Vec<f32>, ModelError> {
     let n = pixels.len() / 3072;
     let device = encoder.fc.weight.val().device();
     let prep = Preprocess::EfficientNet { size };
+    let frozen = (!plain_layers)
+        .then(|| FrozenLite0::compile(encoder))
+        .transpose()?;
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(n as u64);
         b.set_style(
@@ -154,12 +165,18 @@ pub fn encoder_features(
     let mut out = Vec::with_capacity(n * efficientnet::FEATURE_DIM);
     for start in (0..n).step_by(batch.max(1)) {
         let end = (start + batch).min(n);
-        let mut input = Vec::with_capacity((end - start) * 3 * size * size);
-        for img in pixels[start * 3072..end * 3072].chunks_exact(3072) {
-            prep.append(img, &mut input)?;
+        let images = &pixels[start * 3072..end * 3072];
+        match &frozen {
+            Some(frozen) => out.extend(frozen.features(images, size)?),
+            None => {
+                let mut input = Vec::with_capacity((end - start) * 3 * size * size);
+                for img in images.chunks_exact(3072) {
+                    prep.append(img, &mut input)?;
+                }
+                let x = prep.tensor(input, end - start, &device);
+                out.extend(encoder.forward_features(x).into_data().iter::<f32>());
+            }
         }
-        let x = prep.tensor(input, end - start, &device);
-        out.extend(encoder.forward_features(x).into_data().iter::<f32>());
         if let Some(b) = &bar {
             b.set_position(end as u64);
         }
@@ -243,6 +260,89 @@ mod tests {
         a[64] = 1.0;
         a[1] = 0.5; // exactly 0.5 is set (Lin et al.: H = 1 when the activation is >= 0.5)
         assert_eq!(pack_codes(&a, 65), vec![0b11u64 | (1u64 << 63), 1u64]);
+    }
+
+    #[test]
+    fn wide_decoder_codes_are_the_hash_branch_bits() {
+        use crate::config::{Decoder, Encoder, ModelConfig};
+        use burn::tensor::activation::{relu, sigmoid};
+        let root = crate::data::DataRoot::resolve(None, None).expect("real data root");
+        let test = crate::data::cifar::Cifar100::load(&root, false)
+            .expect("CIFAR-100")
+            .test;
+        let n = 24;
+        let encoder = EfficientNetLite0::load(
+            &root.path.join("pretrained/efficientnet_lite0.safetensors"),
+            &Device::flex(),
+        )
+        .expect("weights");
+        let features =
+            encoder_features(&encoder, &test.pixels[..n * 3072], 64, 8, false, false).unwrap();
+        let cfg = ModelConfig {
+            encoder: Encoder::EfficientnetLite0,
+            input_size: 64,
+            decoder: Decoder::Wide,
+            trunk: 96,
+            dropout: 0.5,
+            h: 48,
+            aux_ce_weight: 0.1,
+            ..ModelConfig::default()
+        };
+        let device = Device::flex();
+        device.seed(11);
+        let net = HashNet::new(&cfg, 100, None, &device).expect("network");
+        let c = crate::experiment::class_embedding_f32(&root, 100).expect("class embedding");
+        let images = Images {
+            inputs: train::Inputs::Features {
+                values: &features,
+                dim: efficientnet::FEATURE_DIM,
+                mirrored: None,
+            },
+            labels: &test.fine[..n],
+        };
+        // One batch of all n, so the hand computation below sees the same matrix shapes.
+        let e = embed(
+            &net,
+            images,
+            Preprocess::EfficientNet { size: 64 },
+            &c,
+            n,
+            false,
+        )
+        .unwrap();
+        assert_eq!((e.n, e.h, e.d, e.codes.len()), (n, 48, 100, n));
+        // The hash branch by hand: trunk (linear, batch norm on running statistics, ReLU; no
+        // dropout at inference), then the hash layer, then the threshold of Lin et al.
+        let trunk = net.trunk.as_ref().expect("wide decoder has a trunk");
+        let x = Tensor::<2>::from_data(
+            TensorData::new(features.clone(), [n, efficientnet::FEATURE_DIM]),
+            &device,
+        );
+        let hidden = relu(trunk.norm.forward(trunk.linear.forward(x)));
+        let acts: Vec<f32> = sigmoid(net.hash_norm.forward(net.hash.forward(hidden.clone())))
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        let mut set = 0;
+        for i in 0..n {
+            for j in 0..48 {
+                let bit = (e.codes[i] >> j) & 1 == 1;
+                assert_eq!(bit, acts[i * 48 + j] >= 0.5, "image {i}, bit {j}");
+                set += usize::from(bit);
+            }
+        }
+        assert!(
+            set > n * 48 / 10 && set < n * 48 * 9 / 10,
+            "{set} bits set: degenerate"
+        );
+        // The embedding is the trunk's, not a map of the bits.
+        let embedding: Vec<f32> = net
+            .embed
+            .forward(hidden)
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        assert_eq!(embedding, e.embeddings);
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Record {
     pub encoder: String,
     /// Input side in pixels.
     pub input_size: usize,
+    /// Frozen EfficientNet-Lite0: `fused` (the features stage) or `burn-layers`.
+    pub path: &'static str,
     /// Images per step.
     pub batch: usize,
     /// Worker threads.
@@ -71,6 +73,9 @@ pub struct Settings {
     pub device: Device,
     /// Its name in the records.
     pub backend: &'static str,
+    /// Time the frozen EfficientNet-Lite0 on burn's plain layers instead of the fused
+    /// inference the features stage runs (see [`crate::model::frozen`]).
+    pub plain_layers: bool,
 }
 
 /// Times `mode` on the first `(warmup + steps) * batch` images of `pixels` (planar u8 CIFAR
@@ -116,6 +121,11 @@ pub fn measure(
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default(),
         input_size: Preprocess::of(&settings.model).side(),
+        path: if settings.plain_layers {
+            "burn-layers"
+        } else {
+            "fused"
+        },
         batch: settings.batch,
         threads: settings.threads,
         images: timed,
@@ -201,21 +211,19 @@ fn time_inference(
         })?;
         let encoder = EfficientNetLite0::load(path, &device)?;
         let warm = settings.warmup * settings.batch * 3072;
-        embed::encoder_features(
-            &encoder,
-            &pixels[..warm],
-            prep.side(),
-            settings.batch,
-            false,
-        )?;
+        let run = |pixels: &[u8]| {
+            embed::encoder_features(
+                &encoder,
+                pixels,
+                prep.side(),
+                settings.batch,
+                false,
+                settings.plain_layers,
+            )
+        };
+        run(&pixels[..warm])?;
         let started = Instant::now();
-        embed::encoder_features(
-            &encoder,
-            &pixels[warm..],
-            prep.side(),
-            settings.batch,
-            false,
-        )?;
+        run(&pixels[warm..])?;
         return Ok(started.elapsed().as_secs_f64());
     }
     let net = HashNet::new(&settings.model, 100, pretrained, &device)?;

@@ -70,6 +70,9 @@ pub enum Inputs<'a> {
         values: &'a [f32],
         /// Feature width.
         dim: usize,
+        /// Features of the same images mirrored left to right (same rows), which `augment`
+        /// draws instead of `values` with probability 1/2.
+        mirrored: Option<&'a [f32]>,
     },
 }
 
@@ -191,7 +194,11 @@ pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError>
             let (x, labels) = batch(job.train, chunk, augment, prep, &device)?;
             let out = net.forward(x)?;
             let target = c_tensor.clone().select(0, labels.clone());
-            let mut loss = cosine_loss(out.embedding.clone(), target);
+            let mut loss = cosine_loss(out.embedding.clone(), target.clone());
+            if let Some(hash_embedding) = out.hash_embedding {
+                // The wide decoder's hash branch: its own cosine decoder keeps the bits semantic.
+                loss = loss + cosine_loss(hash_embedding, target);
+            }
             if let Some(logits) = out.logits {
                 let ce = cross_entropy.forward(logits, labels.clone());
                 loss = loss + ce.mul_scalar(cfg.model.aux_ce_weight);
@@ -287,7 +294,9 @@ pub fn cosine_loss(output: Tensor<2>, target: Tensor<2>) -> Tensor<1> {
 
 /// Builds a batch (images preprocessed by `prep`, or features) and its labels; with `augment`,
 /// each 32x32 image is randomly cropped from a 4-pixel zero-padded copy and flipped
-/// horizontally with probability 1/2 before preprocessing (features are used as they are).
+/// horizontally with probability 1/2 before preprocessing, and a frozen encoder's features are
+/// those of the mirrored image with probability 1/2 where they were computed (otherwise they
+/// are used as they are).
 pub fn batch(
     images: Images<'_>,
     ids: &[usize],
@@ -300,10 +309,23 @@ pub fn batch(
     let labels = Tensor::from_data(TensorData::new(labels, [n]), device);
     let pixels_all = match images.inputs {
         Inputs::Pixels(p) => p,
-        Inputs::Features { values, dim } => {
+        Inputs::Features {
+            values,
+            dim,
+            mirrored,
+        } => {
             let mut f = Vec::with_capacity(n * dim);
+            let mut aug = augment;
             for &i in ids {
-                f.extend_from_slice(&values[i * dim..(i + 1) * dim]);
+                let flip = match (mirrored, aug.as_deref_mut()) {
+                    (Some(_), Some(rng)) => rand::RngExt::random_bool(rng, 0.5),
+                    _ => false,
+                };
+                let source = match mirrored {
+                    Some(m) if flip => m,
+                    _ => values,
+                };
+                f.extend_from_slice(&source[i * dim..(i + 1) * dim]);
             }
             return Ok((
                 Batch::Features(Tensor::from_data(TensorData::new(f, [n, dim]), device)),

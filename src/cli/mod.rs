@@ -228,6 +228,18 @@ pub struct BenchModelArgs {
     /// burn CPU backend: flex (what runs use), or ndarray (needs the `ndarray` cargo feature).
     #[arg(long, default_value = "flex")]
     pub backend: String,
+    /// CIFAR-100 split whose first images are timed: train or test.
+    #[arg(long, default_value = "train")]
+    pub split: SplitName,
+    /// Frozen EfficientNet-Lite0: time burn's plain layers (conv2d, batch norm, relu6 on NCHW
+    /// batches) instead of the fused channels-last inference the features stage runs.
+    #[arg(long)]
+    pub plain_layers: bool,
+    /// Frozen EfficientNet-Lite0: also write the pooled features of the first `--batch`
+    /// images of the split to this .npy file (f32, batch x 1280), untimed, for the PyTorch
+    /// agreement check of scripts/bench_efficientnet.sh.
+    #[arg(long, value_name = "FILE")]
+    pub save_features: Option<PathBuf>,
 }
 
 /// Options of `harness bench search`.
@@ -519,13 +531,40 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
         seed: 42,
         device,
         backend,
+        plain_layers: a.plain_layers,
     };
+    let split = cifar.split(a.split);
+    if let Some(path) = &a.save_features {
+        let pretrained = pretrained
+            .as_deref()
+            .context("EfficientNet-Lite0 weights")?;
+        if settings.model.encoder != config::Encoder::EfficientnetLite0 {
+            bail!("--save-features is for --encoder efficientnet_lite0");
+        }
+        let encoder =
+            crate::model::efficientnet::EfficientNetLite0::load(pretrained, &settings.device)?;
+        let n = settings.batch.min(split.len());
+        let features = crate::model::with_threads(settings.threads, || {
+            crate::embed::encoder_features(
+                &encoder,
+                &split.pixels[..n * 3072],
+                settings.model.input_size as usize,
+                settings.batch,
+                false,
+                settings.plain_layers,
+            )
+        })?;
+        crate::store::write_atomic(path, |w| {
+            crate::store::npy::write_f32(w, n, features.len() / n.max(1), &features)
+        })
+        .with_context(|| format!("writing {}", path.display()))?;
+    }
     for mode in modes {
         let record = throughput::measure(
             &settings,
             mode,
-            &cifar.train.pixels,
-            &cifar.train.fine,
+            &split.pixels,
+            &split.fine,
             &c,
             pretrained.as_deref(),
         )?;

@@ -19,6 +19,8 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../configs/default.yaml");
 
 /// Largest hash length the packed code format supports.
 pub const MAX_HASH_BITS: u32 = 1024;
+/// Largest width of the wide decoder's hidden layer.
+pub const MAX_TRUNK: u32 = 8192;
 /// Number of CIFAR-100 fine classes: the largest embedding dimension the class embedding has.
 pub const MAX_EMBEDDING_DIM: u32 = 100;
 /// Official CIFAR-100 split sizes.
@@ -212,6 +214,18 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         return fail(
             "model.aux_ce_weight",
             format!("expected a finite value >= 0, got {}", m.aux_ce_weight),
+        );
+    }
+    if !(1..=MAX_TRUNK).contains(&m.trunk) {
+        return fail(
+            "model.trunk",
+            format!("expected 1..={MAX_TRUNK} hidden units, got {}", m.trunk),
+        );
+    }
+    if !(0.0..1.0).contains(&m.dropout) {
+        return fail(
+            "model.dropout",
+            format!("expected a probability in [0, 1), got {}", m.dropout),
         );
     }
     let t = &c.train;

@@ -105,7 +105,23 @@ pub enum Encoder {
     Alexnet,
 }
 
-/// The `model` section: encoder -> `h` sigmoid units (the hash) -> `d` outputs (the embedding).
+/// The decoder between the encoder's features and the embedding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decoder {
+    /// The report's (Lin et al.): `features -> h` sigmoid units `-> d`. The embedding is a
+    /// linear map of the hash layer, so the `h` bits are also the embedding's bottleneck.
+    #[default]
+    Paper,
+    /// `features -> trunk` ReLU units (batch norm, dropout) `-> d`, with the `h`-bit hash as
+    /// its own branch off the trunk (`trunk -> h` sigmoid units), trained through its own
+    /// cosine decoder `h -> d` against the same class embedding, so the bits stay semantic
+    /// while the embedding no longer passes through them.
+    Wide,
+}
+
+/// The `model` section: encoder -> decoder (`h` sigmoid units: the hash; `d` outputs: the
+/// embedding).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
@@ -125,6 +141,13 @@ pub struct ModelConfig {
     pub d: u32,
     /// Weight of an auxiliary softmax classification loss (Barz & Denzler use 0.1; the report 0).
     pub aux_ce_weight: f64,
+    /// Which decoder: `paper` (the report's) or `wide`.
+    pub decoder: Decoder,
+    /// Width of the wide decoder's hidden layer (ignored by `paper`).
+    pub trunk: u32,
+    /// Dropout probability after the wide decoder's hidden layer while training (ignored by
+    /// `paper`).
+    pub dropout: f64,
 }
 
 impl Default for ModelConfig {
@@ -137,6 +160,9 @@ impl Default for ModelConfig {
             h: 48,
             d: 100,
             aux_ce_weight: 0.0,
+            decoder: Decoder::Paper,
+            trunk: 1024,
+            dropout: 0.0,
         }
     }
 }
@@ -316,11 +342,21 @@ pub enum IwanScore {
 }
 
 impl IwanScore {
-    /// The method name IWAN's results carry under this score.
+    /// The method name IWAN's results carry under this score with predicted database words.
     pub fn method_name(self) -> &'static str {
-        match self {
-            Self::ShortestPath => "iwan",
-            Self::MultiPath => "iwan_multi_path",
+        self.method_name_with(DbWords::Predicted)
+    }
+
+    /// The method name under this score and database annotation. Annotations that use ground
+    /// truth get their own names, so their rows are never mixed with the honest `iwan`.
+    pub fn method_name_with(self, db: DbWords) -> &'static str {
+        match (self, db) {
+            (Self::ShortestPath, DbWords::Predicted) => "iwan",
+            (Self::MultiPath, DbWords::Predicted) => "iwan_multi_path",
+            (Self::ShortestPath, DbWords::Both) => "iwan_db_labels",
+            (Self::MultiPath, DbWords::Both) => "iwan_multi_path_db_labels",
+            (Self::ShortestPath, DbWords::Labels) => "iwan_labels_only",
+            (Self::MultiPath, DbWords::Labels) => "iwan_multi_path_labels_only",
         }
     }
 }
@@ -341,6 +377,10 @@ pub struct IwanConfig {
     pub top_wwk: usize,
     /// Which words annotate database images.
     pub db_words: DbWords,
+    /// Also evaluate the report's setting, in which each database image is linked to its own
+    /// fine and coarse label words besides its predicted words (`db_words: both`), as the
+    /// separate method `iwan_db_labels` ("report's setting (database labels)" in the tables).
+    pub report_setting: bool,
     /// USF strength used for word-word edges.
     pub strength: Strength,
     /// Word-expansion depth (1 reproduces the report).
@@ -355,6 +395,18 @@ pub struct IwanConfig {
     pub class_temperature: f32,
 }
 
+impl IwanConfig {
+    /// The database annotations evaluated, each as its own method: `db_words`, then the
+    /// report's setting (`both`) when `report_setting` asks for it.
+    pub fn evaluated_db_words(&self) -> Vec<DbWords> {
+        let mut out = vec![self.db_words];
+        if self.report_setting && self.db_words != DbWords::Both {
+            out.push(DbWords::Both);
+        }
+        out
+    }
+}
+
 impl Default for IwanConfig {
     fn default() -> Self {
         Self {
@@ -363,6 +415,7 @@ impl Default for IwanConfig {
             top_iwk: 4,
             top_wwk: 4,
             db_words: DbWords::Predicted,
+            report_setting: true,
             strength: Strength::Fsg,
             depth: 1,
             score: IwanScore::ShortestPath,

@@ -29,6 +29,19 @@ pub enum SplitName {
     Test,
 }
 
+impl std::str::FromStr for SplitName {
+    type Err = String;
+
+    /// `train` or `test`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "train" => Ok(Self::Train),
+            "test" => Ok(Self::Test),
+            other => Err(format!("unknown split `{other}`; expected train or test")),
+        }
+    }
+}
+
 impl SplitName {
     /// Both splits, train first.
     pub const ALL: [SplitName; 2] = [SplitName::Train, SplitName::Test];

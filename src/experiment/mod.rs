@@ -294,20 +294,27 @@ fn run_stages(
     // A frozen pretrained encoder runs once per (encoder, input size, weights, images); its
     // pooled features are cached and the decoder trains on them.
     let mut features_at =
-        |st: &mut Stages<'_>, name: &str, size: u32, weights: Option<&PathBuf>| {
-            let key = config::hash_value(&serde_json::json!({
+        |st: &mut Stages<'_>, name: &str, size: u32, weights: Option<&PathBuf>, mirrored: bool| {
+            let mut key = serde_json::json!({
                 "stage": "features",
                 "encoder": config::Encoder::EfficientnetLite0,
+                // The fused channels-last inference (model::frozen) sums in another order than
+                // burn's layers, so its features get their own cache entries.
+                "implementation": "fused-nhwc",
                 "input_size": size,
                 "weights": weights,
                 "train_subset": cfg.data.train_subset,
                 "test_subset": cfg.data.test_subset,
-            }));
+            });
+            if mirrored {
+                key["mirrored"] = serde_json::Value::Bool(true);
+            }
+            let key = config::hash_value(&key);
             let dir = cache.join(format!("features-{}", &key[..16]));
             st.run_cached(name, &key, &dir, |out| {
                 let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
                 model::with_threads(cfg.train.threads, || {
-                    features_stage(root, cfg, data, size, weights, out, progress)
+                    features_stage(root, cfg, data, size, weights, mirrored, out, progress)
                 })
             })?;
             Ok::<PathBuf, ExperimentError>(dir)
@@ -321,6 +328,19 @@ fn run_stages(
             "features",
             cfg.model.input_size,
             own_weights,
+            false,
+        )?)
+    } else {
+        None
+    };
+    // Augmentation for a frozen encoder: features of the mirrored training images.
+    let mirrored_dir = if frozen_encoder(cfg) && cfg.train.augment {
+        Some(features_at(
+            st,
+            "features_mirrored",
+            cfg.model.input_size,
+            own_weights,
+            true,
         )?)
     } else {
         None
@@ -336,6 +356,7 @@ fn run_stages(
                 "iwan_features",
                 cfg.iwan.input_size,
                 own_weights,
+                false,
             )?)
         }
     } else {
@@ -344,7 +365,10 @@ fn run_stages(
     let train_dir = cache.join(format!("train-{}", &train_key[..16]));
     st.run_cached("train", &train_key, &train_dir, |out| {
         let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
-        let features = features_dir.as_deref().map(load_features).transpose()?;
+        let features = features_dir
+            .as_deref()
+            .map(|d| load_features(d, mirrored_dir.as_deref()))
+            .transpose()?;
         model::with_threads(cfg.train.threads, || {
             train_stage(root, cfg, data, features.as_ref(), out, progress)
         })
@@ -356,7 +380,10 @@ fn run_stages(
     let embed_dir = cache.join(format!("embed-{}", &embed_key[..16]));
     st.run_cached("embed", &embed_key, &embed_dir, |out| {
         let data = load_cifar(&mut cifar, root, cfg.data.verify_checksums)?;
-        let features = features_dir.as_deref().map(load_features).transpose()?;
+        let features = features_dir
+            .as_deref()
+            .map(|d| load_features(d, None))
+            .transpose()?;
         model::with_threads(cfg.train.threads, || {
             embed_stage(
                 root,
@@ -508,7 +535,7 @@ fn eval_stage(
         }
     }
     if cfg.iwan.enabled {
-        let features = iwan_features.map(load_features).transpose()?;
+        let features = iwan_features.map(|d| load_features(d, None)).transpose()?;
         // The encoder pass behind the word model: the frozen features it reads (the ImageNet
         // head) or those the embedding network's decoder ran on (the classes model).
         let images: usize = split_sizes(cfg).iter().map(|s| s.1).sum();
@@ -529,47 +556,58 @@ fn eval_stage(
             encoder_s_per_image,
         )?;
         inputs.save(dir)?;
-        let mut networks: Vec<Network> = Vec::new();
-        for &protocol in &cfg.eval.protocols {
-            let db_split = protocol_database(protocol);
-            if !networks.iter().any(|g| g.database == db_split) {
-                let net = inputs.network(db_split, &cfg.iwan)?;
-                let empty = net.queries_without_words();
-                if empty > 0 && networks.is_empty() {
-                    eprintln!(
-                        "warning: iwan: {empty} of {} queries have no word in the graph (their \
-                         labels map to no USF word); they get empty rankings",
-                        net.queries.len()
-                    );
-                }
-                networks.push(net);
-            }
-            let net = networks
-                .iter()
-                .find(|g| g.database == db_split)
-                .expect("built above");
-            let e = IwanEval {
-                graph: &net.graph,
-                query_edges: &net.queries,
-                db_labels: &data.split(db_split).fine[..net.graph.n_images()],
-                query_labels: &data.test.fine[..net.queries.len()],
-                build_s: net.build_s,
-                score: cfg.iwan.score,
+        let mut networks: Vec<(config::DbWords, Network)> = Vec::new();
+        for db_words in cfg.iwan.evaluated_db_words() {
+            let iwan = config::IwanConfig {
+                db_words,
+                ..cfg.iwan.clone()
             };
-            let name = cfg.iwan.score.method_name();
-            let r = crate::eval::iwan::evaluate(
-                name,
-                &e,
-                protocol,
-                sim.values(),
-                sim.n(),
-                &settings,
-            )
-            .map_err(|err| ExperimentError::Eval(format!("{name} under {protocol}: {err}")))?;
-            results.push(r);
+            for &protocol in &cfg.eval.protocols {
+                let db_split = protocol_database(protocol);
+                let built =
+                    |n: &(config::DbWords, Network)| n.0 == db_words && n.1.database == db_split;
+                if !networks.iter().any(built) {
+                    let net = inputs.network(db_split, &iwan)?;
+                    let empty = net.queries_without_words();
+                    if empty > 0 && networks.is_empty() {
+                        eprintln!(
+                            "warning: iwan: {empty} of {} queries have no word in the graph \
+                             (their labels map to no USF word); they get empty rankings",
+                            net.queries.len()
+                        );
+                    }
+                    networks.push((db_words, net));
+                }
+                let net = &networks.iter().find(|n| built(n)).expect("built above").1;
+                let e = IwanEval {
+                    graph: &net.graph,
+                    query_edges: &net.queries,
+                    db_labels: &data.split(db_split).fine[..net.graph.n_images()],
+                    query_labels: &data.test.fine[..net.queries.len()],
+                    build_s: net.build_s,
+                    score: cfg.iwan.score,
+                };
+                let name = cfg.iwan.score.method_name_with(db_words);
+                let r = crate::eval::iwan::evaluate(
+                    name,
+                    &e,
+                    protocol,
+                    sim.values(),
+                    sim.n(),
+                    &settings,
+                )
+                .map_err(|err| ExperimentError::Eval(format!("{name} under {protocol}: {err}")))?;
+                results.push(r);
+            }
         }
-        let summary: Vec<serde_json::Value> =
-            networks.iter().map(|n| n.summary(&inputs.cost)).collect();
+        let summary: Vec<serde_json::Value> = networks
+            .iter()
+            .map(|(db_words, n)| {
+                let mut v = n.summary(&inputs.cost);
+                v["db_words"] = serde_json::json!(db_words);
+                v
+            })
+            .collect();
         store::write_json_atomic(&dir.join("iwan_graph.json"), &summary)?;
     }
     if cfg.eval.dump_rankings {
@@ -800,24 +838,28 @@ struct Features {
     dim: usize,
     train: Vec<f32>,
     test: Vec<f32>,
+    /// Features of the mirrored training images (`train.augment` with a frozen encoder).
+    train_mirrored: Option<Vec<f32>>,
 }
 
 impl Features {
     /// The network inputs of `split`: features of its first rows.
     fn inputs(&self, split: SplitName) -> Inputs<'_> {
-        let values = match split {
-            SplitName::Train => &self.train,
-            SplitName::Test => &self.test,
+        let (values, mirrored) = match split {
+            SplitName::Train => (&self.train, self.train_mirrored.as_deref()),
+            SplitName::Test => (&self.test, None),
         };
         Inputs::Features {
             values,
             dim: self.dim,
+            mirrored,
         }
     }
 }
 
-fn load_features(dir: &Path) -> Result<Features, ExperimentError> {
-    let read = |split: SplitName| -> Result<(usize, Vec<f32>), ExperimentError> {
+/// The cached features in `dir`, and the mirrored training images' features in `mirrored`.
+fn load_features(dir: &Path, mirrored: Option<&Path>) -> Result<Features, ExperimentError> {
+    let read = |dir: &Path, split: SplitName| -> Result<(usize, Vec<f32>), ExperimentError> {
         let path = dir.join(format!("{split}.npy"));
         let (_, dim, v) =
             npy::read_f32(&store::read(&path)?).map_err(|e| ExperimentError::Artifact {
@@ -826,37 +868,75 @@ fn load_features(dir: &Path) -> Result<Features, ExperimentError> {
             })?;
         Ok((dim, v))
     };
-    let (dim, train) = read(SplitName::Train)?;
-    let (_, test) = read(SplitName::Test)?;
-    Ok(Features { dim, train, test })
+    let (dim, train) = read(dir, SplitName::Train)?;
+    let (_, test) = read(dir, SplitName::Test)?;
+    let train_mirrored = match mirrored {
+        Some(m) => {
+            let (d, v) = read(m, SplitName::Train)?;
+            if d != dim || v.len() != train.len() {
+                return Err(ExperimentError::Artifact {
+                    path: m.join("train.npy"),
+                    message: format!(
+                        "{} x {d} mirrored features do not match the {} x {dim} features",
+                        v.len() / d.max(1),
+                        train.len() / dim.max(1)
+                    ),
+                });
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    Ok(Features {
+        dim,
+        train,
+        test,
+        train_mirrored,
+    })
 }
 
 /// Runs the frozen EfficientNet-Lite0 over the train and test prefixes at `model.input_size`;
-/// writes `train.npy` and `test.npy` (f32, `n x 1280`) into `out`.
+/// writes `train.npy` and `test.npy` (f32, `n x 1280`) into `out`. `mirrored` computes only the
+/// training images, each mirrored left to right (the augmentation `train.augment` draws from).
+#[allow(clippy::too_many_arguments)]
 fn features_stage(
     root: &DataRoot,
     cfg: &config::Config,
     data: &Cifar100,
     size: u32,
     weights: Option<&PathBuf>,
+    mirrored: bool,
     out: &Path,
     progress: bool,
 ) -> Result<(), ExperimentError> {
     let encoder = load_efficientnet(root, weights)?;
     let size = size as usize;
-    for (split, n) in [
-        (
-            SplitName::Train,
-            cfg.data.train_subset.unwrap_or(SplitName::Train.records()),
-        ),
-        (
+    let mut splits = vec![(
+        SplitName::Train,
+        cfg.data.train_subset.unwrap_or(SplitName::Train.records()),
+    )];
+    if !mirrored {
+        splits.push((
             SplitName::Test,
             cfg.data.test_subset.unwrap_or(SplitName::Test.records()),
-        ),
-    ] {
+        ));
+    }
+    for (split, n) in splits {
         let s = data.split(split);
         let n = n.min(s.len());
-        let f = embed::encoder_features(&encoder, &s.pixels[..n * 3072], size, 32, progress)
+        let pixels = &s.pixels[..n * 3072];
+        let flipped: Vec<u8>;
+        let pixels = if mirrored {
+            let mut out = vec![0u8; pixels.len()];
+            for (img, dst) in pixels.chunks_exact(3072).zip(out.chunks_exact_mut(3072)) {
+                crate::train::shift_flip(img, 0, 0, true, dst);
+            }
+            flipped = out;
+            &flipped
+        } else {
+            pixels
+        };
+        let f = embed::encoder_features(&encoder, pixels, size, 64, progress, false)
             .map_err(TrainError::Model)?;
         store::write_atomic(&out.join(format!("{split}.npy")), |w| {
             npy::write_f32(w, n, f.len() / n.max(1), &f)

@@ -35,6 +35,7 @@ fn run_facts(dir: &Path, cfg: &config::Config) -> RunFacts {
         Some(v["head_s_per_image"].as_f64()? + v["encoder_s_per_image"].as_f64().unwrap_or(0.0))
     });
     RunFacts {
+        decoder: Some(decoder_label(&cfg.model)),
         top_iwk: cfg.iwan.enabled.then_some(cfg.iwan.top_iwk),
         top_wwk: cfg.iwan.enabled.then_some(cfg.iwan.top_wwk),
         inference_s: decoder.map(|d| d + encoder.unwrap_or(0.0)),
@@ -54,6 +55,17 @@ fn run_facts(dir: &Path, cfg: &config::Config) -> RunFacts {
                     "database annotated with predicted words and ground-truth labels"
                 }
             }),
+    }
+}
+
+/// How tables name the decoder that produced a run's embeddings and codes.
+pub(crate) fn decoder_label(m: &config::ModelConfig) -> String {
+    match m.decoder {
+        config::Decoder::Paper => format!("the report's (h = {}, d = {})", m.h, m.d),
+        config::Decoder::Wide => format!(
+            "wide (T = {}, dropout {}, hash branch h = {}, d = {})",
+            m.trunk, m.dropout, m.h, m.d
+        ),
     }
 }
 
@@ -217,7 +229,11 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
                 Some((s.to_string(), record.seconds))
             })
             .collect();
+        let decoder = Loaded::from_path(&run.join("config.resolved.yaml"))
+            .ok()
+            .map(|l| decoder_label(&l.config.model));
         runs.push(SweepRun {
+            decoder,
             id: id.to_string(),
             overrides,
             metrics,

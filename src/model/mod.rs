@@ -9,14 +9,15 @@
 pub mod alexnet;
 pub mod cifar_cnn;
 pub mod efficientnet;
+pub mod frozen;
 pub mod resize;
 pub(crate) mod safetensors;
 
-use crate::config::{Backend, Encoder, ModelConfig};
+use crate::config::{Backend, Decoder, Encoder, ModelConfig};
 use burn::module::Module;
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::sigmoid;
+use burn::tensor::activation::{relu, sigmoid};
 use std::path::{Path, PathBuf};
 
 /// Why a model could not be built, loaded or run.
@@ -169,22 +170,52 @@ pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0f32, f32::max)
 }
 
-/// Encoder, hash layer and embedding layer.
+/// Encoder, hash layer and embedding layer, in one of two layouts (`model.decoder`):
+///
+/// - `paper` (the report's): `features -> hash (h sigmoid units) -> embed (d)`; the embedding
+///   is a linear map of the hash activations and the auxiliary classifier reads them too;
+/// - `wide`: `features -> trunk (T ReLU units) -> embed (d)`, the auxiliary classifier on the
+///   trunk, and the hash as a branch `trunk -> hash (h sigmoid units) -> hash_embed (d)` whose
+///   own cosine loss keeps the bits semantic.
 #[derive(Module, Debug)]
 pub struct HashNet {
     /// Image encoder trained with the decoder; `None` when the network consumes precomputed
     /// features of a frozen encoder (EfficientNet-Lite0 with `freeze: true`).
     pub encoder: Option<ImageEncoder>,
-    /// `features -> h`, followed by batch norm and a sigmoid: the hash layer.
+    /// The wide decoder's hidden layer; `None` for the report's decoder.
+    pub trunk: Option<Trunk>,
+    /// `features -> h` (or `T -> h`), followed by batch norm and a sigmoid: the hash layer.
     pub hash: Linear,
     /// Batch norm of the hash layer's pre-activations. It keeps the sigmoid in its sensitive
     /// range: without it the `h` activations start saturated near 0.5 with little spread and a
     /// network trained from scratch collapses to the mean class direction.
     pub hash_norm: BatchNorm,
-    /// `h -> d`: the embedding layer.
+    /// The embedding layer: `h -> d` (paper) or `T -> d` (wide).
     pub embed: Linear,
-    /// Optional `h -> classes` softmax head for the auxiliary cross-entropy loss.
+    /// The wide decoder's `h -> d` decoder of the hash branch (trained, never searched).
+    pub hash_embed: Option<Linear>,
+    /// Optional softmax head for the auxiliary cross-entropy loss, on the hash activations
+    /// (paper) or the trunk (wide).
     pub classify: Option<Linear>,
+}
+
+/// The wide decoder's hidden layer: `features -> T`, batch norm, ReLU, dropout.
+#[derive(Module, Debug)]
+pub struct Trunk {
+    /// `features -> T`.
+    pub linear: Linear,
+    /// Batch norm of the pre-activations.
+    pub norm: BatchNorm,
+    /// Dropout after the ReLU (training only).
+    pub dropout: Dropout,
+}
+
+impl Trunk {
+    /// `[batch, features] -> [batch, T]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.dropout
+            .forward(relu(self.norm.forward(self.linear.forward(x))))
+    }
 }
 
 /// A batch as the network consumes it.
@@ -206,6 +237,8 @@ pub struct Output {
     pub embedding: Tensor<2>,
     /// Class logits when the auxiliary head exists, `[batch, classes]`.
     pub logits: Option<Tensor<2>>,
+    /// The wide decoder's hash-branch embedding `[batch, d]` (a training target only).
+    pub hash_embedding: Option<Tensor<2>>,
 }
 
 impl HashNet {
@@ -246,12 +279,33 @@ impl HashNet {
             }
         };
         let (h, d) = (cfg.h as usize, cfg.d as usize);
-        Ok(Self {
-            hash: LinearConfig::new(features, h).init(device),
-            hash_norm: BatchNormConfig::new(h).init(device),
-            embed: LinearConfig::new(h, d).init(device),
-            classify: (cfg.aux_ce_weight > 0.0).then(|| LinearConfig::new(h, classes).init(device)),
-            encoder,
+        let aux = cfg.aux_ce_weight > 0.0;
+        Ok(match cfg.decoder {
+            Decoder::Paper => Self {
+                trunk: None,
+                hash: LinearConfig::new(features, h).init(device),
+                hash_norm: BatchNormConfig::new(h).init(device),
+                embed: LinearConfig::new(h, d).init(device),
+                hash_embed: None,
+                classify: aux.then(|| LinearConfig::new(h, classes).init(device)),
+                encoder,
+            },
+            Decoder::Wide => {
+                let t = cfg.trunk as usize;
+                Self {
+                    trunk: Some(Trunk {
+                        linear: LinearConfig::new(features, t).init(device),
+                        norm: BatchNormConfig::new(t).init(device),
+                        dropout: DropoutConfig::new(cfg.dropout).init(),
+                    }),
+                    hash: LinearConfig::new(t, h).init(device),
+                    hash_norm: BatchNormConfig::new(h).init(device),
+                    embed: LinearConfig::new(t, d).init(device),
+                    hash_embed: Some(LinearConfig::new(h, d).init(device)),
+                    classify: aux.then(|| LinearConfig::new(t, classes).init(device)),
+                    encoder,
+                }
+            }
         })
     }
 
@@ -268,17 +322,36 @@ impl HashNet {
 
     /// `[batch, features]` encoder features to activations, embedding and logits.
     pub fn forward_features(&self, features: Tensor<2>) -> Output {
-        let activations = sigmoid(self.hash_norm.forward(self.hash.forward(features))); // [batch, h]
-        let embedding = self.embed.forward(activations.clone()); // [batch, d]
-        let logits = self
-            .classify
-            .as_ref()
-            .map(|c| c.forward(activations.clone()));
+        let Some(trunk) = &self.trunk else {
+            let activations = self.hash_activations(features); // [batch, h]
+            let embedding = self.embed.forward(activations.clone()); // [batch, d]
+            let logits = self
+                .classify
+                .as_ref()
+                .map(|c| c.forward(activations.clone()));
+            return Output {
+                activations,
+                embedding,
+                logits,
+                hash_embedding: None,
+            };
+        };
+        let hidden = trunk.forward(features); // [batch, T]
+        let activations = self.hash_activations(hidden.clone()); // [batch, h]
         Output {
+            hash_embedding: self
+                .hash_embed
+                .as_ref()
+                .map(|e| e.forward(activations.clone())), // [batch, d]
             activations,
-            embedding,
-            logits,
+            embedding: self.embed.forward(hidden.clone()), // [batch, d]
+            logits: self.classify.as_ref().map(|c| c.forward(hidden)),
         }
+    }
+
+    /// The hash layer: linear, batch norm, sigmoid; `[batch, in] -> [batch, h]`.
+    fn hash_activations(&self, x: Tensor<2>) -> Tensor<2> {
+        sigmoid(self.hash_norm.forward(self.hash.forward(x)))
     }
 }
 

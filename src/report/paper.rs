@@ -109,7 +109,7 @@ pub const PUBLISHED: [Published; 4] = [
 ];
 
 /// What a run contributes besides its metrics.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunFacts {
     /// The run's topIWK (when IWAN ran).
     pub top_iwk: Option<usize>,
@@ -121,7 +121,14 @@ pub struct RunFacts {
     pub word_model_s: Option<f64>,
     /// IWAN's word model and database annotation, e.g. `word model classes, db words predicted`.
     pub iwan_setup: Option<&'static str>,
+    /// The decoder that produced the embeddings and codes, e.g. `wide (T = 1024, h = 48)`.
+    pub decoder: Option<String>,
 }
+
+/// The method of IWAN in the report's setting (`iwan.report_setting`).
+pub const REPORT_SETTING_METHOD: &str = "iwan_db_labels";
+/// How the tables name that setting.
+pub const REPORT_SETTING: &str = "report's setting (database labels)";
 
 const PROTOCOLS: [&str; 3] = ["report", "leave_one_out", "train_db"];
 
@@ -189,26 +196,46 @@ pub fn paper_tables(metrics: &[(Key, f64)], facts: &RunFacts) -> (String, Frame)
         v.map(|v| format!("{:.3} ms", v * 1e3))
             .unwrap_or_else(|| "—".into())
     };
-    for t in &PUBLISHED {
+    // Each IWAN table twice: ours with predicted words only, and the report's own setting, in
+    // which database images are also linked to their label words. Never one row for both.
+    let variants = PUBLISHED.iter().flat_map(|t| {
+        let iwan = t.top_iwk.is_some();
+        [
+            Some((t, t.method, None)),
+            iwan.then_some((t, REPORT_SETTING_METHOD, Some(REPORT_SETTING))),
+        ]
+        .into_iter()
+        .flatten()
+    });
+    for (t, method, variant) in variants {
         if t.top_iwk.is_some() && (t.top_iwk != facts.top_iwk || facts.top_wwk != Some(4)) {
             continue;
         }
         let present: Vec<&str> = PROTOCOLS
             .iter()
             .copied()
-            .filter(|p| get(t.method, p, "mP", Some(5)).is_some())
+            .filter(|p| get(method, p, "mP", Some(5)).is_some())
             .collect();
         if present.is_empty() {
             continue;
         }
-        let setup = match (t.top_iwk, facts.iwan_setup) {
-            (Some(_), Some(s)) => format!("; ours: {s}"),
-            _ => String::new(),
+        let setup = match (t.top_iwk, variant, facts.iwan_setup) {
+            (Some(_), Some(v), _) => format!("; ours: {v}"),
+            (Some(_), None, Some(s)) => format!("; ours: {s}"),
+            _ => facts
+                .decoder
+                .as_ref()
+                .map(|d| format!("; decoder: {d}"))
+                .unwrap_or_default(),
+        };
+        let table = match variant {
+            Some(v) => format!("{}, {v}", t.name),
+            None => t.name.to_string(),
         };
         let _ = write!(
             md,
-            "\n## {}: {} (`{}`{setup})\n\n| metric | report |",
-            t.name, t.title, t.method
+            "\n## {table}: {} (`{method}`{setup})\n\n| metric | report |",
+            t.title
         );
         for p in &present {
             let _ = write!(md, " ours, `{p}` |");
@@ -222,9 +249,9 @@ pub fn paper_tables(metrics: &[(Key, f64)], facts: &RunFacts) -> (String, Frame)
         for &(metric, k, published) in t.values {
             let ours: Vec<Option<f64>> = present
                 .iter()
-                .map(|p| get(t.method, p, metric, Some(k)))
+                .map(|p| get(method, p, metric, Some(k)))
                 .collect();
-            let same = get(t.method, t.protocol, metric, Some(k));
+            let same = get(method, t.protocol, metric, Some(k));
             let diff = same.map(|v| v - published);
             let _ = write!(md, "| {metric}@{k} | {published:.4} |");
             for v in &ours {
@@ -236,8 +263,8 @@ pub fn paper_tables(metrics: &[(Key, f64)], facts: &RunFacts) -> (String, Frame)
                 diff.map(|d| format!("{d:+.4}"))
                     .unwrap_or_else(|| "—".into())
             );
-            let by = PROTOCOLS.map(|p| get(t.method, p, metric, Some(k)));
-            rows.push(t.name, metric, Some(k), published, by, diff);
+            let by = PROTOCOLS.map(|p| get(method, p, metric, Some(k)));
+            rows.push(&table, metric, Some(k), published, by, diff);
         }
         let model = if t.top_iwk.is_some() {
             facts.word_model_s
@@ -246,7 +273,7 @@ pub fn paper_tables(metrics: &[(Key, f64)], facts: &RunFacts) -> (String, Frame)
         };
         let _ = write!(md, "| median time per query | {} |", ms(Some(t.query_s)));
         for p in &present {
-            let _ = write!(md, " {} |", ms(get(t.method, p, "query_median_s", None)));
+            let _ = write!(md, " {} |", ms(get(method, p, "query_median_s", None)));
         }
         md.push_str(" |\n");
         let _ = write!(
@@ -260,12 +287,12 @@ pub fn paper_tables(metrics: &[(Key, f64)], facts: &RunFacts) -> (String, Frame)
             ms(Some(t.with_model_s))
         );
         for p in &present {
-            let q = get(t.method, p, "query_median_s", None);
+            let q = get(method, p, "query_median_s", None);
             let _ = write!(md, " {} |", ms(q.zip(model).map(|(a, b)| a + b)));
         }
         md.push_str(" |\n");
-        let by = PROTOCOLS.map(|p| get(t.method, p, "query_median_s", None));
-        rows.push(t.name, "query_median_s", None, t.query_s, by, None);
+        let by = PROTOCOLS.map(|p| get(method, p, "query_median_s", None));
+        rows.push(&table, "query_median_s", None, t.query_s, by, None);
     }
     (md, rows.frame())
 }
@@ -293,6 +320,7 @@ mod tests {
             inference_s: Some(0.002),
             word_model_s: None,
             iwan_setup: None,
+            decoder: None,
         };
         let (md, frame) = paper_tables(&metrics, &facts);
         assert!(

@@ -18,6 +18,8 @@ pub struct SweepRun {
     pub accuracy: Option<f64>,
     /// Wall seconds of each stage that ran for it (cached stages count the run that made them).
     pub stage_seconds: Vec<(String, f64)>,
+    /// The decoder that produced its embeddings and codes, as the tables name it.
+    pub decoder: Option<String>,
 }
 
 /// The stages whose wall time the model table shows, in pipeline order.
@@ -50,7 +52,7 @@ pub fn sweep_tables(name: &str, runs: &[SweepRun]) -> (String, Frame) {
         }
         let _ = writeln!(
             md,
-            " accuracy | mAHP@250 |{}\n|{}{}",
+            " decoder | accuracy | mAHP@250 |{}\n|{}---|{}",
             TIMED_STAGES.map(|s| format!(" {s} s |")).concat(),
             "---|".repeat(params.len()),
             "---:|".repeat(2 + TIMED_STAGES.len())
@@ -65,7 +67,13 @@ pub fn sweep_tables(name: &str, runs: &[SweepRun]) -> (String, Frame) {
                 v.map(|v| format!("{v:.digits$}"))
                     .unwrap_or_else(|| "—".into())
             };
-            let _ = write!(md, " {} | {} |", cell(r.accuracy, 4), cell(mahp, 4));
+            let decoder = r.decoder.as_deref().unwrap_or("—");
+            let _ = write!(
+                md,
+                " {decoder} | {} | {} |",
+                cell(r.accuracy, 4),
+                cell(mahp, 4)
+            );
             for stage in TIMED_STAGES {
                 let secs = r
                     .stage_seconds
@@ -280,6 +288,7 @@ mod tests {
                 ),
             ],
             accuracy: None,
+            decoder: None,
             stage_seconds: Vec::new(),
         };
         let runs = [run("a", "1", 0.25), run("b", "2", 0.5)];
@@ -344,10 +353,11 @@ mod tests {
             )],
             accuracy: Some(0.6),
             stage_seconds: vec![("features".into(), 1200.0), ("train".into(), 30.5)],
+            decoder: Some("wide".into()),
         };
         let (md, frame) = sweep_tables("s", &[run]);
         assert!(
-            md.contains("| 224 | 0.6000 | 0.7500 | 1200.0 | 30.5 | — | — |"),
+            md.contains("| 224 | wide | 0.6000 | 0.7500 | 1200.0 | 30.5 | — | — |"),
             "{md}"
         );
         let csv = frame.markdown(3);

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Frozen EfficientNet-Lite0 feature pass: harness (burn, CPU) against PyTorch (CPU).
+
+Both sides run the same network with the same weights on the same real CIFAR-100 images, at
+each input size, with the same batch, threads, warm-up and timed steps, one after the other in
+one run:
+
+  weights   ../shared/data/pretrained/efficientnet_lite0.safetensors, loaded into timm's
+            `tf_efficientnet_lite0` (TF "SAME" padding, ReLU6) by a fixed name mapping
+            (`pretrained=False`: nothing is downloaded)
+  input     u8 CIFAR images upsampled bicubically from 32 px (align_corners=False, Keys
+            a = -0.75), then (x - 127) / 128; the upsampling is inside the timed loop
+  output    the 1280-d pooled features (head conv, batch norm, ReLU6, global mean pool)
+
+Before timing, the script checks that both forwards agree: the harness writes its pooled
+features of the check images (`harness bench model --save-features`), PyTorch computes its
+own, and the largest absolute difference must stay within --tolerance (1e-3). That also checks
+the harness's EfficientNet against an implementation that shares no code with it.
+
+PyTorch is timed three ways: eager NCHW, eager channels_last, and channels_last traced and
+frozen with TorchScript (`torch.jit.trace` + `torch.jit.freeze`, which folds batch norm and
+fuses ReLU6 into oneDNN's convolutions: PyTorch's fastest CPU path here, about twice eager
+channels_last). The ratio is taken against the fastest of the three. Prints one JSON line per measurement and a table of ratios (harness
+images/s over PyTorch images/s; above 1 means the harness is faster).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def data_root(arg):
+    if arg:
+        return Path(arg)
+    if os.environ.get("HARNESS_DATA"):
+        return Path(os.environ["HARNESS_DATA"])
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def load_images(root, split, n):
+    raw = np.fromfile(root / "cifar-100-binary" / f"{split}.bin", dtype=np.uint8)
+    return raw.reshape(-1, 3074)[:n, 2:].reshape(-1, 3, 32, 32)
+
+
+def timm_name(name):
+    """lukemelas/efficientnet_pytorch tensor name -> timm tf_efficientnet_lite0 name, or None."""
+    if name.endswith("num_batches_tracked"):
+        return None
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
+           "_fc": "classifier"}
+    head, _, leaf = name.rpartition(".")
+    if head in top:
+        return f"{top[head]}.{leaf}"
+    _, index, layer = head.split(".")
+    # timm groups the 16 blocks by stage: 1, 2, 2, 3, 3, 4, 1.
+    stage_sizes = [1, 2, 2, 3, 3, 4, 1]
+    i = int(index)
+    stage = 0
+    while i >= stage_sizes[stage]:
+        i -= stage_sizes[stage]
+        stage += 1
+    if stage == 0:  # depthwise-separable block: dw, bn1, pw (projection), bn2
+        layers = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
+                  "_bn2": "bn2"}
+    else:  # inverted residual: pw (expansion), bn1, dw, bn2, pwl (projection), bn3
+        layers = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
+                  "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    return f"blocks.{stage}.{i}.{layers[layer]}.{leaf}"
+
+
+def torch_model(torch, weights):
+    import timm
+    from safetensors.torch import load_file
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    state = {}
+    for name, tensor in load_file(str(weights)).items():
+        mapped = timm_name(name)
+        if mapped is not None:
+            state[mapped] = tensor
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        sys.exit(f"weight mapping failed: missing {missing}, unexpected {unexpected}")
+    return model.eval()
+
+
+def pooled(model):
+    """timm's pooled 1280-d features (before the classifier) as a module."""
+    import torch
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m.forward_head(self.m.forward_features(x), pre_logits=True)
+
+    return Pooled(model).eval()
+
+
+def torch_features(torch, net, pixels, size, layout):
+    f = torch.nn.functional
+    x = torch.from_numpy(pixels).float()
+    x = f.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+    x = (x - 127.0) / 128.0
+    if layout != "nchw":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return net(x)
+
+
+def torch_network(torch, model, layout, batch, size):
+    """The pooled-feature network in one of the three ways PyTorch is timed."""
+    if layout == "nchw":
+        return pooled(model.to(memory_format=torch.contiguous_format))
+    net = pooled(model.to(memory_format=torch.channels_last))
+    if layout == "channels_last":
+        return net
+    import warnings
+
+    example = torch.zeros(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation notices
+        return torch.jit.freeze(torch.jit.trace(net, example))
+
+
+def torch_measure(torch, model, pixels, size, layout, batch, threads, warmup, steps):
+    torch.set_num_threads(threads)
+    net = torch_network(torch, model, layout, batch, size)
+    with torch.inference_mode():
+        for i in range(warmup + steps):
+            if i == warmup:
+                start = time.perf_counter()
+            torch_features(torch, net, pixels[i * batch:(i + 1) * batch], size, layout)
+    seconds = time.perf_counter() - start
+    return {
+        "framework": "torch", "layout": layout, "mode": "infer",
+        "encoder": "efficientnet_lite0", "input_size": size, "batch": batch,
+        "threads": threads, "images": steps * batch, "seconds": seconds,
+        "images_per_second": steps * batch / seconds,
+    }
+
+
+def harness_run(harness, root, split, size, batch, threads, warmup, steps, save=None):
+    cmd = [harness, "--data-root", str(root), "bench", "model", "--encoder",
+           "efficientnet_lite0", "--mode", "infer", "--split", split, "--input-size",
+           str(size), "--batch", str(batch), "--threads", str(threads), "--warmup",
+           str(warmup), "--steps", str(steps)]
+    if save:
+        cmd += ["--save-features", str(save)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def check_agreement(torch, harness, root, model, pixels, size, batch, threads, tolerance):
+    """Largest |harness - PyTorch| over the pooled features of the first `batch` images."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "features.npy")
+        harness_run(harness, root, "test", size, batch, threads, 0, 1, save=path)
+        ours = np.load(path)
+    torch.set_num_threads(threads)
+    with torch.inference_mode():
+        peer = torch_features(torch, torch_network(torch, model, "nchw", batch, size),
+                              pixels[:batch], size, "nchw").numpy()
+    if ours.shape != peer.shape:
+        sys.exit(f"feature shapes differ: harness {ours.shape}, PyTorch {peer.shape}")
+    diff = float(np.abs(ours - peer).max())
+    print(f"# {size} px: max |harness - PyTorch| over {batch} x 1280 pooled features = "
+          f"{diff:.2e} (tolerance {tolerance:g}); feature scale {np.abs(peer).max():.2f}",
+          file=sys.stderr)
+    if not diff <= tolerance:
+        sys.exit(f"the two forwards disagree at {size} px: {diff:.3e} > {tolerance:g}")
+    return diff
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-root", help="default: $HARNESS_DATA, else ../shared/data")
+    p.add_argument("--sizes", default="96,128,160,224", help="comma-separated input sizes")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--tolerance", type=float, default=1e-3)
+    p.add_argument("--json", help="also write the records to this JSON-lines file")
+    a = p.parse_args()
+    import torch
+
+    harness = os.environ.get("HARNESS_BIN", "target/release/harness")
+    root = data_root(a.data_root)
+    model = torch_model(torch, root / "pretrained" / "efficientnet_lite0.safetensors")
+    pixels = load_images(root, "test", (a.warmup + a.steps) * a.batch)
+    sizes = [int(s) for s in a.sizes.split(",")]
+    print(f"# torch {torch.__version__}, {os.cpu_count()} CPUs, batch {a.batch}, "
+          f"{a.threads} threads, {a.warmup} warm-up + {a.steps} timed steps, real CIFAR-100 "
+          f"test images", file=sys.stderr)
+    records, rows = [], []
+    for size in sizes:
+        diff = check_agreement(torch, harness, root, model, pixels, size, a.batch, a.threads,
+                               a.tolerance)
+        ours = harness_run(harness, root, "test", size, a.batch, a.threads, a.warmup, a.steps)
+        peers = [torch_measure(torch, model, pixels, size, layout, a.batch, a.threads,
+                               a.warmup, a.steps)
+                 for layout in ["nchw", "channels_last", "frozen_channels_last"]]
+        ours["max_abs_diff_vs_torch"] = diff
+        for r in [ours, *peers]:
+            print(json.dumps(r), flush=True)
+        records += [ours, *peers]
+        best = max(peers, key=lambda r: r["images_per_second"])
+        rows.append((size, ours["images_per_second"],
+                     [r["images_per_second"] for r in peers], best["layout"], diff))
+    if a.json:
+        Path(a.json).write_text("".join(json.dumps(r) + "\n" for r in records))
+    print("\n| input | harness img/s | PyTorch NCHW | channels_last | frozen channels_last "
+          "| harness / best PyTorch | max abs diff |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for size, ours, peers, layout, diff in rows:
+        cells = " | ".join(f"{p:.0f}" for p in peers)
+        print(f"| {size} | {ours:.0f} | {cells} | {ours / max(peers):.2f}x ({layout}) "
+              f"| {diff:.1e} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,884 @@
+//! The frozen EfficientNet-Lite0 compiled for CPU inference: the features stage's hot loop.
+//!
+//! [`FrozenLite0::compile`] takes the burn module ([`EfficientNetLite0`], loaded from the
+//! safetensors file) and folds every batch norm into its convolution (the same fold as
+//! [`super::fold_batch_norm`]), then lays the weights out for channels-last (NHWC) inference.
+//! [`FrozenLite0::features`] computes the same function as
+//! [`EfficientNetLite0::forward_features`] on upsampled CIFAR images, restructured for the
+//! memory hierarchy of a CPU:
+//!
+//! - **one image per thread**: images are independent, so a worker runs a whole image through
+//!   the network alone; its activations (at most 4.8 MB at 224 px) stay in its cache instead of
+//!   a batch of 32 streaming through memory layer by layer, and no layer waits for a barrier;
+//! - **NHWC**: the 1x1 convolutions (80% of the work) are plain row-major matrix products
+//!   `[H*W, C_in] x [C_in, C_out]` on `gemm`, the matrix engine burn's CPU backend uses, and
+//!   the depthwise convolutions vectorise over channels;
+//! - **fused epilogues**: bias (the folded batch norm), ReLU6 and the residual add are applied
+//!   to each tile of a product while it is in cache, instead of in separate passes;
+//! - **TensorFlow "SAME" padding** without padded copies: border pixels take a bounds-checked
+//!   path, interior pixels a vectorised one.
+//!
+//! The result is not bit-identical to burn's layers (sums run in another order), but it is the
+//! same function: the tests compare every layer kind and the whole network with burn's plain
+//! `conv2d -> BatchNorm -> relu6` on real images. A worker's arithmetic does not depend on the
+//! number of threads or on how images are batched, so features are reproducible across both.
+
+use super::ModelError;
+use super::efficientnet::{ConvBn, EfficientNetLite0, FEATURE_DIM, STAGES, tf_same_padding};
+use super::resize;
+use burn::prelude::*;
+use rayon::prelude::*;
+
+/// Channel block of the vectorised depthwise and stem loops (every Lite0 width is a multiple).
+const LANES: usize = 16;
+/// Output pixels the depthwise fast path computes at once (independent accumulator chains).
+const PIXELS: usize = 4;
+/// Target size of one output tile of a 1x1 convolution, in `f32`s (fits in L2 with its input).
+const TILE_VALUES: usize = 48 * 1024;
+
+/// A 1x1 convolution with its batch norm folded in: `[m, c_in] -> [m, c_out]`.
+#[derive(Debug, Clone)]
+struct Pointwise {
+    /// `[c_in, c_out]`, row-major.
+    weight: Vec<f32>,
+    /// `[c_out]`.
+    bias: Vec<f32>,
+    c_in: usize,
+    c_out: usize,
+}
+
+/// A depthwise `k x k` convolution with its batch norm folded in.
+#[derive(Debug, Clone)]
+struct Depthwise {
+    /// `[k, k, c]`, row-major.
+    weight: Vec<f32>,
+    /// `[c]`.
+    bias: Vec<f32>,
+    channels: usize,
+    kernel: usize,
+    stride: usize,
+}
+
+/// The 3x3 stride-2 stem, 3 -> 32 channels, batch norm folded in.
+#[derive(Debug, Clone)]
+struct Stem {
+    /// `[3 (ky), 3 (kx), 3 (c_in), 32 (c_out)]`, row-major.
+    weight: Vec<f32>,
+    /// `[32]`.
+    bias: Vec<f32>,
+}
+
+const STEM_OUT: usize = 32;
+
+#[derive(Debug, Clone)]
+struct Block {
+    expand: Option<Pointwise>,
+    depthwise: Depthwise,
+    project: Pointwise,
+    residual: bool,
+}
+
+/// EfficientNet-Lite0's feature extractor with folded, NHWC-ordered weights; see the module
+/// docs. Built from the burn module by [`FrozenLite0::compile`].
+#[derive(Debug, Clone)]
+pub struct FrozenLite0 {
+    stem: Stem,
+    blocks: Vec<Block>,
+    head: Pointwise,
+}
+
+/// Reusable activation buffers of one worker.
+#[derive(Default)]
+struct Scratch {
+    input: Vec<f32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+    padded: Vec<f32>,
+}
+
+/// The folded weights and bias of a conv + batch norm, on the host.
+struct Folded {
+    /// `[out, in/g, k, k]`, row-major.
+    weight: Vec<f32>,
+    /// `[out]`.
+    bias: Vec<f32>,
+    /// The weight's shape.
+    dims: [usize; 4],
+}
+
+fn folded(layer: &ConvBn) -> Result<Folded, ModelError> {
+    let (weight, bias) = super::fold_batch_norm(&layer.bn, layer.conv.weight.val());
+    let dims = weight.dims();
+    let host = |data: TensorData| {
+        data.try_to_vec::<f32>()
+            .map_err(|e| ModelError::InvalidInput {
+                what: format!("EfficientNet-Lite0 weights are not f32: {e:?}"),
+            })
+    };
+    Ok(Folded {
+        weight: host(weight.into_data())?,
+        bias: host(bias.into_data())?,
+        dims,
+    })
+}
+
+impl Pointwise {
+    fn compile(layer: &ConvBn) -> Result<Self, ModelError> {
+        let Folded {
+            weight: w,
+            bias,
+            dims: [c_out, c_in, _, _],
+        } = folded(layer)?;
+        // [c_out, c_in] -> [c_in, c_out]
+        let mut weight = vec![0.0; w.len()];
+        for o in 0..c_out {
+            for i in 0..c_in {
+                weight[i * c_out + o] = w[o * c_in + i];
+            }
+        }
+        Ok(Self {
+            weight,
+            bias,
+            c_in,
+            c_out,
+        })
+    }
+}
+
+impl Depthwise {
+    fn compile(layer: &ConvBn) -> Result<Self, ModelError> {
+        let Folded {
+            weight: w,
+            bias,
+            dims: [channels, _, kernel, _],
+        } = folded(layer)?;
+        // [c, 1, k, k] -> [k, k, c]
+        let mut weight = vec![0.0; w.len()];
+        for c in 0..channels {
+            for t in 0..kernel * kernel {
+                weight[t * channels + c] = w[c * kernel * kernel + t];
+            }
+        }
+        Ok(Self {
+            weight,
+            bias,
+            channels,
+            kernel,
+            stride: layer.conv.stride,
+        })
+    }
+}
+
+impl Stem {
+    fn compile(layer: &ConvBn) -> Result<Self, ModelError> {
+        let Folded {
+            weight: w,
+            bias,
+            dims,
+        } = folded(layer)?;
+        if dims != [STEM_OUT, 3, 3, 3] {
+            return Err(ModelError::InvalidInput {
+                what: format!("stem weights {dims:?}, expected [32, 3, 3, 3]"),
+            });
+        }
+        // [out, in, ky, kx] -> [ky, kx, in, out]
+        let mut weight = vec![0.0; w.len()];
+        for o in 0..STEM_OUT {
+            for i in 0..3 {
+                for t in 0..9 {
+                    weight[(t * 3 + i) * STEM_OUT + o] = w[(o * 3 + i) * 9 + t];
+                }
+            }
+        }
+        Ok(Self { weight, bias })
+    }
+}
+
+impl FrozenLite0 {
+    /// Folds and re-lays the weights of `net` (any device; they are read back to the host).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidInput`] if the module's shapes are not EfficientNet-Lite0's.
+    pub fn compile(net: &EfficientNetLite0) -> Result<Self, ModelError> {
+        let blocks = net
+            .blocks
+            .iter()
+            .map(|b| {
+                Ok(Block {
+                    expand: b.expand.as_ref().map(Pointwise::compile).transpose()?,
+                    depthwise: Depthwise::compile(&b.depthwise)?,
+                    project: Pointwise::compile(&b.project)?,
+                    residual: b.residual,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let expected: usize = STAGES.iter().map(|s| s.repeats).sum();
+        if blocks.len() != expected {
+            return Err(ModelError::InvalidInput {
+                what: format!("{} MBConv blocks, expected {expected}", blocks.len()),
+            });
+        }
+        Ok(Self {
+            stem: Stem::compile(&net.stem)?,
+            blocks,
+            head: Pointwise::compile(&net.head)?,
+        })
+    }
+
+    /// Pooled 1280-d features of planar u8 `[3, 32, 32]` CIFAR images (`pixels` holds them one
+    /// after the other), each upsampled bicubically to `size` and normalised as
+    /// [`super::efficientnet::normalize_f32_in_place`] does: the same values as
+    /// [`EfficientNetLite0::forward_features`] on [`super::Preprocess::EfficientNet`] input.
+    /// Images are spread over the current rayon pool, one per worker at a time.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidInput`] if `pixels` is not a whole number of images or `size` is 0.
+    pub fn features(&self, pixels: &[u8], size: usize) -> Result<Vec<f32>, ModelError> {
+        const IMAGE: usize = 3 * 32 * 32;
+        if !pixels.len().is_multiple_of(IMAGE) || size == 0 {
+            return Err(ModelError::InvalidInput {
+                what: format!(
+                    "{} bytes are not whole 32x32 RGB images, or size {size} is 0",
+                    pixels.len()
+                ),
+            });
+        }
+        let n = pixels.len() / IMAGE;
+        let mut out = vec![0.0f32; n * FEATURE_DIM];
+        out.par_chunks_mut(FEATURE_DIM)
+            .zip(pixels.par_chunks(IMAGE))
+            .try_for_each_init(Scratch::default, |scratch, (features, image)| {
+                let planar = resize::resize_bicubic_square(image, 32, 32, size)?;
+                self.image_features(&planar, size, scratch, features);
+                Ok(())
+            })?;
+        Ok(out)
+    }
+
+    /// Pooled features of one planar `[3, size, size]` image on the `0..=255` scale.
+    fn image_features(&self, planar: &[f32], size: usize, s: &mut Scratch, out: &mut [f32]) {
+        // Planar 0..=255 -> NHWC, (x - 127) / 128.
+        let plane = size * size;
+        s.input.resize(plane * 3, 0.0);
+        for (p, px) in s.input.chunks_exact_mut(3).enumerate() {
+            for (c, v) in px.iter_mut().enumerate() {
+                *v = (planar[c * plane + p] - 127.0) / 128.0;
+            }
+        }
+        match level() {
+            // SAFETY (both): `level` returns these only after detecting the features.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => unsafe { self.forward_avx512(size, s, out) },
+            #[cfg(target_arch = "x86_64")]
+            Level::Fma => unsafe { self.forward_fma(size, s, out) },
+            Level::Base => self.forward::<false>(size, s, out),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn forward_fma(&self, size: usize, s: &mut Scratch, out: &mut [f32]) {
+        self.forward::<true>(size, s, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn forward_avx512(&self, size: usize, s: &mut Scratch, out: &mut [f32]) {
+        self.forward::<true>(size, s, out);
+    }
+
+    /// The network on `s.input` (`[size, size, 3]`), pooled features into `out`. Inlined into
+    /// the feature-level entry points so its loops are vectorised for that level.
+    #[inline(always)]
+    fn forward<const FMA: bool>(&self, size: usize, s: &mut Scratch, out: &mut [f32]) {
+        let Scratch {
+            input,
+            a,
+            b,
+            c,
+            padded,
+        } = s;
+        let (mut h, mut w) = stem::<FMA>(&self.stem, input, size, size, a);
+        let mut channels = STEM_OUT;
+        for block in &self.blocks {
+            // The block's input is in `a`; its expansion goes to `b`, the depthwise output
+            // to `c`, the projection back to `b`, which then becomes the next input.
+            let mid = match &block.expand {
+                Some(e) => {
+                    pointwise::<FMA>(e, a, h * w, None, true, b);
+                    &*b
+                }
+                None => &*a,
+            };
+            let (oh, ow) = depthwise::<FMA>(&block.depthwise, mid, h, w, padded, c);
+            let skip = block.residual.then_some(&a[..]);
+            pointwise::<FMA>(&block.project, c, oh * ow, skip, false, b);
+            std::mem::swap(a, b);
+            (h, w, channels) = (oh, ow, block.project.c_out);
+        }
+        debug_assert_eq!(channels, self.head.c_in);
+        pointwise::<FMA>(&self.head, a, h * w, None, true, c);
+        out.fill(0.0);
+        for row in c.chunks_exact(FEATURE_DIM) {
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o += v;
+            }
+        }
+        let scale = 1.0 / (h * w) as f32;
+        for o in out.iter_mut() {
+            *o *= scale;
+        }
+    }
+}
+
+#[inline(always)]
+fn relu6(x: f32) -> f32 {
+    // Written with comparisons (not f32::max/min) so it compiles to plain vector max/min.
+    let x = if x > 0.0 { x } else { 0.0 };
+    if x < 6.0 { x } else { 6.0 }
+}
+
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, acc: f32) -> f32 {
+    if FMA { a.mul_add(b, acc) } else { a * b + acc }
+}
+
+/// `out = input x weight + bias (+ skip)`, optionally ReLU6, `[m, c_in] -> [m, c_out]`, one
+/// tile of rows at a time so the epilogue runs while the tile is in cache.
+#[inline(always)]
+fn pointwise<const FMA: bool>(
+    pw: &Pointwise,
+    input: &[f32],
+    m: usize,
+    skip: Option<&[f32]>,
+    relu: bool,
+    out: &mut Vec<f32>,
+) {
+    let (k, n) = (pw.c_in, pw.c_out);
+    out.resize(m * n, 0.0);
+    let tile = (TILE_VALUES / n).clamp(16, m.max(16));
+    for start in (0..m).step_by(tile) {
+        let rows = tile.min(m - start);
+        let dst = &mut out[start * n..(start + rows) * n];
+        match skip {
+            Some(skip) => {
+                for (d, s) in dst
+                    .chunks_exact_mut(n)
+                    .zip(skip[start * n..].chunks_exact(n))
+                {
+                    for ((d, &s), &b) in d.iter_mut().zip(s).zip(&pw.bias) {
+                        *d = s + b;
+                    }
+                }
+            }
+            None => {
+                for d in dst.chunks_exact_mut(n) {
+                    d.copy_from_slice(&pw.bias);
+                }
+            }
+        }
+        let lhs = &input[start * k..(start + rows) * k];
+        // SAFETY: dst is rows x n, lhs rows x k and the weight k x n, all row-major and in
+        // bounds; gemm computes dst = 1 * dst + 1 * lhs * rhs.
+        unsafe {
+            gemm::gemm(
+                rows,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                n as isize,
+                true,
+                lhs.as_ptr(),
+                1,
+                k as isize,
+                pw.weight.as_ptr(),
+                1,
+                n as isize,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        if relu {
+            for d in dst.iter_mut() {
+                *d = relu6(*d);
+            }
+        }
+    }
+    let _ = FMA;
+}
+
+/// The stem on a `[h, w, 3]` image: 3x3 stride 2, SAME padding, bias, ReLU6 -> `[oh, ow, 32]`.
+#[inline(always)]
+fn stem<const FMA: bool>(
+    st: &Stem,
+    input: &[f32],
+    h: usize,
+    w: usize,
+    out: &mut Vec<f32>,
+) -> (usize, usize) {
+    let (pt, _) = tf_same_padding(h, 3, 2);
+    let (pl, _) = tf_same_padding(w, 3, 2);
+    let (oh, ow) = (h.div_ceil(2), w.div_ceil(2));
+    out.resize(oh * ow * STEM_OUT, 0.0);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let mut acc = [0.0f32; STEM_OUT];
+            acc.copy_from_slice(&st.bias);
+            for ky in 0..3 {
+                let Some(iy) = (oy * 2 + ky).checked_sub(pt).filter(|&y| y < h) else {
+                    continue;
+                };
+                for kx in 0..3 {
+                    let Some(ix) = (ox * 2 + kx).checked_sub(pl).filter(|&x| x < w) else {
+                        continue;
+                    };
+                    let px = &input[(iy * w + ix) * 3..][..3];
+                    for (ci, &v) in px.iter().enumerate() {
+                        let wv: &[f32; STEM_OUT] = st.weight[((ky * 3 + kx) * 3 + ci) * STEM_OUT..]
+                            [..STEM_OUT]
+                            .try_into()
+                            .expect("STEM_OUT weights");
+                        for j in 0..STEM_OUT {
+                            acc[j] = madd::<FMA>(v, wv[j], acc[j]);
+                        }
+                    }
+                }
+            }
+            let dst = &mut out[(oy * ow + ox) * STEM_OUT..][..STEM_OUT];
+            for (d, a) in dst.iter_mut().zip(acc) {
+                *d = relu6(a);
+            }
+        }
+    }
+    (oh, ow)
+}
+
+/// Maps with at most this many pixels are copied into a zero-padded buffer before a depthwise
+/// convolution, so every output pixel takes the vectorised interior path: on the small late
+/// maps (10x10 at 160 px, k = 5) most pixels touch the border, while the copy costs little.
+const PAD_COPY_PIXELS: usize = 48 * 48;
+
+/// A depthwise convolution with SAME padding, bias and ReLU6 on `[h, w, c]` -> `[oh, ow, c]`.
+#[inline(always)]
+fn depthwise<const FMA: bool>(
+    dw: &Depthwise,
+    input: &[f32],
+    h: usize,
+    w: usize,
+    padded: &mut Vec<f32>,
+    out: &mut Vec<f32>,
+) -> (usize, usize) {
+    let (k, s, c) = (dw.kernel, dw.stride, dw.channels);
+    debug_assert_eq!(c % LANES, 0);
+    let (pt, pb) = tf_same_padding(h, k, s);
+    let (pl, pr) = tf_same_padding(w, k, s);
+    let (oh, ow) = (h.div_ceil(s), w.div_ceil(s));
+    out.resize(oh * ow * c, 0.0);
+    if h * w > PAD_COPY_PIXELS {
+        depthwise_rows::<FMA>(dw, input, h, w, (pt, pl), (oh, ow), out);
+        return (oh, ow);
+    }
+    let (ph, pw) = (h + pt + pb, w + pl + pr);
+    padded.clear();
+    padded.resize(ph * pw * c, 0.0);
+    for y in 0..h {
+        let dst = ((y + pt) * pw + pl) * c;
+        padded[dst..dst + w * c].copy_from_slice(&input[y * w * c..(y + 1) * w * c]);
+    }
+    depthwise_rows::<FMA>(dw, padded, ph, pw, (0, 0), (oh, ow), out);
+    (oh, ow)
+}
+
+/// The depthwise loop over output rows: groups of [`PIXELS`] interior pixels, then single
+/// interior pixels, on the vectorised path; border pixels with bounds checks. `pad` is the
+/// (top, left) zero padding still to apply (`(0, 0)` on a padded copy).
+#[inline(always)]
+fn depthwise_rows<const FMA: bool>(
+    dw: &Depthwise,
+    input: &[f32],
+    h: usize,
+    w: usize,
+    (pt, pl): (usize, usize),
+    (oh, ow): (usize, usize),
+    out: &mut [f32],
+) {
+    let (k, s) = (dw.kernel, dw.stride);
+    for oy in 0..oh {
+        let rows_inside = oy * s >= pt && oy * s - pt + k <= h;
+        let mut ox = 0;
+        while ox < ow {
+            let inside = |pixels: usize| {
+                rows_inside
+                    && ox + pixels <= ow
+                    && ox * s >= pl
+                    && ox * s - pl + (pixels - 1) * s + k <= w
+            };
+            if inside(PIXELS) {
+                depthwise_interior::<PIXELS, FMA>(
+                    dw,
+                    input,
+                    w,
+                    (oy * s - pt, ox * s - pl),
+                    out,
+                    oy * ow + ox,
+                );
+                ox += PIXELS;
+            } else if inside(1) {
+                depthwise_interior::<1, FMA>(
+                    dw,
+                    input,
+                    w,
+                    (oy * s - pt, ox * s - pl),
+                    out,
+                    oy * ow + ox,
+                );
+                ox += 1;
+            } else {
+                depthwise_border::<FMA>(dw, input, h, w, (pt, pl), (oy, ox), out, oy * ow + ox);
+                ox += 1;
+            }
+        }
+    }
+}
+
+fn lanes(v: &[f32], at: usize) -> [f32; LANES] {
+    v[at..at + LANES].try_into().expect("LANES values")
+}
+
+/// `P` horizontally adjacent output pixels whose taps all lie inside the input; the first
+/// one's top-left tap is input pixel `(iy0, ix0)`, its output index `first`.
+#[inline(always)]
+fn depthwise_interior<const P: usize, const FMA: bool>(
+    dw: &Depthwise,
+    input: &[f32],
+    w: usize,
+    (iy0, ix0): (usize, usize),
+    out: &mut [f32],
+    first: usize,
+) {
+    let (k, s, c) = (dw.kernel, dw.stride, dw.channels);
+    for cb in (0..c).step_by(LANES) {
+        let mut acc = [lanes(&dw.bias, cb); P];
+        for ky in 0..k {
+            let row = (iy0 + ky) * w + ix0;
+            for kx in 0..k {
+                let wv = lanes(&dw.weight, (ky * k + kx) * c + cb);
+                for (p, acc) in acc.iter_mut().enumerate() {
+                    let iv = lanes(input, (row + p * s + kx) * c + cb);
+                    for j in 0..LANES {
+                        acc[j] = madd::<FMA>(iv[j], wv[j], acc[j]);
+                    }
+                }
+            }
+        }
+        for (p, acc) in acc.iter().enumerate() {
+            let dst = &mut out[(first + p) * c + cb..][..LANES];
+            for (d, &a) in dst.iter_mut().zip(acc) {
+                *d = relu6(a);
+            }
+        }
+    }
+}
+
+/// One output pixel `(oy, ox)` next to the border: taps outside the input are skipped (zero
+/// padding).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn depthwise_border<const FMA: bool>(
+    dw: &Depthwise,
+    input: &[f32],
+    h: usize,
+    w: usize,
+    (pt, pl): (usize, usize),
+    (oy, ox): (usize, usize),
+    out: &mut [f32],
+    at: usize,
+) {
+    let (k, s, c) = (dw.kernel, dw.stride, dw.channels);
+    for cb in (0..c).step_by(LANES) {
+        let mut acc = lanes(&dw.bias, cb);
+        for ky in 0..k {
+            let Some(iy) = (oy * s + ky).checked_sub(pt).filter(|&y| y < h) else {
+                continue;
+            };
+            for kx in 0..k {
+                let Some(ix) = (ox * s + kx).checked_sub(pl).filter(|&x| x < w) else {
+                    continue;
+                };
+                let wv = lanes(&dw.weight, (ky * k + kx) * c + cb);
+                let iv = lanes(input, (iy * w + ix) * c + cb);
+                for j in 0..LANES {
+                    acc[j] = madd::<FMA>(iv[j], wv[j], acc[j]);
+                }
+            }
+        }
+        let dst = &mut out[at * c + cb..][..LANES];
+        for (d, a) in dst.iter_mut().zip(acc) {
+            *d = relu6(a);
+        }
+    }
+}
+
+/// The instruction-set level the loops run at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    /// Baseline target features (separate multiply and add).
+    Base,
+    /// AVX2 + FMA.
+    #[cfg(target_arch = "x86_64")]
+    Fma,
+    /// AVX-512F on top of AVX2 + FMA (16-lane registers).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+/// Detected once per process; `HARNESS_SIMD=base|avx2` caps it (for measurements and for
+/// testing the other levels).
+fn level() -> Level {
+    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let cap = std::env::var("HARNESS_SIMD").unwrap_or_default();
+            let fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            if cap == "base" || !fma {
+                return Level::Base;
+            }
+            if cap != "avx2" && is_x86_feature_detected!("avx512f") {
+                return Level::Avx512;
+            }
+            Level::Fma
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Level::Base
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fused kernels against burn's plain layers (`conv2d`, then `BatchNorm` on its running
+    //! statistics, then `relu6`), on the real ImageNet weights.
+    use super::*;
+    use crate::model::efficientnet::{self, MbConvBlock};
+    use burn::tensor::activation::relu6 as burn_relu6;
+
+    fn net() -> EfficientNetLite0 {
+        let root = crate::data::DataRoot::resolve(None, None).expect("real data root");
+        EfficientNetLite0::load(
+            &root.path.join("pretrained/efficientnet_lite0.safetensors"),
+            &Device::flex(),
+        )
+        .expect("load weights")
+    }
+
+    /// Deterministic pseudo-random values in [-2, 2) (hand-rolled LCG; a unit-test input).
+    fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+            })
+            .collect()
+    }
+
+    /// `[c, h, w]` planar -> `[h, w, c]`.
+    fn to_nhwc(x: &[f32], c: usize, hw: usize) -> Vec<f32> {
+        let mut out = vec![0.0; x.len()];
+        for ch in 0..c {
+            for p in 0..hw {
+                out[p * c + ch] = x[ch * hw + p];
+            }
+        }
+        out
+    }
+
+    /// burn's plain conv -> batch norm (-> relu6) on one `[1, c, h, w]` image, as NHWC.
+    fn plain(layer: &ConvBn, x: &[f32], c: usize, h: usize, w: usize, relu: bool) -> Vec<f32> {
+        let t = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [1, c, h, w]), &Device::flex());
+        let mut y = layer.bn.forward(layer.conv.forward(t));
+        if relu {
+            y = burn_relu6(y);
+        }
+        let [_, oc, oh, ow] = y.dims();
+        to_nhwc(
+            &y.into_data().try_to_vec::<f32>().expect("f32"),
+            oc,
+            oh * ow,
+        )
+    }
+
+    fn assert_close(fast: &[f32], reference: &[f32], bound: f32, what: &str) {
+        assert_eq!(fast.len(), reference.len(), "{what}: lengths");
+        let diff = crate::model::max_abs_diff(fast, reference);
+        assert!(
+            diff <= bound,
+            "{what}: max |fused - burn| = {diff} > {bound}"
+        );
+    }
+
+    #[test]
+    fn stem_equals_burn_conv_batchnorm_relu6() {
+        let net = net();
+        let compiled = Stem::compile(&net.stem).expect("compile");
+        // Even sizes (pad 0 before, 1 after) and odd ones (1 and 1).
+        for (h, w) in [(16, 16), (17, 17), (9, 14), (2, 3)] {
+            let x = pseudo_random(3 * h * w, (h * 31 + w) as u64);
+            let reference = plain(&net.stem, &x, 3, h, w, true);
+            for fma in [false, true] {
+                let mut out = Vec::new();
+                let (oh, ow) = if fma {
+                    stem::<true>(&compiled, &to_nhwc(&x, 3, h * w), h, w, &mut out)
+                } else {
+                    stem::<false>(&compiled, &to_nhwc(&x, 3, h * w), h, w, &mut out)
+                };
+                assert_eq!((oh, ow), (h.div_ceil(2), w.div_ceil(2)));
+                assert_close(&out, &reference, 1e-4, &format!("stem {h}x{w} fma {fma}"));
+            }
+        }
+    }
+
+    fn depthwise_case(block: &MbConvBlock, h: usize, w: usize, seed: u64) {
+        let layer = &block.depthwise;
+        let dw = Depthwise::compile(layer).expect("compile");
+        let c = dw.channels;
+        let x = pseudo_random(c * h * w, seed);
+        let reference = plain(layer, &x, c, h, w, true);
+        let mut out = Vec::new();
+        let (oh, ow) =
+            depthwise::<false>(&dw, &to_nhwc(&x, c, h * w), h, w, &mut Vec::new(), &mut out);
+        assert_eq!((oh, ow), (h.div_ceil(dw.stride), w.div_ceil(dw.stride)));
+        let what = format!("depthwise k{} s{} {h}x{w}", dw.kernel, dw.stride);
+        assert_close(&out, &reference, 1e-4, &what);
+    }
+
+    #[test]
+    fn depthwise_equals_burn_grouped_conv() {
+        let net = net();
+        // k3 s1 (block 0), k3 s2 (1), k5 s2 (3), k5 s1 (4); awkward sizes: smaller than the
+        // kernel, odd, not a multiple of the fast path's pixel group, wide enough for it.
+        for (i, block) in [(0, 1), (1, 2), (3, 4), (4, 5)]
+            .into_iter()
+            .map(|(i, seed)| (i, (&net.blocks[i], seed)))
+        {
+            for (h, w) in [(1, 1), (3, 2), (7, 7), (8, 13), (12, 23)] {
+                depthwise_case(block.0, h, w, block.1 * 100 + (h * w) as u64);
+            }
+            let _ = i;
+        }
+    }
+
+    #[test]
+    fn pointwise_equals_burn_conv_with_residual_and_relu6() {
+        let net = net();
+        let block = &net.blocks[2]; // expansion 24 -> 144, projection 144 -> 24, residual
+        let (h, w) = (9, 11);
+        let expand = Pointwise::compile(block.expand.as_ref().expect("expansion")).unwrap();
+        let x = pseudo_random(24 * h * w, 7);
+        let reference = plain(block.expand.as_ref().unwrap(), &x, 24, h, w, true);
+        let mut out = Vec::new();
+        pointwise::<true>(
+            &expand,
+            &to_nhwc(&x, 24, h * w),
+            h * w,
+            None,
+            true,
+            &mut out,
+        );
+        assert_close(&out, &reference, 1e-4, "expansion 24 -> 144 + relu6");
+
+        let project = Pointwise::compile(&block.project).unwrap();
+        let y = pseudo_random(144 * h * w, 8);
+        let skip = pseudo_random(24 * h * w, 9);
+        let mut reference = plain(&block.project, &y, 144, h, w, false);
+        for (r, s) in reference.iter_mut().zip(to_nhwc(&skip, 24, h * w)) {
+            *r += s;
+        }
+        let mut out = Vec::new();
+        let skip = to_nhwc(&skip, 24, h * w);
+        pointwise::<false>(
+            &project,
+            &to_nhwc(&y, 144, h * w),
+            h * w,
+            Some(&skip),
+            false,
+            &mut out,
+        );
+        assert_close(&out, &reference, 1e-4, "projection 144 -> 24 + residual");
+    }
+
+    /// EfficientNet-Lite0's pooled features through burn's plain layers only (no folding).
+    fn plain_features(net: &EfficientNetLite0, x: Tensor<4>) -> Vec<f32> {
+        let convbn = |l: &ConvBn, x: Tensor<4>| l.bn.forward(l.conv.forward(x));
+        let mut x = burn_relu6(convbn(&net.stem, x));
+        for b in &net.blocks {
+            let skip = x.clone();
+            let mut y = match &b.expand {
+                Some(e) => burn_relu6(convbn(e, x)),
+                None => x,
+            };
+            y = burn_relu6(convbn(&b.depthwise, y));
+            y = convbn(&b.project, y);
+            x = if b.residual { y + skip } else { y };
+        }
+        let x = burn_relu6(convbn(&net.head, x));
+        let [n, c, h, w] = x.dims();
+        x.reshape([n, c, h * w])
+            .mean_dim(2)
+            .reshape([n, c])
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32")
+    }
+
+    #[test]
+    fn whole_network_equals_burn_layers_on_real_images() {
+        let net = net();
+        let frozen = FrozenLite0::compile(&net).expect("compile");
+        let root = crate::data::DataRoot::resolve(None, None).expect("real data root");
+        let test = crate::data::cifar::Cifar100::load(&root, false)
+            .expect("CIFAR-100")
+            .test;
+        let images = &test.pixels[..3 * 3072];
+        for size in [64, 96, 101] {
+            let prep = crate::model::Preprocess::EfficientNet { size };
+            let mut input = Vec::new();
+            for img in images.chunks_exact(3072) {
+                prep.append(img, &mut input).expect("preprocess");
+            }
+            let reference = plain_features(&net, prep.tensor(input, 3, &Device::flex()));
+            let fused = frozen.features(images, size).expect("fused features");
+            assert_close(&fused, &reference, 1e-3, &format!("features at {size} px"));
+            // Features are not all clipped or zero: the comparison has something to compare.
+            let spread = reference.iter().filter(|&&v| v > 0.05).count();
+            assert!(spread > 3 * 200, "{spread} features above 0.05");
+            // A worker's arithmetic does not depend on the thread count.
+            let one = crate::model::with_threads(1, || frozen.features(images, size)).unwrap();
+            assert_eq!(one, fused, "1 thread vs the default pool at {size} px");
+        }
+        assert!(frozen.features(&images[..100], 64).is_err());
+    }
+
+    #[test]
+    fn fused_features_match_the_burn_path_of_the_features_stage() {
+        // The features stage's two paths (fused, and burn's layers with folded batch norm).
+        let net = net();
+        let root = crate::data::DataRoot::resolve(None, None).expect("real data root");
+        let train = crate::data::cifar::Cifar100::load(&root, false)
+            .expect("CIFAR-100")
+            .train;
+        let images = &train.pixels[..5 * 3072];
+        let fused = crate::embed::encoder_features(&net, images, 80, 2, false, false).unwrap();
+        let layers = crate::embed::encoder_features(&net, images, 80, 2, false, true).unwrap();
+        assert_eq!(fused.len(), 5 * efficientnet::FEATURE_DIM);
+        assert_close(&fused, &layers, 1e-3, "features stage at 80 px");
+    }
+}
