@@ -7,8 +7,8 @@
 //! `j / 64`, set when activation j >= 0.5, as in Lin et al.) and `classes/<split>.parquet`
 //! (`image_id,rank,class_id,score`: the top classes by cosine to the class embedding).
 
+use crate::codes;
 use crate::config::TableFormat;
-use crate::index::hamming;
 use crate::model::efficientnet::{self, EfficientNetLite0};
 use crate::model::frozen::FrozenLite0;
 use crate::model::{HashNet, ModelError, Preprocess};
@@ -41,17 +41,6 @@ pub struct Embedded {
     pub classes: Vec<(u8, f32)>,
     /// Forward-pass seconds per image (batched, warm).
     pub seconds_per_image: f64,
-}
-
-/// Packs activations (`n x h`) into codes, `ceil(h/64)` words each (see
-/// [`hamming::pack_into`]: bit j set when activation j >= 0.5, as in Lin et al.).
-pub fn pack_codes(activations: &[f32], h: usize) -> Vec<u64> {
-    let w = hamming::words_for(h);
-    let mut codes = vec![0u64; activations.len() / h.max(1) * w];
-    for (row, out) in activations.chunks_exact(h).zip(codes.chunks_exact_mut(w)) {
-        hamming::pack_into(row, out);
-    }
-    codes
 }
 
 /// The `k` classes whose embedding rows (`classes x d`, unit norm) have the largest cosine with
@@ -113,7 +102,7 @@ pub fn embed(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let codes = pack_codes(&activations, h);
+    let codes = codes::pack_codes(&activations, h);
     let classes = embeddings
         .chunks_exact(d)
         .flat_map(|e| top_classes(e, class_embedding, TOP_CLASSES))
@@ -226,7 +215,7 @@ pub fn write(dir: &Path, split: &str, e: &Embedded) -> Result<(), StoreError> {
         npy::write_f32(w, e.n, e.h, &e.activations)
     })?;
     store::write_atomic(&dir.join("codes").join(&f), |w| {
-        npy::write_u64(w, e.n, hamming::words_for(e.h), &e.codes)
+        npy::write_u64(w, e.n, codes::words_for(e.h), &e.codes)
     })?;
     let (mut image, mut rank, mut class, mut score) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -250,17 +239,6 @@ pub fn write(dir: &Path, split: &str, e: &Embedded) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn codes_pack_bit_j_into_word_j_div_64() {
-        // hand-made input for a pure-function unit test: h = 65, bits 0, 63 and 64 set.
-        let mut a = vec![0.1f32; 65];
-        a[0] = 0.9;
-        a[63] = 0.51;
-        a[64] = 1.0;
-        a[1] = 0.5; // exactly 0.5 is set (Lin et al.: H = 1 when the activation is >= 0.5)
-        assert_eq!(pack_codes(&a, 65), vec![0b11u64 | (1u64 << 63), 1u64]);
-    }
 
     #[test]
     fn wide_decoder_codes_are_the_hash_branch_bits() {
@@ -291,7 +269,7 @@ mod tests {
         let device = Device::flex();
         device.seed(11);
         let net = HashNet::new(&cfg, 100, None, &device).expect("network");
-        let c = crate::experiment::class_embedding_f32(&root, 100).expect("class embedding");
+        let c = crate::artifacts::class_embedding_f32(&root, 100).expect("class embedding");
         let images = Images {
             inputs: train::Inputs::Features {
                 values: &features,

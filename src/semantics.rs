@@ -749,12 +749,21 @@ mod tests {
             low_rank_embedding(&s, 1),
             Err(SemanticsError::ZeroRow { d: 1, .. })
         ));
-        for d in 2..=6 {
+        // Worked by hand on the tree: each subtree's S block is [[1, 2/3, 1/3], [2/3, 1, 1/3],
+        // [1/3, 1/3, 1]]. With one direction per block (d = 2, and d = 3 for the block that does
+        // not get the third) a block's three unit rows coincide, Gram 1 against S = 1/3: error
+        // 2/3. With two (d = 4, 5) only the identical A1 leaves coincide, Gram 1 against 2/3:
+        // error 1/3. With all six S is exact.
+        let expected = [2.0 / 3.0, 2.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0, 0.0];
+        for (d, want) in (2..=6).zip(expected) {
             let e = low_rank_embedding(&s, d).unwrap();
             assert_eq!(e.d(), d);
             assert_unit_rows(&e);
-            // unit rows keep every Gram entry within [-1, 1], S within [0, 1]
-            assert!(max_abs_gram_error(&e, &s) <= 2.0);
+            let err = max_abs_gram_error(&e, &s);
+            assert!(
+                (err - want).abs() < 1e-9,
+                "d = {d}: error {err}, expected {want}"
+            );
         }
         assert_eq!(
             low_rank_embedding(&s, 0),

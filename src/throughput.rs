@@ -27,6 +27,19 @@ pub enum Mode {
     Infer,
 }
 
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    /// `train` or `infer`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "train" => Ok(Self::Train),
+            "infer" => Ok(Self::Infer),
+            other => Err(format!("unknown mode `{other}`; expected train or infer")),
+        }
+    }
+}
+
 /// One measurement.
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
@@ -116,10 +129,7 @@ pub fn measure(
             Mode::Train => "train",
             Mode::Infer => "infer",
         },
-        encoder: serde_json::to_value(settings.model.encoder)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        encoder: settings.model.encoder.as_str().to_owned(),
         input_size: Preprocess::of(&settings.model).side(),
         path: if settings.plain_layers {
             "burn-layers"

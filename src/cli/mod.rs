@@ -196,7 +196,7 @@ pub enum BenchCommand {
 pub struct BenchModelArgs {
     /// Encoder: cifar_cnn, efficientnet_lite0 or alexnet.
     #[arg(long, default_value = "cifar_cnn")]
-    pub encoder: String,
+    pub encoder: config::Encoder,
     /// Input side in pixels (cifar_cnn: 32; default 224 for the others).
     #[arg(long)]
     pub input_size: Option<u32>,
@@ -206,7 +206,7 @@ pub struct BenchModelArgs {
     pub fine_tune: bool,
     /// What to time, comma-separated: train, infer.
     #[arg(long, value_delimiter = ',', default_value = "train,infer")]
-    pub mode: Vec<String>,
+    pub mode: Vec<crate::throughput::Mode>,
     /// Images per step.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -227,7 +227,7 @@ pub struct BenchModelArgs {
     pub d: u32,
     /// burn CPU backend: flex (what runs use), or ndarray (needs the `ndarray` cargo feature).
     #[arg(long, default_value = "flex")]
-    pub backend: String,
+    pub backend: crate::model::CpuBackend,
     /// CIFAR-100 split whose first images are timed: train or test.
     #[arg(long, default_value = "train")]
     pub split: SplitName,
@@ -462,13 +462,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
     use crate::throughput::{self, Mode, Settings};
-    let encoder: config::Encoder =
-        serde_json::from_value(serde_json::Value::String(a.encoder.clone())).map_err(|_| {
-            anyhow::anyhow!(
-                "unknown encoder `{}`; expected cifar_cnn, efficientnet_lite0 or alexnet",
-                a.encoder
-            )
-        })?;
+    let encoder = a.encoder;
     let default_size = if encoder == config::Encoder::CifarCnn {
         32
     } else {
@@ -477,47 +471,26 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
     // Checked like a config file, so a bad size or h gets the same message.
     let text = format!(
         "name: bench\nmodel: {{encoder: {}, input_size: {}, freeze: {}, h: {}, d: {}}}\n",
-        a.encoder,
+        encoder.as_str(),
         a.input_size.unwrap_or(default_size),
         !a.fine_tune && encoder != config::Encoder::Alexnet,
         a.h,
         a.d
     );
     let model = Loaded::from_text("bench model options", text)?.config.model;
-    let modes = a
-        .mode
-        .iter()
-        .map(|m| match m.as_str() {
-            "train" => Ok(Mode::Train),
-            "infer" => Ok(Mode::Infer),
-            other => Err(anyhow::anyhow!(
-                "unknown mode `{other}`; expected train or infer"
-            )),
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let modes = &a.mode;
     if modes.contains(&Mode::Train)
         && model.encoder == config::Encoder::EfficientnetLite0
         && model.freeze
     {
         bail!("training a frozen EfficientNet-Lite0 trains only the decoder; pass --fine-tune");
     }
-    let (device, backend) = match a.backend.as_str() {
-        "flex" => (burn::tensor::Device::flex(), "flex"),
-        // burn 0.22 deprecates ndarray; it stays reachable only for the backend comparison.
-        #[cfg(feature = "ndarray")]
-        #[allow(deprecated)]
-        "ndarray" => (burn::tensor::Device::ndarray(), "ndarray"),
-        #[cfg(not(feature = "ndarray"))]
-        "ndarray" => bail!(
-            "this binary was built without the `ndarray` cargo feature; rebuild with \
-             `cargo build --release --features ndarray`"
-        ),
-        other => bail!("unknown backend `{other}`; expected flex or ndarray"),
-    };
+    let device = a.backend.device()?;
+    let backend = a.backend.as_str();
     let root = DataRoot::resolve(data_root, None)?;
     let cifar = Cifar100::load(&root, false).context("loading CIFAR-100")?;
-    let c = experiment::class_embedding_f32(&root, model.d as usize)?;
-    let pretrained = experiment::pretrained_weights(&root, &model);
+    let c = crate::artifacts::class_embedding_f32(&root, model.d as usize)?;
+    let pretrained = crate::artifacts::pretrained_weights(&root, &model);
     let settings = Settings {
         model,
         batch: a.batch.max(1),
@@ -559,7 +532,7 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
         })
         .with_context(|| format!("writing {}", path.display()))?;
     }
-    for mode in modes {
+    for &mode in modes {
         let record = throughput::measure(
             &settings,
             mode,

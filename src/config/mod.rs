@@ -187,12 +187,13 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
             "the cifar_cnn encoder takes 32x32 inputs; set input_size: 32",
         );
     }
-    if m.encoder == Encoder::Alexnet && m.input_size < crate::model::alexnet::MIN_INPUT_SIZE {
+    if m.input_size < m.encoder.min_input_size() {
         return fail(
             "model.input_size",
             format!(
-                "the alexnet encoder needs inputs of at least {} pixels (the report uses 224), got {}",
-                crate::model::alexnet::MIN_INPUT_SIZE,
+                "the {} encoder needs inputs of at least {} pixels (the report uses 224), got {}",
+                m.encoder.as_str(),
+                m.encoder.min_input_size(),
                 m.input_size
             ),
         );
@@ -378,18 +379,6 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
             );
         }
     }
-    if e.metrics.is_empty() {
-        return fail(
-            "eval.metrics",
-            "list at least one metric (mP, mAP, mAHP, mAHP_mean, AP_full)",
-        );
-    }
-    if e.metrics.contains(&Metric::ApFull) {
-        return fail(
-            "eval.metrics",
-            "AP_full (AP over the full ranking) is not available yet; list mP, mAP, mAHP, mAHP_mean",
-        );
-    }
     if e.timing_queries == 0 {
         return fail("eval.timing_queries", "time at least one query");
     }
@@ -467,10 +456,7 @@ pub fn canonical_json(value: &serde_json::Value) -> String {
     }
 }
 
-/// Lower-case hex of a byte string.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::store::hex;
 
 /// The config as YAML, for `config.resolved.yaml` and `harness validate`.
 pub fn to_yaml(config: &Config) -> String {

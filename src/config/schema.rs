@@ -105,6 +105,40 @@ pub enum Encoder {
     Alexnet,
 }
 
+impl std::str::FromStr for Encoder {
+    type Err = String;
+
+    /// The name configs use: `cifar_cnn`, `efficientnet_lite0` or `alexnet`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::CifarCnn, Self::EfficientnetLite0, Self::Alexnet]
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown encoder `{s}`; expected cifar_cnn, efficientnet_lite0 or alexnet")
+            })
+    }
+}
+
+impl Encoder {
+    /// The name configs use.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CifarCnn => "cifar_cnn",
+            Self::EfficientnetLite0 => "efficientnet_lite0",
+            Self::Alexnet => "alexnet",
+        }
+    }
+
+    /// Smallest input side the encoder's convolution and pooling stack accepts (AlexNet's
+    /// 11x11/4 stem and three 3x3/2 pools need 63 pixels).
+    pub const fn min_input_size(self) -> u32 {
+        match self {
+            Self::Alexnet => 63,
+            Self::CifarCnn | Self::EfficientnetLite0 => 16,
+        }
+    }
+}
+
 /// The decoder between the encoder's features and the embedding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -449,47 +483,12 @@ impl Protocol {
             Protocol::TrainDb => "train_db",
         }
     }
-
-    /// Whether the database is the query split itself (the test set).
-    pub fn queries_in_db(self) -> bool {
-        matches!(self, Protocol::Report | Protocol::LeaveOneOut)
-    }
-
-    /// Whether a query is removed from its own ranking, from R and from `max_possible_k`.
-    pub fn excludes_query(self) -> bool {
-        matches!(self, Protocol::LeaveOneOut)
-    }
-
-    /// The id to exclude from the ranking of a query whose own database id is `query_db_id`.
-    pub fn exclusion(self, query_db_id: u32) -> Option<u32> {
-        self.excludes_query().then_some(query_db_id)
-    }
 }
 
 impl std::fmt::Display for Protocol {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// A metric family reported per cut-off `k` (or once, for `ap_full`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Metric {
-    /// Mean of P@k (the report's "mAP@k").
-    #[serde(rename = "mP")]
-    MeanPrecision,
-    /// Mean of AP@k.
-    #[serde(rename = "mAP")]
-    MeanAveragePrecision,
-    /// Mean AHP@K with the trapezoid rule (Barz & Denzler).
-    #[serde(rename = "mAHP")]
-    MeanAhp,
-    /// Mean of HP@1..HP@K without the trapezoid (the report's definition).
-    #[serde(rename = "mAHP_mean")]
-    MeanAhpPlain,
-    /// Mean AP over the full ranking.
-    #[serde(rename = "AP_full")]
-    ApFull,
 }
 
 /// The `eval` section.
@@ -500,8 +499,6 @@ pub struct EvalConfig {
     pub protocols: Vec<Protocol>,
     /// Cut-offs `k`.
     pub ks: Vec<usize>,
-    /// Metric families.
-    pub metrics: Vec<Metric>,
     /// Queries timed one at a time for the latency figures.
     pub timing_queries: usize,
     /// Write each method's rankings as Parquet (`query_id, rank, db_id, score`).
@@ -513,29 +510,13 @@ impl Default for EvalConfig {
         Self {
             protocols: vec![Protocol::Report, Protocol::LeaveOneOut],
             ks: vec![1, 5, 20, 100, 250],
-            metrics: vec![
-                Metric::MeanPrecision,
-                Metric::MeanAveragePrecision,
-                Metric::MeanAhp,
-                Metric::MeanAhpPlain,
-            ],
             timing_queries: 1000,
             dump_rankings: false,
         }
     }
 }
 
-/// Table file formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TableFormat {
-    /// Comma-separated values.
-    Csv,
-    /// Apache Parquet.
-    Parquet,
-    /// GitHub-flavoured Markdown.
-    Markdown,
-}
+pub use crate::store::frame::TableFormat;
 
 /// Figure file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

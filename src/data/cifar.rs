@@ -205,7 +205,7 @@ pub fn load_split(
 ) -> Result<Split, DataError> {
     let path = dir.join(name.file_name());
     let bytes = read_file(&path)?;
-    let sha256 = crate::config::hex(&Sha256::digest(&bytes));
+    let sha256 = crate::store::hex(&Sha256::digest(&bytes));
     // Decode first: a truncated file or a bad label gets its precise message, not just "sha256
     // differs".
     let split = decode(&path, name, &bytes, names, sha256)?;

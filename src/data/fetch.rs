@@ -83,7 +83,7 @@ pub fn md5_file(path: &Path) -> Result<String, DataError> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(crate::config::hex(&hasher.finalize()))
+    Ok(crate::store::hex(&hasher.finalize()))
 }
 
 /// Checks the md5 of `archive` and installs its CIFAR-100 members as `root/cifar-100-binary/`.

@@ -1,6 +1,7 @@
 //! IWAN evaluated like the index methods: single-query latency, batch throughput and every
 //! metric at `ks`, from the shortest-path rankings.
 
+use super::Semantics as _;
 use super::retrieval::{EvalError, EvalSettings, MethodResult, Timing, score};
 use super::stats::summarize;
 use crate::config::{IwanScore, Protocol};

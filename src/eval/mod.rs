@@ -4,10 +4,12 @@
 
 pub mod iwan;
 pub mod metrics;
+pub mod protocol;
 pub mod retrieval;
 pub mod stats;
 
 pub use crate::config::Protocol;
+pub use protocol::Semantics;
 
 pub use metrics::{
     AggregateReport, MeansAtK, Metric, MetricsAggregator, MetricsAtK, MetricsError, QueryEvaluator,

@@ -2,6 +2,7 @@
 //! embeddings and codes, search every query, score the rankings with [`QueryEvaluator`], and time
 //! the searches. Plain slices in, numbers out; no burn.
 
+use super::Semantics as _;
 use super::metrics::{AggregateReport, MetricsAggregator, MetricsError, QueryEvaluator};
 use super::stats::{StatsError, Summary, summarize};
 use crate::config::{IndexMethod, Protocol};

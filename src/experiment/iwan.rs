@@ -138,7 +138,7 @@ impl IwanInputs {
                 crate::data::imagenet::load_names(root)?
             }
             WordModel::Classes => {
-                let c = super::class_embedding_f32(root, cfg.model.d as usize)?;
+                let c = crate::artifacts::class_embedding_f32(root, cfg.model.d as usize)?;
                 let d = cfg.model.d as usize;
                 for &(split, _, embeddings) in stored {
                     let labels: Vec<Vec<(u32, f32)>> = embeddings

@@ -14,21 +14,24 @@ pub mod lock;
 pub mod manifest;
 pub mod render;
 
+use crate::artifacts::{
+    class_embedding_f32, class_similarity, default_efficientnet_weights, load_embedded,
+    pretrained_weights,
+};
 use crate::config::{self, Loaded, Run};
-use crate::data::cifar::{Cifar100, LabelNames, SplitName};
+use crate::data::cifar::{Cifar100, SplitName};
 use crate::data::hierarchy::Hierarchy;
 use crate::data::summary::{DataSummary, class_counts_csv};
 use crate::data::usf::UsfNorms;
 use crate::data::{DataError, DataRoot};
 use crate::embed;
+use crate::eval::Semantics as _;
 use crate::eval::iwan::IwanEval;
-use crate::eval::retrieval::{self, EvalSettings, SplitView};
+use crate::eval::retrieval::{self, EvalSettings};
 use crate::index::hamming::Shortlist;
 use crate::model::{self, efficientnet::EfficientNetLite0};
 use crate::report;
-use crate::semantics::{
-    SemanticsError, SimilarityMatrix, class_embedding, embedding_csv, similarity_csv,
-};
+use crate::semantics::{SemanticsError, class_embedding, embedding_csv, similarity_csv};
 use crate::store::{self, StoreError, npy};
 use crate::train::{self, Images, Inputs, TrainError, TrainJob};
 use iwan::{IwanInputs, Network};
@@ -52,6 +55,9 @@ pub enum ExperimentError {
     /// The class embedding could not be built.
     #[error(transparent)]
     Semantics(#[from] SemanticsError),
+    /// A stored run artifact or a derived input could not be read.
+    #[error(transparent)]
+    Stored(#[from] crate::artifacts::ArtifactError),
     /// A stored artifact could not be read back.
     #[error("{path}: {message}")]
     Artifact {
@@ -404,70 +410,6 @@ fn run_stages(
     Ok(())
 }
 
-/// One split's embed outputs, as read back from the `.npy` files.
-pub(crate) struct StoredEmbedding {
-    pub(crate) embeddings: Vec<f32>,
-    pub(crate) d: usize,
-    pub(crate) activations: Vec<f32>,
-    pub(crate) h: usize,
-    pub(crate) codes: Vec<u64>,
-}
-
-impl StoredEmbedding {
-    /// Images stored.
-    pub(crate) fn rows(&self) -> usize {
-        self.embeddings.len() / self.d.max(1)
-    }
-
-    /// A view with the split's labels (the first `n` of them, `n` = rows stored).
-    fn view<'a>(&'a self, labels: &'a [u8]) -> SplitView<'a> {
-        let n = self.rows();
-        SplitView {
-            embeddings: &self.embeddings,
-            d: self.d,
-            activations: &self.activations,
-            codes: &self.codes,
-            h: self.h,
-            labels: &labels[..n.min(labels.len())],
-        }
-    }
-}
-
-pub(crate) fn load_embedded(
-    embed_dir: &Path,
-    split: SplitName,
-) -> Result<StoredEmbedding, ExperimentError> {
-    let f = format!("{split}.npy");
-    let read_f32 = |sub: &str| -> Result<(usize, usize, Vec<f32>), ExperimentError> {
-        let path = embed_dir.join(sub).join(&f);
-        npy::read_f32(&store::read(&path)?).map_err(|e| ExperimentError::Artifact {
-            path,
-            message: e.to_string(),
-        })
-    };
-    let (n, d, embeddings) = read_f32("embeddings")?;
-    let (n2, h, activations) = read_f32("activations")?;
-    let path = embed_dir.join("codes").join(&f);
-    let (n3, _, codes) =
-        npy::read_u64(&store::read(&path)?).map_err(|e| ExperimentError::Artifact {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-    if n != n2 || n != n3 {
-        return Err(ExperimentError::Artifact {
-            path,
-            message: format!("row counts differ: {n}, {n2}, {n3}"),
-        });
-    }
-    Ok(StoredEmbedding {
-        embeddings,
-        d,
-        activations,
-        h,
-        codes,
-    })
-}
-
 /// Evaluates every configured method under every protocol; writes `metrics.csv` (long format),
 /// `hp_curves.csv` and `tables/summary.md`.
 fn eval_stage(
@@ -522,7 +464,7 @@ fn eval_stage(
             )
             .map_err(|e| ExperimentError::Eval(format!("{method:?} under {protocol}: {e}")))?;
             // One index file per method and database split (report and leave_one_out share one).
-            let db_split = protocol_database(protocol);
+            let db_split = protocol.database();
             let path = dir
                 .join("indices")
                 .join(format!("{}-{db_split}.idx", method.as_str()));
@@ -563,7 +505,7 @@ fn eval_stage(
                 ..cfg.iwan.clone()
             };
             for &protocol in &cfg.eval.protocols {
-                let db_split = protocol_database(protocol);
+                let db_split = protocol.database();
                 let built =
                     |n: &(config::DbWords, Network)| n.0 == db_words && n.1.database == db_split;
                 if !networks.iter().any(built) {
@@ -780,22 +722,6 @@ fn load_cifar<'c>(
     Ok(slot.as_ref().expect("just loaded"))
 }
 
-/// The fine class names and Barz & Denzler's class similarity `S` from the hierarchy.
-pub(crate) fn class_similarity(
-    root: &DataRoot,
-) -> Result<(LabelNames, SimilarityMatrix), ExperimentError> {
-    let names = crate::data::cifar::load_names(&root.cifar_dir())?;
-    let hierarchy = Hierarchy::load(&root.hierarchy_dir(), &names.fine)?;
-    let s = SimilarityMatrix::from_hierarchy(&hierarchy)?;
-    Ok((names, s))
-}
-
-/// The class embedding `C` of dimension `d` as f32, row-major `classes x d`.
-pub(crate) fn class_embedding_f32(root: &DataRoot, d: usize) -> Result<Vec<f32>, ExperimentError> {
-    let (_, s) = class_similarity(root)?;
-    Ok(class_embedding(&s, d)?.to_f32())
-}
-
 /// EfficientNet-Lite0 with `weights`, or the shipped ImageNet weights under the data root.
 fn load_efficientnet(
     root: &DataRoot,
@@ -804,28 +730,7 @@ fn load_efficientnet(
     let path = weights
         .cloned()
         .unwrap_or_else(|| default_efficientnet_weights(root));
-    Ok(EfficientNetLite0::load(&path, &burn::tensor::Device::flex()).map_err(TrainError::Model)?)
-}
-
-/// The EfficientNet-Lite0 ImageNet weights under the data root.
-fn default_efficientnet_weights(root: &DataRoot) -> PathBuf {
-    root.path.join("pretrained/efficientnet_lite0.safetensors")
-}
-
-/// The weights file a trained encoder starts from: `model.weights`, else the shipped
-/// EfficientNet-Lite0 weights for that encoder; AlexNet without `model.weights` trains from
-/// scratch.
-pub(crate) fn pretrained_weights(root: &DataRoot, model: &config::ModelConfig) -> Option<PathBuf> {
-    match model.encoder {
-        config::Encoder::CifarCnn => None,
-        config::Encoder::EfficientnetLite0 => Some(
-            model
-                .weights
-                .clone()
-                .unwrap_or_else(|| default_efficientnet_weights(root)),
-        ),
-        config::Encoder::Alexnet => model.weights.clone(),
-    }
+    Ok(EfficientNetLite0::load(&path, &model::cpu_device()).map_err(TrainError::Model)?)
 }
 
 /// Whether the config trains only a decoder on a frozen pretrained encoder's features.
@@ -1024,15 +929,6 @@ fn dump_rankings(r: &retrieval::MethodResult, dir: &Path) -> Result<(), Experime
             &[config::TableFormat::Parquet],
         )?;
     Ok(())
-}
-
-/// The database split of a protocol.
-fn protocol_database(protocol: config::Protocol) -> SplitName {
-    if protocol.queries_in_db() {
-        SplitName::Test
-    } else {
-        SplitName::Train
-    }
 }
 
 /// Both splits with the number of images of each in use (the features stage encodes both).

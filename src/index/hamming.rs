@@ -3,9 +3,9 @@
 //! semantic hashing retrieval) and the Hamming-shortlist + cosine re-rank
 //! index ([`HammingRerankIndex`]).
 //!
-//! Layout: an `h`-bit code (1..=1024 bits) is stored in `w = ceil(h / 64)`
-//! `u64` words; bit `j` is bit `j % 64` of word `j / 64`; the unused high bits
-//! of the last word must be zero (validated).
+//! Layout: [`crate::codes`] (an `h`-bit code, 1..=1024 bits, in `w = ceil(h / 64)` `u64`
+//! words; bit `j` is bit `j % 64` of word `j / 64`; the unused high bits of the last word must
+//! be zero, which [`Codes`] validates).
 //!
 //! The linear scan computes distances block by block with a popcount kernel
 //! chosen at run time (AVX-512 VPOPCNTDQ, POPCNT, or portable); a block whose
@@ -25,10 +25,7 @@ pub const MAX_BITS: usize = 1024;
 /// Items per block in the linear scan.
 const BLOCK: usize = 1024;
 
-/// Number of `u64` words holding a `bits`-bit code.
-pub fn words_for(bits: usize) -> usize {
-    bits.div_ceil(64)
-}
+pub use crate::codes::{pack_into, words_for};
 
 /// Mask of the used bits of the last word of a `bits`-bit code.
 fn last_word_mask(bits: usize) -> u64 {
@@ -162,18 +159,6 @@ impl Codes {
             });
         }
         Ok(())
-    }
-}
-
-/// Packs activations (bit = `a >= 0.5`) into `out` (zeroed first).
-/// Packs one row of activations into `out` (`ceil(h/64)` words): bit j is set when
-/// activation j >= 0.5 (Lin et al.), as bit `j % 64` of word `j / 64`.
-pub fn pack_into(acts: &[f32], out: &mut [u64]) {
-    out.fill(0);
-    for (j, &a) in acts.iter().enumerate() {
-        if a >= 0.5 {
-            out[j / 64] |= 1u64 << (j % 64);
-        }
     }
 }
 

@@ -25,8 +25,8 @@ use super::safetensors::SafeTensors;
 
 /// Width of the feature vector the encoder emits (`fc7`).
 pub const FEATURES: usize = 4096;
-/// Smallest input side the convolution and pooling stack accepts.
-pub const MIN_INPUT_SIZE: u32 = 63;
+/// Smallest input side the convolution and pooling stack accepts (the config checks it).
+pub const MIN_INPUT_SIZE: u32 = crate::config::Encoder::Alexnet.min_input_size();
 /// ImageNet channel means of images scaled to `[0, 1]` (torchvision's preprocessing).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet channel standard deviations of images scaled to `[0, 1]`.

@@ -108,6 +108,61 @@ pub fn device(backend: Backend) -> Result<Device, ModelError> {
     }
 }
 
+/// burn's CPU device (`flex`), where frozen-encoder weights are loaded.
+pub fn cpu_device() -> Device {
+    Device::flex()
+}
+
+/// A burn CPU backend, for `harness bench model --backend` (runs always use `flex`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuBackend {
+    /// burn 0.22's CPU backend.
+    Flex,
+    /// burn's deprecated `ndarray` backend (needs the `ndarray` cargo feature).
+    Ndarray,
+}
+
+impl std::str::FromStr for CpuBackend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "flex" => Ok(Self::Flex),
+            "ndarray" => Ok(Self::Ndarray),
+            other => Err(format!(
+                "unknown backend `{other}`; expected flex or ndarray"
+            )),
+        }
+    }
+}
+
+impl CpuBackend {
+    /// Its name in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Flex => "flex",
+            Self::Ndarray => "ndarray",
+        }
+    }
+
+    /// Its device, or an error naming the cargo feature it needs.
+    pub fn device(self) -> Result<Device, ModelError> {
+        match self {
+            Self::Flex => Ok(Device::flex()),
+            // burn 0.22 deprecates ndarray; it stays reachable only for the backend comparison.
+            #[cfg(feature = "ndarray")]
+            #[allow(deprecated)]
+            Self::Ndarray => Ok(Device::ndarray()),
+            #[cfg(not(feature = "ndarray"))]
+            Self::Ndarray => Err(ModelError::Misconfigured(
+                "this binary was built without the `ndarray` cargo feature; rebuild with \
+                 `cargo build --release --features ndarray`"
+                    .into(),
+            )),
+        }
+    }
+}
+
 /// The image encoder a network trains with its decoder.
 // One per network, so the size difference between variants costs nothing worth a box (which
 // burn's module derive would not see through).

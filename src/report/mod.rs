@@ -8,6 +8,7 @@ pub mod paper;
 pub mod sweep;
 
 use crate::config::Config;
+use crate::eval::Semantics as _;
 use crate::eval::retrieval::{MethodResult, metric_rows};
 use std::fmt::Write as _;
 

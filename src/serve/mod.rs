@@ -15,11 +15,12 @@
 //!
 //! Bad parameters get 400, unknown ids or methods 404, both with `{"error": "..."}`.
 
+use crate::artifacts::{self, StoredEmbedding};
 use crate::config::{self, IwanScore};
 use crate::data::DataRoot;
 use crate::data::cifar::{Cifar100, SplitName};
+use crate::experiment::ExperimentError;
 use crate::experiment::iwan::{IwanRun, Network};
-use crate::experiment::{self, ExperimentError, StoredEmbedding};
 use crate::index::persist::{self, AnyIndex};
 use crate::index::{Hit, Query, Scratch};
 use crate::iwan::graph::Node;
@@ -77,8 +78,8 @@ impl Served {
         } else {
             (Cifar100::load(&root, false)?, None)
         };
-        let (_, sim) = experiment::class_similarity(&root)?;
-        let queries = experiment::load_embedded(&dir.join("embed"), SplitName::Test)?;
+        let (_, sim) = artifacts::class_similarity(&root)?;
+        let queries = artifacts::load_embedded(&dir.join("embed"), SplitName::Test)?;
         let mut methods = Vec::new();
         for method in &cfg.index.methods {
             let path = dir
@@ -270,18 +271,6 @@ impl Served {
             "score": if paths.is_some() { "path length (lower is better)" } else { "similarity or Hamming distance" },
             "results": results,
         }))
-    }
-}
-
-impl StoredEmbedding {
-    /// Row `i` as (embedding, packed code, activations).
-    fn row(&self, i: usize) -> (&[f32], &[u64], &[f32]) {
-        let w = self.codes.len() / self.rows().max(1);
-        (
-            &self.embeddings[i * self.d..(i + 1) * self.d],
-            &self.codes[i * w..(i + 1) * w],
-            &self.activations[i * self.h..(i + 1) * self.h],
-        )
     }
 }
 

@@ -4,10 +4,23 @@
 //! only [`Frame::write`] turns them into a `DataFrame`. Every file is written atomically.
 
 use super::{self as store, StoreError};
-use crate::config::TableFormat;
 use polars::prelude::*;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+/// Table file formats.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum TableFormat {
+    /// Comma-separated values.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+    /// GitHub-flavoured Markdown.
+    Markdown,
+}
 
 /// One column's values; `None` is a null (an empty CSV field, `—` in Markdown).
 #[derive(Debug, Clone, PartialEq)]

@@ -8,6 +8,11 @@
 pub mod frame;
 pub mod npy;
 
+/// Lower-case hex of a byte string (checksums, config hashes).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
