@@ -545,3 +545,136 @@ fn dumped_rankings_reproduce_the_reported_precision() {
         }
     }
 }
+
+/// Barz & Denzler's class similarity computed here from the raw `parent child` lines, sharing no
+/// code with `harness::semantics`: `sim(u, v) = 1 - height(lcs(u, v)) / height(root)`, where a
+/// node's height is its longest path down to a leaf.
+fn hierarchy_similarity() -> Vec<Vec<f64>> {
+    let text = std::fs::read_to_string(
+        crate::common::data_root()
+            .path
+            .join("hierarchy/cifar.parent-child.txt"),
+    )
+    .unwrap();
+    let mut parent = std::collections::HashMap::new();
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut f = line.split_whitespace().map(|x| x.parse::<u32>().unwrap());
+        let (p, c) = (f.next().unwrap(), f.next().unwrap());
+        parent.insert(c, p);
+        children.entry(p).or_default().push(c);
+    }
+    fn height(n: u32, children: &std::collections::HashMap<u32, Vec<u32>>) -> u32 {
+        children.get(&n).map_or(0, |cs| {
+            1 + cs.iter().map(|&c| height(c, children)).max().unwrap()
+        })
+    }
+    let ancestors = |mut n: u32| {
+        let mut path = vec![n];
+        while let Some(&p) = parent.get(&n) {
+            path.push(p);
+            n = p;
+        }
+        path
+    };
+    let root = *ancestors(0).last().unwrap();
+    let max_height = f64::from(height(root, &children));
+    assert_eq!(max_height, 8.0, "DESIGN §3: height 8");
+    (0..100)
+        .map(|u| {
+            let up = ancestors(u);
+            (0..100)
+                .map(|v| {
+                    let vp = ancestors(v);
+                    let lcs = *up.iter().find(|a| vp.contains(a)).unwrap();
+                    1.0 - f64::from(height(lcs, &children)) / max_height
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn hierarchy_similarity_matches_hand_worked_pairs() {
+    // Worked by hand from cifar.parent-child.txt: classes 0 (apple) and 57 (pear) share the
+    // parent 103, a node of height 1: sim = 1 - 1/8. A class with itself: 1.
+    let sim = hierarchy_similarity();
+    assert_eq!(sim[0][57], 1.0 - 1.0 / 8.0);
+    assert_eq!(sim[57][0], sim[0][57]);
+    assert_eq!(sim[3][3], 1.0);
+    // harness's own S agrees on every pair.
+    let (_, s) = harness::artifacts::class_similarity(&crate::common::data_root()).unwrap();
+    for (u, row) in sim.iter().enumerate() {
+        for (v, &want) in row.iter().enumerate() {
+            let got = s.values()[u * 100 + v];
+            assert!(
+                (got - want).abs() < 1e-12,
+                "S[{u}][{v}] = {got}, expected {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn dumped_rankings_reproduce_the_reported_mahp() {
+    // mAHP@100 (trapezoid, DESIGN §4) under leave-one-out, recomputed from the dumped rankings
+    // with the similarity above: independent of harness's metric code.
+    use polars::prelude::SerReader as _;
+    let run = crate::common::tiny_run();
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let fine = harness::data::cifar::Cifar100::load(&crate::common::data_root(), false)
+        .unwrap()
+        .test
+        .fine;
+    let sim = hierarchy_similarity();
+    let file = std::fs::File::open(run.join("rankings/exact-leave_one_out.parquet")).unwrap();
+    let df = polars::prelude::ParquetReader::new(file).finish().unwrap();
+    let col = |name: &str| -> Vec<u32> {
+        df.column(name)
+            .unwrap()
+            .u32()
+            .unwrap()
+            .into_no_null_iter()
+            .collect()
+    };
+    let (query, rank, db) = (col("query_id"), col("rank"), col("db_id"));
+    let (n, k) = (1000usize, 100usize);
+    let mut ranked = vec![vec![0u32; k]; n];
+    for ((&q, &r), &d) in query.iter().zip(&rank).zip(&db) {
+        ranked[q as usize][r as usize] = d;
+    }
+    let mut total = 0.0;
+    for (q, ranking) in ranked.iter().enumerate() {
+        let yq = fine[q] as usize;
+        assert!(
+            !ranking.contains(&(q as u32)),
+            "leave-one-out ranks query {q} itself"
+        );
+        // The best possible gains: the k largest similarities over the database minus the query.
+        let mut ideal: Vec<f64> = (0..n)
+            .filter(|&x| x != q)
+            .map(|x| sim[yq][fine[x] as usize])
+            .collect();
+        ideal.sort_by(|a, b| b.total_cmp(a));
+        let (mut got, mut best, mut hp) = (0.0, 0.0, Vec::with_capacity(k));
+        for i in 0..k {
+            got += sim[yq][fine[ranking[i] as usize] as usize];
+            best += ideal[i];
+            hp.push(got / best);
+        }
+        let ahp = (hp.iter().sum::<f64>() - (hp[0] + hp[k - 1]) / 2.0) / k as f64;
+        total += ahp;
+    }
+    let ours = total / n as f64;
+    let reported: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("exact,leave_one_out,mAHP,100,"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (ours - reported).abs() < 1e-9,
+        "mAHP@100 {ours} vs reported {reported}"
+    );
+    assert!(ours > 0.1 && ours < 0.95, "not degenerate: {ours}");
+}

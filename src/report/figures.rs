@@ -176,7 +176,7 @@ fn write_figure<F: Figure>(
                 figure
                     .draw(BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area())
                     .map_err(|e| fail(&path, e.to_string()))?;
-                let png = encode_png(&rgb, SIZE).map_err(|e| fail(&path, e))?;
+                let png = encode_png(&rgb, SIZE).map_err(|e| fail(&path, e.to_string()))?;
                 store::write_bytes_atomic(&path, &png)?;
                 written.push(path);
             }
@@ -279,16 +279,16 @@ pub fn pareto_chart(points: &[(String, f64, f64)], protocol: &str, quality: &str
 }
 
 /// An RGB buffer as PNG bytes.
-pub fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, String> {
+pub fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, png::EncodingError> {
     let mut out = Vec::new();
     let mut enc = png::Encoder::new(&mut out, w, h);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     enc.set_compression(png::Compression::Best);
     enc.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
-    let mut writer = enc.write_header().map_err(|e| e.to_string())?;
-    writer.write_image_data(rgb).map_err(|e| e.to_string())?;
-    writer.finish().map_err(|e| e.to_string())?;
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(rgb)?;
+    writer.finish()?;
     Ok(out)
 }
 

@@ -446,12 +446,16 @@ async fn image(
             data.len()
         )));
     }
-    let png = image_png(data.image(id)).map_err(ApiError::bad)?;
+    // Encoding our own 128x128 image cannot be the client's fault: a server error.
+    let png = image_png(data.image(id)).map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("encoding image {id} of the {split} split as PNG: {e}"),
+    })?;
     Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
 }
 
 /// A CIFAR-100 record (planar 32x32 RGB) as a PNG scaled up [`SCALE`] times.
-pub fn image_png(planar: &[u8]) -> Result<Vec<u8>, String> {
+pub fn image_png(planar: &[u8]) -> Result<Vec<u8>, png::EncodingError> {
     let side = 32 * SCALE;
     let mut rgb = vec![0u8; side * side * 3];
     for y in 0..side {
