@@ -34,13 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def data_root(arg):
-    if arg:
-        return Path(arg)
-    if os.environ.get("HARNESS_DATA"):
-        return Path(os.environ["HARNESS_DATA"])
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from peer_common import data_root
 
 
 def load_images(root, split, n):

@@ -27,16 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from peer_common import data_root
+
 MEAN = np.array([0.5071, 0.4865, 0.4409], dtype=np.float32).reshape(1, 3, 1, 1)
 STD = np.array([0.2673, 0.2564, 0.2762], dtype=np.float32).reshape(1, 3, 1, 1)
-
-
-def data_root(arg):
-    if arg:
-        return Path(arg)
-    if os.environ.get("HARNESS_DATA"):
-        return Path(os.environ["HARNESS_DATA"])
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
 def load_train(root, n):

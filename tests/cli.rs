@@ -502,29 +502,38 @@ fn report_rerenders_the_papers_tables_from_stored_metrics() {
     );
 }
 
+/// The `query_id`, `rank` and `db_id` columns of a run's dumped rankings, read with polars.
+fn dumped_rankings(
+    run: &std::path::Path,
+    method: &str,
+    protocol: &str,
+) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    use polars::prelude::SerReader as _;
+    let path = run.join(format!("rankings/{method}-{protocol}.parquet"));
+    let file = std::fs::File::open(&path).unwrap();
+    let df = polars::prelude::ParquetReader::new(file).finish().unwrap();
+    let names: Vec<&str> = df.get_column_names().iter().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["query_id", "rank", "db_id", "score"]);
+    let col = |name: &str| -> Vec<u32> {
+        df.column(name)
+            .unwrap()
+            .u32()
+            .unwrap()
+            .into_no_null_iter()
+            .collect()
+    };
+    (col("query_id"), col("rank"), col("db_id"))
+}
+
 #[test]
 fn dumped_rankings_reproduce_the_reported_precision() {
-    use polars::prelude::SerReader as _;
     let run = crate::common::tiny_run();
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     let test = harness::data::cifar::Cifar100::load(&crate::common::data_root(), false)
         .unwrap()
         .test;
     for (method, protocol) in [("exact", "leave_one_out"), ("hamming_rerank", "report")] {
-        let path = run.join(format!("rankings/{method}-{protocol}.parquet"));
-        let file = std::fs::File::open(&path).unwrap();
-        let df = polars::prelude::ParquetReader::new(file).finish().unwrap();
-        let names: Vec<&str> = df.get_column_names().iter().map(|n| n.as_str()).collect();
-        assert_eq!(names, ["query_id", "rank", "db_id", "score"]);
-        let col = |name: &str| -> Vec<u32> {
-            df.column(name)
-                .unwrap()
-                .u32()
-                .unwrap()
-                .into_no_null_iter()
-                .collect()
-        };
-        let (query, rank, db) = (col("query_id"), col("rank"), col("db_id"));
+        let (query, rank, db) = dumped_rankings(run, method, protocol);
         assert_eq!(query.len(), 1000 * 100, "top max(ks) of every query");
         for k in [1usize, 5, 20, 100] {
             let mut hits = vec![0usize; 1000];
@@ -619,7 +628,6 @@ fn hierarchy_similarity_matches_hand_worked_pairs() {
 fn dumped_rankings_reproduce_the_reported_mahp() {
     // mAHP@100 (trapezoid, DESIGN §4) under leave-one-out, recomputed from the dumped rankings
     // with the similarity above: independent of harness's metric code.
-    use polars::prelude::SerReader as _;
     let run = crate::common::tiny_run();
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     let fine = harness::data::cifar::Cifar100::load(&crate::common::data_root(), false)
@@ -627,17 +635,7 @@ fn dumped_rankings_reproduce_the_reported_mahp() {
         .test
         .fine;
     let sim = hierarchy_similarity();
-    let file = std::fs::File::open(run.join("rankings/exact-leave_one_out.parquet")).unwrap();
-    let df = polars::prelude::ParquetReader::new(file).finish().unwrap();
-    let col = |name: &str| -> Vec<u32> {
-        df.column(name)
-            .unwrap()
-            .u32()
-            .unwrap()
-            .into_no_null_iter()
-            .collect()
-    };
-    let (query, rank, db) = (col("query_id"), col("rank"), col("db_id"));
+    let (query, rank, db) = dumped_rankings(run, "exact", "leave_one_out");
     let (n, k) = (1000usize, 100usize);
     let mut ranked = vec![vec![0u32; k]; n];
     for ((&q, &r), &d) in query.iter().zip(&rank).zip(&db) {

@@ -231,7 +231,11 @@ fn two_hundred_concurrent_searches_succeed() {
         })
         .collect();
     // Exact and hash + re-rank always return k hits (IWAN's queries without a word return none).
-    assert!((0..200).filter(|i| i % 3 != 2).all(|i| expected[i].len() == 100));
+    assert!(
+        (0..200)
+            .filter(|i| i % 3 != 2)
+            .all(|i| expected[i].len() == 100)
+    );
     let started = Instant::now();
     let handles: Vec<_> = (0..200)
         .map(|i| {

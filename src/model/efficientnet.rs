@@ -554,17 +554,8 @@ mod tests {
         assert_eq!(a.dims(), [1, FEATURE_DIM]);
     }
 
-    /// Deterministic pseudo-random values in [-1, 1) (hand-rolled LCG, no dependency).
     fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..n)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
+        crate::model::pseudo_random(n, seed, 1.0)
     }
 
     #[test]

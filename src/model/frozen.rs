@@ -677,17 +677,8 @@ mod tests {
         .expect("load weights")
     }
 
-    /// Deterministic pseudo-random values in [-2, 2) (hand-rolled LCG; a unit-test input).
     fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..n)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-            })
-            .collect()
+        crate::model::pseudo_random(n, seed, 2.0)
     }
 
     /// `[c, h, w]` planar -> `[h, w, c]`.

@@ -215,6 +215,21 @@ pub fn fold_batch_norm(bn: &BatchNorm, weight: Tensor<4>) -> (Tensor<4>, Tensor<
     (weight.mul(scale.reshape([out, 1, 1, 1])), shift)
 }
 
+/// Deterministic pseudo-random values in `[-scale, scale)` from a hand-rolled LCG: inputs for
+/// unit tests that compare a layer's fast path with its reference, not data.
+#[cfg(test)]
+pub(crate) fn pseudo_random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 * scale - scale
+        })
+        .collect()
+}
+
 /// The largest absolute element-wise difference of two equally long outputs (for tests that
 /// compare a fast path with its reference).
 #[cfg(test)]
