@@ -557,6 +557,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn augmented_feature_batches_draw_mirrored_rows_half_the_time() {
+        // Hand-made feature rows for a pure-function unit test: row i of the plain features is
+        // all i, of the mirrored ones all -i, so each batch row says where it came from.
+        let (n, dim) = (64usize, 3usize);
+        let plain: Vec<f32> = (0..n).flat_map(|i| [i as f32; 3]).collect();
+        let mirrored: Vec<f32> = plain.iter().map(|v| -v - 1000.0).collect();
+        let labels = vec![0u8; n];
+        let images = Images {
+            inputs: Inputs::Features {
+                values: &plain,
+                dim,
+                mirrored: Some(&mirrored),
+            },
+            labels: &labels,
+        };
+        let ids: Vec<usize> = (0..n).collect();
+        let device = Device::flex();
+        let rows = |augment: Option<&mut StdRng>| -> Vec<f32> {
+            let (batch, _) = batch(images, &ids, augment, Preprocess::Cifar, &device).unwrap();
+            let Batch::Features(x) = batch else {
+                panic!("features in, features out")
+            };
+            x.into_data().iter::<f32>().step_by(dim).collect()
+        };
+        // Without augmentation: the plain rows, in order.
+        assert_eq!(rows(None), (0..n).map(|i| i as f32).collect::<Vec<_>>());
+        // With it: each row is image i, plain or mirrored, and both occur.
+        let got = rows(Some(&mut StdRng::seed_from_u64(9)));
+        let flipped = got.iter().filter(|&&v| v <= -1000.0).count();
+        for (i, &v) in got.iter().enumerate() {
+            assert!(v == i as f32 || v == -(i as f32) - 1000.0, "row {i}: {v}");
+        }
+        assert!((16..=48).contains(&flipped), "{flipped} of {n} mirrored");
+    }
+
+    #[test]
     fn shift_flip_matches_padded_crop() {
         // hand-made input for a pure-function unit test: pixel value = x + 32 * (y % 4) per plane.
         let img: Vec<u8> = (0..3072)
