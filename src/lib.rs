@@ -21,6 +21,7 @@ pub mod model;
 pub mod report;
 pub mod semantics;
 pub mod serve;
+pub(crate) mod simd;
 pub mod store;
 pub mod throughput;
 pub mod train;

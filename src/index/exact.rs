@@ -19,9 +19,9 @@
 
 use rayon::prelude::*;
 
-use super::simd::{Level, huge_zeroed, level};
 use super::topk::ScoreTopK;
 use super::{Hit, IndexError, Query, Scratch, SearchIndex, check_len, effective_exclude};
+use crate::simd::{Level, huge_zeroed, level};
 
 /// Accumulator lanes of the canonical dot product.
 const LANES: usize = 8;

@@ -16,9 +16,9 @@
 use std::sync::Arc;
 
 use super::exact::{ExactIndex, dot, prepare_query};
-use super::simd::{Level, level};
 use super::topk::DistTopK;
 use super::{Hit, IndexError, Query, Scratch, SearchIndex, check_len, effective_exclude};
+use crate::simd::{Level, level};
 
 /// Longest supported code, in bits.
 pub const MAX_BITS: usize = 1024;

@@ -48,8 +48,8 @@
 use std::sync::Arc;
 
 use super::hamming::{Codes, scan_topk, words_for};
-use super::simd::{Level, level};
 use super::{Hit, IndexError, Query, Scratch, SearchIndex, effective_exclude};
+use crate::simd::{Level, level};
 
 /// Cost of probing one key, in linear-scan item equivalents (a probe is a
 /// cache miss or two; the popcount scan streams an item in well under 1 ns).

@@ -19,7 +19,6 @@ pub mod exact;
 pub mod hamming;
 pub mod mih;
 pub mod persist;
-mod simd;
 mod topk;
 
 use rayon::prelude::*;

@@ -26,6 +26,7 @@
 use super::ModelError;
 use super::efficientnet::{ConvBn, EfficientNetLite0, FEATURE_DIM, STAGES, tf_same_padding};
 use super::resize;
+use crate::simd::{Level, level};
 use burn::prelude::*;
 use rayon::prelude::*;
 
@@ -267,12 +268,12 @@ impl FrozenLite0 {
             }
         }
         match level() {
-            // SAFETY (both): `level` returns these only after detecting the features.
+            // SAFETY (both): `level` returns these only after detecting their features.
             #[cfg(target_arch = "x86_64")]
             Level::Avx512 => unsafe { self.forward_avx512(size, s, out) },
             #[cfg(target_arch = "x86_64")]
-            Level::Fma => unsafe { self.forward_fma(size, s, out) },
-            Level::Base => self.forward::<false>(size, s, out),
+            Level::Avx2 => unsafe { self.forward_fma(size, s, out) },
+            _ => self.forward::<false>(size, s, out),
         }
     }
 
@@ -306,19 +307,19 @@ impl FrozenLite0 {
             // to `c`, the projection back to `b`, which then becomes the next input.
             let mid = match &block.expand {
                 Some(e) => {
-                    pointwise::<FMA>(e, a, h * w, None, true, b);
+                    pointwise(e, a, h * w, None, true, b);
                     &*b
                 }
                 None => &*a,
             };
             let (oh, ow) = depthwise::<FMA>(&block.depthwise, mid, h, w, padded, c);
             let skip = block.residual.then_some(&a[..]);
-            pointwise::<FMA>(&block.project, c, oh * ow, skip, false, b);
+            pointwise(&block.project, c, oh * ow, skip, false, b);
             std::mem::swap(a, b);
             (h, w, channels) = (oh, ow, block.project.c_out);
         }
         debug_assert_eq!(channels, self.head.c_in);
-        pointwise::<FMA>(&self.head, a, h * w, None, true, c);
+        pointwise(&self.head, a, h * w, None, true, c);
         out.fill(0.0);
         for row in c.chunks_exact(FEATURE_DIM) {
             for (o, &v) in out.iter_mut().zip(row) {
@@ -347,7 +348,7 @@ fn madd<const FMA: bool>(a: f32, b: f32, acc: f32) -> f32 {
 /// `out = input x weight + bias (+ skip)`, optionally ReLU6, `[m, c_in] -> [m, c_out]`, one
 /// tile of rows at a time so the epilogue runs while the tile is in cache.
 #[inline(always)]
-fn pointwise<const FMA: bool>(
+fn pointwise(
     pw: &Pointwise,
     input: &[f32],
     m: usize,
@@ -410,7 +411,6 @@ fn pointwise<const FMA: bool>(
             }
         }
     }
-    let _ = FMA;
 }
 
 /// The stem on a `[h, w, 3]` image: 3x3 stride 2, SAME padding, bias, ReLU6 -> `[oh, ow, 32]`.
@@ -625,41 +625,6 @@ fn depthwise_border<const FMA: bool>(
     }
 }
 
-/// The instruction-set level the loops run at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Level {
-    /// Baseline target features (separate multiply and add).
-    Base,
-    /// AVX2 + FMA.
-    #[cfg(target_arch = "x86_64")]
-    Fma,
-    /// AVX-512F on top of AVX2 + FMA (16-lane registers).
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-/// Detected once per process; `HARNESS_SIMD=base|avx2` caps it (for measurements and for
-/// testing the other levels).
-fn level() -> Level {
-    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let cap = std::env::var("HARNESS_SIMD").unwrap_or_default();
-            let fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-            if cap == "base" || !fma {
-                return Level::Base;
-            }
-            if cap != "avx2" && is_x86_feature_detected!("avx512f") {
-                return Level::Avx512;
-            }
-            Level::Fma
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        Level::Base
-    })
-}
-
 #[cfg(test)]
 mod tests {
     //! The fused kernels against burn's plain layers (`conv2d`, then `BatchNorm` on its running
@@ -776,7 +741,7 @@ mod tests {
         let x = pseudo_random(24 * h * w, 7);
         let reference = plain(block.expand.as_ref().unwrap(), &x, 24, h, w, true);
         let mut out = Vec::new();
-        pointwise::<true>(
+        pointwise(
             &expand,
             &to_nhwc(&x, 24, h * w),
             h * w,
@@ -795,7 +760,7 @@ mod tests {
         }
         let mut out = Vec::new();
         let skip = to_nhwc(&skip, 24, h * w);
-        pointwise::<false>(
+        pointwise(
             &project,
             &to_nhwc(&y, 144, h * w),
             h * w,

@@ -1,6 +1,6 @@
-//! Runtime CPU-feature detection shared by the dot-product and popcount
-//! kernels (no `-C target-cpu` needed: kernels are compiled for several
-//! feature levels and one is picked at run time).
+//! Runtime CPU-feature detection shared by the indices' dot-product and popcount kernels and
+//! the fused EfficientNet-Lite0 inference (no `-C target-cpu` needed: kernels are compiled for
+//! several feature levels and one is picked at run time).
 
 use std::sync::OnceLock;
 
