@@ -9,6 +9,7 @@
 
 use crate::codes;
 use crate::config::TableFormat;
+use crate::data::cifar::IMAGE_BYTES;
 use crate::model::efficientnet::{self, EfficientNetLite0};
 use crate::model::frozen::FrozenLite0;
 use crate::model::{HashNet, ModelError, Preprocess};
@@ -63,7 +64,14 @@ pub fn top_classes(e: &[f32], class_embedding: &[f32], k: usize) -> Vec<(u8, f32
     scores
 }
 
-/// Runs `images` through `net` (inference mode) in batches.
+/// The (row, column) of the first non-finite value of `width`-wide rows.
+fn first_non_finite(values: &[f32], width: usize) -> Option<(usize, usize)> {
+    let i = values.iter().position(|v| !v.is_finite())?;
+    Some((i / width.max(1), i % width.max(1)))
+}
+
+/// Runs `images` through `net` (inference mode) in batches; fails on the first non-finite
+/// output, naming the image.
 pub fn embed(
     net: &HashNet,
     images: Images<'_>,
@@ -102,6 +110,19 @@ pub fn embed(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    for (output, values, width) in [
+        ("embedding", &embeddings, d),
+        ("hash activation", &activations, h),
+    ] {
+        if let Some((image, column)) = first_non_finite(values, width) {
+            return Err(ModelError::NonFiniteOutput {
+                output,
+                image,
+                column,
+                value: values[image * width + column],
+            });
+        }
+    }
     let codes = codes::pack_codes(&activations, h);
     let classes = embeddings
         .chunks_exact(d)
@@ -135,7 +156,7 @@ pub fn encoder_features(
     progress: bool,
     plain_layers: bool,
 ) -> Result<Vec<f32>, ModelError> {
-    let n = pixels.len() / 3072;
+    let n = pixels.len() / IMAGE_BYTES;
     let device = encoder.fc.weight.val().device();
     let prep = Preprocess::EfficientNet { size };
     let frozen = (!plain_layers)
@@ -154,12 +175,12 @@ pub fn encoder_features(
     let mut out = Vec::with_capacity(n * efficientnet::FEATURE_DIM);
     for start in (0..n).step_by(batch.max(1)) {
         let end = (start + batch).min(n);
-        let images = &pixels[start * 3072..end * 3072];
+        let images = &pixels[start * IMAGE_BYTES..end * IMAGE_BYTES];
         match &frozen {
             Some(frozen) => out.extend(frozen.features(images, size)?),
             None => {
                 let mut input = Vec::with_capacity((end - start) * 3 * size * size);
-                for img in images.chunks_exact(3072) {
+                for img in images.chunks_exact(IMAGE_BYTES) {
                     prep.append(img, &mut input)?;
                 }
                 let x = prep.tensor(input, end - start, &device);
@@ -241,6 +262,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_first_non_finite_value_is_located() {
+        // hand-made rows for a pure-function unit test
+        let v = [0.0, 1.0, 2.0, 3.0, f32::NAN, 5.0, f32::INFINITY];
+        assert_eq!(first_non_finite(&v, 3), Some((1, 1)));
+        assert_eq!(first_non_finite(&v[..4], 2), None);
+        assert_eq!(first_non_finite(&[f32::NEG_INFINITY], 1), Some((0, 0)));
+    }
+
+    #[test]
     fn wide_decoder_codes_are_the_hash_branch_bits() {
         use crate::config::{Decoder, Encoder, ModelConfig};
         use burn::tensor::activation::{relu, sigmoid};
@@ -254,8 +284,15 @@ mod tests {
             &Device::flex(),
         )
         .expect("weights");
-        let features =
-            encoder_features(&encoder, &test.pixels[..n * 3072], 64, 8, false, false).unwrap();
+        let features = encoder_features(
+            &encoder,
+            &test.pixels[..n * IMAGE_BYTES],
+            64,
+            8,
+            false,
+            false,
+        )
+        .unwrap();
         let cfg = ModelConfig {
             encoder: Encoder::EfficientnetLite0,
             input_size: 64,

@@ -1,11 +1,31 @@
 //! `harness`: a reproducible experiment harness for fast, semantically aware image retrieval on
 //! CIFAR-100.
 //!
-//! Data flows one way: [`config`] -> [`data`] + [`semantics`] -> [`model`] / [`train`] ->
-//! [`embed`] (writing [`codes`]) -> [`index`] + [`iwan`] -> [`eval`] -> [`report`], driven
-//! by [`experiment`]; [`artifacts`] reads back what runs stored, for the orchestrator, the
-//! query server ([`serve`]) and the CLI. [`store`] (file formats, atomic writes) sits under
-//! all of them. The binary is a thin shell over [`cli`].
+//! Data flows one way, and no module imports from one later in this list:
+//!
+//! | module | role |
+//! |---|---|
+//! | [`store`] | file formats (npy, tables), atomic writes, hashing helpers; under everything |
+//! | `simd` | run-time CPU feature level shared by the kernels |
+//! | [`config`] | the YAML schema, validation with line numbers, sweeps, config hashes |
+//! | [`data`] | CIFAR-100 binary, WordNet hierarchy, USF norms, ImageNet labels, fetch |
+//! | [`semantics`] | class similarity S and the Barz & Denzler class embedding |
+//! | [`codes`] | the packed binary code format, written by embed and read by index |
+//! | [`model`] | burn networks (compact CNN, AlexNet, EfficientNet-Lite0, fused frozen inference) |
+//! | [`train`] | the training loop (losses, optimiser, checkpoints) |
+//! | [`embed`] | network outputs: embeddings, hash activations, codes, top classes |
+//! | [`index`] | exact, Hamming, re-rank, MIH and asymmetric search over plain slices; `kernels` |
+//! | [`iwan`] | the image-word association network and its Dijkstra search |
+//! | [`eval`] | protocols, metrics (mP, mAHP, HP curves), timing statistics, evaluation runs |
+//! | [`report`] | tables, the report's published values, figures, `harness check` |
+//! | [`artifacts`] | readers of what runs stored, for the runner, the server and the CLI |
+//! | [`experiment`] | the runner: stage engine, cache keys, stage bodies, eval stage, rendering |
+//! | [`throughput`] | the model throughput bench (`harness bench model`) |
+//! | [`serve`] | the query page and its JSON API |
+//! | [`cli`] | argument definitions and one function per command; `main.rs` is a thin shell |
+//!
+//! burn is reached only through [`model`], [`train`], [`embed`] and [`throughput`]; indices and
+//! metrics work on plain slices.
 
 pub mod artifacts;
 pub mod cli;

@@ -29,6 +29,26 @@ pub(crate) fn level() -> Level {
     })
 }
 
+/// Whether this CPU can run kernels of `level` (whatever `HARNESS_SIMD` caps [`level`] to).
+pub(crate) fn supported(level: Level) -> bool {
+    static DETECTED: OnceLock<Level> = OnceLock::new();
+    let detected = *DETECTED.get_or_init(detect);
+    match level {
+        Level::Base => true,
+        Level::Avx2 => detected != Level::Base,
+        Level::Avx512 => detected == Level::Avx512,
+    }
+}
+
+/// Every level this CPU supports, lowest first (for testing each kernel against its twin).
+#[cfg(test)]
+pub(crate) fn supported_levels() -> Vec<Level> {
+    [Level::Base, Level::Avx2, Level::Avx512]
+        .into_iter()
+        .filter(|&l| supported(l))
+        .collect()
+}
+
 #[cfg(target_arch = "x86_64")]
 fn detect() -> Level {
     let avx2 = is_x86_feature_detected!("avx2")

@@ -9,6 +9,7 @@
 //! feature pass the features stage runs (bicubic upsampling included).
 
 use crate::config::ModelConfig;
+use crate::data::cifar::IMAGE_BYTES;
 use crate::embed;
 use crate::model::{self, HashNet, ModelError, Preprocess, efficientnet::EfficientNetLite0};
 use crate::train::{self, Images, Inputs};
@@ -103,7 +104,7 @@ pub fn measure(
     pretrained: Option<&Path>,
 ) -> Result<Record, ModelError> {
     let need = (settings.warmup + settings.steps) * settings.batch;
-    if labels.len() < need || pixels.len() < need * 3072 {
+    if labels.len() < need || pixels.len() < need * IMAGE_BYTES {
         return Err(ModelError::InvalidInput {
             what: format!(
                 "{} steps of {} images need {need} images, got {}",
@@ -114,7 +115,7 @@ pub fn measure(
         });
     }
     let images = Images {
-        inputs: Inputs::Pixels(&pixels[..need * 3072]),
+        inputs: Inputs::Pixels(&pixels[..need * IMAGE_BYTES]),
         labels: &labels[..need],
     };
     let seconds = model::with_threads(settings.threads, || match mode {
@@ -220,7 +221,7 @@ fn time_inference(
             ModelError::Misconfigured("EfficientNet-Lite0 needs its weights file".into())
         })?;
         let encoder = EfficientNetLite0::load(path, &device)?;
-        let warm = settings.warmup * settings.batch * 3072;
+        let warm = settings.warmup * settings.batch * IMAGE_BYTES;
         let run = |pixels: &[u8]| {
             embed::encoder_features(
                 &encoder,

@@ -8,6 +8,7 @@
 //! (`seed + epoch`), so a resumed run sees the same batches as an uninterrupted one.
 
 use crate::config::{Config, Optimizer, Schedule};
+use crate::data::cifar::IMAGE_BYTES;
 use crate::model::{self, Batch, HashNet, ModelError, Preprocess};
 use crate::store::{self, StoreError};
 use burn::module::Module;
@@ -336,9 +337,9 @@ pub fn batch(
     let side = prep.side();
     let mut pixels = Vec::with_capacity(n * 3 * side * side);
     let mut aug = augment;
-    let mut scratch = vec![0u8; 3072];
+    let mut scratch = vec![0u8; IMAGE_BYTES];
     for &i in ids {
-        let img = &pixels_all[i * 3072..(i + 1) * 3072];
+        let img = &pixels_all[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES];
         match aug.as_deref_mut() {
             Some(rng) => {
                 use rand::RngExt;
@@ -595,10 +596,10 @@ mod tests {
     #[test]
     fn shift_flip_matches_padded_crop() {
         // hand-made input for a pure-function unit test: pixel value = x + 32 * (y % 4) per plane.
-        let img: Vec<u8> = (0..3072)
+        let img: Vec<u8> = (0..IMAGE_BYTES)
             .map(|i| ((i % 32) + 32 * ((i / 32) % 4)) as u8)
             .collect();
-        let mut out = vec![0u8; 3072];
+        let mut out = vec![0u8; IMAGE_BYTES];
         shift_flip(&img, 0, 0, false, &mut out);
         assert_eq!(out, img);
         shift_flip(&img, 2, 0, false, &mut out);

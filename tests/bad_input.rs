@@ -7,17 +7,24 @@ use std::path::Path;
 /// Writes `yaml` to a temp config, runs `harness validate` on it and returns stderr; asserts
 /// the exit code is 2.
 fn validate_err(yaml: &str) -> String {
+    validate_err_bytes(yaml.as_bytes())
+}
+
+/// [`validate_err`] for arbitrary bytes.
+fn validate_err_bytes(bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, yaml).unwrap();
+    std::fs::write(&path, bytes).unwrap();
     let out = harness(&["validate", path.to_str().unwrap()], None);
     let (_, err) = text(&out);
+    let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]);
     assert_eq!(
         out.status.code(),
         Some(2),
-        "expected failure for:\n{yaml}\nstderr: {err}"
+        "expected failure for:\n{shown}\nstderr: {err}"
     );
     assert!(err.contains("bad.yaml"), "error must name the file: {err}");
+    assert!(!err.contains("panicked"), "{err}");
     err
 }
 
@@ -407,4 +414,317 @@ fn iwan_top_k_outside_the_word_models_labels() {
         err.contains("iwan.top_wwk") && err.contains("got 0"),
         "{err}"
     );
+}
+
+// ---- Hostile YAML -------------------------------------------------------------------------
+
+#[test]
+fn empty_config() {
+    let err = validate_err("");
+    assert!(err.contains("unexpected end of input at line 1"), "{err}");
+}
+
+#[test]
+fn config_that_is_not_utf8() {
+    let err = validate_err_bytes(b"name: x\nmodel:\n  encoder: \xff\xfe\n");
+    assert!(
+        err.contains("not UTF-8") && err.contains("byte 26"),
+        "{err}"
+    );
+}
+
+#[test]
+fn duplicate_keys() {
+    let err = validate_err("name: x\nmodel:\n  h: 48\n  h: 32\n");
+    assert!(err.to_lowercase().contains("duplicate"), "{err}");
+}
+
+#[test]
+fn a_config_of_100_megabytes_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(100 << 20).unwrap(); // sparse: nothing is written or read
+    let out = harness(&["validate", path.to_str().unwrap()], None);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("bad.yaml") && err.contains("104857600 bytes") && err.contains("limit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn deeply_nested_config() {
+    // Sweep values are free-form, so the parser itself must bound the nesting (serde-saphyr's
+    // recursion limit), before any stack overflow.
+    let depth = 5000;
+    let yaml = format!(
+        "name: x\nsweep:\n  params:\n    model.h: {}{}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let err = validate_err(&yaml);
+    assert!(
+        err.contains("recursion limit exceeded") && err.contains("line 4"),
+        "{err}"
+    );
+}
+
+#[test]
+fn alias_bomb() {
+    // The "billion laughs" in free-form sweep values: nine levels of nine aliases would expand
+    // to 9^9 strings; serde-saphyr's node budget stops it (at 250,000 nodes).
+    let lol = ["\"lol\""; 9].join(",");
+    let mut yaml = format!("name: x\nsweep:\n  params:\n    model.a: &a [{lol}]\n");
+    for level in b'b'..=b'i' {
+        let (name, prev) = (level as char, (level - 1) as char);
+        let refs = vec![format!("*{prev}"); 9].join(",");
+        yaml.push_str(&format!("    model.{name}: &{name} [{refs}]\n"));
+    }
+    let err = validate_err(&yaml);
+    assert!(err.contains("budget breached"), "{err}");
+}
+
+// ---- Hostile CIFAR files (loaded directly; each error names the file) ---------------------
+
+fn cifar_err(root: &ScratchRoot, verify: bool) -> String {
+    let data = harness::data::DataRoot::resolve(Some(root.path()), None).unwrap();
+    let err = harness::data::cifar::Cifar100::load(&data, verify).unwrap_err();
+    err.to_string()
+}
+
+#[test]
+fn truncated_train_bin() {
+    let root = ScratchRoot::new();
+    let mut bytes = root.real("cifar-100-binary/train.bin");
+    bytes.truncate(bytes.len() - 3074 * 3 - 10);
+    root.replace("cifar-100-binary/train.bin", &bytes);
+    let err = cifar_err(&root, false);
+    assert!(
+        err.contains("train.bin") && err.contains("not a multiple of the 3074-byte record"),
+        "{err}"
+    );
+}
+
+#[test]
+fn train_bin_with_whole_records_missing() {
+    let root = ScratchRoot::new();
+    let mut bytes = root.real("cifar-100-binary/train.bin");
+    bytes.truncate(bytes.len() - 3074 * 2);
+    root.replace("cifar-100-binary/train.bin", &bytes);
+    let err = cifar_err(&root, false);
+    assert!(err.contains("train.bin") && err.contains("49998"), "{err}");
+}
+
+#[test]
+fn train_bin_with_an_out_of_range_coarse_label() {
+    let root = ScratchRoot::new();
+    let mut bytes = root.real("cifar-100-binary/train.bin");
+    bytes[123 * 3074] = 20; // coarse label of record 123
+    root.replace("cifar-100-binary/train.bin", &bytes);
+    let err = cifar_err(&root, false);
+    assert!(
+        err.contains("train.bin") && err.contains("record 123") && err.contains("coarse 20"),
+        "{err}"
+    );
+}
+
+#[test]
+fn train_bin_whose_labels_disagree_with_fine_to_coarse() {
+    let root = ScratchRoot::new();
+    let mut bytes = root.real("cifar-100-binary/train.bin");
+    let coarse = bytes[77 * 3074];
+    bytes[77 * 3074] = (coarse + 1) % 20; // a valid coarse id, but not this fine class's
+    root.replace("cifar-100-binary/train.bin", &bytes);
+    let err = cifar_err(&root, false);
+    assert!(
+        err.contains("train.bin") && err.contains("record 77"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_edited_train_bin_fails_the_checksum() {
+    let root = ScratchRoot::new();
+    let mut bytes = root.real("cifar-100-binary/train.bin");
+    bytes[10_000] ^= 0x80;
+    root.replace("cifar-100-binary/train.bin", &bytes);
+    let err = cifar_err(&root, true);
+    assert!(err.contains("train.bin") && err.contains("sha256"), "{err}");
+}
+
+#[test]
+fn label_name_files_with_the_wrong_count() {
+    let root = ScratchRoot::new();
+    let text = String::from_utf8(root.real("cifar-100-binary/fine_label_names.txt")).unwrap();
+    let fewer: Vec<&str> = text.lines().take(99).collect();
+    root.replace(
+        "cifar-100-binary/fine_label_names.txt",
+        fewer.join("\n").as_bytes(),
+    );
+    let err = cifar_err(&root, false);
+    assert!(
+        err.contains("fine_label_names.txt") && err.contains("99 names, expected 100"),
+        "{err}"
+    );
+    let root = ScratchRoot::new();
+    let text = String::from_utf8(root.real("cifar-100-binary/coarse_label_names.txt")).unwrap();
+    root.replace(
+        "cifar-100-binary/coarse_label_names.txt",
+        format!("{text}\nextra_class\n").as_bytes(),
+    );
+    let err = cifar_err(&root, false);
+    assert!(
+        err.contains("coarse_label_names.txt") && err.contains("21 names, expected 20"),
+        "{err}"
+    );
+}
+
+/// `fine_to_coarse.csv` with its line `line` (1-based, after the header) replaced.
+fn fine_to_coarse_err(line: usize, replacement: &str) -> String {
+    let root = ScratchRoot::new();
+    let text = String::from_utf8(root.real("cifar-100-binary/fine_to_coarse.csv")).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines[line] = replacement.to_string();
+    root.replace(
+        "cifar-100-binary/fine_to_coarse.csv",
+        lines.join("\n").as_bytes(),
+    );
+    let err = cifar_err(&root, false);
+    assert!(err.contains("fine_to_coarse.csv"), "{err}");
+    err
+}
+
+#[test]
+fn corrupt_fine_to_coarse_csv() {
+    let err = fine_to_coarse_err(1, "0,apple,4");
+    assert!(err.contains("line 2") && err.contains("3 columns"), "{err}");
+    let err = fine_to_coarse_err(1, "zero,apple,4,fruit_and_vegetables");
+    assert!(err.contains("fine_label is not a number"), "{err}");
+    let err = fine_to_coarse_err(1, "0,apple,40,fruit_and_vegetables");
+    assert!(err.contains("label out of range"), "{err}");
+    let err = fine_to_coarse_err(1, "0,pear,4,fruit_and_vegetables");
+    assert!(err.contains("disagree with the label name files"), "{err}");
+    let err = fine_to_coarse_err(1, "");
+    assert!(
+        err.contains("fine class 0 (apple) has no coarse class"),
+        "{err}"
+    );
+}
+
+// ---- Baselines for `harness check` --------------------------------------------------------
+
+/// `harness check` of a hand-made run folder against a hand-made baseline (the CLI's error
+/// path only); returns stderr.
+fn check_err(baseline: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("metrics.csv"),
+        "method,protocol,metric,k,value\nexact,report,mP,5,0.5\n",
+    )
+    .unwrap();
+    let base = dir.path().join("base.csv");
+    std::fs::write(&base, baseline).unwrap();
+    let out = harness(
+        &[
+            "check",
+            dir.path().to_str().unwrap(),
+            "--baseline",
+            base.to_str().unwrap(),
+        ],
+        None,
+    );
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("base.csv"), "{err}");
+    err
+}
+
+#[test]
+fn malformed_baselines() {
+    let err = check_err("");
+    assert!(err.contains("empty file"), "{err}");
+    let err = check_err("method,metric,value\n");
+    assert!(
+        err.contains("line 1") && err.contains("expected `method,protocol"),
+        "{err}"
+    );
+    let err = check_err("method,protocol,metric,k,value\nexact,report,mP,5\n");
+    assert!(
+        err.contains("line 2") && err.contains("4 fields, expected 5"),
+        "{err}"
+    );
+    let err = check_err("method,protocol,metric,k,value\nexact,report,mP,5,high\n");
+    assert!(
+        err.contains("line 2") && err.contains("`high` is not a number"),
+        "{err}"
+    );
+    let err = check_err("method,protocol,metric,k,value\nexact,report,mP,20,0.5\n");
+    assert!(err.contains("exact/report/mP@20"), "{err}");
+}
+
+// ---- Damaged caches and non-finite outputs ------------------------------------------------
+
+/// The quality rows (`mP`, `mAHP`, ...) of a run's metrics.csv, without the timings.
+fn quality_rows(run: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    text.lines()
+        .filter(|l| {
+            let metric = l.split(',').nth(2).unwrap_or("");
+            ["mP", "mAP", "mHP", "mAHP", "mAHP_mean"].contains(&metric)
+        })
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn damaged_cached_features_are_recomputed_and_nan_outputs_stop_the_embed_stage() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let exp = out_dir.path().to_str().unwrap();
+    let config = "tests/fixtures/tiny_frozen.yaml";
+    let run_cmd = |extra: &[&str]| {
+        let mut args = vec!["--quiet", "run", config, "--out", exp];
+        args.extend_from_slice(extra);
+        harness(&args, None)
+    };
+    let out = run_cmd(&[]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let run = run_dirs(out_dir.path()).remove(0);
+    let clean = quality_rows(&run);
+    assert!(clean.len() > 10);
+
+    // Poison test image 42's first feature with a NaN, keeping the file's size, and make the
+    // embed stage run again.
+    let features = run.join("features/test.npy").canonicalize().unwrap();
+    let mut bytes = std::fs::read(&features).unwrap();
+    let header = 10 + usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+    let at = header + 42 * 1280 * 4;
+    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&features, &bytes).unwrap();
+    let embed_record = run.join("embed").canonicalize().unwrap().join("stage.json");
+    std::fs::remove_file(&embed_record).unwrap();
+
+    // Trusting the cache (--no-verify), the NaN reaches the network: the embed stage stops and
+    // names the image instead of ranking it.
+    let out = run_cmd(&["--no-verify"]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("embedding of image 42") && err.contains("NaN"),
+        "{err}"
+    );
+    assert!(!embed_record.exists(), "a failed stage records nothing");
+
+    // Verifying (the default), the damaged file is named, the features are recomputed, and the
+    // metrics (evaluated again) are those of the clean run, bit for bit.
+    std::fs::remove_file(run.join("stages/eval.json")).unwrap();
+    let out = run_cmd(&[]);
+    let (_, err) = text(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("stage features") && err.contains("test.npy: contents changed"),
+        "{err}"
+    );
+    assert_eq!(quality_rows(&run), clean);
 }

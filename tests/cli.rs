@@ -225,7 +225,9 @@ fn data_info_prints_the_real_counts() {
         "{stdout}"
     );
     assert!(stdout.contains("USF norms: 72176 rows"), "{stdout}");
-    // Measured on the shipped USF norms and label files with the rule of iwan::words.
+    // Golden values from `scripts/golden_counts.py`, an independent Python re-implementation
+    // of iwan::words' normalisation rule on the same files (uncovered fine names: flatfish,
+    // poppy, streetcar).
     assert!(
         stdout.contains(
             "ImageNet labels 598 of 1000, CIFAR-100 fine names 97 of 100, coarse names 9 of 20"

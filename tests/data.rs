@@ -1,7 +1,7 @@
 //! The loaders on the real files: counts, first records, hierarchy shape, USF values.
 
 use crate::common::data_root;
-use harness::data::cifar::{Cifar100, SplitName};
+use harness::data::cifar::{Cifar100, IMAGE_BYTES, SplitName};
 use harness::data::hierarchy::Hierarchy;
 use harness::data::usf::UsfNorms;
 
@@ -20,7 +20,7 @@ fn cifar100_counts_labels_and_checksums() {
     assert_eq!((cifar.test.fine[1], cifar.test.coarse[1]), (33, 10));
     // train[0] pixels start 255,255,255 (R plane) and end 10,59,79 (B plane), per SOURCE.txt.
     let img = cifar.train.image(0);
-    assert_eq!(img.len(), 3072);
+    assert_eq!(img.len(), IMAGE_BYTES);
     assert_eq!(&img[..3], &[255, 255, 255]);
     assert_eq!(&img[3069..], &[10, 59, 79]);
     assert!(cifar.train.checksum_matches() && cifar.test.checksum_matches());

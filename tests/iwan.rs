@@ -271,9 +271,12 @@ fn word_count_at_four_four_is_stable_under_rebuilds_and_image_order() {
 
 #[test]
 fn label_graph_word_count_is_golden() {
-    // All 10,000 test images annotated with their fine and coarse label words at topWWK = 4:
-    // the count was measured on the shipped USF norms (2026-11-29) and depends only on them,
-    // the CIFAR-100 names and the normalisation rule.
+    // All 10,000 test images annotated with their fine and coarse label words at topWWK = 4.
+    // Golden values from `scripts/golden_counts.py`, an independent standard-library Python
+    // re-implementation of the written rules (src/iwan/words.rs, src/iwan/graph.rs docs) on
+    // the same files: 101 label words plus the top-4 FSG associates of the 95 that are USF cues
+    // (ties by target ascending) = 340 words; 14,100 image-word edges plus 368 undirected
+    // word-word edges = 14,468.
     let root = data_root();
     let cifar = Cifar100::load(&root, false).unwrap();
     let norms = UsfNorms::load(&root.usf_file()).unwrap();

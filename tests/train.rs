@@ -3,7 +3,7 @@
 
 use crate::common::data_root;
 use harness::config::{Config, Loaded};
-use harness::data::cifar::Cifar100;
+use harness::data::cifar::{Cifar100, IMAGE_BYTES};
 use harness::model::Preprocess;
 use harness::semantics::{SimilarityMatrix, class_embedding};
 use harness::train::{self, Images, Inputs, TrainError, TrainJob};
@@ -61,11 +61,11 @@ fn run_on(
         config: cfg,
         class_embedding: &f.c,
         train: Images {
-            inputs: Inputs::Pixels(&f.cifar.train.pixels[..n_train * 3072]),
+            inputs: Inputs::Pixels(&f.cifar.train.pixels[..n_train * IMAGE_BYTES]),
             labels: &f.cifar.train.fine[..n_train],
         },
         eval: Images {
-            inputs: Inputs::Pixels(&f.cifar.test.pixels[..n_eval * 3072]),
+            inputs: Inputs::Pixels(&f.cifar.test.pixels[..n_eval * IMAGE_BYTES]),
             labels: &f.cifar.test.fine[..n_eval],
         },
         pretrained,
@@ -78,7 +78,7 @@ fn run_on(
 fn embeddings(net: &harness::model::HashNet, cfg: &Config) -> Vec<f32> {
     let f = fixture();
     let images = Images {
-        inputs: Inputs::Pixels(&f.cifar.test.pixels[..64 * 3072]),
+        inputs: Inputs::Pixels(&f.cifar.test.pixels[..64 * IMAGE_BYTES]),
         labels: &f.cifar.test.fine[..64],
     };
     let prep = Preprocess::of(&cfg.model);
@@ -214,7 +214,7 @@ fn alexnet_trains_end_to_end_from_scratch() {
     device.seed(cfg.seed);
     let net = harness::model::HashNet::new(&cfg.model, 100, None, &device).unwrap();
     let images = Images {
-        inputs: Inputs::Pixels(&f.cifar.train.pixels[..4 * 3072]),
+        inputs: Inputs::Pixels(&f.cifar.train.pixels[..4 * IMAGE_BYTES]),
         labels: &f.cifar.train.fine[..4],
     };
     let prep = Preprocess::of(&cfg.model);

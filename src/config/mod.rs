@@ -23,6 +23,8 @@ pub const MAX_HASH_BITS: u32 = 1024;
 pub const MAX_TRUNK: u32 = 8192;
 /// Number of CIFAR-100 fine classes: the largest embedding dimension the class embedding has.
 pub const MAX_EMBEDDING_DIM: u32 = 100;
+/// Largest config file read (a config is a few kB; a sweep with long lists stays far below).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Official CIFAR-100 split sizes.
 pub const TRAIN_SIZE: usize = 50_000;
 /// Official CIFAR-100 test split size.
@@ -38,6 +40,24 @@ pub enum ConfigError {
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
+    },
+    /// The file is larger than any config could need (checked before reading it).
+    #[error("config {path}: {bytes} bytes, more than the {limit}-byte limit for a config")]
+    TooLarge {
+        /// The config path.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+        /// [`MAX_CONFIG_BYTES`].
+        limit: u64,
+    },
+    /// The file is not UTF-8 text.
+    #[error("config {path}: not UTF-8 text (byte {offset} starts an invalid sequence)")]
+    NotUtf8 {
+        /// The config path.
+        path: PathBuf,
+        /// Offset of the first invalid byte.
+        offset: usize,
     },
     /// YAML syntax error, unknown key or wrong type (the message carries line and column).
     #[error("config {origin}: {message}")]
@@ -75,9 +95,22 @@ pub struct Loaded {
 impl Loaded {
     /// Reads, parses and validates a config file.
     pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read_err = |source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
+        };
+        let bytes = std::fs::metadata(path).map_err(read_err)?.len();
+        if bytes > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: path.to_path_buf(),
+                bytes,
+                limit: MAX_CONFIG_BYTES,
+            });
+        }
+        let raw = std::fs::read(path).map_err(read_err)?;
+        let text = String::from_utf8(raw).map_err(|e| ConfigError::NotUtf8 {
+            path: path.to_path_buf(),
+            offset: e.utf8_error().valid_up_to(),
         })?;
         Self::from_text(&path.display().to_string(), text)
     }
@@ -358,14 +391,14 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         return fail("eval.ks", "list at least one cut-off k");
     }
     // The smallest database any protocol searches (leave-one-out drops the query itself).
-    let test_db = c.data.test_subset.unwrap_or(TEST_SIZE);
+    let test_db = c.data.test_images();
     let db_max = e
         .protocols
         .iter()
         .map(|p| match p {
             Protocol::Report => test_db,
             Protocol::LeaveOneOut => test_db.saturating_sub(1),
-            Protocol::TrainDb => c.data.train_subset.unwrap_or(TRAIN_SIZE),
+            Protocol::TrainDb => c.data.train_images(),
         })
         .min()
         .unwrap_or(test_db);

@@ -92,6 +92,18 @@ impl Default for DataConfig {
     }
 }
 
+impl DataConfig {
+    /// Training images in use: `train_subset`, else the whole split.
+    pub fn train_images(&self) -> usize {
+        self.train_subset.unwrap_or(super::TRAIN_SIZE)
+    }
+
+    /// Test images in use: `test_subset`, else the whole split.
+    pub fn test_images(&self) -> usize {
+        self.test_subset.unwrap_or(super::TEST_SIZE)
+    }
+}
+
 /// Image encoder in front of the hash decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -57,8 +57,8 @@ impl SplitName {
     /// Official record count.
     pub fn records(self) -> usize {
         match self {
-            SplitName::Train => 50_000,
-            SplitName::Test => 10_000,
+            SplitName::Train => crate::config::TRAIN_SIZE,
+            SplitName::Test => crate::config::TEST_SIZE,
         }
     }
 

@@ -105,7 +105,7 @@ impl IwanInputs {
         cfg: &Config,
         data: &Cifar100,
         stored: &[(SplitName, usize, &[f32])],
-        features: Option<&super::Features>,
+        features: Option<&super::stages::Features>,
         encoder_s_per_image: Option<f64>,
     ) -> Result<Self, ExperimentError> {
         let norms = UsfNorms::load(&root.usf_file())?;
@@ -120,7 +120,7 @@ impl IwanInputs {
                     .flatten();
                 let encoder = load_efficientnet(root, weights)?;
                 let f = features.ok_or_else(|| {
-                    ExperimentError::Eval("iwan: no features for the imagenet word model".into())
+                    ExperimentError::Iwan("no features for the imagenet word model".into())
                 })?;
                 for &(split, rows, _) in stored {
                     let values = match split {
@@ -208,8 +208,8 @@ impl IwanInputs {
             .find(|s| s.0 == split)
             .map(|s| &s.1)
             .ok_or_else(|| {
-                ExperimentError::Eval(format!(
-                    "iwan: this run has no word-model output for the {split} split; add \
+                ExperimentError::Iwan(format!(
+                    "this run has no word-model output for the {split} split; add \
                      `train_db` to eval.protocols to annotate the train split"
                 ))
             })
@@ -223,8 +223,8 @@ impl IwanInputs {
         iwan: &IwanConfig,
     ) -> Result<Network, ExperimentError> {
         if iwan.top_iwk > self.stored_top_iwk() {
-            return Err(ExperimentError::Eval(format!(
-                "iwan: topIWK {} is above the {} labels per image this run stored",
+            return Err(ExperimentError::Iwan(format!(
+                "topIWK {} is above the {} labels per image this run stored",
                 iwan.top_iwk,
                 self.stored_top_iwk()
             )));
@@ -306,8 +306,8 @@ impl IwanRun {
         let loaded = config::Loaded::from_path(&dir.join("config.resolved.yaml"))?;
         let cfg = loaded.config;
         if !cfg.iwan.enabled {
-            return Err(ExperimentError::Eval(format!(
-                "iwan: the run in {} was configured with iwan.enabled: false",
+            return Err(ExperimentError::Iwan(format!(
+                "the run in {} was configured with iwan.enabled: false",
                 dir.display()
             )));
         }
@@ -324,13 +324,19 @@ impl IwanRun {
             if !path.exists() {
                 continue;
             }
-            let text =
-                String::from_utf8(store::read(&path)?).map_err(|e| ExperimentError::Artifact {
+            let text = String::from_utf8(store::read(&path)?).map_err(|e| {
+                ExperimentError::Unreadable {
                     path: path.clone(),
-                    message: e.to_string(),
+                    source: e.into(),
+                }
+            })?;
+            let predicted =
+                annotate::parse_predicted_csv(&text, n, label_names.len()).map_err(|e| {
+                    ExperimentError::Unreadable {
+                        path,
+                        source: e.into(),
+                    }
                 })?;
-            let predicted = annotate::parse_predicted_csv(&text, n, label_names.len())
-                .map_err(|message| ExperimentError::Artifact { path, message })?;
             let truth = truth_names(&data, split, n);
             splits.push((split, SplitAnnotations { predicted, truth }));
         }
@@ -345,9 +351,9 @@ impl IwanRun {
         }
         let cost_path = dir.join("iwan").join("word_model.json");
         let cost = serde_json::from_slice(&store::read(&cost_path)?).map_err(|e| {
-            ExperimentError::Artifact {
+            ExperimentError::Unreadable {
                 path: cost_path,
-                message: e.to_string(),
+                source: e.into(),
             }
         })?;
         Ok(Self {
@@ -376,8 +382,8 @@ impl IwanRun {
         iwan.top_iwk = top_iwk.unwrap_or(iwan.top_iwk);
         iwan.top_wwk = top_wwk.unwrap_or(iwan.top_wwk);
         if iwan.top_iwk == 0 || iwan.top_wwk == 0 {
-            return Err(ExperimentError::Eval(
-                "iwan: topIWK and topWWK must be at least 1".into(),
+            return Err(ExperimentError::Iwan(
+                "topIWK and topWWK must be at least 1".into(),
             ));
         }
         self.inputs.network(database, &iwan)

@@ -3,7 +3,8 @@
 //! table, `metrics.parquet`, HP@k curves and a quality-time plot; per sweep its table and its
 //! metric-vs-parameter figures.
 
-use super::{ExperimentError, check_format, read_record, split_sizes};
+use super::engine::stage_record;
+use super::{ExperimentError, check_format, split_sizes};
 use crate::config::{self, Loaded};
 use crate::report::check::{Key, groups_and_ks, lookup, read_metrics};
 use crate::report::figures::{Figure, hp_chart, pareto_chart};
@@ -13,13 +14,6 @@ use crate::store;
 use crate::store::frame::{Frame, Values};
 use std::path::{Path, PathBuf};
 
-fn artifact(path: &Path, message: impl ToString) -> ExperimentError {
-    ExperimentError::Artifact {
-        path: path.to_path_buf(),
-        message: message.to_string(),
-    }
-}
-
 fn read_json(path: &Path) -> Option<serde_json::Value> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
@@ -27,8 +21,7 @@ fn read_json(path: &Path) -> Option<serde_json::Value> {
 /// What the tables need from a run folder besides `metrics.csv`.
 fn run_facts(dir: &Path, cfg: &config::Config) -> RunFacts {
     let images: usize = split_sizes(cfg).iter().map(|s| s.1).sum();
-    let encoder = read_record(&dir.join("stages").join("features.json"))
-        .map(|r| r.seconds / images.max(1) as f64);
+    let encoder = stage_record(dir, "features").map(|r| r.seconds / images.max(1) as f64);
     let decoder = read_json(&dir.join("embed").join("embed_summary.json"))
         .and_then(|v| v["test"]["seconds_per_image"].as_f64());
     let word_model = read_json(&dir.join("iwan").join("word_model.json")).and_then(|v| {
@@ -119,16 +112,20 @@ fn summary_frame(metrics: &[(Key, f64)]) -> Frame {
 
 /// `hp_curves.csv` rows grouped as `(method, protocol, HP@1..HP@K)`.
 fn read_hp_curves(path: &Path) -> Result<Vec<(String, String, Vec<f64>)>, ExperimentError> {
-    let text = String::from_utf8(store::read(path)?).map_err(|e| artifact(path, e))?;
+    let text =
+        String::from_utf8(store::read(path)?).map_err(|e| ExperimentError::unreadable(path, e))?;
     let mut curves: Vec<(String, String, Vec<f64>)> = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
         let [method, protocol, _, hp] = f[..] else {
-            return Err(artifact(path, format!("line {}: expected 4 fields", i + 1)));
+            return Err(ExperimentError::artifact(
+                path,
+                format!("line {}: expected 4 fields", i + 1),
+            ));
         };
-        let hp: f64 = hp
-            .parse()
-            .map_err(|_| artifact(path, format!("line {}: `{hp}` is not a number", i + 1)))?;
+        let hp: f64 = hp.parse().map_err(|_| {
+            ExperimentError::artifact(path, format!("line {}: `{hp}` is not a number", i + 1))
+        })?;
         match curves.last_mut() {
             Some(c) if c.0 == method && c.1 == protocol => c.2.push(hp),
             _ => curves.push((method.into(), protocol.into(), vec![hp])),
@@ -144,7 +141,7 @@ pub fn render_run(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
     let formats = &cfg.report.tables;
     let metrics_path = dir.join("metrics.csv");
     let metrics =
-        read_metrics(&metrics_path).map_err(|e| artifact(&metrics_path, e.to_string()))?;
+        read_metrics(&metrics_path).map_err(|e| ExperimentError::unreadable(&metrics_path, e))?;
     let tables = dir.join("tables");
     let mut written = Vec::new();
     let parquet_only: Vec<_> = formats
@@ -202,7 +199,7 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
     let sweep_path = dir.join("sweep.json");
     let entries = read_json(&sweep_path)
         .and_then(|v| v.as_array().cloned())
-        .ok_or_else(|| artifact(&sweep_path, "expected a JSON array of runs"))?;
+        .ok_or_else(|| ExperimentError::artifact(&sweep_path, "expected a JSON array of runs"))?;
     let mut runs = Vec::new();
     for e in &entries {
         let id = e["id"].as_str().unwrap_or_default();
@@ -210,7 +207,7 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
             continue;
         }
         let path = dir.join(id).join("metrics.csv");
-        let metrics = read_metrics(&path).map_err(|err| artifact(&path, err.to_string()))?;
+        let metrics = read_metrics(&path).map_err(|e| ExperimentError::unreadable(&path, e))?;
         let overrides = e["overrides"]
             .as_object()
             .map(|o| {
@@ -225,7 +222,7 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
         let stage_seconds = TIMED_STAGES
             .iter()
             .filter_map(|s| {
-                let record = read_record(&run.join("stages").join(format!("{s}.json")))?;
+                let record = stage_record(&run, s)?;
                 Some((s.to_string(), record.seconds))
             })
             .collect();
@@ -283,7 +280,7 @@ pub fn render(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
     }
     let mut written = Vec::new();
     let mut runs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| artifact(dir, e))?
+        .map_err(|e| ExperimentError::unreadable(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("metrics.csv").exists() && p.join("manifest.json").exists())
         .collect();
@@ -295,7 +292,7 @@ pub fn render(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
         written.extend(render_sweep(dir)?);
     }
     if written.is_empty() {
-        return Err(artifact(
+        return Err(ExperimentError::artifact(
             dir,
             "neither a run folder (manifest.json) nor an experiment folder with finished runs",
         ));

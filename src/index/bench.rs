@@ -47,6 +47,21 @@ pub enum SyntheticCodes {
     Random,
 }
 
+impl std::str::FromStr for SyntheticCodes {
+    type Err = String;
+
+    /// `clustered` or `random`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "clustered" => Ok(Self::Clustered),
+            "random" => Ok(Self::Random),
+            other => Err(format!(
+                "unknown code distribution `{other}`; expected clustered or random"
+            )),
+        }
+    }
+}
+
 /// Options of `harness bench search`.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {

@@ -16,9 +16,9 @@
 use std::sync::Arc;
 
 use super::exact::{ExactIndex, dot, prepare_query};
+use super::kernels::dist_block;
 use super::topk::DistTopK;
 use super::{Hit, IndexError, Query, Scratch, SearchIndex, check_len, effective_exclude};
-use crate::simd::{Level, level};
 
 /// Longest supported code, in bits.
 pub const MAX_BITS: usize = 1024;
@@ -159,66 +159,6 @@ impl Codes {
             });
         }
         Ok(())
-    }
-}
-
-/// Distances of every code in `codes` (`w` words each) to `q` into `out`;
-/// returns their minimum (`u16::MAX` for an empty block).
-#[inline(always)]
-fn dist_block_impl(codes: &[u64], w: usize, q: &[u64], out: &mut [u16]) -> u16 {
-    let mut m = u16::MAX;
-    if w == 1 {
-        let q0 = q[0];
-        for (o, &c) in out.iter_mut().zip(codes) {
-            let d = (c ^ q0).count_ones() as u16;
-            *o = d;
-            m = m.min(d);
-        }
-    } else if w == 2 {
-        let (q0, q1) = (q[0], q[1]);
-        for (o, c) in out.iter_mut().zip(codes.chunks_exact(2)) {
-            let d = ((c[0] ^ q0).count_ones() + (c[1] ^ q1).count_ones()) as u16;
-            *o = d;
-            m = m.min(d);
-        }
-    } else {
-        for (o, c) in out.iter_mut().zip(codes.chunks_exact(w)) {
-            let d = c
-                .iter()
-                .zip(q)
-                .map(|(a, b)| (a ^ b).count_ones())
-                .sum::<u32>() as u16;
-            *o = d;
-            m = m.min(d);
-        }
-    }
-    m
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,popcnt")]
-fn dist_block_avx2(codes: &[u64], w: usize, q: &[u64], out: &mut [u16]) -> u16 {
-    dist_block_impl(codes, w, q, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vpopcntdq,avx2,popcnt")]
-fn dist_block_avx512(codes: &[u64], w: usize, q: &[u64], out: &mut [u16]) -> u16 {
-    dist_block_impl(codes, w, q, out)
-}
-
-/// Dispatches [`dist_block_impl`] to the best kernel for this CPU.
-pub(crate) fn dist_block(codes: &[u64], w: usize, q: &[u64], out: &mut [u16]) -> u16 {
-    match level() {
-        Level::Base => dist_block_impl(codes, w, q, out),
-        // SAFETY: `level()` returned Avx2, so AVX2 and POPCNT are available.
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { dist_block_avx2(codes, w, q, out) },
-        // SAFETY: `level()` returned Avx512, so all enabled features are available.
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { dist_block_avx512(codes, w, q, out) },
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => dist_block_impl(codes, w, q, out),
     }
 }
 

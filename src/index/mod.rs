@@ -17,6 +17,7 @@ pub mod asymmetric;
 pub mod bench;
 pub mod exact;
 pub mod hamming;
+pub mod kernels;
 pub mod mih;
 pub mod persist;
 mod topk;

@@ -109,26 +109,42 @@ pub fn predicted_csv(predicted: &[Vec<(u32, f32)>]) -> String {
     out
 }
 
+/// A malformed line of `predicted-<split>.csv`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("line {line}: {what}")]
+pub struct PredictedCsvError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What was expected, and the line's text.
+    pub what: String,
+}
+
 /// Parses `predicted-<split>.csv` for `n` images with labels below `n_labels`; the error names
 /// the line and what was expected.
 pub fn parse_predicted_csv(
     text: &str,
     n: usize,
     n_labels: usize,
-) -> Result<Vec<Vec<(u32, f32)>>, String> {
+) -> Result<Vec<Vec<(u32, f32)>>, PredictedCsvError> {
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, "image,rank,label,strength")) => {}
         other => {
-            return Err(format!(
-                "line 1: expected the header `image,rank,label,strength`, found {:?}",
-                other.map(|l| l.1).unwrap_or("")
-            ));
+            return Err(PredictedCsvError {
+                line: 1,
+                what: format!(
+                    "expected the header `image,rank,label,strength`, found {:?}",
+                    other.map(|l| l.1).unwrap_or("")
+                ),
+            });
         }
     }
     let mut out: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
     for (no, line) in lines {
-        let bad = |what: &str| format!("line {}: {what} in {line:?}", no + 1);
+        let bad = |what: &str| PredictedCsvError {
+            line: no + 1,
+            what: format!("{what} in {line:?}"),
+        };
         let fields: Vec<&str> = line.split(',').collect();
         let [image, rank, label, strength] = fields[..] else {
             return Err(bad("expected 4 fields"));
@@ -195,13 +211,11 @@ mod tests {
         let p = vec![vec![(3, 0.5), (1, 0.25)], vec![], vec![(0, 1.0)]];
         assert_eq!(parse_predicted_csv(&predicted_csv(&p), 3, 4).unwrap(), p);
         let err = parse_predicted_csv("image,rank,label,strength\n0,0,9,0.5\n", 1, 4).unwrap_err();
-        assert!(
-            err.contains("line 2") && err.contains("label outside"),
-            "{err}"
-        );
+        assert_eq!(err.line, 2);
+        assert!(err.what.contains("label outside"), "{err}");
         let err = parse_predicted_csv("image,rank,label,strength\n0,1,0,0.5\n", 1, 4).unwrap_err();
-        assert!(err.contains("expected rank 0"), "{err}");
+        assert!(err.to_string().contains("expected rank 0"), "{err}");
         let err = parse_predicted_csv("image,rank,label,strength\n0,0,0,0\n", 1, 4).unwrap_err();
-        assert!(err.contains("strength"), "{err}");
+        assert!(err.to_string().contains("strength"), "{err}");
     }
 }

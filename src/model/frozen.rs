@@ -630,6 +630,7 @@ mod tests {
     //! The fused kernels against burn's plain layers (`conv2d`, then `BatchNorm` on its running
     //! statistics, then `relu6`), on the real ImageNet weights.
     use super::*;
+    use crate::data::cifar::IMAGE_BYTES;
     use crate::model::efficientnet::{self, MbConvBlock};
     use burn::tensor::activation::relu6 as burn_relu6;
 
@@ -803,11 +804,11 @@ mod tests {
         let test = crate::data::cifar::Cifar100::load(&root, false)
             .expect("CIFAR-100")
             .test;
-        let images = &test.pixels[..3 * 3072];
+        let images = &test.pixels[..3 * IMAGE_BYTES];
         for size in [64, 96, 101] {
             let prep = crate::model::Preprocess::EfficientNet { size };
             let mut input = Vec::new();
-            for img in images.chunks_exact(3072) {
+            for img in images.chunks_exact(IMAGE_BYTES) {
                 prep.append(img, &mut input).expect("preprocess");
             }
             let reference = plain_features(&net, prep.tensor(input, 3, &Device::flex()));
@@ -831,7 +832,7 @@ mod tests {
         let train = crate::data::cifar::Cifar100::load(&root, false)
             .expect("CIFAR-100")
             .train;
-        let images = &train.pixels[..5 * 3072];
+        let images = &train.pixels[..5 * IMAGE_BYTES];
         let fused = crate::embed::encoder_features(&net, images, 80, 2, false, false).unwrap();
         let layers = crate::embed::encoder_features(&net, images, 80, 2, false, true).unwrap();
         assert_eq!(fused.len(), 5 * efficientnet::FEATURE_DIM);

@@ -87,6 +87,22 @@ pub enum ModelError {
         /// What is wrong with the input.
         what: String,
     },
+    /// The network produced a NaN or infinite output (diverged weights or non-finite inputs);
+    /// nothing downstream may rank it.
+    #[error(
+        "the network's {output} of image {image} is {value} at column {column}; non-finite \
+         outputs are never ranked (check the training log and the cached features)"
+    )]
+    NonFiniteOutput {
+        /// `embedding` or `hash activation`.
+        output: &'static str,
+        /// Row (image index within the split).
+        image: usize,
+        /// Column.
+        column: usize,
+        /// The value.
+        value: f32,
+    },
     /// A weights or checkpoint file could not be read or written.
     #[error("{path}: {message}")]
     File {

@@ -136,6 +136,20 @@ impl SafeTensors {
                 },
             );
         }
+        // Tensors may not share bytes: a crafted header could otherwise alias one tensor's data
+        // as another's.
+        let mut spans: Vec<(usize, usize, &str)> = entries
+            .iter()
+            .filter(|(_, e)| e.start < e.end)
+            .map(|(n, e)| (e.start, e.end, n.as_str()))
+            .collect();
+        spans.sort_unstable();
+        if let Some(w) = spans.windows(2).find(|w| w[1].0 < w[0].1) {
+            return Err(corrupt(format!(
+                "tensors `{}` [{}, {}] and `{}` [{}, {}] overlap",
+                w[0].2, w[0].0, w[0].1, w[1].2, w[1].0, w[1].1
+            )));
+        }
         let data_start = 8 + header_len;
         Ok(Self {
             path,
@@ -177,10 +191,17 @@ impl SafeTensors {
                 path: self.path.clone(),
                 what: format!("tensor `{name}` lies outside the file"),
             })?;
-        Ok(raw
+        let values: Vec<f32> = raw
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+            .collect();
+        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(ModelError::CorruptWeights {
+                path: self.path.clone(),
+                what: format!("tensor `{name}`: value {i} is {v}; weights must be finite"),
+            });
+        }
+        Ok(values)
     }
 }
 
@@ -241,4 +262,107 @@ pub(crate) fn write_f32(
     bytes.extend_from_slice(header.as_bytes());
     bytes.extend_from_slice(&data);
     std::fs::write(path, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hand-made safetensors file (unit tests of the parser only): the header text as given,
+    /// with `header_len` as its declared length unless overridden.
+    fn file(header: &str, data: &[u8], header_len: Option<u64>) -> Vec<u8> {
+        let mut bytes = header_len
+            .unwrap_or(header.len() as u64)
+            .to_le_bytes()
+            .to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    fn parse(bytes: Vec<u8>) -> Result<SafeTensors, ModelError> {
+        SafeTensors::parse(PathBuf::from("w.safetensors"), bytes)
+    }
+
+    fn corrupt_message(bytes: Vec<u8>) -> String {
+        match parse(bytes) {
+            Err(e @ ModelError::CorruptWeights { .. }) => e.to_string(),
+            other => panic!("expected CorruptWeights, got {other:?}"),
+        }
+    }
+
+    fn floats(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    const ONE: &str = r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+
+    #[test]
+    fn a_well_formed_file_reads_back() {
+        let t = parse(file(ONE, &floats(&[1.5, -2.0]), None)).unwrap();
+        assert_eq!(t.f32_tensor("w", &[2]).unwrap(), [1.5, -2.0]);
+    }
+
+    #[test]
+    fn non_finite_weights_are_rejected_with_the_tensor_and_index() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let t = parse(file(ONE, &floats(&[0.0, bad]), None)).unwrap();
+            let err = t.f32_tensor("w", &[2]).unwrap_err().to_string();
+            assert!(
+                err.contains("w.safetensors") && err.contains("tensor `w`: value 1"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrong_dtype_or_shape_is_named() {
+        let f16 = r#"{"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}}"#;
+        let t = parse(file(f16, &[0; 4], None)).unwrap();
+        let err = t.f32_tensor("w", &[2]).unwrap_err();
+        assert!(matches!(err, ModelError::UnsupportedDtype { .. }), "{err}");
+        let t = parse(file(ONE, &floats(&[0.0, 0.0]), None)).unwrap();
+        let err = t.f32_tensor("w", &[1, 2]).unwrap_err();
+        assert!(matches!(err, ModelError::WrongShape { .. }), "{err}");
+        let err = t.f32_tensor("bias", &[2]).unwrap_err();
+        assert!(matches!(err, ModelError::MissingTensor { .. }), "{err}");
+    }
+
+    #[test]
+    fn bad_offsets_are_rejected() {
+        let overlap = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},
+                          "b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#;
+        let err = corrupt_message(file(overlap, &[0; 12], None));
+        assert!(err.contains("overlap") && err.contains("`a`"), "{err}");
+        let past_end = r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let err = corrupt_message(file(past_end, &[0; 4], None));
+        assert!(err.contains("run past the end"), "{err}");
+        let reversed = r#"{"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}"#;
+        let err = corrupt_message(file(reversed, &[0; 8], None));
+        assert!(err.contains("reversed"), "{err}");
+        let size = r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#;
+        let err = corrupt_message(file(size, &[0; 8], None));
+        assert!(err.contains("8 bytes of data for F32 shape [3]"), "{err}");
+        let not_pair = r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}}"#;
+        let err = corrupt_message(file(not_pair, &[0; 8], None));
+        assert!(err.contains("data_offsets"), "{err}");
+    }
+
+    #[test]
+    fn bad_headers_are_rejected() {
+        let err = corrupt_message(file(ONE, &[0; 8], Some(1 << 40)));
+        assert!(err.contains("exceeds"), "{err}");
+        let err = corrupt_message(file("{not json", &[], None));
+        assert!(err.contains("not valid JSON"), "{err}");
+        let err = corrupt_message(file("[1, 2]", &[], None));
+        assert!(err.contains("not a JSON object"), "{err}");
+        let err = corrupt_message(vec![1, 2, 3]);
+        assert!(err.contains("too short"), "{err}");
+        let no_dtype = r#"{"w":{"shape":[2],"data_offsets":[0,8]}}"#;
+        let err = corrupt_message(file(no_dtype, &[0; 8], None));
+        assert!(err.contains("dtype"), "{err}");
+        let bad_shape = r#"{"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#;
+        let err = corrupt_message(file(bad_shape, &[0; 8], None));
+        assert!(err.contains("non-integer dimension"), "{err}");
+    }
 }

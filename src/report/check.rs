@@ -6,6 +6,10 @@
 //! baseline divided by that ratio: timings move with the machine's load, so only large
 //! slowdowns count. Index sizes may not grow. Every baseline row
 //! must still exist in the run; a metric that disappeared is an error that lists both sets.
+//!
+//! With [`Tolerances::both_ways`] a quality metric that *rose* by more than the tolerance is
+//! flagged too: on a deterministic config a jump means a changed protocol or a leak (a query
+//! finding itself, test labels reaching training), not progress.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -87,6 +91,8 @@ pub struct Row {
     pub current: f64,
     /// Whether it regressed.
     pub regressed: bool,
+    /// Whether a quality metric rose beyond the tolerance (judged only with `both_ways`).
+    pub jumped: bool,
 }
 
 /// The result of a comparison.
@@ -102,6 +108,11 @@ impl Comparison {
         self.rows.iter().filter(|r| r.regressed)
     }
 
+    /// Rows that regressed or jumped: what fails the check.
+    pub fn flagged(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().filter(|r| r.regressed || r.jumped)
+    }
+
     /// A Markdown table of every row, regressions marked.
     pub fn table(&self) -> String {
         let mut out = String::from(
@@ -110,9 +121,10 @@ impl Comparison {
         for r in &self.rows {
             let (m, p, metric, k) = &r.key;
             let change = r.current - r.baseline;
-            let verdict = match (r.regressed, direction(metric)) {
-                (true, _) => "REGRESSION",
-                (false, Direction::Info) => "info",
+            let verdict = match (r.regressed, r.jumped, direction(metric)) {
+                (true, _, _) => "REGRESSION",
+                (_, true, _) => "JUMP (suspicious)",
+                (_, _, Direction::Info) => "info",
                 _ => "ok",
             };
             let _ = writeln!(
@@ -211,6 +223,8 @@ pub struct Tolerances {
     pub time_ratio: f64,
     /// A timing must also grow by more than this many seconds to count.
     pub time_floor_s: f64,
+    /// Also flag a quality metric that rose by more than `quality`.
+    pub both_ways: bool,
 }
 
 /// Compares the run's metrics with the baseline's.
@@ -245,11 +259,14 @@ pub fn compare(
                 Direction::Size => c > *b,
                 Direction::Info => false,
             } || !c.is_finite();
+            let jumped =
+                tol.both_ways && direction(&key.2) == Direction::Quality && c > b + tol.quality;
             Row {
                 key: key.clone(),
                 baseline: *b,
                 current: c,
                 regressed,
+                jumped,
             }
         })
         .collect();
@@ -264,6 +281,7 @@ mod tests {
         quality: 0.01,
         time_ratio: 5.0,
         time_floor_s: 1e-3,
+        both_ways: false,
     };
 
     // hand-made input for a pure-function unit test
@@ -304,6 +322,35 @@ mod tests {
         assert!(c.table().contains(
             "| exact | leave_one_out | mAHP | 250 | 0.700000 | 0.680000 | -0.020000 | REGRESSION |"
         ));
+    }
+
+    #[test]
+    fn both_ways_flags_a_quality_jump() {
+        let base = vec![
+            (key("mP", "5"), 0.50),
+            (key("mAHP", "250"), 0.70),
+            (key("query_median_s", ""), 1e-3),
+        ];
+        let run = vec![
+            (key("mP", "5"), 0.505),           // within 0.01 upwards
+            (key("mAHP", "250"), 0.75),        // rose 0.05: a jump
+            (key("query_median_s", ""), 1e-4), // 10x faster: timings may improve freely
+        ];
+        let one_way = compare(&run, &base, Path::new("b.csv"), TOL).unwrap();
+        assert_eq!(one_way.flagged().count(), 0);
+        let both = Tolerances {
+            both_ways: true,
+            ..TOL
+        };
+        let c = compare(&run, &base, Path::new("b.csv"), both).unwrap();
+        let flagged: Vec<&str> = c.flagged().map(|r| r.key.2.as_str()).collect();
+        assert_eq!(flagged, ["mAHP"]);
+        assert_eq!(c.regressions().count(), 0);
+        assert!(
+            c.table().contains("| +0.050000 | JUMP (suspicious) |"),
+            "{}",
+            c.table()
+        );
     }
 
     #[test]

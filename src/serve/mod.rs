@@ -53,18 +53,11 @@ pub struct Served {
     metrics: Vec<(Key, f64)>,
 }
 
-fn artifact(path: &Path, message: impl ToString) -> ExperimentError {
-    ExperimentError::Artifact {
-        path: path.to_path_buf(),
-        message: message.to_string(),
-    }
-}
-
 impl Served {
     /// Loads the run in `dir`.
     pub fn load(dir: &Path, data_root: Option<&Path>) -> Result<Self, ExperimentError> {
         if !dir.join("manifest.json").exists() {
-            return Err(artifact(
+            return Err(ExperimentError::artifact(
                 dir,
                 "not a run folder (no manifest.json); pass a folder that `harness run` printed",
             ));
@@ -86,11 +79,12 @@ impl Served {
                 .join("indices")
                 .join(format!("{}-test.idx", method.as_str()));
             let bytes = crate::store::read(&path)?;
-            let index = persist::load(&bytes).map_err(|e| artifact(&path, e))?;
+            let index = persist::load(&bytes).map_err(|e| ExperimentError::unreadable(&path, e))?;
             methods.push((method.as_str().to_string(), index));
         }
         let metrics_path = dir.join("metrics.csv");
-        let metrics = read_metrics(&metrics_path).map_err(|e| artifact(&metrics_path, e))?;
+        let metrics = read_metrics(&metrics_path)
+            .map_err(|e| ExperimentError::unreadable(&metrics_path, e))?;
         let mut class_counts = vec![0usize; sim.n()];
         for &f in &data.test.fine[..queries.rows()] {
             class_counts[f as usize] += 1;
@@ -496,11 +490,12 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::cifar::IMAGE_BYTES;
 
     #[test]
     fn images_scale_up_by_pixel_replication() {
         // hand-made planar pixels for a pure-function unit test: red top-left pixel only.
-        let mut planar = vec![0u8; 3072];
+        let mut planar = vec![0u8; IMAGE_BYTES];
         planar[0] = 255;
         let png = image_png(&planar).unwrap();
         let decoder = png::Decoder::new(std::io::Cursor::new(png));

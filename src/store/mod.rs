@@ -5,6 +5,7 @@
 //! full disk therefore leaves either the old file or the new one, never a half-written file that
 //! looks complete.
 
+pub mod digest;
 pub mod frame;
 pub mod npy;
 

@@ -1,0 +1,326 @@
+//! The command line's definitions: clap structs whose doc comments are the `--help` text. The
+//! command bodies live in [`super`].
+
+use super::iwan;
+use crate::config;
+use crate::data::cifar::SplitName;
+use crate::data::fetch;
+use crate::index::bench::SyntheticCodes;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Fast, semantically aware image retrieval on CIFAR-100, reproduced and measured.
+///
+/// `harness` regenerates the report "Fast Image Retrieval using Binary Hashes and Network of
+/// Word Associations" from real data: hierarchy-based class embeddings (Barz & Denzler), binary
+/// hash codes from a hidden layer (Lin et al.) and IWAN word-association search. Experiments are
+/// YAML configs (see configs/); results go to results/<experiment>/<run-id>/.
+///
+/// Data is read from a local folder laid out like ../shared/data: --data-root, then
+/// $HARNESS_DATA, then `data.root` in the config, then ../shared/data and ./shared/data.
+#[derive(Debug, Parser)]
+#[command(name = "harness", version, propagate_version = true)]
+pub struct Cli {
+    /// Data root holding cifar-100-binary/, hierarchy/, usf/ (overrides $HARNESS_DATA and data.root).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_root: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an experiment: every stage of every run of a config, resuming finished stages.
+    ///
+    /// Without CONFIG the embedded default (configs/default.yaml) runs. Each run writes
+    /// manifest.json (config hash, git revision, crate versions, machine, times),
+    /// config.resolved.yaml and its stage outputs to <out>/<run-id>/. Running the same config
+    /// again resumes: stages already completed under the same config are skipped.
+    ///
+    /// Example: harness run configs/sweep_topiwk.yaml
+    Run {
+        /// Experiment config (YAML).
+        config: Option<PathBuf>,
+        /// Experiment folder (default: results/<name>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Shared cache of trained models and embeddings (default: results/cache, or the
+        /// cache/ folder beside --out).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        /// Reuse finished stages without checking the size and CRC-32 of their files (by
+        /// default a missing, truncated or overwritten file is named and its stage reruns).
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Check configs and print each fully resolved: defaults filled in, sweeps expanded.
+    ///
+    /// Exits 0 when every file is valid; otherwise prints what is wrong (file, line, field,
+    /// what was expected) and exits 2.
+    ///
+    /// Example: harness validate configs/*.yaml
+    Validate {
+        /// Config files.
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+        /// Print only one line per file.
+        #[arg(long)]
+        brief: bool,
+    },
+    /// Build the class similarity matrix S and the class embedding from the hierarchy.
+    ///
+    /// Writes similarity.csv (S[u][v] = 1 - height(lcs(u,v)) / max_height over the 100 fine
+    /// classes), its heat map similarity.png / .svg, and class_embedding.csv (label, name,
+    /// d0..): Barz & Denzler's unit-sphere embedding for d = 100, the best rank-d approximation
+    /// of S for smaller d.
+    Semantics {
+        /// Output folder.
+        #[arg(long, default_value = "results/semantics", value_name = "DIR")]
+        out: PathBuf,
+        /// Embedding dimension d (1..=100).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
+        d: u32,
+    },
+    /// Compare a run's metrics.csv with a stored baseline; exit 1 on a regression.
+    ///
+    /// Quality metrics (mP, mAP, mHP, mAHP, mAHP_mean, AP_full) may drop by at most
+    /// --tolerance (absolute); latencies may grow by at most --time-ratio (and must grow by more
+    /// than --time-floor seconds to count) and queries/s may fall by at most that ratio; index
+    /// bytes per item may not grow. Prints a table of every
+    /// baseline row.
+    ///
+    /// Example: harness check results/ci/<run-id> --baseline experiments/baselines/ci.csv
+    Check {
+        /// The run folder (holding metrics.csv).
+        run_dir: PathBuf,
+        /// Baseline CSV (method,protocol,metric,k,value).
+        #[arg(long, value_name = "FILE")]
+        baseline: PathBuf,
+        /// Largest allowed absolute drop of a quality metric.
+        #[arg(long, default_value_t = 0.01)]
+        tolerance: f64,
+        /// Largest allowed slowdown factor of a timing.
+        #[arg(long, default_value_t = 5.0)]
+        time_ratio: f64,
+        /// A timing must also grow by more than this many seconds to count as a regression.
+        #[arg(long, default_value_t = 0.001)]
+        time_floor: f64,
+        /// Also fail when a quality metric rose by more than the tolerance: on a deterministic
+        /// config a jump points to a leak or a changed protocol, not to progress.
+        #[arg(long)]
+        both_ways: bool,
+    },
+    /// Re-render tables from a finished run or experiment folder, without recomputing.
+    ///
+    /// A run folder gets tables/paper.md and tables/paper.csv: the report's Tables 1-4 (exact,
+    /// hash + re-rank, IWAN at the run's topIWK when it is 3 or 4) with ours under every
+    /// protocol, the published value and the difference. An experiment folder gets that for each
+    /// finished run and, for a sweep, tables/sweep.md and tables/sweep.csv (one row per run).
+    ///
+    /// Example: harness report results/sweep_topiwk
+    Report {
+        /// A run folder (holding manifest.json) or an experiment folder.
+        dir: PathBuf,
+    },
+    /// Serve a page that compares a finished run's methods query by query, in a browser.
+    ///
+    /// Loads the run's embeddings, codes, indices and IWAN network once, then serves a grid of
+    /// test images (filter by class, jump to an id); clicking one shows the top k of exact
+    /// search, hash + re-rank and IWAN side by side, with class names, scores, same class /
+    /// superclass marks, latency, P@k and HP@k, and IWAN's word paths. The JSON API behind it
+    /// is in the README. Binds to loopback unless --addr says otherwise; Ctrl-C stops it.
+    ///
+    /// Example: harness serve results/default/<run-id>
+    Serve {
+        /// The run folder.
+        run_dir: PathBuf,
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+    },
+    /// Inspect or install the data sets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Benchmarks that print one JSON object per method and setting.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Explain or export a finished run's IWAN network (image-word association network).
+    #[command(subcommand)]
+    Iwan(iwan::IwanCommand),
+}
+
+/// `harness bench ...`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Time every index method on .npy inputs or seeded synthetic data.
+    ///
+    /// Prints one JSON line per method: method, n, dim, bits, k, threads, median and p95
+    /// single-query seconds, batch queries/s, build seconds and bytes per item. The queries are
+    /// the first Q rows of the data. scripts/bench_faiss.sh runs FAISS on the same files.
+    ///
+    /// Example: harness bench search --embeddings results/cache/embed-*/embeddings/test.npy
+    ///          --codes results/cache/embed-*/codes/test.npy --bits 48 --k 100
+    Search(BenchSearchArgs),
+    /// Time IWAN retrieval on a finished run's network, per topIWK and topWWK.
+    ///
+    /// Rebuilds the network from the run's stored word-model output for each combination, then
+    /// times the first Q test queries one at a time (k results each, nothing excluded). Prints
+    /// one JSON line per combination: database, images, words, nodes, edges, build seconds,
+    /// median / p95 / mean seconds per query without the word model, and the same plus the
+    /// word model's measured per-image cost (head on cached features + encoder).
+    /// scripts/bench_pgrouting.sh runs PostgreSQL + pgRouting on the same queries.
+    ///
+    /// Example: harness bench iwan results/default/<run-id> --db train --top-iwk 1,2,4,8
+    Iwan(iwan::BenchIwanArgs),
+    /// Time training steps and inference of a network on real CIFAR-100 training images.
+    ///
+    /// Training: batch from u8 pixels, forward, cosine loss, backward, SGD step (momentum
+    /// 0.9). Inference: forward passes without gradients; for a frozen EfficientNet-Lite0 the
+    /// feature pass of the features stage, bicubic upsampling included. Prints one JSON line
+    /// per mode: framework, mode, encoder, input_size, batch, threads, images, seconds,
+    /// images_per_second. scripts/bench_torch.sh runs the same cifar_cnn in PyTorch.
+    ///
+    /// Examples: harness bench model --encoder cifar_cnn --batch 64 --threads 2
+    ///           harness bench model --encoder efficientnet_lite0 --input-size 224 --mode infer
+    Model(BenchModelArgs),
+}
+
+/// Options of `harness bench model`.
+#[derive(Debug, Args)]
+pub struct BenchModelArgs {
+    /// Encoder: cifar_cnn, efficientnet_lite0 or alexnet.
+    #[arg(long, default_value = "cifar_cnn")]
+    pub encoder: config::Encoder,
+    /// Input side in pixels (cifar_cnn: 32; default 224 for the others).
+    #[arg(long)]
+    pub input_size: Option<u32>,
+    /// Train EfficientNet-Lite0 end to end (`freeze: false`) instead of timing its frozen
+    /// feature pass.
+    #[arg(long)]
+    pub fine_tune: bool,
+    /// What to time, comma-separated: train, infer.
+    #[arg(long, value_delimiter = ',', default_value = "train,infer")]
+    pub mode: Vec<crate::throughput::Mode>,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Hash bits h.
+    #[arg(long, default_value_t = 48)]
+    pub h: u32,
+    /// Embedding dimension d.
+    #[arg(long, default_value_t = 100)]
+    pub d: u32,
+    /// burn CPU backend: flex (what runs use), or ndarray (needs the `ndarray` cargo feature).
+    #[arg(long, default_value = "flex")]
+    pub backend: crate::model::CpuBackend,
+    /// CIFAR-100 split whose first images are timed: train or test.
+    #[arg(long, default_value = "train")]
+    pub split: SplitName,
+    /// Frozen EfficientNet-Lite0: time burn's plain layers (conv2d, batch norm, relu6 on NCHW
+    /// batches) instead of the fused channels-last inference the features stage runs.
+    #[arg(long)]
+    pub plain_layers: bool,
+    /// Frozen EfficientNet-Lite0: also write the pooled features of the first `--batch`
+    /// images of the split to this .npy file (f32, batch x 1280), untimed, for the PyTorch
+    /// agreement check of scripts/bench_efficientnet.sh.
+    #[arg(long, value_name = "FILE")]
+    pub save_features: Option<PathBuf>,
+}
+
+/// Options of `harness bench search`.
+#[derive(Debug, Args)]
+pub struct BenchSearchArgs {
+    /// Embeddings, .npy f32 `N x d` (as written by the embed stage).
+    #[arg(long, value_name = "FILE")]
+    pub embeddings: Option<PathBuf>,
+    /// Packed codes, .npy u64 `N x ceil(h/64)`.
+    #[arg(long, value_name = "FILE")]
+    pub codes: Option<PathBuf>,
+    /// Generate N seeded synthetic items instead of reading files.
+    #[arg(long, value_name = "N", conflicts_with_all = ["embeddings", "codes"])]
+    pub synthetic: Option<usize>,
+    /// Synthetic embedding dimension d.
+    #[arg(long, default_value_t = 100)]
+    pub dim: usize,
+    /// Code length h in bits (0: 64 x the columns of the codes file).
+    #[arg(long, default_value_t = 64)]
+    pub bits: usize,
+    /// Queries (the first Q rows) for the batch run.
+    #[arg(long, default_value_t = 1000)]
+    pub queries: usize,
+    /// Queries timed one at a time (default: Q).
+    #[arg(long)]
+    pub single_queries: Option<usize>,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Threads for the batch run (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Seed for synthetic data.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Comma-separated subset of exact, hamming, hamming_rerank, mih, asymmetric.
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Vec<String>,
+    /// Synthetic code distribution: clustered (100 centres, 10% bit flips) or random.
+    #[arg(long, default_value = "clustered")]
+    pub code_dist: SyntheticCodes,
+    /// Shortlist factor N'/k for the re-rankers.
+    #[arg(long, default_value_t = 2.0)]
+    pub shortlist: f64,
+    /// Multi-index-hashing substrings m (default: chosen from N and h).
+    #[arg(long)]
+    pub mih_m: Option<usize>,
+    /// Write each method's batch results as <method>_ids.npy and <method>_scores.npy here.
+    #[arg(long, value_name = "DIR")]
+    pub dump_dir: Option<PathBuf>,
+}
+
+/// `harness data ...`
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Load CIFAR-100, the hierarchy and the USF norms and print counts, checksums and names.
+    Info {
+        /// Data root (default: as for every command).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+    /// Download the official cifar-100-binary.tar.gz, check its md5 and install it under a root.
+    ///
+    /// Needs internet access unless --archive points at a local copy of the archive. The
+    /// hierarchy, USF norms and pretrained weights are not fetched; copy them from a checkout of
+    /// the shared data.
+    Fetch(FetchArgs),
+}
+
+/// Options of `harness data fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Root to install into (creates <root>/cifar-100-binary/).
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// Install from this local archive instead of downloading.
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+    /// Where to download from.
+    #[arg(long, default_value = fetch::OFFICIAL_URL)]
+    pub url: String,
+    /// Expected md5 of the archive.
+    #[arg(long, default_value = fetch::OFFICIAL_MD5)]
+    pub md5: String,
+}

@@ -1,0 +1,288 @@
+//! The eval stage: every configured method under every protocol, IWAN included, then the
+//! run's metrics, curves, rankings, tables and figures.
+
+use super::iwan::{IwanInputs, Network};
+use super::stages::{load_features, split_sizes};
+use super::{ExperimentError, engine, render};
+use crate::artifacts::{class_similarity, load_embedded};
+use crate::config;
+use crate::data::DataRoot;
+use crate::data::cifar::{Cifar100, SplitName};
+use crate::eval::Semantics as _;
+use crate::eval::iwan::IwanEval;
+use crate::eval::retrieval::{self, EvalSettings};
+use crate::index::Hit;
+use crate::index::hamming::Shortlist;
+use crate::report;
+use crate::store;
+use std::path::Path;
+
+/// What the eval stage computes into the run folder (the tables and figures are rendered from
+/// these, and re-rendered by `harness report`, so they are not part of the stage's record).
+pub(super) const OUTPUTS: &[&str] = &[
+    "metrics.csv",
+    "hp_curves.csv",
+    "indices",
+    "rankings",
+    "iwan",
+    "iwan_graph.json",
+];
+
+/// Evaluates every configured method under every protocol; writes `metrics.csv` (long format),
+/// `hp_curves.csv` and `tables/summary.md`.
+pub(super) fn eval_stage(
+    root: &DataRoot,
+    cfg: &config::Config,
+    data: &Cifar100,
+    embed_dir: &Path,
+    iwan_features: Option<&Path>,
+    dir: &Path,
+) -> Result<(), ExperimentError> {
+    let (_, sim) = class_similarity(root)?;
+    let test = load_embedded(embed_dir, SplitName::Test)?;
+    let train = if cfg.eval.protocols.contains(&config::Protocol::TrainDb) {
+        Some(load_embedded(embed_dir, SplitName::Train)?)
+    } else {
+        None
+    };
+    // Views borrow the label slices of the loaded CIFAR splits.
+    let test_view = test.view(&data.test.fine);
+    let train_view = train.as_ref().map(|t| t.view(&data.train.fine));
+    let settings = eval_settings(cfg);
+    let mut results = Vec::new();
+    let mut saved = std::collections::HashSet::new();
+    for &protocol in &cfg.eval.protocols {
+        let db = match protocol {
+            config::Protocol::TrainDb => train_view.as_ref().unwrap_or(&test_view),
+            _ => &test_view,
+        };
+        for &method in &cfg.index.methods {
+            let r = retrieval::evaluate(
+                method,
+                protocol,
+                db,
+                &test_view,
+                sim.values(),
+                sim.n(),
+                &settings,
+            )
+            .map_err(|source| ExperimentError::Eval {
+                method: method.as_str().into(),
+                protocol,
+                source,
+            })?;
+            // One index file per method and database split (report and leave_one_out share one),
+            // written afresh by every execution of the stage so that its checksum describes it.
+            let db_split = protocol.database();
+            let path = dir
+                .join("indices")
+                .join(format!("{}-{db_split}.idx", method.as_str()));
+            if let Some(index) = &r.index
+                && saved.insert(path.clone())
+            {
+                store::write_atomic(&path, |w| index.save(w).map_err(std::io::Error::other))?;
+            }
+            results.push(r);
+        }
+    }
+    if cfg.iwan.enabled {
+        let features = iwan_features.map(|d| load_features(d, None)).transpose()?;
+        // The encoder pass behind the word model: the frozen features it reads (the ImageNet
+        // head) or those the embedding network's decoder ran on (the classes model).
+        let images: usize = split_sizes(cfg).iter().map(|s| s.1).sum();
+        let encoder_s_per_image = ["iwan_features", "features"]
+            .iter()
+            .find_map(|stage| engine::stage_record(dir, stage))
+            .map(|r| r.seconds / images.max(1) as f64);
+        let mut stored = vec![(SplitName::Test, test.rows(), test.embeddings.as_slice())];
+        if let Some(t) = &train {
+            stored.push((SplitName::Train, t.rows(), t.embeddings.as_slice()));
+        }
+        let inputs = IwanInputs::predict(
+            root,
+            cfg,
+            data,
+            &stored,
+            features.as_ref(),
+            encoder_s_per_image,
+        )?;
+        inputs.save(dir)?;
+        let mut networks: Vec<(config::DbWords, Network)> = Vec::new();
+        for db_words in cfg.iwan.evaluated_db_words() {
+            let iwan = config::IwanConfig {
+                db_words,
+                ..cfg.iwan.clone()
+            };
+            for &protocol in &cfg.eval.protocols {
+                let db_split = protocol.database();
+                let built =
+                    |n: &(config::DbWords, Network)| n.0 == db_words && n.1.database == db_split;
+                if !networks.iter().any(built) {
+                    let net = inputs.network(db_split, &iwan)?;
+                    let empty = net.queries_without_words();
+                    if empty > 0 && networks.is_empty() {
+                        eprintln!(
+                            "warning: iwan: {empty} of {} queries have no word in the graph \
+                             (their labels map to no USF word); they get empty rankings",
+                            net.queries.len()
+                        );
+                    }
+                    networks.push((db_words, net));
+                }
+                let net = &networks.iter().find(|n| built(n)).expect("built above").1;
+                let e = IwanEval {
+                    graph: &net.graph,
+                    query_edges: &net.queries,
+                    db_labels: &data.split(db_split).fine[..net.graph.n_images()],
+                    query_labels: &data.test.fine[..net.queries.len()],
+                    build_s: net.build_s,
+                    score: cfg.iwan.score,
+                };
+                let name = cfg.iwan.score.method_name_with(db_words);
+                let r = crate::eval::iwan::evaluate(
+                    name,
+                    &e,
+                    protocol,
+                    sim.values(),
+                    sim.n(),
+                    &settings,
+                )
+                .map_err(|source| ExperimentError::Eval {
+                    method: name.into(),
+                    protocol,
+                    source,
+                })?;
+                results.push(r);
+            }
+        }
+        let summary: Vec<serde_json::Value> = networks
+            .iter()
+            .map(|(db_words, n)| {
+                let mut v = n.summary(&inputs.cost);
+                v["db_words"] = serde_json::json!(db_words);
+                v
+            })
+            .collect();
+        store::write_json_atomic(&dir.join("iwan_graph.json"), &summary)?;
+    }
+    if cfg.eval.dump_rankings {
+        for r in &results {
+            let name = format!("{}-{}", r.method, r.protocol);
+            dump_rankings(&r.rankings, &dir.join("rankings"), &name)?;
+        }
+    }
+    store::write_bytes_atomic(
+        &dir.join("metrics.csv"),
+        report::metrics_csv(&results).as_bytes(),
+    )?;
+    store::write_bytes_atomic(
+        &dir.join("hp_curves.csv"),
+        report::hp_curves_csv(&results).as_bytes(),
+    )?;
+    store::write_bytes_atomic(
+        &dir.join("tables").join("summary.md"),
+        report::summary_markdown(cfg, &results).as_bytes(),
+    )?;
+    render::render_run(dir)?;
+    Ok(())
+}
+
+/// Writes `<dir>/<method>-<protocol>.parquet`: `query_id, rank, db_id` (u32; ids index the
+/// query and database split files, rank is 0-based) and `score` (f32: similarity for the
+/// indices, distance for IWAN), the top max(ks) of every query.
+fn dump_rankings(rankings: &[Vec<Hit>], dir: &Path, name: &str) -> Result<(), ExperimentError> {
+    use crate::store::frame::{Frame, Values};
+    let rows = rankings.iter().map(Vec::len).sum::<usize>();
+    let (mut query, mut rank, mut db, mut score) = (
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+    );
+    for (q, hits) in rankings.iter().enumerate() {
+        for (i, h) in hits.iter().enumerate() {
+            query.push(Some(q as u32));
+            rank.push(Some(i as u32));
+            db.push(Some(h.id));
+            score.push(h.score);
+        }
+    }
+    Frame::new()
+        .with("query_id", Values::U32(query))
+        .with("rank", Values::U32(rank))
+        .with("db_id", Values::U32(db))
+        .with("score", Values::F32(score))
+        .write(dir, name, &[config::TableFormat::Parquet])?;
+    Ok(())
+}
+
+/// The retrieval settings of `cfg`: its cut-offs, shortlist, MIH split, timing queries, and its
+/// index threads (`0`: one per available core).
+fn eval_settings(cfg: &config::Config) -> EvalSettings {
+    EvalSettings {
+        ks: cfg.eval.ks.clone(),
+        shortlist: match cfg.index.shortlist {
+            Some(n) => Shortlist::Absolute(n),
+            None => Shortlist::Factor(cfg.index.shortlist_factor),
+        },
+        mih_substrings: cfg.index.mih_substrings.map(|m| m as usize),
+        timing_queries: cfg.eval.timing_queries,
+        threads: if cfg.index.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            cfg.index.threads
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_follow_the_config() {
+        let mut cfg = config::Loaded::embedded_default().unwrap().config;
+        cfg.index.shortlist = None;
+        cfg.index.shortlist_factor = 3.0;
+        cfg.index.threads = 5;
+        cfg.index.mih_substrings = Some(4);
+        let s = eval_settings(&cfg);
+        assert_eq!(s.ks, cfg.eval.ks);
+        assert_eq!(s.shortlist, Shortlist::Factor(3.0));
+        assert_eq!((s.threads, s.mih_substrings), (5, Some(4)));
+        assert_eq!(s.timing_queries, cfg.eval.timing_queries);
+        // An absolute shortlist wins over the factor; 0 threads means one per core.
+        cfg.index.shortlist = Some(600);
+        cfg.index.threads = 0;
+        let s = eval_settings(&cfg);
+        assert_eq!(s.shortlist, Shortlist::Absolute(600));
+        assert_eq!(
+            s.threads,
+            std::thread::available_parallelism().unwrap().get()
+        );
+    }
+
+    /// A hand-made two-query result (unit test of the writer only), read back with polars.
+    #[test]
+    fn rankings_are_dumped_in_rank_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rankings = vec![
+            vec![Hit { id: 7, score: 0.9 }, Hit { id: 3, score: 0.5 }],
+            vec![Hit { id: 1, score: 0.2 }],
+        ];
+        dump_rankings(&rankings, tmp.path(), "exact-report").unwrap();
+        use polars::prelude::{ParquetReader, SerReader};
+        let file = std::fs::File::open(tmp.path().join("exact-report.parquet")).unwrap();
+        let df = ParquetReader::new(file).finish().unwrap();
+        let column = |name: &str| -> Vec<u32> {
+            let c = df.column(name).unwrap().u32().unwrap();
+            c.into_no_null_iter().collect()
+        };
+        assert_eq!(column("query_id"), [0, 0, 1]);
+        assert_eq!(column("rank"), [0, 1, 0]);
+        assert_eq!(column("db_id"), [7, 3, 1]);
+        let score = df.column("score").unwrap().f32().unwrap();
+        let scores: Vec<f32> = score.into_no_null_iter().collect();
+        assert_eq!(scores, [0.9, 0.5, 0.2]);
+    }
+}

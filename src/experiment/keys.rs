@@ -1,0 +1,162 @@
+//! Cache keys of the expensive stages: a hash of exactly the settings a stage's output depends
+//! on, so that runs differing only downstream (index, IWAN, evaluation settings) share the
+//! folder. The cache folder is `<cache>/<stage>-<first 16 hex digits of the key>`.
+//!
+//! The JSON layouts below are part of the cache format: changing one orphans every cached
+//! folder of that stage (it is then computed again, never reused wrongly).
+
+use crate::config::{self, Config, Encoder};
+use crate::data::cifar::SplitName;
+use std::path::{Path, PathBuf};
+
+/// A stage's cache key and folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CacheKey {
+    /// The full hash, recorded in the folder's `stage.json`.
+    pub key: String,
+    /// `<cache>/<stage>-<key[..16]>`.
+    pub dir: PathBuf,
+}
+
+impl CacheKey {
+    fn new(cache: &Path, stage: &str, value: &serde_json::Value) -> Self {
+        let key = config::hash_value(value);
+        let dir = cache.join(format!("{stage}-{}", &key[..16]));
+        Self { key, dir }
+    }
+}
+
+/// The frozen EfficientNet-Lite0 features at `size` px of the configured subsets, computed with
+/// `weights` (the shipped ImageNet weights when `None`); `mirrored` for the training images
+/// mirrored left to right.
+pub(crate) fn features(
+    cache: &Path,
+    cfg: &Config,
+    size: u32,
+    weights: Option<&PathBuf>,
+    mirrored: bool,
+) -> CacheKey {
+    let mut value = serde_json::json!({
+        "stage": "features",
+        "encoder": Encoder::EfficientnetLite0,
+        // The fused channels-last inference (model::frozen) sums in another order than burn's
+        // layers, so its features get their own cache entries.
+        "implementation": "fused-nhwc",
+        "input_size": size,
+        "weights": weights,
+        "train_subset": cfg.data.train_subset,
+        "test_subset": cfg.data.test_subset,
+    });
+    if mirrored {
+        value["mirrored"] = serde_json::Value::Bool(true);
+    }
+    CacheKey::new(cache, "features", &value)
+}
+
+/// The trained network: the data subsets, seed, backend, model and training settings. (The
+/// test prefix only enters the per-epoch accuracy in `train_log.csv`.)
+pub(crate) fn train(cache: &Path, cfg: &Config) -> CacheKey {
+    CacheKey::new(
+        cache,
+        "train",
+        &serde_json::json!({
+            "stage": "train",
+            "seed": cfg.seed,
+            "backend": cfg.backend,
+            "train_subset": cfg.data.train_subset,
+            "test_subset": cfg.data.test_subset,
+            "model": cfg.model,
+            "train": cfg.train,
+        }),
+    )
+}
+
+/// The embedded `splits` (with their sizes) under the network of `train`.
+pub(crate) fn embed(cache: &Path, train: &CacheKey, splits: &[(SplitName, usize)]) -> CacheKey {
+    CacheKey::new(
+        cache,
+        "embed",
+        &serde_json::json!({ "stage": "embed", "train": train.key, "splits": splits }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_config() -> Config {
+        config::Loaded::embedded_default().unwrap().config
+    }
+
+    #[test]
+    fn downstream_settings_share_the_cached_stages() {
+        let cache = Path::new("cache");
+        let base = default_config();
+        let mut other = base.clone();
+        other.index.shortlist_factor += 3.0;
+        other.iwan.top_iwk += 1;
+        other.eval.ks.push(7);
+        other.eval.timing_queries += 1;
+        assert_eq!(train(cache, &base), train(cache, &other));
+        assert_eq!(
+            features(cache, &base, 160, None, false),
+            features(cache, &other, 160, None, false)
+        );
+        // The decoder and the training settings change the network, not the features.
+        let mut retrained = base.clone();
+        retrained.model.h = 32;
+        retrained.train.epochs += 1;
+        assert_ne!(train(cache, &base), train(cache, &retrained));
+        assert_eq!(
+            features(cache, &base, 160, None, false),
+            features(cache, &retrained, 160, None, false)
+        );
+    }
+
+    #[test]
+    fn every_input_of_a_stage_changes_its_key() {
+        let cache = Path::new("cache");
+        let cfg = default_config();
+        let plain = features(cache, &cfg, 160, None, false);
+        assert_ne!(plain, features(cache, &cfg, 224, None, false));
+        assert_ne!(plain, features(cache, &cfg, 160, None, true));
+        let weights = PathBuf::from("other.safetensors");
+        assert_ne!(plain, features(cache, &cfg, 160, Some(&weights), false));
+        let mut subset = cfg.clone();
+        subset.data.train_subset = Some(1000);
+        assert_ne!(plain, features(cache, &subset, 160, None, false));
+        assert_ne!(train(cache, &cfg), train(cache, &subset));
+        let mut seeded = cfg.clone();
+        seeded.seed += 1;
+        assert_ne!(train(cache, &cfg), train(cache, &seeded));
+        let t = train(cache, &cfg);
+        let test_only = [(SplitName::Test, 10_000)];
+        let both = [(SplitName::Test, 10_000), (SplitName::Train, 50_000)];
+        assert_ne!(embed(cache, &t, &test_only), embed(cache, &t, &both));
+        assert_ne!(
+            embed(cache, &t, &both),
+            embed(cache, &train(cache, &seeded), &both)
+        );
+    }
+
+    #[test]
+    fn folders_are_named_by_stage_and_key_prefix() {
+        let k = features(Path::new("/c"), &default_config(), 160, None, false);
+        assert_eq!(
+            k.dir,
+            Path::new("/c").join(format!("features-{}", &k.key[..16]))
+        );
+        assert_eq!(k.key.len(), 64, "a sha256 in hex");
+    }
+
+    /// The features folder of the default config that the runner before this module existed
+    /// (commit f423977) wrote under `results/cache/`: a changed key layout would silently
+    /// orphan every user's cached feature pass, so a change here must be deliberate.
+    #[test]
+    fn the_default_features_key_is_unchanged() {
+        let k = features(Path::new("c"), &default_config(), 160, None, false);
+        assert_eq!(&k.key[..16], DEFAULT_FEATURES_PREFIX);
+    }
+
+    const DEFAULT_FEATURES_PREFIX: &str = "ca2b6e9ee0f3ed84";
+}

@@ -1,0 +1,411 @@
+//! The stage bodies: what each stage computes from its inputs and writes into its folder.
+//! Which stage runs when, and what is reused, is decided by [`super::run`] and the
+//! [`super::engine`]; these functions only compute and write.
+
+use super::ExperimentError;
+use crate::artifacts::{
+    class_embedding_f32, class_similarity, default_efficientnet_weights, pretrained_weights,
+};
+use crate::config;
+use crate::data::DataRoot;
+use crate::data::cifar::{Cifar100, IMAGE_BYTES, SplitName};
+use crate::data::hierarchy::Hierarchy;
+use crate::data::summary::{DataSummary, class_counts_csv};
+use crate::data::usf::UsfNorms;
+use crate::embed;
+use crate::model::{self, efficientnet::EfficientNetLite0};
+use crate::semantics::{class_embedding, embedding_csv, similarity_csv};
+use crate::store::{self, npy};
+use crate::train::{self, Images, Inputs, TrainError, TrainJob};
+use std::path::{Path, PathBuf};
+
+/// The CIFAR-100 splits, loaded into `slot` on first use (stages that are all reused never
+/// read them).
+pub(super) fn load_cifar<'c>(
+    slot: &'c mut Option<Cifar100>,
+    root: &DataRoot,
+    verify: bool,
+) -> Result<&'c Cifar100, ExperimentError> {
+    if slot.is_none() {
+        *slot = Some(Cifar100::load(root, verify)?);
+    }
+    Ok(slot.as_ref().expect("just loaded"))
+}
+
+/// EfficientNet-Lite0 with `weights`, or the shipped ImageNet weights under the data root.
+pub(crate) fn load_efficientnet(
+    root: &DataRoot,
+    weights: Option<&PathBuf>,
+) -> Result<EfficientNetLite0, ExperimentError> {
+    let path = weights
+        .cloned()
+        .unwrap_or_else(|| default_efficientnet_weights(root));
+    Ok(EfficientNetLite0::load(&path, &model::cpu_device()).map_err(TrainError::Model)?)
+}
+
+/// Whether the config trains only a decoder on a frozen pretrained encoder's features.
+pub(super) fn frozen_encoder(cfg: &config::Config) -> bool {
+    cfg.model.encoder == config::Encoder::EfficientnetLite0 && cfg.model.freeze
+}
+
+/// Frozen-encoder features of the train and test prefixes, `n x dim` each.
+pub(super) struct Features {
+    /// Feature dimension (1280).
+    pub dim: usize,
+    /// `n_train x dim`.
+    pub train: Vec<f32>,
+    /// `n_test x dim`.
+    pub test: Vec<f32>,
+    /// Features of the mirrored training images (`train.augment` with a frozen encoder).
+    pub train_mirrored: Option<Vec<f32>>,
+}
+
+impl Features {
+    /// The network inputs of `split`: features of its first rows.
+    fn inputs(&self, split: SplitName) -> Inputs<'_> {
+        let (values, mirrored) = match split {
+            SplitName::Train => (&self.train, self.train_mirrored.as_deref()),
+            SplitName::Test => (&self.test, None),
+        };
+        Inputs::Features {
+            values,
+            dim: self.dim,
+            mirrored,
+        }
+    }
+}
+
+/// The cached features in `dir`, and the mirrored training images' features in `mirrored`.
+pub(super) fn load_features(
+    dir: &Path,
+    mirrored: Option<&Path>,
+) -> Result<Features, ExperimentError> {
+    let read = |dir: &Path, split: SplitName| -> Result<(usize, Vec<f32>), ExperimentError> {
+        let path = dir.join(format!("{split}.npy"));
+        let (_, dim, v) =
+            npy::read_f32(&store::read(&path)?).map_err(|e| ExperimentError::Unreadable {
+                path,
+                source: e.into(),
+            })?;
+        Ok((dim, v))
+    };
+    let (dim, train) = read(dir, SplitName::Train)?;
+    let (_, test) = read(dir, SplitName::Test)?;
+    let train_mirrored = match mirrored {
+        Some(m) => {
+            let (d, v) = read(m, SplitName::Train)?;
+            if d != dim || v.len() != train.len() {
+                return Err(ExperimentError::Artifact {
+                    path: m.join("train.npy"),
+                    message: format!(
+                        "{} x {d} mirrored features do not match the {} x {dim} features",
+                        v.len() / d.max(1),
+                        train.len() / dim.max(1)
+                    ),
+                });
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    Ok(Features {
+        dim,
+        train,
+        test,
+        train_mirrored,
+    })
+}
+
+/// Runs the frozen EfficientNet-Lite0 over the train and test prefixes at `model.input_size`;
+/// writes `train.npy` and `test.npy` (f32, `n x 1280`) into `out`. `mirrored` computes only the
+/// training images, each mirrored left to right (the augmentation `train.augment` draws from).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn features_stage(
+    root: &DataRoot,
+    cfg: &config::Config,
+    data: &Cifar100,
+    size: u32,
+    weights: Option<&PathBuf>,
+    mirrored: bool,
+    out: &Path,
+    progress: bool,
+) -> Result<(), ExperimentError> {
+    let encoder = load_efficientnet(root, weights)?;
+    let size = size as usize;
+    let [train, test] = split_sizes(cfg);
+    let splits = if mirrored {
+        vec![train]
+    } else {
+        vec![train, test]
+    };
+    for (split, n) in splits {
+        let s = data.split(split);
+        let n = n.min(s.len());
+        let pixels = &s.pixels[..n * IMAGE_BYTES];
+        let flipped: Vec<u8>;
+        let pixels = if mirrored {
+            let mut out = vec![0u8; pixels.len()];
+            for (img, dst) in pixels
+                .chunks_exact(IMAGE_BYTES)
+                .zip(out.chunks_exact_mut(IMAGE_BYTES))
+            {
+                train::shift_flip(img, 0, 0, true, dst);
+            }
+            flipped = out;
+            &flipped
+        } else {
+            pixels
+        };
+        let f = embed::encoder_features(&encoder, pixels, size, 64, progress, false)
+            .map_err(TrainError::Model)?;
+        store::write_atomic(&out.join(format!("{split}.npy")), |w| {
+            npy::write_f32(w, n, f.len() / n.max(1), &f)
+        })?;
+    }
+    Ok(())
+}
+
+/// The network inputs of the first `n` images of `split`: cached features for a frozen
+/// encoder, pixels otherwise.
+fn inputs<'a>(
+    data: &'a Cifar100,
+    features: Option<&'a Features>,
+    split: SplitName,
+    n: usize,
+) -> Images<'a> {
+    let s = data.split(split);
+    let n = n.min(s.len());
+    let inputs = match features {
+        Some(f) => f.inputs(split),
+        None => Inputs::Pixels(&s.pixels[..n * IMAGE_BYTES]),
+    };
+    Images {
+        inputs,
+        labels: &s.fine[..n],
+    }
+}
+
+/// Trains the network on the (prefix of the) train split; writes checkpoints, `train_log.csv`
+/// and the final weights `model.bpk` into `out`.
+pub(super) fn train_stage(
+    root: &DataRoot,
+    cfg: &config::Config,
+    data: &Cifar100,
+    features: Option<&Features>,
+    out: &Path,
+    progress: bool,
+) -> Result<(), ExperimentError> {
+    let c = class_embedding_f32(root, cfg.model.d as usize)?;
+    let [(_, n_train), (_, n_test)] = split_sizes(cfg);
+    let n_train = cfg.train.subset.map_or(n_train, |s| s.min(n_train));
+    let pretrained = pretrained_weights(root, &cfg.model);
+    let job = TrainJob {
+        config: cfg,
+        class_embedding: &c,
+        train: inputs(data, features, SplitName::Train, n_train),
+        eval: inputs(data, features, SplitName::Test, n_test),
+        pretrained: pretrained.as_deref(),
+        dir: out,
+        progress,
+    };
+    let (net, _log) = train::train(&job)?;
+    train::save_model(&net, &out.join("model.bpk"))?;
+    Ok(())
+}
+
+/// Writes `<dir>/<method>-<protocol>.parquet`: `query_id, rank, db_id` (u32; ids index the
+/// Both splits with the number of images of each in use (the features stage encodes both).
+pub(crate) fn split_sizes(cfg: &config::Config) -> [(SplitName, usize); 2] {
+    [
+        (SplitName::Train, cfg.data.train_images()),
+        (SplitName::Test, cfg.data.test_images()),
+    ]
+}
+
+/// The splits to embed: the test split, and the train split when a protocol searches it.
+pub(crate) fn embed_splits(cfg: &config::Config) -> Vec<(SplitName, usize)> {
+    let [train, test] = split_sizes(cfg);
+    if cfg.eval.protocols.contains(&config::Protocol::TrainDb) {
+        vec![test, train]
+    } else {
+        vec![test]
+    }
+}
+
+/// Embeds the needed splits with the trained network from `train_dir`; writes the `.npy` files
+/// and `embed_summary.json` into `out`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn embed_stage(
+    root: &DataRoot,
+    cfg: &config::Config,
+    data: &Cifar100,
+    features: Option<&Features>,
+    splits: &[(SplitName, usize)],
+    train_dir: &Path,
+    out: &Path,
+    progress: bool,
+) -> Result<(), ExperimentError> {
+    let c = class_embedding_f32(root, cfg.model.d as usize)?;
+    let net = train::load_trained(
+        cfg,
+        c.len() / cfg.model.d as usize,
+        pretrained_weights(root, &cfg.model).as_deref(),
+        &train_dir.join("model.bpk"),
+    )?;
+    let prep = model::Preprocess::of(&cfg.model);
+    let mut summary = serde_json::Map::new();
+    for &(name, n) in splits {
+        let split = data.split(name);
+        let images = inputs(data, features, name, n);
+        let batch = train::inference_batch(images, prep);
+        let e = embed::embed(&net, images, prep, &c, batch, progress).map_err(TrainError::Model)?;
+        let correct = e
+            .classes
+            .chunks(embed::TOP_CLASSES)
+            .zip(&split.fine)
+            .filter(|(top, label)| top[0].0 == **label)
+            .count();
+        summary.insert(
+            split.name.to_string(),
+            serde_json::json!({
+                "images": e.n,
+                "seconds_per_image": e.seconds_per_image,
+                "nearest_class_accuracy": correct as f64 / e.n.max(1) as f64,
+            }),
+        );
+        embed::write(out, split.name.as_str(), &e)?;
+    }
+    store::write_json_atomic(&out.join("embed_summary.json"), &summary)?;
+    Ok(())
+}
+
+/// Writes the class similarity matrix and the class embedding of dimension `d` (Barz & Denzler)
+/// to `out/similarity.csv` and `out/class_embedding.csv`.
+pub fn semantics_stage(root: &DataRoot, d: usize, out: &Path) -> Result<(), ExperimentError> {
+    let (names, s) = class_similarity(root)?;
+    let embedding = class_embedding(&s, d)?;
+    store::write_bytes_atomic(
+        &out.join("similarity.csv"),
+        similarity_csv(&s, &names.fine).as_bytes(),
+    )?;
+    store::write_bytes_atomic(
+        &out.join("class_embedding.csv"),
+        embedding_csv(&embedding, &names.fine).as_bytes(),
+    )?;
+    use crate::report::figures::{Figure, HeatMap};
+    HeatMap {
+        title: "class similarity S = 1 - height(lcs) / max height (CIFAR-100 fine classes)".into(),
+        values: s.values().to_vec(),
+        n: s.n(),
+    }
+    .write(
+        out,
+        "similarity",
+        &[config::FigureFormat::Png, config::FigureFormat::Svg],
+    )?;
+    Ok(())
+}
+
+/// What the data stage writes into the run folder.
+pub(super) const DATA_OUTPUTS: &[&str] = &["dataset_summary.json", "class_counts.csv"];
+
+/// Validates the hierarchy and USF norms beside the loaded CIFAR-100, then writes
+/// `dataset_summary.json` and `class_counts.csv`.
+pub(super) fn data_stage(
+    root: &DataRoot,
+    cfg: &config::Config,
+    cifar: &Cifar100,
+    dir: &Path,
+) -> Result<(), ExperimentError> {
+    let hierarchy = Hierarchy::load(&root.hierarchy_dir(), &cifar.names.fine)?;
+    let usf = UsfNorms::load(&root.usf_file())?;
+    let used = [cfg.data.train_images(), cfg.data.test_images()];
+    let summary = DataSummary::compute(cifar, used, &hierarchy, &usf);
+    store::write_json_atomic(&dir.join("dataset_summary.json"), &summary)?;
+    store::write_bytes_atomic(
+        &dir.join("class_counts.csv"),
+        class_counts_csv(cifar, used).as_bytes(),
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-made features (unit test of the reader only): `n x dim` values `0, 1, 2, …`.
+    fn write_features(dir: &Path, split: SplitName, n: usize, dim: usize) {
+        let values: Vec<f32> = (0..n * dim).map(|i| i as f32).collect();
+        store::write_atomic(&dir.join(format!("{split}.npy")), |w| {
+            npy::write_f32(w, n, dim, &values)
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn features_are_read_back_with_their_mirrored_twin() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (plain, mirrored) = (tmp.path().join("plain"), tmp.path().join("mirrored"));
+        write_features(&plain, SplitName::Train, 4, 3);
+        write_features(&plain, SplitName::Test, 2, 3);
+        write_features(&mirrored, SplitName::Train, 4, 3);
+        let f = load_features(&plain, Some(&mirrored)).unwrap();
+        assert_eq!((f.dim, f.train.len(), f.test.len()), (3, 12, 6));
+        assert_eq!(f.train_mirrored.as_deref().map(<[f32]>::len), Some(12));
+        let Inputs::Features {
+            values,
+            dim,
+            mirrored,
+        } = f.inputs(SplitName::Train)
+        else {
+            panic!("features give feature inputs")
+        };
+        assert_eq!((values.len(), dim, mirrored.is_some()), (12, 3, true));
+        let Inputs::Features { mirrored, .. } = f.inputs(SplitName::Test) else {
+            panic!("features give feature inputs")
+        };
+        assert!(mirrored.is_none(), "test images are never augmented");
+    }
+
+    #[test]
+    fn mismatched_or_missing_features_are_named_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (plain, mirrored) = (tmp.path().join("plain"), tmp.path().join("mirrored"));
+        write_features(&plain, SplitName::Train, 4, 3);
+        write_features(&plain, SplitName::Test, 2, 3);
+        write_features(&mirrored, SplitName::Train, 3, 3);
+        let err = load_features(&plain, Some(&mirrored))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("mirrored") && err.contains("3 x 3") && err.contains("4 x 3"),
+            "{err}"
+        );
+        std::fs::write(plain.join("test.npy"), b"not an npy file").unwrap();
+        let err = load_features(&plain, None).err().unwrap();
+        assert!(err.to_string().contains("test.npy"), "{err}");
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "the npy error is kept as the source"
+        );
+    }
+
+    #[test]
+    fn split_sizes_follow_the_subsets() {
+        let mut cfg = config::Loaded::embedded_default().unwrap().config;
+        assert_eq!(
+            split_sizes(&cfg),
+            [(SplitName::Train, 50_000), (SplitName::Test, 10_000)]
+        );
+        cfg.data.train_subset = Some(700);
+        cfg.data.test_subset = Some(300);
+        cfg.eval.protocols = vec![config::Protocol::Report];
+        assert_eq!(embed_splits(&cfg), [(SplitName::Test, 300)]);
+        cfg.eval.protocols.push(config::Protocol::TrainDb);
+        assert_eq!(
+            embed_splits(&cfg),
+            [(SplitName::Test, 300), (SplitName::Train, 700)]
+        );
+    }
+}
