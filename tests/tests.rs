@@ -6,6 +6,7 @@ mod common;
 mod bad_input;
 mod cli;
 mod data;
+mod faults;
 mod fetch;
 mod index;
 mod iwan;

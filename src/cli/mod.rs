@@ -136,6 +136,7 @@ fn check_run(run_dir: &Path, baseline: &Path, tol: check::Tolerances) -> Result<
 
 /// `harness report`: re-renders the tables and figures of a run or experiment folder.
 fn report(dir: &Path) -> Result<()> {
+    crate::store::fault::enter("report");
     let written = experiment::render::render(dir)
         .with_context(|| format!("rendering the tables of {}", dir.display()))?;
     for path in written {
@@ -264,9 +265,8 @@ fn serve(run_dir: &Path, addr: std::net::SocketAddr, data_root: Option<&Path>) -
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        let listener =
+            crate::serve::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         if !local.ip().is_loopback() {
             eprintln!("warning: listening on {local}, reachable beyond this machine");

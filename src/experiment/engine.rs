@@ -77,6 +77,7 @@ impl<'a> Stages<'a> {
             self.outcome.reused.push(name.to_string());
             return Ok(());
         }
+        store::remove_stale_temps(self.run_dir);
         let seconds = self.timed(name, body)?;
         let files = digest::sum_paths(self.run_dir, outputs)?;
         write_record(&record, name, key, seconds, None, files)?;
@@ -122,6 +123,7 @@ impl<'a> Stages<'a> {
             self.outcome.reused.push(name.to_string());
         } else {
             let _lock = RunLock::acquire(dir)?;
+            store::remove_stale_temps(dir);
             let seconds = self.timed(name, || body(dir))?;
             let mut files = digest::sum_paths(dir, &[""])?;
             files.retain(|f| f.path != CACHE_RECORD);
@@ -151,6 +153,7 @@ impl<'a> Stages<'a> {
             s.enable_steady_tick(std::time::Duration::from_millis(200));
             s
         });
+        store::fault::enter(name);
         let started = std::time::Instant::now();
         let result = body();
         if let Some(s) = spinner {

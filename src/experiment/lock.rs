@@ -2,6 +2,7 @@
 //! results. The lock is a `.lock` file holding the owner's pid, created with `create_new`; a lock
 //! left by a process that no longer exists is taken over.
 
+use crate::store;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,7 +58,7 @@ impl RunLock {
                         .ok()
                         .and_then(|s| s.trim().parse::<u32>().ok());
                     match pid {
-                        Some(pid) if process_alive(pid) => {
+                        Some(pid) if store::process_alive(pid) => {
                             return Err(LockError::Held {
                                 dir: dir.to_path_buf(),
                                 lock: path,
@@ -78,19 +79,6 @@ impl RunLock {
 impl Drop for RunLock {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.path);
-    }
-}
-
-fn process_alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    let proc = Path::new("/proc");
-    if proc.is_dir() {
-        proc.join(pid.to_string()).exists()
-    } else {
-        // Without /proc we cannot tell; assume the owner is alive.
-        true
     }
 }
 

@@ -476,6 +476,28 @@ pub fn router(served: Served) -> Router {
         .with_state(Arc::new(served))
 }
 
+/// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
+///
+/// `TcpListener::bind` listens with a backlog of 128. Under 200 simultaneous connections on 2
+/// cores, while both workers were busy searching, the queue overflowed (`ListenOverflows` in
+/// `/proc/net/netstat` rose by 42 and 49 in the two stalled runs out of four, by 0 in the
+/// others); the kernel dropped those SYNs and the clients retried after TCP's 1 s initial
+/// retransmission timeout: the 1 s stall the load test had shown.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, so a restart does not wait for
+/// `TIME_WAIT`).
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,

@@ -6,6 +6,7 @@
 //! looks complete.
 
 pub mod digest;
+pub mod fault;
 pub mod frame;
 pub mod npy;
 
@@ -62,6 +63,7 @@ where
         fill(&mut w)?;
         let file = w.into_inner().map_err(io::IntoInnerError::into_error)?;
         file.sync_all()?;
+        fault::before_rename(path);
         fs::rename(&tmp, path)
     })();
     if result.is_err() {
@@ -91,6 +93,49 @@ pub fn read(path: &Path) -> Result<Vec<u8>, StoreError> {
     })
 }
 
+/// Removes the temporary files (`.<name>.<pid>.tmp`) that processes no longer alive left under
+/// `dir` when they were killed mid-write; returns how many. Another live process's temporary
+/// files are left alone.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            removed += remove_stale_temps(&path);
+            continue;
+        }
+        let pid = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|n| n.rsplit_once('.'))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !process_alive(pid)
+            && fs::remove_file(&path).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Whether process `pid` is running (this process counts; without `/proc`, every pid does).
+pub fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc = Path::new("/proc");
+    if proc.is_dir() {
+        proc.join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
 /// The temporary sibling used while `path` is being written: hidden, and unique per process so
 /// two processes never write the same temporary file.
 fn temp_path(path: &Path) -> PathBuf {
@@ -104,6 +149,21 @@ fn temp_path(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_temporary_files_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+        // Above Linux's largest pid (2^22), so no live process has it.
+        let dead = dir.path().join("sub/.test.npy.999999999.tmp");
+        let live = dir.path().join(format!(".x.{}.tmp", std::process::id()));
+        let other = dir.path().join(".lock");
+        for p in [&dead, &live, &other] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temps(dir.path()), 1);
+        assert!(!dead.exists() && live.exists() && other.exists());
+    }
 
     #[test]
     fn atomic_write_replaces_file_and_leaves_no_temp() {
