@@ -84,14 +84,10 @@ pub fn embed(
     let (h, d) = (net.hash.weight.dims()[1], net.embed.weight.dims()[1]);
     let n = images.len();
     let bar = progress.then(|| {
-        let b = indicatif::ProgressBar::new(n as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "embed [{bar:30}] {pos}/{len} images {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
+        crate::progress::bar(
+            n as u64,
+            "embed [{bar:30}] {pos}/{len} images {per_sec} eta {eta}",
+        )
     });
     let mut embeddings = Vec::with_capacity(n * d);
     let mut activations = Vec::with_capacity(n * h);
@@ -163,14 +159,12 @@ pub fn encoder_features(
         .then(|| FrozenLite0::compile(encoder))
         .transpose()?;
     let bar = progress.then(|| {
-        let b = indicatif::ProgressBar::new(n as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(&format!(
+        crate::progress::bar(
+            n as u64,
+            &format!(
                 "features {size}px [{{bar:30}}] {{pos}}/{{len}} images {{per_sec}} eta {{eta}}"
-            ))
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
+            ),
+        )
     });
     let mut out = Vec::with_capacity(n * efficientnet::FEATURE_DIM);
     for start in (0..n).step_by(batch.max(1)) {

@@ -5,7 +5,8 @@
 //!
 //! | module | role |
 //! |---|---|
-//! | [`store`] | file formats (npy, tables), atomic writes, hashing helpers; under everything |
+//! | [`store`] | file formats (npy, tables), atomic writes, checksums, fault injection; under everything |
+//! | [`progress`] | the process's one set of progress bars on stderr |
 //! | `simd` | run-time CPU feature level shared by the kernels |
 //! | [`config`] | the YAML schema, validation with line numbers, sweeps, config hashes |
 //! | [`data`] | CIFAR-100 binary, WordNet hierarchy, USF norms, ImageNet labels, fetch |
@@ -38,6 +39,7 @@ pub mod experiment;
 pub mod index;
 pub mod iwan;
 pub mod model;
+pub mod progress;
 pub mod report;
 pub mod semantics;
 pub mod serve;

@@ -422,14 +422,12 @@ fn progress_bar(
     epochs: usize,
 ) -> Option<indicatif::ProgressBar> {
     show.then(|| {
-        let bar = indicatif::ProgressBar::new(len as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(&format!(
-                "train epoch {epoch}/{epochs} [{{bar:30}}] {{pos}}/{{len}} {{msg}} eta {{eta}}"
-            ))
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
+        crate::progress::bar(
+            len as u64,
+            &format!(
+                "train epoch {epoch}/{epochs} [{{bar:30}}] {{pos}}/{{len}} batches {{msg}} eta {{eta}}"
+            ),
+        )
     })
 }
 

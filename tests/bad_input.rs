@@ -728,3 +728,27 @@ fn damaged_cached_features_are_recomputed_and_nan_outputs_stop_the_embed_stage()
     );
     assert_eq!(quality_rows(&run), clean);
 }
+
+#[test]
+fn a_cuda_config_in_a_cpu_build_fails_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gpu.yaml");
+    std::fs::write(&cfg, "name: gpu\nbackend: cuda\n").unwrap();
+    let out = harness(
+        &[
+            "--quiet",
+            "run",
+            cfg.to_str().unwrap(),
+            "--out",
+            dir.path().join("out").to_str().unwrap(),
+        ],
+        None,
+    );
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--features cuda"), "{err}");
+    // No stage ran: no stage record, no cache folder.
+    let runs = run_dirs(&dir.path().join("out"));
+    assert!(runs.iter().all(|r| !r.join("stages").exists()), "{runs:?}");
+    assert!(!dir.path().join("out/cache").exists());
+}

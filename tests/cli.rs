@@ -678,3 +678,56 @@ fn dumped_rankings_reproduce_the_reported_mahp() {
     );
     assert!(ours > 0.1 && ours < 0.95, "not degenerate: {ours}");
 }
+
+#[test]
+fn without_a_terminal_stages_print_plain_lines_and_the_run_ends_with_a_summary() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let exp = out_dir.path().to_str().unwrap();
+    let config = "tests/fixtures/tiny_frozen.yaml";
+    // stderr is a pipe here: no bars, one line per stage start and end.
+    let out = harness(&["run", config, "--out", exp], None);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    for stage in ["data", "semantics", "features", "train", "embed", "eval"] {
+        assert!(
+            stderr.contains(&format!("stage {stage}: started")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("stage {stage}: done in ")),
+            "{stderr}"
+        );
+    }
+    let run = run_dirs(out_dir.path()).remove(0);
+    // The summary's numbers are the run's own metrics.
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let value = |key: &str| {
+        let line = metrics.lines().find(|l| l.starts_with(key)).unwrap();
+        format!(
+            "{:.4}",
+            line.rsplit(',').next().unwrap().parse::<f64>().unwrap()
+        )
+    };
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("exact "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(row.contains(&value("exact,leave_one_out,mP,100,")), "{row}");
+    assert!(
+        row.contains(&value("exact,leave_one_out,mAHP,100,")),
+        "{row}"
+    );
+    assert!(
+        stdout.contains("mP@100") && stdout.contains("tables/paper.md"),
+        "{stdout}"
+    );
+
+    // Again: every stage is reused, and says so; --quiet keeps only the results line.
+    let out = harness(&["run", config, "--out", exp], None);
+    assert!(text(&out).1.contains("stage train: reused"));
+    let out = harness(&["--quiet", "run", config, "--out", exp], None);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with("results: "), "{stdout}");
+    assert!(!stderr.contains("stage "), "{stderr}");
+}

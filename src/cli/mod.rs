@@ -41,6 +41,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 cache,
                 data_root: cli.data_root.clone(),
                 progress,
+                lines: !cli.quiet,
                 no_verify,
             },
         )),
@@ -90,6 +91,11 @@ fn run_experiment(config: Option<PathBuf>, opts: RunOptions) -> Result<()> {
             format!(" (reused: {})", o.reused.join(", "))
         };
         println!("results: {}{reused}", o.dir.display());
+    }
+    if opts.lines {
+        let dirs: Vec<PathBuf> = outcomes.iter().map(|o| o.dir.clone()).collect();
+        let exp_dir = experiment::experiment_dir(&loaded, &opts);
+        print!("{}", experiment::render::console_summary(&exp_dir, &dirs)?);
     }
     Ok(())
 }

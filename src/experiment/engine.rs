@@ -43,6 +43,9 @@ pub(crate) fn stage_record(run_dir: &Path, stage: &str) -> Option<StageRecord> {
 pub(crate) struct Stages<'a> {
     pub run_dir: &'a Path,
     pub progress: bool,
+    /// Without bars (stderr not a terminal, and not `--quiet`): one plain line when a stage
+    /// starts, reruns or is reused, and one when it ends, with its seconds (for logs).
+    pub lines: bool,
     /// Check the recorded checksums before reusing a stage.
     pub verify: bool,
     pub outcome: RunOutcome,
@@ -54,6 +57,7 @@ impl<'a> Stages<'a> {
         Self {
             run_dir,
             progress,
+            lines: false,
             verify: true,
             outcome: RunOutcome {
                 dir: run_dir.to_path_buf(),
@@ -74,7 +78,7 @@ impl<'a> Stages<'a> {
     ) -> Result<(), ExperimentError> {
         let record = self.run_dir.join("stages").join(format!("{name}.json"));
         if self.reusable(name, &record, key, self.run_dir) {
-            self.outcome.reused.push(name.to_string());
+            self.reused(name);
             return Ok(());
         }
         store::remove_stale_temps(self.run_dir);
@@ -104,7 +108,9 @@ impl<'a> Stages<'a> {
                 Err(m) => m.to_string(),
             },
         };
-        eprintln!("warning: stage {name}: {problem}; running it again");
+        crate::progress::println(&format!(
+            "warning: stage {name}: {problem}; running it again"
+        ));
         false
     }
 
@@ -120,7 +126,7 @@ impl<'a> Stages<'a> {
         let cache_record = dir.join(CACHE_RECORD);
         let record = self.run_dir.join("stages").join(format!("{name}.json"));
         if self.reusable(name, &cache_record, key, dir) {
-            self.outcome.reused.push(name.to_string());
+            self.reused(name);
         } else {
             let _lock = RunLock::acquire(dir)?;
             store::remove_stale_temps(dir);
@@ -142,24 +148,38 @@ impl<'a> Stages<'a> {
         )?)
     }
 
+    fn reused(&mut self, name: &str) {
+        if self.lines {
+            eprintln!("stage {name}: reused");
+        }
+        self.outcome.reused.push(name.to_string());
+    }
+
     fn timed(
         &self,
         name: &str,
         body: impl FnOnce() -> Result<(), ExperimentError>,
     ) -> Result<f64, ExperimentError> {
-        let spinner = self.progress.then(|| {
-            let s = indicatif::ProgressBar::new_spinner();
-            s.set_message(format!("stage {name}"));
-            s.enable_steady_tick(std::time::Duration::from_millis(200));
-            s
-        });
+        let spinner = self
+            .progress
+            .then(|| crate::progress::spinner(format!("stage {name}")));
+        if self.lines {
+            eprintln!("stage {name}: started");
+        }
         store::fault::enter(name);
         let started = std::time::Instant::now();
         let result = body();
+        let seconds = started.elapsed().as_secs_f64();
         if let Some(s) = spinner {
             s.finish_and_clear();
         }
-        result.map(|()| started.elapsed().as_secs_f64())
+        if self.lines {
+            match &result {
+                Ok(()) => eprintln!("stage {name}: done in {seconds:.1} s"),
+                Err(_) => eprintln!("stage {name}: failed after {seconds:.1} s"),
+            }
+        }
+        result.map(|()| seconds)
     }
 }
 

@@ -121,11 +121,11 @@ pub(super) fn eval_stage(
                     let net = inputs.network(db_split, &iwan)?;
                     let empty = net.queries_without_words();
                     if empty > 0 && networks.is_empty() {
-                        eprintln!(
+                        crate::progress::println(&format!(
                             "warning: iwan: {empty} of {} queries have no word in the graph \
                              (their labels map to no USF word); they get empty rankings",
                             net.queries.len()
-                        );
+                        ));
                     }
                     networks.push((db_words, net));
                 }

@@ -141,6 +141,8 @@ pub struct RunOptions {
     pub cache: Option<PathBuf>,
     /// Draw progress bars on stderr.
     pub progress: bool,
+    /// Print one plain line per stage start and end on stderr (when there are no bars).
+    pub lines: bool,
     /// Reuse finished stages without checking their files' checksums.
     pub no_verify: bool,
 }
@@ -179,12 +181,7 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<RunOutcome>, Experi
     let exp_dir = experiment_dir(loaded, opts);
     let cache = cache_dir(loaded, opts);
     let sweep_bar = (opts.progress && runs.len() > 1).then(|| {
-        let bar = indicatif::ProgressBar::new(runs.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("sweep [{bar:30}] {pos}/{len} runs {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
+        crate::progress::bar(runs.len() as u64, "sweep [{bar:30}] {pos}/{len} runs {msg}")
     });
     let mut outcomes = Vec::with_capacity(runs.len());
     let mut statuses = vec!["pending"; runs.len()];
@@ -234,6 +231,8 @@ fn run_one(
     let manifest_path = dir.join("manifest.json");
     check_format(&manifest_path)?;
     let cfg = &run.config;
+    // A backend this binary cannot run fails before any stage does work.
+    model::device(cfg.backend).map_err(TrainError::Model)?;
     let root = DataRoot::resolve(opts.data_root.as_deref(), cfg.data.root.as_deref())?;
     let mut manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
@@ -266,6 +265,7 @@ fn run_one(
 
     let mut stages = Stages::new(dir, opts.progress);
     stages.verify = !opts.no_verify;
+    stages.lines = opts.lines && !opts.progress;
     let result = run_stages(&mut stages, &root, run, cache);
     let outcome = stages.outcome;
     match &result {

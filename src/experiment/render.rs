@@ -12,6 +12,7 @@ use crate::report::paper::{RunFacts, paper_tables};
 use crate::report::sweep::{SweepRun, TIMED_STAGES, sweep_figures, sweep_tables};
 use crate::store;
 use crate::store::frame::{Frame, Values};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 fn read_json(path: &Path) -> Option<serde_json::Value> {
@@ -298,4 +299,96 @@ pub fn render(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
         ));
     }
     Ok(written)
+}
+
+/// What `harness run` prints after its `results:` lines: per run folder, one row per method
+/// and protocol with mP@100, mAHP@250 (or the nearest cut-offs the run has) and the median
+/// query time, then where the tables and figures are. A sweep gets one row per run instead,
+/// with each method's mAHP under the first protocol, and the path of its sweep table.
+pub fn console_summary(exp_dir: &Path, runs: &[PathBuf]) -> Result<String, ExperimentError> {
+    let mut out = String::new();
+    let read = |run: &Path| {
+        let path = run.join("metrics.csv");
+        read_metrics(&path).map_err(|e| ExperimentError::unreadable(&path, e))
+    };
+    // The cut-off nearest `want` among `ks` (the largest below it, else the smallest).
+    let pick = |ks: &[u32], want: u32| {
+        ks.iter()
+            .rev()
+            .find(|&&k| k <= want)
+            .or(ks.first())
+            .copied()
+    };
+    let cells = |m: &[(Key, f64)], method: &str, protocol: &str, ks: &[u32]| {
+        let value = |metric: &str, k: Option<u32>| {
+            let k = k.map(|k| k.to_string()).unwrap_or_default();
+            lookup(m, method, protocol, metric, &k).map_or("-".to_string(), |v| format!("{v:.4}"))
+        };
+        let ms = lookup(m, method, protocol, "query_median_s", "")
+            .map_or("-".to_string(), |s| format!("{:.3}", s * 1e3));
+        (value("mP", pick(ks, 100)), value("mAHP", pick(ks, 250)), ms)
+    };
+    if let [run] = runs {
+        let m = read(run)?;
+        let (groups, ks) = groups_and_ks(&m);
+        let (kp, ka) = (pick(&ks, 100).unwrap_or(0), pick(&ks, 250).unwrap_or(0));
+        let _ = writeln!(
+            out,
+            "{:<16} {:<14} {:>9} {:>10} {:>10}",
+            "method",
+            "protocol",
+            format!("mP@{kp}"),
+            format!("mAHP@{ka}"),
+            "median ms"
+        );
+        for (method, protocol) in &groups {
+            let (p, a, ms) = cells(&m, method, protocol, &ks);
+            let _ = writeln!(out, "{method:<16} {protocol:<14} {p:>9} {a:>10} {ms:>10}");
+        }
+        for rel in ["tables/paper.md", "tables/summary.md", "figures"] {
+            if run.join(rel).exists() {
+                let _ = writeln!(out, "{}", run.join(rel).display());
+            }
+        }
+    } else {
+        // One row per run, one column per method: mAHP at the largest cut-off up to 250,
+        // under the first protocol.
+        let mut header = None;
+        for run in runs {
+            let m = read(run)?;
+            let (groups, ks) = groups_and_ks(&m);
+            let Some(protocol) = groups.first().map(|g| g.1.clone()) else {
+                continue;
+            };
+            let methods: Vec<&String> = groups
+                .iter()
+                .filter(|g| g.1 == protocol)
+                .map(|g| &g.0)
+                .collect();
+            let ka = pick(&ks, 250).unwrap_or(0);
+            if header.is_none() {
+                let _ = write!(out, "{:<32}", format!("run (mAHP@{ka}, {protocol})"));
+                for method in &methods {
+                    let _ = write!(out, " {method:>15}");
+                }
+                out.push('\n');
+                header = Some(());
+            }
+            let id = run
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            let _ = write!(out, "{id:<32}");
+            for method in &methods {
+                let v = lookup(&m, method, &protocol, "mAHP", &ka.to_string());
+                let _ = write!(out, " {:>15}", v.map_or("-".into(), |v| format!("{v:.4}")));
+            }
+            out.push('\n');
+        }
+        let table = exp_dir.join("tables/sweep.md");
+        if table.exists() {
+            let _ = writeln!(out, "{}", table.display());
+        }
+    }
+    Ok(out)
 }
