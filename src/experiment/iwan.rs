@@ -324,19 +324,10 @@ impl IwanRun {
             if !path.exists() {
                 continue;
             }
-            let text = String::from_utf8(store::read(&path)?).map_err(|e| {
-                ExperimentError::Unreadable {
-                    path: path.clone(),
-                    source: e.into(),
-                }
-            })?;
-            let predicted =
-                annotate::parse_predicted_csv(&text, n, label_names.len()).map_err(|e| {
-                    ExperimentError::Unreadable {
-                        path,
-                        source: e.into(),
-                    }
-                })?;
+            let text = String::from_utf8(store::read(&path)?)
+                .map_err(|e| ExperimentError::unreadable(&path, e))?;
+            let predicted = annotate::parse_predicted_csv(&text, n, label_names.len())
+                .map_err(|e| ExperimentError::unreadable(&path, e))?;
             let truth = truth_names(&data, split, n);
             splits.push((split, SplitAnnotations { predicted, truth }));
         }
@@ -350,12 +341,8 @@ impl IwanRun {
             });
         }
         let cost_path = dir.join("iwan").join("word_model.json");
-        let cost = serde_json::from_slice(&store::read(&cost_path)?).map_err(|e| {
-            ExperimentError::Unreadable {
-                path: cost_path,
-                source: e.into(),
-            }
-        })?;
+        let cost = serde_json::from_slice(&store::read(&cost_path)?)
+            .map_err(|e| ExperimentError::unreadable(&cost_path, e))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             config: cfg,

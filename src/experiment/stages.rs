@@ -82,11 +82,8 @@ pub(super) fn load_features(
 ) -> Result<Features, ExperimentError> {
     let read = |dir: &Path, split: SplitName| -> Result<(usize, Vec<f32>), ExperimentError> {
         let path = dir.join(format!("{split}.npy"));
-        let (_, dim, v) =
-            npy::read_f32(&store::read(&path)?).map_err(|e| ExperimentError::Unreadable {
-                path,
-                source: e.into(),
-            })?;
+        let (_, dim, v) = npy::read_f32(&store::read(&path)?)
+            .map_err(|e| ExperimentError::unreadable(&path, e))?;
         Ok((dim, v))
     };
     let (dim, train) = read(dir, SplitName::Train)?;
