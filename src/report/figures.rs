@@ -40,9 +40,65 @@ pub struct LineChart {
     pub series: Vec<Series>,
     /// Draw markers only (a scatter plot, e.g. one point per method).
     pub markers_only: bool,
+    /// What the x values are.
+    pub x_axis: XAxis,
     /// Corner of the legend, where the data leaves room.
     pub legend: Corner,
 }
+
+/// How x values are read and labelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XAxis {
+    /// Plain numbers; when every x is a whole number, only whole-number ticks are labelled.
+    #[default]
+    Linear,
+    /// x is log10 of milliseconds: a log axis, labelled in milliseconds.
+    Log10Ms,
+}
+
+/// The tick label of `v` on an axis of kind `axis` whose data are all whole numbers when
+/// `integral` (an empty label skips a tick that would not be one).
+pub fn tick_label(v: f64, axis: XAxis, integral: bool) -> String {
+    match axis {
+        XAxis::Log10Ms => {
+            let ms = 10f64.powf(v);
+            if ms >= 10.0 {
+                format!("{ms:.0} ms")
+            } else {
+                // Two significant digits.
+                let digits = (1.0 - ms.log10().floor()).max(0.0) as usize;
+                format!("{ms:.digits$} ms")
+            }
+        }
+        XAxis::Linear if integral => {
+            if (v - v.round()).abs() < 1e-9 {
+                format!("{}", v.round() as i64)
+            } else {
+                String::new()
+            }
+        }
+        XAxis::Linear => format!("{v}"),
+    }
+}
+
+/// The colour of series `label` (the `i`-th): each retrieval method keeps one colour in every
+/// figure, other series take the palette in order.
+pub fn series_color(label: &str, i: usize) -> RGBAColor {
+    const METHODS: [&str; 7] = [
+        "exact",
+        "hamming_rerank",
+        "hamming",
+        "mih",
+        "asymmetric",
+        "iwan",
+        "iwan_db_labels",
+    ];
+    let slot = METHODS.iter().position(|m| *m == label).unwrap_or(i);
+    Palette99::pick(slot).to_rgba()
+}
+
+/// Series with at most this many points get markers on their line.
+const MARKED_POINTS: usize = 25;
 
 /// A corner of the plotting area.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +109,53 @@ pub enum Corner {
     UpperRight,
     /// Bottom right.
     LowerRight,
+    /// Bottom left.
+    LowerLeft,
+}
+
+/// The corner for a legend of `rows` entries that covers the fewest of `points` (in the data
+/// ranges `x` and `y`), `preferred` on a tie: a legend never hides data that has room.
+pub fn legend_corner(
+    points: &[(f64, f64)],
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+    rows: usize,
+    preferred: Corner,
+) -> Corner {
+    // The legend's share of the plotting area: about 30% of the width, and 4.5% of the height
+    // per row plus its frame.
+    let (w, h) = (0.3, (0.045 * rows as f64 + 0.03).min(0.9));
+    let covered = |corner: Corner| {
+        let (left, bottom) = match corner {
+            Corner::UpperLeft => (true, false),
+            Corner::UpperRight => (false, false),
+            Corner::LowerRight => (false, true),
+            Corner::LowerLeft => (true, true),
+        };
+        points
+            .iter()
+            .filter(|(x, y)| {
+                let fx = (x - x0) / (x1 - x0);
+                let fy = (y - y0) / (y1 - y0);
+                let in_x = if left { fx <= w } else { fx >= 1.0 - w };
+                let in_y = if bottom { fy <= h } else { fy >= 1.0 - h };
+                in_x && in_y
+            })
+            .count()
+    };
+    let mut best = (covered(preferred), preferred);
+    for c in [
+        Corner::UpperRight,
+        Corner::UpperLeft,
+        Corner::LowerRight,
+        Corner::LowerLeft,
+    ] {
+        let n = covered(c);
+        if n < best.0 {
+            best = (n, c);
+        }
+    }
+    best.1
 }
 
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
@@ -108,35 +211,52 @@ impl Figure for LineChart {
             .x_label_area_size(48)
             .y_label_area_size(72)
             .build_cartesian_2d(x0..x1, y0..y1)?;
+        let integral = points().all(|p| p.0 == p.0.round());
+        let axis = self.x_axis;
+        let x_fmt = move |v: &f64| tick_label(*v, axis, integral);
         chart
             .configure_mesh()
             .x_desc(&self.x_label)
             .y_desc(&self.y_label)
+            .x_label_formatter(&x_fmt)
             .label_style((FONT, 14))
             .axis_desc_style((FONT, 16))
             .draw()?;
         for (i, s) in self.series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+            let color = series_color(&s.label, i);
             let pts: Vec<(f64, f64)> = s
                 .points
                 .iter()
                 .copied()
                 .filter(|p| p.0.is_finite() && p.1.is_finite())
                 .collect();
-            if !self.markers_only {
-                chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?;
+            if self.markers_only {
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 5, color.filled())))?
+                    .label(&s.label)
+                    .legend(move |(x, y)| Circle::new((x + 10, y), 5, color.filled()));
+                continue;
             }
             chart
-                .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
                 .label(&s.label)
-                .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            // Markers only where they mark measured points, not on dense curves.
+            if pts.len() <= MARKED_POINTS {
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+            }
         }
+        let all: Vec<(f64, f64)> = points().copied().collect();
+        let corner = legend_corner(&all, (x0, x1), (y0, y1), self.series.len(), self.legend);
         chart
             .configure_series_labels()
-            .position(match self.legend {
+            .position(match corner {
                 Corner::UpperLeft => SeriesLabelPosition::UpperLeft,
                 Corner::UpperRight => SeriesLabelPosition::UpperRight,
                 Corner::LowerRight => SeriesLabelPosition::LowerRight,
+                Corner::LowerLeft => SeriesLabelPosition::LowerLeft,
             })
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
@@ -255,6 +375,7 @@ pub fn hp_chart(curves: &[(String, String, Vec<f64>)], protocol: &str) -> Option
         y_label: "hierarchical precision HP@k".into(),
         series,
         markers_only: false,
+        x_axis: XAxis::Linear,
         legend: Corner::UpperRight,
     })
 }
@@ -264,7 +385,7 @@ pub fn hp_chart(curves: &[(String, String, Vec<f64>)], protocol: &str) -> Option
 pub fn pareto_chart(points: &[(String, f64, f64)], protocol: &str, quality: &str) -> LineChart {
     LineChart {
         title: format!("{quality} vs query time, protocol {protocol}"),
-        x_label: "log10 of the median ms per query".into(),
+        x_label: "median time per query (log scale)".into(),
         y_label: quality.into(),
         series: points
             .iter()
@@ -274,6 +395,7 @@ pub fn pareto_chart(points: &[(String, f64, f64)], protocol: &str, quality: &str
             })
             .collect(),
         markers_only: true,
+        x_axis: XAxis::Log10Ms,
         legend: Corner::UpperLeft,
     }
 }
@@ -297,6 +419,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn integer_axes_label_only_whole_numbers_and_log_axes_label_milliseconds() {
+        assert_eq!(tick_label(3.0, XAxis::Linear, true), "3");
+        assert_eq!(tick_label(2.5, XAxis::Linear, true), "");
+        assert_eq!(tick_label(2.5, XAxis::Linear, false), "2.5");
+        assert_eq!(tick_label(0.0, XAxis::Log10Ms, false), "1.0 ms");
+        assert_eq!(tick_label(-1.0, XAxis::Log10Ms, false), "0.10 ms");
+        assert_eq!(tick_label(2.0, XAxis::Log10Ms, false), "100 ms");
+        assert_eq!(tick_label(0.5, XAxis::Log10Ms, false), "3.2 ms");
+    }
+
+    #[test]
+    fn the_legend_goes_where_no_data_is() {
+        // hand-made points for a pure-function unit test: data fill the upper right; the first
+        // free corner in the order upper right, upper left, lower right, lower left is taken.
+        let pts: Vec<(f64, f64)> = (0..50).map(|i| (0.5 + i as f64 / 100.0, 0.9)).collect();
+        let c = legend_corner(&pts, (0.0, 1.0), (0.0, 1.0), 3, Corner::UpperRight);
+        assert_eq!(c, Corner::UpperLeft);
+        // With room in the preferred corner, it stays there.
+        let c = legend_corner(&pts, (0.0, 1.0), (0.0, 1.0), 3, Corner::LowerLeft);
+        assert_eq!(c, Corner::LowerLeft);
+    }
+
+    #[test]
+    fn a_method_keeps_its_colour_in_every_figure() {
+        // Whatever its position among a figure's series.
+        assert_eq!(series_color("iwan", 0), series_color("iwan", 4));
+        assert_ne!(series_color("exact", 0), series_color("hamming_rerank", 0));
+        assert_eq!(series_color("k = 5", 2), Palette99::pick(2).to_rgba());
+    }
+
+    #[test]
     fn png_and_svg_are_written_with_text() {
         // hand-made points for a unit test of the renderer
         let chart = LineChart {
@@ -308,6 +461,7 @@ mod tests {
                 points: vec![(1.0, 0.2), (2.0, 0.25), (3.0, f64::NAN)],
             }],
             markers_only: false,
+            x_axis: XAxis::Linear,
             legend: Corner::LowerRight,
         };
         let dir = tempfile::tempdir().unwrap();

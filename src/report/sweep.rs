@@ -1,7 +1,7 @@
 //! Sweep tables: one row per run, with the swept values, for each method and protocol.
 
 use super::check::{Key, groups_and_ks, lookup};
-use super::figures::{Corner, LineChart, Series};
+use super::figures::{Corner, LineChart, Series, XAxis};
 use crate::store::frame::{Frame, Values};
 use std::fmt::Write as _;
 
@@ -228,6 +228,7 @@ pub fn sweep_figures(
                     y_label: label.into(),
                     series,
                     markers_only: false,
+                    x_axis: XAxis::Linear,
                     legend: Corner::LowerRight,
                 },
             ));
@@ -255,6 +256,7 @@ pub fn sweep_figures(
                 y_label: "ms per query".into(),
                 series,
                 markers_only: false,
+                x_axis: XAxis::Linear,
                 legend: Corner::LowerRight,
             },
         ));
