@@ -25,6 +25,9 @@ pub struct Series {
     pub label: String,
     /// Points `(x, y)`; non-finite points are dropped.
     pub points: Vec<(f64, f64)>,
+    /// Published values to compare with, not ours: hollow squares without a line, in the
+    /// colour of the series at `index` (the one they correspond to).
+    pub published: Option<usize>,
 }
 
 /// A line chart with markers.
@@ -223,13 +226,29 @@ impl Figure for LineChart {
             .axis_desc_style((FONT, 16))
             .draw()?;
         for (i, s) in self.series.iter().enumerate() {
-            let color = series_color(&s.label, i);
+            let color = match s.published {
+                Some(of) => series_color(&self.series[of].label, of),
+                None => series_color(&s.label, i),
+            };
             let pts: Vec<(f64, f64)> = s
                 .points
                 .iter()
                 .copied()
                 .filter(|p| p.0.is_finite() && p.1.is_finite())
                 .collect();
+            if s.published.is_some() {
+                let square = move |(x, y): (i32, i32)| {
+                    Rectangle::new([(x - 6, y - 6), (x + 6, y + 6)], color.stroke_width(2))
+                };
+                chart
+                    .draw_series(pts.iter().map(|&p| {
+                        EmptyElement::at(p)
+                            + Rectangle::new([(-6, -6), (6, 6)], color.stroke_width(2))
+                    }))?
+                    .label(&s.label)
+                    .legend(move |(x, y)| square((x + 10, y)));
+                continue;
+            }
             if self.markers_only {
                 chart
                     .draw_series(pts.iter().map(|&p| Circle::new(p, 5, color.filled())))?
@@ -367,6 +386,7 @@ pub fn hp_chart(curves: &[(String, String, Vec<f64>)], protocol: &str) -> Option
                 .enumerate()
                 .map(|(i, &v)| ((i + 1) as f64, v))
                 .collect(),
+            published: None,
         })
         .collect();
     (!series.is_empty()).then(|| LineChart {
@@ -392,6 +412,7 @@ pub fn pareto_chart(points: &[(String, f64, f64)], protocol: &str, quality: &str
             .map(|(method, s, q)| Series {
                 label: method.clone(),
                 points: vec![((s * 1e3).log10(), *q)],
+                published: None,
             })
             .collect(),
         markers_only: true,
@@ -459,6 +480,7 @@ mod tests {
             series: vec![Series {
                 label: "k = 5".into(),
                 points: vec![(1.0, 0.2), (2.0, 0.25), (3.0, f64::NAN)],
+                published: None,
             }],
             markers_only: false,
             x_axis: XAxis::Linear,

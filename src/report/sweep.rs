@@ -2,6 +2,7 @@
 
 use super::check::{Key, groups_and_ks, lookup};
 use super::figures::{Corner, LineChart, Series, XAxis};
+use super::paper::PUBLISHED;
 use crate::store::frame::{Frame, Values};
 use std::fmt::Write as _;
 
@@ -209,7 +210,7 @@ pub fn sweep_figures(
             continue;
         }
         for (metric, label) in [("mP", "mP@k (report's mAP@k)"), ("mAHP", "mAHP@k")] {
-            let series = ks
+            let mut series: Vec<Series> = ks
                 .iter()
                 .map(|k| Series {
                     label: format!("k = {k}"),
@@ -218,8 +219,12 @@ pub fn sweep_figures(
                         .zip(&xs)
                         .map(|(r, &x)| (x, value(r, m, p, metric, &k.to_string())))
                         .collect(),
+                    published: None,
                 })
                 .collect();
+            if short == "top_iwk" && metric == "mP" {
+                series.extend(published_iwan_points(m, p, &ks));
+            }
             charts.push((
                 format!("{metric}-vs-{short}-{m}-{p}"),
                 LineChart {
@@ -241,11 +246,13 @@ pub fn sweep_figures(
         let mut series = vec![Series {
             label: "search only".into(),
             points: times.clone(),
+            published: None,
         }];
         if let Some(model) = model_s(m) {
             series.push(Series {
                 label: "with the model".into(),
                 points: times.iter().map(|&(x, t)| (x, t + model * 1e3)).collect(),
+                published: None,
             });
         }
         charts.push((
@@ -264,9 +271,47 @@ pub fn sweep_figures(
     charts
 }
 
+/// The report's Tables 3 and 4 as points at topIWK 3 and 4, one series per cut-off `k` in
+/// `ks` (the series at index `i` is the one for `ks[i]`), for IWAN on the train database: in
+/// our setting (`iwan`) and the report's (`iwan_db_labels`), which the tables describe.
+fn published_iwan_points(method: &str, protocol: &str, ks: &[u32]) -> Vec<Series> {
+    if protocol != "train_db" || !matches!(method, "iwan" | "iwan_db_labels") {
+        return Vec::new();
+    }
+    ks.iter()
+        .enumerate()
+        .filter_map(|(i, &k)| {
+            let points: Vec<(f64, f64)> = PUBLISHED
+                .iter()
+                .filter_map(|t| {
+                    let x = t.top_iwk? as f64;
+                    let v = t.values.iter().find(|v| v.0 == "mP" && v.1 == k)?.2;
+                    Some((x, v))
+                })
+                .collect();
+            (!points.is_empty()).then(|| Series {
+                label: format!("report (its setting), k = {k}"),
+                points,
+                published: Some(i),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reports_iwan_points_sit_at_topiwk_3_and_4() {
+        let s = published_iwan_points("iwan_db_labels", "train_db", &[5, 250, 7]);
+        assert_eq!(s.len(), 2, "k = 7 is not published");
+        // Tables 3 and 4 of the report: mP@250 0.4299 at topIWK 3, 0.4286 at topIWK 4.
+        assert_eq!(s[1].points, [(3.0, 0.4299), (4.0, 0.4286)]);
+        assert_eq!((s[0].published, s[1].published), (Some(0), Some(1)));
+        assert!(published_iwan_points("iwan", "leave_one_out", &[5]).is_empty());
+        assert!(published_iwan_points("exact", "train_db", &[5]).is_empty());
+    }
 
     #[test]
     fn one_row_per_run_per_method_and_protocol() {
