@@ -1,7 +1,7 @@
 //! Bad input, each through the real binary: a clear message naming the file, field or line,
 //! exit code 2, and nothing half-written.
 
-use crate::common::{ScratchRoot, TINY, harness, run_dirs, text};
+use crate::common::{ScratchRoot, TINY, harness, quality_rows, run_dirs, text};
 use std::path::Path;
 
 /// Writes `yaml` to a temp config, runs `harness validate` on it and returns stderr; asserts
@@ -665,18 +665,6 @@ fn malformed_baselines() {
 }
 
 // ---- Damaged caches and non-finite outputs ------------------------------------------------
-
-/// The quality rows (`mP`, `mAHP`, ...) of a run's metrics.csv, without the timings.
-fn quality_rows(run: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    text.lines()
-        .filter(|l| {
-            let metric = l.split(',').nth(2).unwrap_or("");
-            ["mP", "mAP", "mHP", "mAHP", "mAHP_mean"].contains(&metric)
-        })
-        .map(String::from)
-        .collect()
-}
 
 #[test]
 fn damaged_cached_features_are_recomputed_and_nan_outputs_stop_the_embed_stage() {

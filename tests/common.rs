@@ -106,3 +106,17 @@ pub fn tiny_run() -> &'static Path {
     });
     run
 }
+
+/// The quality rows (`mP`, `mAP`, `mHP`, `mAHP`, `mAHP_mean`) of a run's metrics.csv, without the
+/// timings, which differ run to run.
+pub fn quality_rows(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let metric = l.split(',').nth(2).unwrap_or("");
+            ["mP", "mAP", "mHP", "mAHP", "mAHP_mean"].contains(&metric)
+        })
+        .map(String::from)
+        .collect()
+}

@@ -2,7 +2,7 @@
 //! After each, nothing half-written looks complete, the lock is taken over, and a rerun gives
 //! the metrics of an uninterrupted run bit for bit.
 
-use crate::common::{harness, run_dirs, text};
+use crate::common::{harness, quality_rows, run_dirs, text};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -18,19 +18,6 @@ fn run(exp: &Path, fault: Option<&str>) -> Output {
         cmd.env("HARNESS_FAULT", f);
     }
     cmd.output().unwrap()
-}
-
-/// The quality rows of metrics.csv (timings differ run to run).
-fn quality(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .filter(|l| {
-            let metric = l.split(',').nth(2).unwrap_or("");
-            ["mP", "mAP", "mHP", "mAHP", "mAHP_mean"].contains(&metric)
-        })
-        .map(String::from)
-        .collect()
 }
 
 /// Every file under `dir`, following no symlinks.
@@ -57,7 +44,7 @@ fn uninterrupted() -> &'static [String] {
         let exp = tempfile::tempdir().unwrap();
         let out = run(exp.path(), None);
         assert!(out.status.success(), "{}", text(&out).1);
-        quality(&run_dirs(exp.path())[0])
+        quality_rows(&run_dirs(exp.path())[0])
     })
 }
 
@@ -98,7 +85,7 @@ fn kill_and_resume(stage: &str, n: usize) {
         text(&out).1
     );
     assert_eq!(
-        quality(&run_dir),
+        quality_rows(&run_dir),
         uninterrupted(),
         "{stage}: metrics after resuming"
     );
@@ -221,5 +208,5 @@ fn a_disk_that_fills_up_mid_write() {
         None,
     );
     assert!(out.status.success(), "{}", text(&out).1);
-    assert_eq!(quality(&run_dir), uninterrupted());
+    assert_eq!(quality_rows(&run_dir), uninterrupted());
 }

@@ -33,9 +33,12 @@ fn server() -> &'static str {
     })
 }
 
+/// A client that gives up after 60 s, so that a blocked server fails a test instead of hanging
+/// it (a liveness bound, not a speed check).
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
         .build()
         .into()
 }
@@ -218,19 +221,9 @@ fn idle_connections_do_not_block_searches() {
     let idle: Vec<std::net::TcpStream> = (0..300)
         .map(|_| std::net::TcpStream::connect(&addr).unwrap())
         .collect();
-    // ...while a search still gets the same answer. The client gives up after 60 s so that a
-    // blocked server fails the test instead of hanging it (a liveness bound, not a speed check).
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    let mut r = agent
-        .get(&format!("{}{path}", server()))
-        .call()
-        .expect("a search answers while idle connections are held");
-    assert_eq!(r.status().as_u16(), 200);
-    let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    // ...while a search still gets the same answer.
+    let (status, v) = get_json(path);
+    assert_eq!(status, 200, "{v}");
     assert_eq!(v["results"].as_array().map(Vec::len), Some(10), "{v}");
     assert_eq!(v["results"], alone["results"]);
     drop(idle);

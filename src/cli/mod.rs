@@ -120,10 +120,8 @@ fn check_run(run_dir: &Path, baseline: &Path, tol: check::Tolerances) -> Result<
     let base = check::read_metrics(baseline)?;
     let cmp = check::compare(&run, &base, baseline, tol)?;
     print!("{}", cmp.table());
-    let (down, up) = (
-        cmp.regressions().count(),
-        cmp.flagged().count() - cmp.regressions().count(),
-    );
+    let down = cmp.regressions().count();
+    let up = cmp.rows.iter().filter(|r| r.jumped && !r.regressed).count();
     if down + up == 0 {
         println!(
             "no regression against {} ({} metrics compared)",

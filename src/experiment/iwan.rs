@@ -295,12 +295,11 @@ impl IwanRun {
     pub fn open(dir: &Path, data_root: Option<&Path>) -> Result<Self, ExperimentError> {
         let manifest = dir.join("manifest.json");
         if !manifest.exists() {
-            return Err(ExperimentError::Artifact {
-                path: dir.to_path_buf(),
-                message: "not a run folder (no manifest.json); pass a folder that \
-                          `harness run` printed"
-                    .into(),
-            });
+            return Err(ExperimentError::artifact(
+                dir,
+                "not a run folder (no manifest.json); pass a folder that \
+                          `harness run` printed",
+            ));
         }
         check_format(&manifest)?;
         let loaded = config::Loaded::from_path(&dir.join("config.resolved.yaml"))?;
@@ -332,13 +331,12 @@ impl IwanRun {
             splits.push((split, SplitAnnotations { predicted, truth }));
         }
         if splits.is_empty() {
-            return Err(ExperimentError::Artifact {
-                path: dir.join("iwan"),
-                message: "no stored word-model output (predicted-<split>.csv); the eval stage \
+            return Err(ExperimentError::artifact(
+                &dir.join("iwan"),
+                "no stored word-model output (predicted-<split>.csv); the eval stage \
                           has not finished, or the run predates it: run `harness run` on its \
-                          config again"
-                    .into(),
-            });
+                          config again",
+            ));
         }
         let cost_path = dir.join("iwan").join("word_model.json");
         let cost = serde_json::from_slice(&store::read(&cost_path)?)

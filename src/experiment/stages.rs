@@ -92,14 +92,14 @@ pub(super) fn load_features(
         Some(m) => {
             let (d, v) = read(m, SplitName::Train)?;
             if d != dim || v.len() != train.len() {
-                return Err(ExperimentError::Artifact {
-                    path: m.join("train.npy"),
-                    message: format!(
+                return Err(ExperimentError::artifact(
+                    &m.join("train.npy"),
+                    format!(
                         "{} x {d} mirrored features do not match the {} x {dim} features",
                         v.len() / d.max(1),
                         train.len() / dim.max(1)
                     ),
-                });
+                ));
             }
             Some(v)
         }
