@@ -670,7 +670,7 @@ fn malformed_baselines() {
 fn damaged_cached_features_are_recomputed_and_nan_outputs_stop_the_embed_stage() {
     let out_dir = tempfile::tempdir().unwrap();
     let exp = out_dir.path().to_str().unwrap();
-    let config = "tests/fixtures/tiny_frozen.yaml";
+    let config = crate::common::TINY_FROZEN;
     let run_cmd = |extra: &[&str]| {
         let mut args = vec!["--quiet", "run", config, "--out", exp];
         args.extend_from_slice(extra);

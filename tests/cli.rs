@@ -252,7 +252,7 @@ fn help_teaches() {
 fn frozen_encoder_features_are_cached_and_feed_the_decoder() {
     let out_dir = tempfile::tempdir().unwrap();
     let exp = out_dir.path().to_str().unwrap();
-    let config = "tests/fixtures/tiny_frozen.yaml";
+    let config = crate::common::TINY_FROZEN;
     let out = harness(&["--quiet", "run", config, "--out", exp], None);
     assert!(out.status.success(), "{}", text(&out).1);
     let run = run_dirs(out_dir.path()).remove(0);
@@ -683,7 +683,7 @@ fn dumped_rankings_reproduce_the_reported_mahp() {
 fn without_a_terminal_stages_print_plain_lines_and_the_run_ends_with_a_summary() {
     let out_dir = tempfile::tempdir().unwrap();
     let exp = out_dir.path().to_str().unwrap();
-    let config = "tests/fixtures/tiny_frozen.yaml";
+    let config = crate::common::TINY_FROZEN;
     // stderr is a pipe here: no bars, one line per stage start and end.
     let out = harness(&["run", config, "--out", exp], None);
     let (stdout, stderr) = text(&out);

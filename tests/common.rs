@@ -85,16 +85,20 @@ pub fn run_dirs(exp: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// A finished run of [`TINY`], made once per test binary (trained on a prefix of the real data).
-pub fn tiny_run() -> &'static Path {
-    static RUN: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
-    let (_, run) = RUN.get_or_init(|| {
+/// The frozen-encoder integration-test config.
+pub const TINY_FROZEN: &str = "tests/fixtures/tiny_frozen.yaml";
+
+type SharedRun = std::sync::OnceLock<(tempfile::TempDir, PathBuf)>;
+
+/// The first run of `config`, made once per test binary into a temp folder kept in `slot`.
+fn shared_run(slot: &'static SharedRun, config: &str) -> &'static Path {
+    let (_, run) = slot.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = harness(
             &[
                 "--quiet",
                 "run",
-                TINY,
+                config,
                 "--out",
                 dir.path().to_str().unwrap(),
             ],
@@ -105,6 +109,19 @@ pub fn tiny_run() -> &'static Path {
         (dir, run)
     });
     run
+}
+
+/// A finished run of [`TINY`], made once per test binary (trained on a prefix of the real data).
+pub fn tiny_run() -> &'static Path {
+    static RUN: SharedRun = std::sync::OnceLock::new();
+    shared_run(&RUN, TINY)
+}
+
+/// A finished run of [`TINY_FROZEN`] (EfficientNet-Lite0 features, the ImageNet word model),
+/// made once per test binary.
+pub fn tiny_frozen_run() -> &'static Path {
+    static RUN: SharedRun = std::sync::OnceLock::new();
+    shared_run(&RUN, TINY_FROZEN)
 }
 
 /// The quality rows (`mP`, `mAP`, `mHP`, `mAHP`, `mAHP_mean`) of a run's metrics.csv, without the

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The frozen-encoder fixture: features, IWAN features, train, embed and eval all write files.
-const CONFIG: &str = "tests/fixtures/tiny_frozen.yaml";
+const CONFIG: &str = crate::common::TINY_FROZEN;
 
 fn run(exp: &Path, fault: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));

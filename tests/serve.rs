@@ -67,7 +67,7 @@ fn metric(run_metrics: &str, prefix: &str) -> f64 {
 }
 
 #[test]
-fn per_query_metrics_average_to_the_runs_leave_one_out_metrics() {
+fn per_query_metrics_average_to_the_runs_metrics_under_both_protocols() {
     let (status, methods) = get_json("/api/methods");
     assert_eq!(status, 200);
     let names: Vec<&str> = methods["methods"]
@@ -81,7 +81,7 @@ fn per_query_metrics_average_to_the_runs_leave_one_out_metrics() {
     );
     let run_metrics = std::fs::read_to_string(tiny_run().join("metrics.csv")).unwrap();
     for method in ["exact", "hamming_rerank", "iwan"] {
-        let (mut p, mut hp) = (0.0, 0.0);
+        let (mut p, mut hp, mut p_report) = (0.0, 0.0, 0.0);
         for q in 0..1000 {
             // k = max(ks) of the run, since hash + re-rank's shortlist (N' = 2k) depends on k.
             let (status, r) = get_json(&format!("/api/search?query={q}&method={method}&k=100"));
@@ -93,6 +93,11 @@ fn per_query_metrics_average_to_the_runs_leave_one_out_metrics() {
             );
             p += r["precision_at_k"].as_f64().unwrap();
             hp += r["hp_at_k"].as_f64().unwrap();
+            let (status, r) = get_json(&format!(
+                "/api/search?query={q}&method={method}&k=100&protocol=report"
+            ));
+            assert_eq!(status, 200, "{r}");
+            p_report += r["precision_at_k"].as_f64().unwrap();
             if method == "iwan" && !results.is_empty() {
                 let path = results[0]["path"].as_array().unwrap();
                 assert_eq!(path[0]["label"], "query");
@@ -106,6 +111,12 @@ fn per_query_metrics_average_to_the_runs_leave_one_out_metrics() {
         }
         let want_p = metric(&run_metrics, &format!("{method},leave_one_out,mP,100,"));
         let want_hp = metric(&run_metrics, &format!("{method},leave_one_out,mHP,100,"));
+        let want_report = metric(&run_metrics, &format!("{method},report,mP,100,"));
+        assert!(
+            (p_report / 1000.0 - want_report).abs() < 1e-9,
+            "{method}, report protocol: {} vs {want_report}",
+            p_report / 1000.0
+        );
         assert!(
             (p / 1000.0 - want_p).abs() < 1e-9,
             "{method}: {} vs {want_p}",
@@ -210,6 +221,229 @@ fn hostile_requests_get_clear_errors() {
     let (status, _) = get(&long);
     assert!((400..500).contains(&status) || status == 200, "{status}");
     assert_eq!(get("/api/methods").0, 200);
+}
+
+/// POST `body` to `path`: status and JSON.
+fn post_json(path: &str, body: &[u8]) -> (u16, Value) {
+    let mut r = agent()
+        .post(&format!("{}{path}", server()))
+        .header("Content-Type", "application/octet-stream")
+        .send(body)
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: {status} {text}")),
+    )
+}
+
+/// Image `id` of the real CIFAR-100 test split, read straight from `test.bin` (3,074-byte
+/// records: two label bytes, then planar RGB) and written as a PNG by the `image` crate, so
+/// neither the loader nor the server's own PNG code is involved.
+fn cifar_test_png(id: usize) -> Vec<u8> {
+    use std::io::{Read, Seek};
+    let path = data_root().path.join("cifar-100-binary/test.bin");
+    let mut f = std::fs::File::open(path).unwrap();
+    f.seek(std::io::SeekFrom::Start(id as u64 * 3074 + 2))
+        .unwrap();
+    let mut planar = vec![0u8; 3072];
+    f.read_exact(&mut planar).unwrap();
+    let img = image::RgbImage::from_fn(32, 32, |x, y| {
+        let p = (y * 32 + x) as usize;
+        image::Rgb([planar[p], planar[1024 + p], planar[2048 + p]])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// (id, score) of each result, and IWAN's paths.
+fn ranking(v: &Value) -> (Vec<(u64, f64)>, Vec<Value>) {
+    let results = v["results"].as_array().unwrap_or_else(|| panic!("{v}"));
+    (
+        results
+            .iter()
+            .map(|r| (r["id"].as_u64().unwrap(), r["score"].as_f64().unwrap()))
+            .collect(),
+        results.iter().map(|r| r["path"].clone()).collect(),
+    )
+}
+
+#[test]
+fn an_uploaded_cifar_png_ranks_as_its_query_id_with_the_query_in_the_database() {
+    // An upload searches the whole test split, so the by-id search to compare with is the
+    // report's protocol (the query inside the database), not leave-one-out.
+    for id in [0, 7, 123, 999] {
+        let png = cifar_test_png(id);
+        for method in ["exact", "hamming_rerank", "iwan"] {
+            let (status, up) = post_json(&format!("/api/search?method={method}&k=20"), &png);
+            assert_eq!(status, 200, "{up}");
+            let (_, by_id) = get_json(&format!(
+                "/api/search?query={id}&method={method}&k=20&protocol=report"
+            ));
+            assert_eq!(ranking(&up), ranking(&by_id), "image {id}, {method}");
+            assert_eq!(up["query"]["upload"]["width"], 32);
+            assert_eq!(up["precision_at_k"], Value::Null, "an upload has no label");
+            if method == "exact" {
+                // With itself in the database, the query is its own nearest neighbour.
+                assert_eq!(up["results"][0]["id"], json!(id), "{up}");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_uploaded_photo_of_any_size_is_searched_by_every_method() {
+    // A real 768 x 576 JPEG (darknet's dog.jpg, shipped with the EfficientNet weights).
+    let jpeg = std::fs::read(data_root().path.join("pretrained/test_images/dog.jpg")).unwrap();
+    for method in ["exact", "hamming_rerank", "iwan"] {
+        let (status, v) = post_json(&format!("/api/search?method={method}&k=15"), &jpeg);
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["results"].as_array().map(Vec::len), Some(15), "{v}");
+        let q = &v["query"];
+        assert_eq!(
+            (
+                &q["upload"]["width"],
+                &q["upload"]["height"],
+                &q["upload"]["format"]
+            ),
+            (&json!(768), &json!(576), &json!("JPEG"))
+        );
+        assert_eq!(q["predicted_classes"].as_array().map(Vec::len), Some(5));
+        assert!(!q["words"].as_array().unwrap().is_empty(), "{q}");
+        if method == "iwan" {
+            assert_eq!(v["results"][0]["path"][0]["label"], "query", "{v}");
+        }
+    }
+}
+
+#[test]
+fn bad_uploads_get_400_with_their_reason() {
+    let png = cifar_test_png(5);
+    // A PNG whose header claims 50,000 x 50,000 pixels over a small data chunk (a decompression
+    // bomb's signature), and one whose pixel data is damaged.
+    let mut bomb = png.clone();
+    bomb[16..24].copy_from_slice(&[0, 0, 0xc3, 0x50, 0, 0, 0xc3, 0x50]);
+    let crc = crc32fast::hash(&bomb[12..29]);
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    let mut damaged = png.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid..mid + 40].fill(0xAB);
+    let gif = b"GIF89a\x20\x00\x20\x00\x00\x00\x00;".to_vec();
+    for (path, body, status, needle) in [
+        ("/api/search?method=exact", Vec::new(), 400, "body is empty"),
+        (
+            "/api/search?method=exact",
+            b"<html>not an image</html>".to_vec(),
+            400,
+            "not a PNG or JPEG image: the first bytes are 3c 68",
+        ),
+        ("/api/search?method=exact", gif, 400, "Gif image"),
+        (
+            "/api/search?method=exact",
+            bomb,
+            400,
+            "refused before decoding",
+        ),
+        (
+            "/api/search?method=exact",
+            damaged,
+            400,
+            "PNG image cannot be decoded",
+        ),
+        (
+            "/api/search?method=exact",
+            png[..60].to_vec(),
+            400,
+            "PNG image cannot be decoded",
+        ),
+        (
+            "/api/search?method=exact&k=0",
+            png.clone(),
+            400,
+            "k must be in",
+        ),
+        ("/api/search?k=5", png.clone(), 400, "`method` is required"),
+        (
+            "/api/search?method=faiss",
+            png.clone(),
+            404,
+            "unknown method",
+        ),
+    ] {
+        let (got, v) = post_json(path, &body);
+        assert_eq!(got, status, "{path}, {} bytes: {v}", body.len());
+        assert!(
+            v["error"].as_str().unwrap_or("").contains(needle),
+            "{path}: {v}"
+        );
+    }
+    // Over 10 MiB: refused from a declared Content-Length before the body is read, and cut off
+    // at the limit when the length is not declared (chunked).
+    let head = "POST /api/search?method=exact HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+    let declared = format!("{head}Content-Length: 104857600\r\n\r\n");
+    let (status, v) = raw_request(declared.as_bytes(), &png);
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("10 MiB limit"), "{v}");
+    let mut chunked = Vec::new();
+    for _ in 0..11 {
+        chunked.extend(format!("{:x}\r\n", 1 << 20).as_bytes());
+        chunked.extend(vec![0u8; 1 << 20]);
+        chunked.extend(b"\r\n");
+    }
+    chunked.extend(b"0\r\n\r\n");
+    let streamed = format!("{head}Transfer-Encoding: chunked\r\n\r\n");
+    let (status, v) = raw_request(streamed.as_bytes(), &chunked);
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("10 MiB limit"), "{v}");
+    // The server still answers.
+    assert_eq!(post_json("/api/search?method=exact", &png).0, 200);
+}
+
+/// Sends `head` then `body` on a raw connection (a writer thread that ignores the server
+/// closing early) and reads the response: status and JSON body.
+fn raw_request(head: &[u8], body: &[u8]) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let addr = server().trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let request = [head, body].concat();
+    let sent = std::thread::spawn(move || {
+        let _ = writer.write_all(&request);
+    });
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    sent.join().unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text}"));
+    let json = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    (
+        status,
+        serde_json::from_str(json).unwrap_or_else(|_| panic!("{text}")),
+    )
+}
+
+#[test]
+fn uploads_to_a_frozen_encoder_run_embed_through_its_encoder() {
+    // The frozen-EfficientNet fixture: an upload goes through the fused encoder at the run's
+    // input size, the trained decoder, and the ImageNet word model, as the run's own images did.
+    let served = Served::load(crate::common::tiny_frozen_run(), None).unwrap();
+    for id in [0u32, 42, 299] {
+        let png = cifar_test_png(id as usize);
+        for method in ["exact", "mih", "iwan"] {
+            let up = served.search_image(&png, method, 10).unwrap();
+            let by_id = served.search(id, method, 10, false).unwrap();
+            assert_eq!(ranking(&up), ranking(&by_id), "image {id}, {method}");
+        }
+    }
 }
 
 #[test]
@@ -395,6 +629,16 @@ impl Driver {
         .collect()
     }
 
+    /// Saves a screenshot of the page under the test target's temp folder.
+    fn screenshot(&self, name: &str) {
+        let shot = self.call("GET", "/screenshot", None);
+        let png = base64_decode(shot.as_str().unwrap());
+        assert_eq!(&png[1..4], b"PNG");
+        let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        std::fs::write(&out, png).unwrap();
+        eprintln!("screenshot: {}", out.display());
+    }
+
     /// Polls until `css` matches at least `n` elements (or 20 s pass).
     fn wait_for(&self, css: &str, n: usize) -> Vec<String> {
         let started = Instant::now();
@@ -458,7 +702,7 @@ fn base64_decodes_rfc_4648_vectors() {
 }
 
 #[test]
-fn the_page_in_headless_chromium_shows_three_columns_and_a_word_path() {
+fn the_page_in_headless_chromium_shows_three_columns_a_word_path_and_an_upload() {
     let (Some(chromedriver), Some(chromium)) = (
         find_program("chromedriver"),
         find_program("chromium").or_else(|| find_program("chromium-browser")),
@@ -542,10 +786,34 @@ fn the_page_in_headless_chromium_shows_three_columns_and_a_word_path() {
         d.wait_for("#overall-table tr", 2).len() >= 2,
         "the run table is shown"
     );
-    let shot = d.call("GET", "/screenshot", None);
-    let png = base64_decode(shot.as_str().unwrap());
-    assert_eq!(&png[1..4], b"PNG");
-    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-page.png");
-    std::fs::write(&out, png).unwrap();
-    eprintln!("screenshot: {}", out.display());
+    d.screenshot("serve-page.png");
+
+    // Search by a file of one's own, chosen through the page's file input (WebDriver types the
+    // path into it, as a user picking the file would).
+    let photo = data_root().path.join("pretrained/test_images/giraffe.jpg");
+    let input = d.wait_for("#upload", 1);
+    assert_eq!(input.len(), 1, "the page has a file input");
+    d.call(
+        "POST",
+        &format!("/element/{}/value", input[0]),
+        Some(json!({"text": photo.canonicalize().unwrap().to_str().unwrap()})),
+    );
+    assert_eq!(
+        d.wait_for("#upload-preview", 1).len(),
+        1,
+        "the upload is shown as the query"
+    );
+    for method in ["exact", "hamming_rerank", "iwan"] {
+        let css = format!(".column[data-method=\"{method}\"] .result");
+        assert_eq!(
+            d.wait_for(&css, 10).len(),
+            10,
+            "{method} shows k = 10 results for the upload"
+        );
+    }
+    assert!(
+        d.find_all(".query-metrics").is_empty(),
+        "no P@k for an unlabelled upload"
+    );
+    d.screenshot("serve-upload.png");
 }

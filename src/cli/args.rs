@@ -132,8 +132,10 @@ pub enum Command {
     /// Loads the run's embeddings, codes, indices and IWAN network once, then serves a grid of
     /// test images (filter by class, jump to an id); clicking one shows the top k of exact
     /// search, hash + re-rank and IWAN side by side, with class names, scores, same class /
-    /// superclass marks, latency, P@k and HP@k, and IWAN's word paths. The JSON API behind it
-    /// is in the README. Binds to loopback unless --addr says otherwise; Ctrl-C stops it.
+    /// superclass marks, latency, P@k and HP@k, and IWAN's word paths. Dropping a PNG or JPEG
+    /// of your own on the page searches with it: the run's model embeds it (reduced to
+    /// 32 x 32 first, as CIFAR-100's images are). The JSON API behind it is in the README.
+    /// Binds to loopback unless --addr says otherwise; Ctrl-C stops it.
     ///
     /// Example: harness serve results/default/<run-id>
     Serve {

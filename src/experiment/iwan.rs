@@ -6,7 +6,7 @@
 //! them back with the resolved config, the USF norms and the CIFAR-100 labels, so a network for
 //! any topIWK (up to the stored maximum) and topWWK is rebuilt in milliseconds, without burn.
 
-use super::{ExperimentError, check_format, embed_splits, load_efficientnet};
+use super::{ExperimentError, check_format, embed_splits, load_efficientnet, own_weights};
 use crate::config::{self, Config, DbWords, IwanConfig, WordModel};
 use crate::data::DataRoot;
 use crate::data::cifar::{Cifar100, SplitName};
@@ -15,7 +15,10 @@ use crate::embed;
 use crate::iwan::annotate::{self, Annotator, MAX_TOP_IWK, SplitAnnotations, WordList};
 use crate::iwan::graph::{GraphConfig, Iwan};
 use crate::iwan::words::Vocabulary;
+use crate::model::efficientnet::EfficientNetLite0;
+use crate::model::frozen::FrozenLite0;
 use crate::store;
+use crate::train::TrainError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -115,10 +118,7 @@ impl IwanInputs {
         let mut predicted = Vec::new();
         let label_names = match cfg.iwan.word_model {
             WordModel::Imagenet => {
-                let weights = (cfg.model.encoder == config::Encoder::EfficientnetLite0)
-                    .then_some(cfg.model.weights.as_ref())
-                    .flatten();
-                let encoder = load_efficientnet(root, weights)?;
+                let encoder = load_efficientnet(root, own_weights(cfg))?;
                 let f = features.ok_or_else(|| {
                     ExperimentError::Iwan("no features for the imagenet word model".into())
                 })?;
@@ -127,12 +127,8 @@ impl IwanInputs {
                         SplitName::Train => &f.train,
                         SplitName::Test => &f.test,
                     };
-                    let top = embed::imagenet_top_labels(&encoder, &values[..rows * f.dim], keep);
-                    n_images += top.len();
-                    let labels = top
-                        .into_iter()
-                        .map(|l| l.into_iter().map(|(c, p)| (u32::from(c), p)).collect())
-                        .collect();
+                    let labels = imagenet_labels(&encoder, &values[..rows * f.dim], keep);
+                    n_images += labels.len();
                     predicted.push((split, labels));
                 }
                 crate::data::imagenet::load_names(root)?
@@ -141,19 +137,7 @@ impl IwanInputs {
                 let c = crate::artifacts::class_embedding_f32(root, cfg.model.d as usize)?;
                 let d = cfg.model.d as usize;
                 for &(split, _, embeddings) in stored {
-                    let labels: Vec<Vec<(u32, f32)>> = embeddings
-                        .chunks_exact(d)
-                        .map(|e| {
-                            class_strengths(
-                                &embed::top_classes(e, &c, c.len() / d),
-                                cfg.iwan.class_temperature,
-                            )
-                            .into_iter()
-                            .take(keep)
-                            .filter(|&(_, s)| s > 0.0)
-                            .collect()
-                        })
-                        .collect();
+                    let labels = class_labels(embeddings, &c, d, cfg.iwan.class_temperature, keep);
                     n_images += labels.len();
                     predicted.push((split, labels));
                 }
@@ -377,6 +361,88 @@ impl IwanRun {
     /// Whether database words include ground truth (the `labels` and `both` modes).
     pub fn uses_labels(&self) -> bool {
         self.config.iwan.db_words != DbWords::Predicted
+    }
+}
+
+/// The `imagenet` word model's labels: the `keep` most probable ImageNet classes of each image's
+/// pooled features (`n x 1280`).
+fn imagenet_labels(
+    encoder: &EfficientNetLite0,
+    features: &[f32],
+    keep: usize,
+) -> Vec<Vec<(u32, f32)>> {
+    embed::imagenet_top_labels(encoder, features, keep)
+        .into_iter()
+        .map(|l| l.into_iter().map(|(c, p)| (u32::from(c), p)).collect())
+        .collect()
+}
+
+/// The `classes` word model's labels: each embedding's (`n x d`) class strengths under `tau`
+/// ([`class_strengths`]), the `keep` strongest, zeros dropped.
+fn class_labels(
+    embeddings: &[f32],
+    c: &[f32],
+    d: usize,
+    tau: f32,
+    keep: usize,
+) -> Vec<Vec<(u32, f32)>> {
+    embeddings
+        .chunks_exact(d)
+        .map(|e| {
+            class_strengths(&embed::top_classes(e, c, c.len() / d), tau)
+                .into_iter()
+                .take(keep)
+                .filter(|&(_, s)| s > 0.0)
+                .collect()
+        })
+        .collect()
+}
+
+/// A run's word model, for images outside the dataset (the query page's uploads): labels as the
+/// eval stage derived them for the run's own images.
+pub enum WordModelRun {
+    /// Class strengths of the embedding: the class embedding `C` (`classes x d`), `d`, `tau`.
+    Classes(Vec<f32>, usize, f32),
+    /// The ImageNet head on the fused encoder's features at the word model's input size.
+    Imagenet(Box<EfficientNetLite0>, Box<FrozenLite0>, usize),
+}
+
+impl WordModelRun {
+    /// The word model of `cfg` (`iwan.word_model` and its input size).
+    pub fn open(root: &DataRoot, cfg: &Config) -> Result<Self, ExperimentError> {
+        Ok(match cfg.iwan.word_model {
+            WordModel::Classes => {
+                let d = cfg.model.d as usize;
+                let c = crate::artifacts::class_embedding_f32(root, d)?;
+                Self::Classes(c, d, cfg.iwan.class_temperature)
+            }
+            WordModel::Imagenet => {
+                let encoder = load_efficientnet(root, own_weights(cfg))?;
+                let frozen = FrozenLite0::compile(&encoder).map_err(TrainError::Model)?;
+                Self::Imagenet(
+                    Box::new(encoder),
+                    Box::new(frozen),
+                    cfg.iwan.input_size as usize,
+                )
+            }
+        })
+    }
+
+    /// Labels of images given as planar 32x32 `pixels` and their `embeddings`, the `keep`
+    /// strongest each.
+    pub fn labels(
+        &self,
+        pixels: &[u8],
+        embeddings: &[f32],
+        keep: usize,
+    ) -> Result<Vec<Vec<(u32, f32)>>, ExperimentError> {
+        Ok(match self {
+            Self::Classes(c, d, tau) => class_labels(embeddings, c, *d, *tau, keep),
+            Self::Imagenet(encoder, frozen, size) => {
+                let f = frozen.features(pixels, *size).map_err(TrainError::Model)?;
+                imagenet_labels(encoder, &f, keep)
+            }
+        })
     }
 }
 

@@ -76,7 +76,14 @@ pub(crate) fn embed(cache: &Path, train: &CacheKey, splits: &[(SplitName, usize)
     CacheKey::new(
         cache,
         "embed",
-        &serde_json::json!({ "stage": "embed", "train": train.key, "splits": splits }),
+        &serde_json::json!({
+            "stage": "embed",
+            "train": train.key,
+            "splits": splits,
+            // Every forward pass fills up to `embed::MIN_PASS_ROWS` rows, which changes the last
+            // bits of a split's short final batch: its outputs get their own cache entries.
+            "passes": "filled-128",
+        }),
     )
 }
 

@@ -27,8 +27,8 @@ pub mod manifest;
 pub mod render;
 mod stages;
 
-pub use stages::semantics_stage;
-pub(crate) use stages::{embed_splits, load_efficientnet, split_sizes};
+pub(crate) use stages::{embed_splits, load_efficientnet, own_weights, split_sizes};
+pub use stages::{embedder, semantics_stage};
 
 use crate::config::{self, Loaded, Run};
 use crate::data::{DataError, DataRoot};
@@ -323,9 +323,7 @@ fn run_stages(
             })?;
             Ok::<PathBuf, ExperimentError>(key.dir)
         };
-    let own_weights = (cfg.model.encoder == config::Encoder::EfficientnetLite0)
-        .then_some(cfg.model.weights.as_ref())
-        .flatten();
+    let own_weights = stages::own_weights(cfg);
     let frozen = stages::frozen_encoder(cfg);
     let size = cfg.model.input_size;
     let features_dir = if frozen {

@@ -43,6 +43,51 @@ pub(crate) fn load_efficientnet(
     Ok(EfficientNetLite0::load(&path, &model::cpu_device()).map_err(TrainError::Model)?)
 }
 
+/// The EfficientNet-Lite0 weights a config names for its own encoder (`None`: the shipped
+/// ImageNet weights, also for configs whose encoder is another network).
+pub(crate) fn own_weights(cfg: &config::Config) -> Option<&PathBuf> {
+    (cfg.model.encoder == config::Encoder::EfficientnetLite0)
+        .then_some(cfg.model.weights.as_ref())
+        .flatten()
+}
+
+/// The class embedding `C` and the network trained into `train_dir/model.bpk`.
+fn trained_network(
+    root: &DataRoot,
+    cfg: &config::Config,
+    train_dir: &Path,
+) -> Result<(Vec<f32>, model::HashNet), ExperimentError> {
+    let c = class_embedding_f32(root, cfg.model.d as usize)?;
+    let net = train::load_trained(
+        cfg,
+        c.len() / cfg.model.d as usize,
+        pretrained_weights(root, &cfg.model).as_deref(),
+        &train_dir.join("model.bpk"),
+    )?;
+    Ok((c, net))
+}
+
+/// The finished run in `run_dir` (config `cfg`) as an [`embed::Embedder`]: its trained network,
+/// and for a frozen encoder the encoder its features came from, at the run's input size.
+pub fn embedder(
+    root: &DataRoot,
+    cfg: &config::Config,
+    run_dir: &Path,
+) -> Result<embed::Embedder, ExperimentError> {
+    let (c, net) = trained_network(root, cfg, &run_dir.join("train"))?;
+    let encoder = frozen_encoder(cfg)
+        .then(|| load_efficientnet(root, own_weights(cfg)))
+        .transpose()?;
+    let size = cfg.model.input_size as usize;
+    Ok(embed::Embedder::new(
+        net,
+        model::Preprocess::of(&cfg.model),
+        encoder.as_ref().map(|e| (e, size)),
+        c,
+    )
+    .map_err(TrainError::Model)?)
+}
+
 /// Whether the config trains only a decoder on a frozen pretrained encoder's features.
 pub(super) fn frozen_encoder(cfg: &config::Config) -> bool {
     cfg.model.encoder == config::Encoder::EfficientnetLite0 && cfg.model.freeze
@@ -242,13 +287,7 @@ pub(super) fn embed_stage(
     out: &Path,
     progress: bool,
 ) -> Result<(), ExperimentError> {
-    let c = class_embedding_f32(root, cfg.model.d as usize)?;
-    let net = train::load_trained(
-        cfg,
-        c.len() / cfg.model.d as usize,
-        pretrained_weights(root, &cfg.model).as_deref(),
-        &train_dir.join("model.bpk"),
-    )?;
+    let (c, net) = trained_network(root, cfg, train_dir)?;
     let prep = model::Preprocess::of(&cfg.model);
     let mut summary = serde_json::Map::new();
     for &(name, n) in splits {

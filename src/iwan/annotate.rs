@@ -62,7 +62,8 @@ impl Annotator<'_> {
             .collect()
     }
 
-    fn predicted_words(&self, labels: &[(u32, f32)], top_iwk: usize) -> WordList {
+    /// The words of one image's predicted `labels` (best first), from its `top_iwk` strongest.
+    pub fn predicted_words(&self, labels: &[(u32, f32)], top_iwk: usize) -> WordList {
         self.words(
             labels
                 .iter()

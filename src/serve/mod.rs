@@ -1,14 +1,19 @@
 //! `harness serve`: a query page and JSON API over a finished run.
 //!
-//! The database is the run's test split and every search leaves the query out (the
-//! leave-one-out protocol). The server loads the embeddings, codes, stored indices and IWAN
+//! The database is the run's test split; a search by query id leaves the query out (the
+//! leave-one-out protocol) unless it asks for the report's protocol, and a search by an uploaded
+//! image searches the whole split. The server loads the embeddings, codes, stored indices and IWAN
 //! network once; requests never name files, `k` is bounded by [`MAX_K`], and ids are checked.
 //!
 //! API (JSON unless noted):
 //! - `GET /api/queries?page=P&per_page=N&fine=C&coarse=C` — test images, paginated and filtered;
 //! - `GET /api/methods` — the searchable methods;
-//! - `GET /api/search?query=ID&method=NAME&k=K` — top k with class, score, relation to the
-//!   query and, for IWAN, the explanation path; the query's P@k and HP@k; the latency;
+//! - `GET /api/search?query=ID&method=NAME&k=K[&protocol=report]` — top k with class, score,
+//!   relation to the query and, for IWAN, the explanation path; the query's P@k and HP@k; the
+//!   latency (`protocol=report` keeps the query in the database, as the report's protocol does);
+//! - `POST /api/search?method=NAME&k=K` with a PNG or JPEG (at most 10 MiB) as the body — the
+//!   same search for an image of the user's own, embedded by the run's network (see [`upload`]);
+//!   the whole test split is the database;
 //! - `GET /api/explain?query=ID&db=ID` — IWAN's shortest path from a query to an image;
 //! - `GET /api/metrics` — the run's `metrics.csv` rows;
 //! - `GET /api/image/{split}/{id}.png` — a CIFAR-100 image, scaled up 4x (nearest neighbour).
@@ -19,14 +24,16 @@ use crate::artifacts::{self, StoredEmbedding};
 use crate::config::{self, IwanScore};
 use crate::data::DataRoot;
 use crate::data::cifar::{Cifar100, SplitName};
+use crate::embed::{Embedded, Embedder};
 use crate::experiment::ExperimentError;
-use crate::experiment::iwan::{IwanRun, Network};
+use crate::experiment::iwan::{IwanInputs, IwanRun, Network, WordModelRun};
 use crate::index::persist::{self, AnyIndex};
 use crate::index::{Hit, Query, Scratch};
 use crate::iwan::graph::Node;
 use crate::report::check::{Key, read_metrics};
+use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query as UrlQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -35,8 +42,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub mod upload;
+
 /// Largest `k` a search may ask for.
 pub const MAX_K: usize = 100;
+/// Uploads decoded and embedded at the same time; further ones wait their turn. Each can hold
+/// up to [`upload::MAX_PIXELS`] decoded pixels (160 MB as RGBA) for a moment.
+pub const UPLOADS_AT_ONCE: usize = 4;
 /// Scale factor of served images (32 px -> 128 px).
 const SCALE: usize = 4;
 
@@ -49,8 +61,20 @@ pub struct Served {
     class_counts: Vec<usize>,
     queries: StoredEmbedding,
     methods: Vec<(String, AnyIndex)>,
-    iwan: Option<(Network, IwanScore)>,
+    iwan: Option<ServedIwan>,
+    /// The run's network, for uploaded images.
+    embedder: Embedder,
+    /// Uploads decoded and embedded at once (each may hold a 40-megapixel image in memory).
+    uploads: tokio::sync::Semaphore,
     metrics: Vec<(Key, f64)>,
+}
+
+/// The run's IWAN network over the test split, and what turns an upload into query edges.
+struct ServedIwan {
+    net: Network,
+    score: IwanScore,
+    inputs: IwanInputs,
+    words: WordModelRun,
 }
 
 impl Served {
@@ -67,7 +91,13 @@ impl Served {
         let (data, iwan) = if cfg.iwan.enabled {
             let run = IwanRun::open(dir, data_root)?;
             let net = run.network(SplitName::Test, None, None)?;
-            (run.data, Some((net, cfg.iwan.score)))
+            let iwan = ServedIwan {
+                net,
+                score: cfg.iwan.score,
+                words: WordModelRun::open(&root, &cfg)?,
+                inputs: run.inputs,
+            };
+            (run.data, Some(iwan))
         } else {
             (Cifar100::load(&root, false)?, None)
         };
@@ -82,6 +112,7 @@ impl Served {
             let index = persist::load(&bytes).map_err(|e| ExperimentError::unreadable(&path, e))?;
             methods.push((method.as_str().to_string(), index));
         }
+        let embedder = crate::experiment::embedder(&root, &cfg, dir)?;
         let metrics_path = dir.join("metrics.csv");
         let metrics = read_metrics(&metrics_path)
             .map_err(|e| ExperimentError::unreadable(&metrics_path, e))?;
@@ -97,6 +128,8 @@ impl Served {
             queries,
             methods,
             iwan,
+            embedder,
+            uploads: tokio::sync::Semaphore::new(UPLOADS_AT_ONCE),
             metrics,
         })
     }
@@ -108,8 +141,8 @@ impl Served {
     /// Method names in display order: indices as configured, then IWAN.
     pub fn method_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.methods.iter().map(|m| m.0.clone()).collect();
-        if let Some((_, score)) = &self.iwan {
-            names.push(score.method_name().to_string());
+        if let Some(iwan) = &self.iwan {
+            names.push(iwan.score.method_name().to_string());
         }
         names
     }
@@ -130,15 +163,16 @@ impl Served {
         })
     }
 
-    /// P@k and HP@k of one ranking of `query` over the test split without the query.
-    fn query_metrics(&self, query: u32, ids: &[u32], k: usize) -> (f64, f64) {
+    /// P@k and HP@k of one ranking of `query` over the test split, with the query `left_out`
+    /// of the database or not.
+    fn query_metrics(&self, query: u32, ids: &[u32], k: usize, left_out: bool) -> (f64, f64) {
         let q = self.fine(query);
         let row = &self.sim[q * self.n_classes..(q + 1) * self.n_classes];
         let hits = ids.iter().filter(|&&i| self.fine(i) == q).count();
         let got: f64 = ids.iter().map(|&i| row[self.fine(i)]).sum();
-        // The best possible sum: the k most similar database images, the query left out.
+        // The best possible sum: the k most similar database images.
         let mut counts = self.class_counts.clone();
-        counts[q] -= 1;
+        counts[q] -= usize::from(left_out);
         let mut classes: Vec<usize> = (0..self.n_classes).collect();
         classes.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
         let (mut left, mut best) = (k, 0.0);
@@ -162,10 +196,10 @@ impl Served {
         }
     }
 
-    /// The IWAN path from `query` to `image` as JSON hops.
-    fn path(&self, net: &Network, query: u32, images: &[u32]) -> Vec<Value> {
+    /// IWAN's path from a query (its `edges` into the graph) to each of `images`, as JSON hops.
+    fn path(&self, net: &Network, edges: &[(u32, f32)], images: &[u32]) -> Vec<Value> {
         net.graph
-            .explain(&net.queries[query as usize], images)
+            .explain(edges, images)
             .into_iter()
             .map(|path| {
                 Value::Array(
@@ -185,87 +219,194 @@ impl Served {
             .collect()
     }
 
-    /// Searches `method` for test image `query`, leaving it out.
-    pub fn search(&self, query: u32, method: &str, k: usize) -> Result<Value, ApiError> {
-        if query as usize >= self.n_queries() {
-            return Err(ApiError::not_found(format!(
-                "query {query} is outside the test split's 0..{}",
-                self.n_queries()
-            )));
-        }
+    /// Ranks the database for one query: `parts` for the indices, `edges` into the IWAN graph.
+    fn rank(
+        &self,
+        parts: &Query<'_>,
+        edges: Option<&[(u32, f32)]>,
+        method: &str,
+        k: usize,
+    ) -> Result<Found, ApiError> {
         if !(1..=MAX_K).contains(&k) {
             return Err(ApiError::bad(format!("k must be in 1..={MAX_K}, got {k}")));
         }
         let started = Instant::now();
-        let (hits, paths): (Vec<Hit>, Option<Vec<Value>>) =
-            if let Some((_, index)) = self.methods.iter().find(|m| m.0 == method) {
-                let q = self.queries.row(query as usize);
-                let query_parts = Query {
-                    embedding: Some(q.0),
-                    code: Some(q.1),
-                    activations: Some(q.2),
-                    exclude: Some(query),
-                };
-                let mut out = Vec::new();
-                index
-                    .as_search()
-                    .search(&query_parts, k, &mut Scratch::default(), &mut out)
-                    .map_err(|e| ApiError::bad(e.to_string()))?;
-                (out, None)
-            } else if let Some((net, score)) = self
-                .iwan
+        let (hits, paths) = if let Some((_, index)) = self.methods.iter().find(|m| m.0 == method) {
+            let mut out = Vec::new();
+            index
+                .as_search()
+                .search(parts, k, &mut Scratch::default(), &mut out)
+                .map_err(|e| ApiError::bad(e.to_string()))?;
+            (out, None)
+        } else if let (Some(iwan), Some(edges)) = (
+            self.iwan
                 .as_ref()
-                .filter(|(_, s)| s.method_name() == method)
-            {
-                let ranked = net
-                    .graph
-                    .rank(&net.queries[query as usize], k, Some(query), *score);
-                let hits: Vec<Hit> = ranked
-                    .iter()
-                    .map(|r| Hit {
-                        id: r.image,
-                        score: r.distance,
-                    })
-                    .collect();
-                (hits, Some(Vec::new()))
-            } else {
-                return Err(ApiError::not_found(format!(
-                    "unknown method `{method}`; this run serves {}",
-                    self.method_names().join(", ")
-                )));
-            };
-        let latency = started.elapsed().as_secs_f64();
-        let ids: Vec<u32> = hits.iter().map(|h| h.id).collect();
-        let paths = match (paths, &self.iwan) {
-            (Some(_), Some((net, _))) => Some(self.path(net, query, &ids)),
-            _ => None,
+                .filter(|i| i.score.method_name() == method),
+            edges,
+        ) {
+            let ranked = iwan.net.graph.rank(edges, k, parts.exclude, iwan.score);
+            let hits: Vec<Hit> = ranked
+                .iter()
+                .map(|r| Hit {
+                    id: r.image,
+                    score: r.distance,
+                })
+                .collect();
+            let ids: Vec<u32> = hits.iter().map(|h| h.id).collect();
+            (hits, Some(self.path(&iwan.net, edges, &ids)))
+        } else {
+            return Err(ApiError::not_found(format!(
+                "unknown method `{method}`; this run serves {}",
+                self.method_names().join(", ")
+            )));
         };
-        let (p, hp) = self.query_metrics(query, &ids, k);
-        let results: Vec<Value> = hits
+        Ok(Found {
+            latency_ms: started.elapsed().as_secs_f64() * 1e3,
+            hits,
+            paths,
+        })
+    }
+
+    /// The response of a search: the query's description, the ranked results (with their
+    /// `relation` to the query, and IWAN's paths), and the query's P@k and HP@k where the
+    /// query has a label.
+    fn response(
+        &self,
+        query: Value,
+        method: &str,
+        k: usize,
+        found: Found,
+        relation: impl Fn(u32) -> Value,
+        metrics: Option<(f64, f64)>,
+    ) -> Value {
+        let results: Vec<Value> = found
+            .hits
             .iter()
             .enumerate()
             .map(|(rank, h)| {
                 let mut r = self.describe(h.id);
                 r["rank"] = json!(rank);
                 r["score"] = json!(h.score);
-                r["relation"] = json!(self.relation(query, h.id));
-                if let Some(p) = &paths {
+                r["relation"] = relation(h.id);
+                if let Some(p) = &found.paths {
                     r["path"] = p[rank].clone();
                 }
                 r
             })
             .collect();
-        Ok(json!({
-            "query": self.describe(query),
+        json!({
+            "query": query,
             "method": method,
             "k": k,
-            "latency_ms": latency * 1e3,
-            "precision_at_k": p,
-            "hp_at_k": hp,
-            "score": if paths.is_some() { "path length (lower is better)" } else { "similarity or Hamming distance" },
+            "latency_ms": found.latency_ms,
+            "precision_at_k": metrics.map(|m| m.0),
+            "hp_at_k": metrics.map(|m| m.1),
+            "score": if found.paths.is_some() { "path length (lower is better)" } else { "similarity or Hamming distance" },
             "results": results,
-        }))
+        })
     }
+
+    /// Searches `method` for test image `query`, with the query `left_out` of the database
+    /// (leave-one-out) or inside it (the report's protocol).
+    pub fn search(
+        &self,
+        query: u32,
+        method: &str,
+        k: usize,
+        left_out: bool,
+    ) -> Result<Value, ApiError> {
+        if query as usize >= self.n_queries() {
+            return Err(ApiError::not_found(format!(
+                "query {query} is outside the test split's 0..{}",
+                self.n_queries()
+            )));
+        }
+        let q = self.queries.row(query as usize);
+        let parts = Query {
+            embedding: Some(q.0),
+            code: Some(q.1),
+            activations: Some(q.2),
+            exclude: left_out.then_some(query),
+        };
+        let edges = self
+            .iwan
+            .as_ref()
+            .map(|i| i.net.queries[query as usize].as_slice());
+        let found = self.rank(&parts, edges, method, k)?;
+        let ids: Vec<u32> = found.hits.iter().map(|h| h.id).collect();
+        let metrics = self.query_metrics(query, &ids, k, left_out);
+        Ok(self.response(
+            self.describe(query),
+            method,
+            k,
+            found,
+            |id| json!(self.relation(query, id)),
+            Some(metrics),
+        ))
+    }
+
+    /// Searches `method` for an uploaded PNG or JPEG (`bytes`), embedded by the run's own
+    /// network ([`upload`] gives the geometry). Nothing is left out: the database is the whole
+    /// test split. The response has the shape of [`Self::search`]'s; the query is described by
+    /// its size, predicted classes and IWAN words, and P@k, HP@k and relations are null, as an
+    /// upload has no label.
+    pub fn search_image(&self, bytes: &[u8], method: &str, k: usize) -> Result<Value, ApiError> {
+        if !self.method_names().iter().any(|m| m == method) {
+            return Err(ApiError::not_found(format!(
+                "unknown method `{method}`; this run serves {}",
+                self.method_names().join(", ")
+            )));
+        }
+        if !(1..=MAX_K).contains(&k) {
+            return Err(ApiError::bad(format!("k must be in 1..={MAX_K}, got {k}")));
+        }
+        let decoded = upload::decode(bytes).map_err(|e| ApiError::bad(e.to_string()))?;
+        let e = self
+            .embedder
+            .embed(&decoded.pixels)
+            .map_err(ApiError::internal)?;
+        let mut query = json!({
+            "upload": { "width": decoded.size.0, "height": decoded.size.1, "format": decoded.format },
+            "predicted_classes": e.classes.iter().map(|&(c, cos)| json!({
+                "fine": c, "fine_name": self.data.names.fine[c as usize], "cosine": cos,
+            })).collect::<Vec<_>>(),
+        });
+        let edges = match &self.iwan {
+            Some(iwan) => {
+                let labels = iwan
+                    .words
+                    .labels(&decoded.pixels, &e.embeddings, iwan.net.top_iwk)
+                    .map_err(ApiError::internal)?;
+                let words = iwan
+                    .inputs
+                    .annotator()
+                    .predicted_words(&labels[0], iwan.net.top_iwk);
+                query["words"] = json!(words);
+                Some(iwan.net.graph.query_edges(&words))
+            }
+            None => None,
+        };
+        let found = self.rank(&Self::upload_parts(&e), edges.as_deref(), method, k)?;
+        Ok(self.response(query, method, k, found, |_| Value::Null, None))
+    }
+
+    /// The index query of one embedded upload.
+    fn upload_parts(e: &Embedded) -> Query<'_> {
+        Query {
+            embedding: Some(&e.embeddings),
+            code: Some(&e.codes),
+            activations: Some(&e.activations),
+            exclude: None,
+        }
+    }
+}
+
+/// One ranking and how long it took.
+struct Found {
+    latency_ms: f64,
+    hits: Vec<Hit>,
+    /// IWAN's paths, one per hit.
+    paths: Option<Vec<Value>>,
 }
 
 /// An API error: status and message.
@@ -280,6 +421,14 @@ impl ApiError {
         Self {
             status: StatusCode::BAD_REQUEST,
             message,
+        }
+    }
+
+    /// A failure of the server's own model on a valid request.
+    fn internal(e: impl std::fmt::Display) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("embedding the upload failed: {e}"),
         }
     }
 
@@ -381,7 +530,65 @@ async fn search(
     let k = number(&params, "k")?.unwrap_or(10);
     let query = u32::try_from(query)
         .map_err(|_| ApiError::not_found(format!("query {query} does not exist")))?;
-    s.search(query, &method, k).map(Json)
+    let left_out = match params.0.get("protocol").map(String::as_str) {
+        None | Some("leave_one_out") => true,
+        Some("report") => false,
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "`protocol` must be leave_one_out (the default) or report, got `{other}`"
+            )));
+        }
+    };
+    s.search(query, &method, k, left_out).map(Json)
+}
+
+/// `POST /api/search?method=NAME&k=K` with a PNG or JPEG as the body.
+async fn search_upload(
+    State(s): State<Shared>,
+    UrlQuery(params): UrlQuery<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let params = ParamMap(params);
+    let method = params
+        .0
+        .get("method")
+        .cloned()
+        .ok_or_else(|| ApiError::bad("`method` is required".into()))?;
+    let k = number(&params, "k")?.unwrap_or(10);
+    // Refuse a declared oversize body unread; a body that grows past the limit stops there.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > upload::MAX_BYTES as u64) {
+        return Err(ApiError::bad(
+            upload::UploadError::TooLarge {
+                what: format!("Content-Length {}", declared.unwrap_or(0)),
+            }
+            .to_string(),
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, upload::MAX_BYTES)
+        .await
+        .map_err(|e| {
+            ApiError::bad(
+                upload::UploadError::TooLarge {
+                    what: format!("the body was cut off at the limit: {e}"),
+                }
+                .to_string(),
+            )
+        })?;
+    // Decoding and the forward pass take milliseconds of CPU: off the async workers, a few
+    // at a time.
+    let permit = s.uploads.acquire().await.map_err(ApiError::internal)?;
+    let result = tokio::task::spawn_blocking({
+        let s = Arc::clone(&s);
+        move || s.search_image(&bytes, &method, k)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    drop(permit);
+    result.map(Json)
 }
 
 async fn explain(
@@ -389,7 +596,7 @@ async fn explain(
     UrlQuery(params): UrlQuery<std::collections::HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let params = ParamMap(params);
-    let Some((net, _)) = &s.iwan else {
+    let Some(ServedIwan { net, .. }) = &s.iwan else {
         return Err(ApiError::not_found("this run has no IWAN network".into()));
     };
     let query =
@@ -401,7 +608,7 @@ async fn explain(
             s.n_queries()
         )));
     }
-    let path = s.path(net, query as u32, &[db as u32]).remove(0);
+    let path = s.path(net, &net.queries[query], &[db as u32]).remove(0);
     Ok(Json(json!({ "query": query, "db": db, "path": path })))
 }
 
@@ -469,7 +676,7 @@ pub fn router(served: Served) -> Router {
         .route("/", get(page))
         .route("/api/methods", get(methods))
         .route("/api/queries", get(queries))
-        .route("/api/search", get(search))
+        .route("/api/search", get(search).post(search_upload))
         .route("/api/explain", get(explain))
         .route("/api/metrics", get(metrics))
         .route("/api/image/{split}/{file}", get(image))
