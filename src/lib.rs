@@ -22,6 +22,7 @@
 //! | [`artifacts`] | readers of what runs stored, for the runner, the server and the CLI |
 //! | [`experiment`] | the runner: stage engine, cache keys, stage bodies, eval stage, rendering |
 //! | [`throughput`] | the model throughput bench (`harness bench model`) |
+//! | [`slurm`] | `harness run --slurm`: a sweep as a job array and an aggregation job |
 //! | [`serve`] | the query page and its JSON API |
 //! | [`cli`] | argument definitions and one function per command; `main.rs` is a thin shell |
 //!
@@ -44,6 +45,7 @@ pub mod report;
 pub mod semantics;
 pub mod serve;
 pub(crate) mod simd;
+pub mod slurm;
 pub mod store;
 pub mod throughput;
 pub mod train;

@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["report"],
     &["artifacts"],
     &["experiment"],
-    &["throughput"],
+    &["throughput", "slurm"],
     &["serve", "cli"],
 ];
 

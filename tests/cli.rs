@@ -242,10 +242,14 @@ fn help_teaches() {
     let out = harness(&["run", "--help"], None);
     let (stdout, _) = text(&out);
     assert!(out.status.success());
-    assert!(
-        stdout.contains("Example: harness run configs/sweep_topiwk.yaml"),
-        "{stdout}"
-    );
+    for needle in [
+        "Example: harness run configs/sweep_topiwk.yaml",
+        "--slurm --resume",
+        "--run-index <N>",
+        "Slurm:",
+    ] {
+        assert!(stdout.contains(needle), "{needle}: {stdout}");
+    }
 }
 
 #[test]
@@ -696,6 +700,18 @@ fn without_a_terminal_stages_print_plain_lines_and_the_run_ends_with_a_summary()
         assert!(
             stderr.contains(&format!("stage {stage}: done in ")),
             "{stderr}"
+        );
+    }
+    // The image stages also give their count and rate: 256 + 300 images through the encoder,
+    // 3 epochs over 256, and the 300 test images embedded.
+    for (stage, images) in [("features", 556), ("train", 768), ("embed", 300)] {
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("stage {stage}: done in ")))
+            .unwrap();
+        assert!(
+            line.contains(&format!("({images} images, ")) && line.ends_with(" images/s)"),
+            "{line}"
         );
     }
     let run = run_dirs(out_dir.path()).remove(0);

@@ -32,6 +32,63 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `harness run --slurm` and its resources (each also settable in the config's `slurm:`
+/// section; these win).
+#[derive(Debug, Clone, Default, Args)]
+pub struct SlurmArgs {
+    /// Submit the runs to Slurm: one array task per run (`--run-index`), then an aggregation
+    /// job that runs after all of them, failed or not. Batch scripts and per-run logs go to
+    /// <out>/slurm/.
+    #[arg(long, help_heading = "Slurm")]
+    pub slurm: bool,
+    /// With --slurm: submit only the runs that are not done (failed, cancelled, never started).
+    #[arg(long, requires = "slurm", help_heading = "Slurm")]
+    pub resume: bool,
+    /// Partition (`sbatch --partition`).
+    #[arg(long, requires = "slurm", value_name = "NAME", help_heading = "Slurm")]
+    pub partition: Option<String>,
+    /// Time limit per task, e.g. 90 or 1:30:00 (`sbatch --time`).
+    #[arg(long, requires = "slurm", value_name = "TIME", help_heading = "Slurm")]
+    pub time: Option<String>,
+    /// CPUs per task; also the task's thread count (`sbatch --cpus-per-task`).
+    #[arg(long, requires = "slurm", value_name = "N", help_heading = "Slurm")]
+    pub cpus_per_task: Option<u32>,
+    /// GPUs per task, for `backend: cuda` (`sbatch --gpus-per-task`).
+    #[arg(long, requires = "slurm", value_name = "N", help_heading = "Slurm")]
+    pub gpus_per_task: Option<u32>,
+    /// Memory per task, e.g. 16G (`sbatch --mem`).
+    #[arg(long, requires = "slurm", value_name = "SIZE", help_heading = "Slurm")]
+    pub mem: Option<String>,
+    /// Tasks running at once (the array's `%N`).
+    #[arg(long, requires = "slurm", value_name = "N", help_heading = "Slurm")]
+    pub max_parallel: Option<u32>,
+    /// One more `#SBATCH` option, e.g. --sbatch=--account=proj42 (repeatable).
+    #[arg(
+        long = "sbatch",
+        requires = "slurm",
+        value_name = "OPTION",
+        allow_hyphen_values = true,
+        help_heading = "Slurm"
+    )]
+    pub extra: Vec<String>,
+}
+
+impl SlurmArgs {
+    /// These options over the config's `slurm:` section.
+    pub fn over(&self, config: Option<&config::SlurmConfig>) -> config::SlurmConfig {
+        let base = config.cloned().unwrap_or_default();
+        config::SlurmConfig {
+            partition: self.partition.clone().or(base.partition),
+            time: self.time.clone().or(base.time),
+            cpus_per_task: self.cpus_per_task.or(base.cpus_per_task),
+            gpus_per_task: self.gpus_per_task.or(base.gpus_per_task),
+            mem: self.mem.clone().or(base.mem),
+            max_parallel: self.max_parallel.or(base.max_parallel),
+            extra: base.extra.into_iter().chain(self.extra.clone()).collect(),
+        }
+    }
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -42,7 +99,17 @@ pub enum Command {
     /// config.resolved.yaml and its stage outputs to <out>/<run-id>/. Running the same config
     /// again resumes: stages already completed under the same config are skipped.
     ///
+    /// With --slurm the runs go to a Slurm cluster instead: one array task per run, then an
+    /// aggregation job; the command prints the job ids and returns at once. Follow them with
+    /// `harness status <out>`; resubmit what did not finish with --slurm --resume.
+    ///
     /// Example: harness run configs/sweep_topiwk.yaml
+    ///
+    /// On Slurm: harness run configs/sweep_cpu.yaml --slurm --partition cpu --time 2:00:00
+    /// --cpus-per-task 8 --out /shared/results/sweep_cpu --cache /shared/cache
+    ///
+    /// Resubmit what did not finish: harness run configs/sweep_cpu.yaml --slurm --resume --out
+    /// /shared/results/sweep_cpu --cache /shared/cache
     Run {
         /// Experiment config (YAML).
         config: Option<PathBuf>,
@@ -50,13 +117,41 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Shared cache of trained models and embeddings (default: results/cache, or the
-        /// cache/ folder beside --out).
+        /// cache/ folder beside --out). On a cluster it must be on a filesystem every node
+        /// sees: runs that need the same stage wait for one another on its lock.
         #[arg(long, value_name = "DIR")]
         cache: Option<PathBuf>,
         /// Reuse finished stages without checking the size and CRC-32 of their files (by
         /// default a missing, truncated or overwritten file is named and its stage reruns).
         #[arg(long)]
         no_verify: bool,
+        /// Run only the sweep's run with this index (0-based, in the order of sweep.json and
+        /// `harness validate`): what each Slurm array task runs. sweep.json and the sweep
+        /// tables are then left to `harness status --aggregate`.
+        #[arg(long, value_name = "N")]
+        run_index: Option<usize>,
+        #[command(flatten)]
+        slurm: SlurmArgs,
+    },
+    /// Show where each run of an experiment stands: done, failed (with its error's last line),
+    /// running (with its host and pid), or not started.
+    ///
+    /// Reads the run folders (manifests and locks), not the scheduler, so it works for local
+    /// and cluster runs alike, and after Slurm has forgotten the jobs. Exits 0 when every run
+    /// is done, 1 otherwise (with --aggregate: 0 once its files are written).
+    ///
+    /// Example: harness status results/sweep_cpu
+    Status {
+        /// The experiment folder (the `--out` of `harness run`).
+        experiment_dir: PathBuf,
+        /// Also refresh sweep.json, write the sweep tables and figures over the finished runs,
+        /// and write status.md / status.json naming any missing run (the Slurm aggregation job
+        /// runs this).
+        #[arg(long)]
+        aggregate: bool,
+        /// Print the states as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Check configs and print each fully resolved: defaults filled in, sweeps expanded.
     ///

@@ -34,17 +34,29 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             out,
             cache,
             no_verify,
-        } => done(run_experiment(
-            config,
-            RunOptions {
+            run_index,
+            slurm,
+        } => {
+            let opts = RunOptions {
                 out,
                 cache,
                 data_root: cli.data_root.clone(),
                 progress,
                 lines: !cli.quiet,
                 no_verify,
-            },
-        )),
+                run_index,
+            };
+            if slurm.slurm {
+                done(submit_slurm(config, &opts, &slurm))
+            } else {
+                done(run_experiment(config, opts))
+            }
+        }
+        Command::Status {
+            experiment_dir,
+            aggregate,
+            json,
+        } => status(&experiment_dir, aggregate, json),
         Command::Validate { configs, brief } => validate(&configs, brief),
         Command::Semantics { out, d } => done(semantics(&out, d, root)),
         Command::Check {
@@ -98,6 +110,69 @@ fn run_experiment(config: Option<PathBuf>, opts: RunOptions) -> Result<()> {
         print!("{}", experiment::render::console_summary(&exp_dir, &dirs)?);
     }
     Ok(())
+}
+
+/// `harness run --slurm`: writes the batch scripts, submits them, prints the job ids.
+fn submit_slurm(config: Option<PathBuf>, opts: &RunOptions, args: &args::SlurmArgs) -> Result<()> {
+    let loaded = load_config(config.as_deref())?;
+    if opts.run_index.is_some() {
+        bail!("--run-index selects the run inside one array task; --slurm submits them all");
+    }
+    let settings = args.over(loaded.config.slurm.as_ref());
+    if let Err((field, message)) = config::validate_slurm(&settings) {
+        bail!("--{}: {message}", field.replace('_', "-"));
+    }
+    let sub = crate::slurm::submit(&loaded, opts, &settings, args.resume)
+        .with_context(|| format!("submitting `{}` to Slurm", loaded.config.name))?;
+    let exp = sub.experiment_dir.display();
+    for s in &sub.skipped {
+        println!("skipped: run {} {} ({})", s.index, s.id, s.state.label());
+    }
+    match &sub.array_job {
+        Some(id) => println!(
+            "submitted: array job {id} with {} task(s) (runs {}), logs in {exp}/slurm/logs/",
+            sub.runs.len(),
+            sub.runs
+                .iter()
+                .map(|r| r.0.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        None => println!("submitted: no run (every run is done or running)"),
+    }
+    if let Some(id) = &sub.aggregate_job {
+        println!("submitted: aggregation job {id}, after the array (done or not)");
+    }
+    println!("follow with: harness status {exp}");
+    Ok(())
+}
+
+/// `harness status`: each run's state; with `aggregate`, also the sweep tables and status.md.
+fn status(dir: &Path, aggregate: bool, json: bool) -> Result<ExitCode> {
+    use experiment::status::{self, RunState};
+    let runs = if aggregate {
+        let a = status::aggregate(dir).with_context(|| format!("aggregating {}", dir.display()))?;
+        for p in &a.written {
+            eprintln!("wrote {}", p.display());
+        }
+        a.runs
+    } else {
+        status::experiment_status(dir).with_context(|| format!("reading {}", dir.display()))?
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+    } else {
+        print!("{}", status::status_table(&runs));
+    }
+    // The aggregation job succeeds when it wrote its files; a plain status says with its exit
+    // code whether everything is done.
+    Ok(
+        if aggregate || runs.iter().all(|r| r.state == RunState::Done) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 /// `harness semantics`: the class similarity and embedding, written to `out`.

@@ -415,7 +415,105 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     if e.timing_queries == 0 {
         return fail("eval.timing_queries", "time at least one query");
     }
+    if let Some(slurm) = &c.slurm {
+        validate_slurm(slurm).map_err(|(f, m)| (format!("slurm.{f}"), m))?;
+    }
     Ok(())
+}
+
+/// Checks the `slurm` settings (from the config or the command line); on failure returns the
+/// field (`time`, `mem`, ...) and what was expected.
+pub fn validate_slurm(s: &SlurmConfig) -> Result<(), (String, String)> {
+    let fail = |field: &str, message: String| Err((field.to_string(), message));
+    if let Some(p) = &s.partition
+        && (p.is_empty()
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ',')))
+    {
+        return fail(
+            "partition",
+            format!("`{p}` is not a partition name (letters, digits, `_-.,`)"),
+        );
+    }
+    if let Some(t) = &s.time
+        && !slurm_time_ok(t)
+    {
+        return fail(
+            "time",
+            format!(
+                "`{t}` is not a Slurm time limit; use MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or                  D-HH:MM:SS (e.g. 90 or 1:30:00)"
+            ),
+        );
+    }
+    if let Some(m) = &s.mem {
+        let digits = m.trim_end_matches(['K', 'M', 'G', 'T']);
+        if digits.is_empty()
+            || !digits.chars().all(|c| c.is_ascii_digit())
+            || m.len() - digits.len() > 1
+        {
+            return fail(
+                "mem",
+                format!(
+                    "`{m}` is not a Slurm memory size; use a number with K, M, G or T (e.g. 16G)"
+                ),
+            );
+        }
+    }
+    for (field, value) in [
+        ("cpus_per_task", s.cpus_per_task),
+        ("gpus_per_task", s.gpus_per_task),
+        ("max_parallel", s.max_parallel),
+    ] {
+        if value == Some(0) {
+            return fail(field, "must be at least 1 when given".into());
+        }
+    }
+    for line in &s.extra {
+        let option = line.split(['=', ' ']).next().unwrap_or("");
+        if !line.starts_with('-') || line.contains(['\n', '\r', '\0']) {
+            return fail(
+                "extra",
+                format!("`{line}` is not one sbatch option (e.g. --qos=short) on one line"),
+            );
+        }
+        if [
+            "--array",
+            "-a",
+            "--dependency",
+            "-d",
+            "--output",
+            "-o",
+            "--chdir",
+            "-D",
+        ]
+        .contains(&option)
+        {
+            return fail(
+                "extra",
+                format!("`{option}` is set by harness itself (array, dependency, logs, folder)"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether `t` is a Slurm `--time` value.
+fn slurm_time_ok(t: &str) -> bool {
+    let numbers = |s: &str, max_parts: usize| {
+        let parts: Vec<&str> = s.split(':').collect();
+        parts.len() <= max_parts
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 6 && p.chars().all(|c| c.is_ascii_digit()))
+    };
+    if ["UNLIMITED", "INFINITE"].contains(&t) {
+        return true;
+    }
+    match t.split_once('-') {
+        Some((days, rest)) => numbers(days, 1) && numbers(rest, 3),
+        None => numbers(t, 3),
+    }
 }
 
 fn first_duplicate<T: PartialEq + Copy>(items: &[T]) -> Option<T> {
@@ -540,6 +638,53 @@ mod tests {
         let c = Loaded::from_text("c", "model: {h: 33}\nseed: 1\nname: x\n".into()).unwrap();
         assert_eq!(hash(&a.config), hash(&b.config));
         assert_ne!(hash(&a.config), hash(&c.config));
+    }
+
+    #[test]
+    fn slurm_settings_are_checked_and_left_out_of_run_hashes() {
+        let plain = Loaded::from_text("a", "name: x\n".into()).unwrap();
+        let text = "name: x\nslurm:\n  partition: gpu\n  time: 1-02:00\n  mem: 16G\n  \
+                    cpus_per_task: 4\n  max_parallel: 8\n  extra: [--qos=short]\n";
+        let with = Loaded::from_text("b", text.into()).unwrap();
+        assert_eq!(
+            with.config.slurm.as_ref().unwrap().mem.as_deref(),
+            Some("16G")
+        );
+        assert_eq!(plain.runs().unwrap()[0].hash, with.runs().unwrap()[0].hash);
+        for (field, yaml, needle) in [
+            ("slurm.time", "time: 90min", "not a Slurm time limit"),
+            ("slurm.mem", "mem: 16GB", "not a Slurm memory size"),
+            (
+                "slurm.partition",
+                "partition: 'a b'",
+                "not a partition name",
+            ),
+            ("slurm.max_parallel", "max_parallel: 0", "at least 1"),
+            ("slurm.extra", "extra: [qos=short]", "not one sbatch option"),
+            (
+                "slurm.extra",
+                "extra: [--array=1-3]",
+                "set by harness itself",
+            ),
+        ] {
+            let text = format!("name: x\nslurm:\n  {yaml}\n");
+            let err = Loaded::from_text("c", text).unwrap_err().to_string();
+            assert!(err.contains(field) && err.contains(needle), "{yaml}: {err}");
+        }
+        for ok in [
+            "30",
+            "30:00",
+            "1:30:00",
+            "2-12",
+            "2-12:30",
+            "2-12:30:00",
+            "UNLIMITED",
+        ] {
+            assert!(slurm_time_ok(ok), "{ok}");
+        }
+        for bad in ["", "1:2:3:4", "a", "1-", "-5", "1h"] {
+            assert!(!slurm_time_ok(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct Config {
     /// Parameters to vary; absent for a single run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepConfig>,
+    /// How `harness run --slurm` submits the runs (command-line options override it). It says
+    /// where runs execute, not what they compute, so it is not part of any run's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmConfig>,
 }
 
 fn default_seed() -> u64 {
@@ -575,6 +579,35 @@ pub enum SweepMode {
     Product,
     /// The i-th values of every list together; all lists must have the same length.
     Zip,
+}
+
+/// The `slurm` section: the resources of each array task (one per run). Every field is
+/// optional; unset ones are left to the cluster's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmConfig {
+    /// `--partition`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// `--time`, in a Slurm time format: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM` or
+    /// `D-HH:MM:SS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// `--cpus-per-task`; also the task's thread count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_per_task: Option<u32>,
+    /// `--gpus-per-task` (for `backend: cuda`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus_per_task: Option<u32>,
+    /// `--mem`, e.g. `16G`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<String>,
+    /// Array tasks running at once (the array's `%N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u32>,
+    /// More `sbatch` options, one per entry, e.g. `--account=proj42` or `--qos=short`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<String>,
 }
 
 /// The `sweep` section: dotted config paths mapped to lists of values.

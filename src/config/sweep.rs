@@ -26,6 +26,8 @@ pub struct Run {
 /// Expands the sweep of `loaded` into its runs (one run when there is no sweep).
 pub fn expand(loaded: &Loaded) -> Result<Vec<Run>, ConfigError> {
     let mut base = loaded.config.clone();
+    // Where runs execute is not what they compute: no run carries the slurm section.
+    base.slurm = None;
     let Some(sweep) = base.sweep.take() else {
         return Ok(vec![make_run(0, Vec::new(), base)]);
     };

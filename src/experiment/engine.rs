@@ -48,6 +48,9 @@ pub(crate) struct Stages<'a> {
     pub lines: bool,
     /// Check the recorded checksums before reusing a stage.
     pub verify: bool,
+    /// Images the next stage processes (set before it, cleared by it): its end line then gives
+    /// images/s.
+    pub images: Option<usize>,
     pub outcome: RunOutcome,
 }
 
@@ -59,6 +62,7 @@ impl<'a> Stages<'a> {
             progress,
             lines: false,
             verify: true,
+            images: None,
             outcome: RunOutcome {
                 dir: run_dir.to_path_buf(),
                 ran: Vec::new(),
@@ -128,13 +132,27 @@ impl<'a> Stages<'a> {
         if self.reusable(name, &cache_record, key, dir) {
             self.reused(name);
         } else {
-            let _lock = RunLock::acquire(dir)?;
-            store::remove_stale_temps(dir);
-            let seconds = self.timed(name, || body(dir))?;
-            let mut files = digest::sum_paths(dir, &[""])?;
-            files.retain(|f| f.path != CACHE_RECORD);
-            write_record(&cache_record, name, key, seconds, None, files)?;
-            self.outcome.ran.push(name.to_string());
+            // Another process (a sweep's other task, perhaps on another host) may be computing
+            // this entry: wait for it, then reuse what it wrote instead of computing it again.
+            let lines = self.lines;
+            let _lock = RunLock::wait(dir, |owner| {
+                let message = format!("stage {name}: waiting for {owner}, which is computing it");
+                if lines {
+                    eprintln!("{message}");
+                } else {
+                    crate::progress::println(&message);
+                }
+            })?;
+            if self.reusable(name, &cache_record, key, dir) {
+                self.reused(name);
+            } else {
+                store::remove_stale_temps(dir);
+                let seconds = self.timed(name, || body(dir))?;
+                let mut files = digest::sum_paths(dir, &[""])?;
+                files.retain(|f| f.path != CACHE_RECORD);
+                write_record(&cache_record, name, key, seconds, None, files)?;
+                self.outcome.ran.push(name.to_string());
+            }
         }
         link(dir, &self.run_dir.join(name));
         let seconds = read_record(&cache_record).map_or(0.0, |r| r.seconds);
@@ -149,6 +167,7 @@ impl<'a> Stages<'a> {
     }
 
     fn reused(&mut self, name: &str) {
+        self.images = None;
         if self.lines {
             eprintln!("stage {name}: reused");
         }
@@ -156,7 +175,7 @@ impl<'a> Stages<'a> {
     }
 
     fn timed(
-        &self,
+        &mut self,
         name: &str,
         body: impl FnOnce() -> Result<(), ExperimentError>,
     ) -> Result<f64, ExperimentError> {
@@ -175,7 +194,13 @@ impl<'a> Stages<'a> {
         }
         if self.lines {
             match &result {
-                Ok(()) => eprintln!("stage {name}: done in {seconds:.1} s"),
+                Ok(()) => match self.images.take() {
+                    Some(n) => eprintln!(
+                        "stage {name}: done in {seconds:.1} s ({n} images, {:.0} images/s)",
+                        n as f64 / seconds.max(1e-9)
+                    ),
+                    None => eprintln!("stage {name}: done in {seconds:.1} s"),
+                },
                 Err(_) => eprintln!("stage {name}: failed after {seconds:.1} s"),
             }
         }

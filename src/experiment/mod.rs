@@ -26,6 +26,7 @@ pub mod lock;
 pub mod manifest;
 pub mod render;
 mod stages;
+pub mod status;
 
 pub(crate) use stages::{embed_splits, load_efficientnet, own_weights, split_sizes};
 pub use stages::{embedder, semantics_stage};
@@ -89,6 +90,14 @@ pub enum ExperimentError {
     /// An IWAN setting this run cannot serve (the message says which, and why).
     #[error("iwan: {0}")]
     Iwan(String),
+    /// `--run-index` names no run of the sweep.
+    #[error("--run-index {index} is outside this config's runs 0..{runs}")]
+    RunIndex {
+        /// The index asked for.
+        index: usize,
+        /// How many runs the config has.
+        runs: usize,
+    },
     /// Training or the model failed.
     #[error(transparent)]
     Train(#[from] TrainError),
@@ -145,6 +154,8 @@ pub struct RunOptions {
     pub lines: bool,
     /// Reuse finished stages without checking their files' checksums.
     pub no_verify: bool,
+    /// Run only the sweep's run with this index (`--run-index`: one Slurm array task).
+    pub run_index: Option<usize>,
 }
 
 /// What one run produced.
@@ -175,11 +186,24 @@ pub fn experiment_dir(loaded: &Loaded, opts: &RunOptions) -> PathBuf {
         .unwrap_or_else(|| Path::new("results").join(&loaded.config.name))
 }
 
-/// Runs every run of `loaded` in order; returns one outcome per run.
+/// Runs every run of `loaded` in order (or only the one `opts.run_index` selects); returns one
+/// outcome per run.
 pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<RunOutcome>, ExperimentError> {
     let runs = loaded.runs()?;
     let exp_dir = experiment_dir(loaded, opts);
     let cache = cache_dir(loaded, opts);
+    if let Some(i) = opts.run_index {
+        // One run of a sweep, as a cluster task runs it: other runs may be running at the same
+        // time, so sweep.json and the sweep tables are left to `harness status --aggregate`.
+        let run = runs.get(i).ok_or_else(|| ExperimentError::RunIndex {
+            index: i,
+            runs: runs.len(),
+        })?;
+        if !exp_dir.join("sweep.json").exists() && runs.len() > 1 {
+            record_sweep(&exp_dir, &runs)?;
+        }
+        return Ok(vec![run_one(run, &exp_dir.join(&run.id), &cache, opts)?]);
+    }
     let sweep_bar = (opts.progress && runs.len() > 1).then(|| {
         crate::progress::bar(runs.len() as u64, "sweep [{bar:30}] {pos}/{len} runs {msg}")
     });
@@ -204,6 +228,16 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<RunOutcome>, Experi
         bar.finish_and_clear();
     }
     Ok(outcomes)
+}
+
+/// Writes `sweep.json` for `runs` with each run's state as its folder shows it now.
+pub fn record_sweep(exp_dir: &Path, runs: &[Run]) -> Result<(), StoreError> {
+    let states: Vec<status::RunState> = runs
+        .iter()
+        .map(|r| status::run_state(&exp_dir.join(&r.id)))
+        .collect();
+    let statuses: Vec<&str> = states.iter().map(status::RunState::sweep_status).collect();
+    write_sweep(exp_dir, runs, &statuses)
 }
 
 fn write_sweep(dir: &Path, runs: &[Run], statuses: &[&str]) -> Result<(), StoreError> {
@@ -315,6 +349,8 @@ fn run_stages(
     let mut features_at =
         |st: &mut Stages<'_>, name: &str, size: u32, weights: Option<&PathBuf>, mirrored: bool| {
             let key = keys::features(cache, cfg, size, weights, mirrored);
+            let [train, test] = split_sizes(cfg);
+            st.images = Some(train.1 + if mirrored { 0 } else { test.1 });
             st.run_cached(name, &key.key, &key.dir, |out| {
                 let data = stages::load_cifar(&mut cifar, root, verify)?;
                 model::with_threads(cfg.train.threads, || {
@@ -359,6 +395,7 @@ fn run_stages(
     // Training and embedding depend only on the data subsets, seed, backend, model and training
     // settings, so runs of a sweep over index or IWAN parameters share them.
     let train = keys::train(cache, cfg);
+    st.images = Some(split_sizes(cfg)[0].1 * cfg.train.epochs);
     st.run_cached("train", &train.key, &train.dir, |out| {
         let data = stages::load_cifar(&mut cifar, root, verify)?;
         let features = features_dir
@@ -371,6 +408,7 @@ fn run_stages(
     })?;
     let splits = embed_splits(cfg);
     let embed = keys::embed(cache, &train, &splits);
+    st.images = Some(splits.iter().map(|s| s.1).sum());
     st.run_cached("embed", &embed.key, &embed.dir, |out| {
         let data = stages::load_cifar(&mut cifar, root, verify)?;
         let features = features_dir

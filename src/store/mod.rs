@@ -123,6 +123,16 @@ pub fn remove_stale_temps(dir: &Path) -> usize {
     removed
 }
 
+/// This machine's host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`, else `unknown`).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Whether process `pid` is running (this process counts; without `/proc`, every pid does).
 pub fn process_alive(pid: u32) -> bool {
     if pid == std::process::id() {
