@@ -269,6 +269,16 @@ fn frozen_encoder_features_are_cached_and_feed_the_decoder() {
     assert_eq!((n, h), (300, 64));
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert!(metrics.contains("mih,leave_one_out,mP,100,"), "{metrics}");
+    // The bounded int8 scan returns the exact index's rankings, so every quality metric is
+    // the exact row's value, to the last digit.
+    let quality = |method: &str| -> Vec<String> {
+        crate::common::quality_rows(&run)
+            .into_iter()
+            .filter_map(|l| l.strip_prefix(&format!("{method},")).map(String::from))
+            .collect()
+    };
+    assert!(quality("exact").len() > 10);
+    assert_eq!(quality("exact_bounded"), quality("exact"));
 
     // A different decoder over the same encoder reuses the cached features.
     let text_cfg = std::fs::read_to_string(config)

@@ -292,6 +292,9 @@ impl Default for TrainConfig {
 pub enum IndexMethod {
     /// Algorithm 2: cosine similarity over all embeddings, then top-k.
     Exact,
+    /// Algorithm 2's results from an int8 scan with per-row error bounds and an f32 re-score
+    /// of the rows that could reach the top k: the same ids, order and scores, fewer bytes.
+    ExactBounded,
     /// Algorithm 2 + hashes: Hamming shortlist of `N'`, re-ranked by cosine.
     HammingRerank,
     /// Pure Hamming ranking (Lin et al.).
@@ -307,6 +310,7 @@ impl IndexMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             IndexMethod::Exact => "exact",
+            IndexMethod::ExactBounded => "exact_bounded",
             IndexMethod::HammingRerank => "hamming_rerank",
             IndexMethod::Hamming => "hamming",
             IndexMethod::Mih => "mih",

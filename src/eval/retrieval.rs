@@ -7,6 +7,7 @@ use super::metrics::{AggregateReport, MetricsAggregator, MetricsError, QueryEval
 use super::stats::{StatsError, Summary, summarize};
 use crate::config::{IndexMethod, Protocol};
 use crate::index::asymmetric::AsymmetricIndex;
+use crate::index::bounded::BoundedIndex;
 use crate::index::exact::ExactIndex;
 use crate::index::hamming::{Codes, HammingIndex, HammingRerankIndex, Shortlist};
 use crate::index::mih::MihIndex;
@@ -155,6 +156,9 @@ pub fn build_index(
     let exact = || ExactIndex::new(n, db.d, db.embeddings).map(Arc::new);
     Ok(match method {
         IndexMethod::Exact => ExactIndex::new(n, db.d, db.embeddings)?.into(),
+        IndexMethod::ExactBounded => {
+            BoundedIndex::new(ExactIndex::new(n, db.d, db.embeddings)?).into()
+        }
         IndexMethod::Hamming => HammingIndex::new(codes()?).into(),
         IndexMethod::HammingRerank => {
             HammingRerankIndex::new(codes()?, exact()?, s.shortlist)?.into()

@@ -28,6 +28,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::asymmetric::AsymmetricIndex;
+use super::bounded::BoundedIndex;
 use super::exact::ExactIndex;
 use super::hamming::{Codes, HammingIndex, HammingRerankIndex, Shortlist, words_for};
 use super::mih::MihIndex;
@@ -35,7 +36,14 @@ use super::{Hit, IndexError, Query, Scratch, SearchIndex, search_batch};
 use crate::store::npy;
 
 /// All method names, in the order they are run.
-pub const METHODS: [&str; 5] = ["exact", "hamming", "hamming_rerank", "mih", "asymmetric"];
+pub const METHODS: [&str; 6] = [
+    "exact",
+    "exact_bounded",
+    "hamming",
+    "hamming_rerank",
+    "mih",
+    "asymmetric",
+];
 
 /// How synthetic codes are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -342,7 +350,7 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
             .iter()
             .copied()
             .filter(|m| match *m {
-                "exact" => data.embeddings.is_some(),
+                "exact" | "exact_bounded" => data.embeddings.is_some(),
                 "hamming_rerank" => data.embeddings.is_some() && data.codes.is_some(),
                 _ => data.codes.is_some(),
             })
@@ -383,6 +391,14 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
                 let (e, s) = get_exact(data.embeddings.as_ref())?;
                 (Box::new(e), s, String::new())
             }
+            "exact_bounded" => {
+                let (e, _) = get_exact(data.embeddings.as_ref())?;
+                // Timed on its own: the int8 copy and bounds of the normalised rows.
+                let rows = (*e).clone();
+                let t2 = Instant::now();
+                let idx = BoundedIndex::new(rows);
+                (Box::new(idx), t2.elapsed().as_secs_f64(), String::new())
+            }
             "hamming" => (
                 Box::new(HammingIndex::new(need_codes()?)),
                 0.0,
@@ -422,8 +438,9 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
             BenchRecord {
                 method: method.to_string(),
                 n,
-                dim: matches!(method, "exact" | "hamming_rerank").then_some(d),
-                bits: (method != "exact").then(|| data.codes.as_ref().map_or(0, |c| c.bits())),
+                dim: matches!(method, "exact" | "exact_bounded" | "hamming_rerank").then_some(d),
+                bits: (!method.starts_with("exact"))
+                    .then(|| data.codes.as_ref().map_or(0, |c| c.bits())),
                 k: opts.k,
                 threads: opts.threads,
                 median_s: 0.0,
@@ -564,12 +581,17 @@ mod tests {
             threads: 1,
             ..BenchOptions::default()
         };
-        assert_eq!(run(&base).unwrap().len(), 5);
+        assert_eq!(run(&base).unwrap().len(), METHODS.len());
         let only_exact = BenchOptions {
             codes: None,
             ..base.clone()
         };
-        assert_eq!(run(&only_exact).unwrap()[0].method, "exact");
+        let methods: Vec<String> = run(&only_exact)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.method)
+            .collect();
+        assert_eq!(methods, ["exact", "exact_bounded"]);
         let bad = BenchOptions {
             methods: vec!["nope".into()],
             ..base.clone()

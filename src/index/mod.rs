@@ -15,6 +15,7 @@
 
 pub mod asymmetric;
 pub mod bench;
+pub mod bounded;
 pub mod exact;
 pub mod hamming;
 pub mod kernels;
@@ -177,7 +178,8 @@ pub struct Scratch {
 
 /// A searchable index over a fixed database of `len()` items.
 pub trait SearchIndex: Send + Sync {
-    /// Method name: `"exact"`, `"hamming"`, `"hamming_rerank"`, `"mih"` or `"asymmetric"`.
+    /// Method name: `"exact"`, `"exact_bounded"`, `"hamming"`, `"hamming_rerank"`, `"mih"` or
+    /// `"asymmetric"`.
     fn name(&self) -> &'static str;
     /// Number of database items.
     fn len(&self) -> usize;

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | 8 | magic `HRNSIDX\0` |
 //! | 4 | format version (u32) |
-//! | 4 | index kind (u32): 1 exact, 2 hamming, 3 hamming_rerank, 4 mih, 5 asymmetric |
+//! | 4 | index kind (u32): 1 exact, 2 hamming, 3 hamming_rerank, 4 mih, 5 asymmetric, 6 exact_bounded |
 //! | 8 | items `n` (u64) |
 //! | 8 | embedding dimension `d` (u64, 0 if none) |
 //! | 8 | code bits `h` (u64, 0 if none) |
@@ -16,7 +16,8 @@
 //! | `4 * n * d` | normalised embeddings (f32), if `d > 0` |
 //! | 4 | CRC-32 (IEEE) of every byte before it |
 //!
-//! MIH hash tables are not stored; they are rebuilt from the codes on load
+//! MIH hash tables and the bounded index's int8 rows are not stored; they are rebuilt from the
+//! codes or the exact rows on load
 //! (deterministically, with the saved number of substrings). Writing goes
 //! through any [`std::io::Write`]; atomic replacement (temp file + rename) is
 //! the caller's job. Wrong magic, another version, a truncated or over-long
@@ -26,6 +27,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use super::asymmetric::AsymmetricIndex;
+use super::bounded::BoundedIndex;
 use super::exact::ExactIndex;
 use super::hamming::{Codes, HammingIndex, HammingRerankIndex, Shortlist, words_for};
 use super::mih::MihIndex;
@@ -43,6 +45,8 @@ const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8 + 8 + 4 + 8;
 pub enum AnyIndex {
     /// [`ExactIndex`].
     Exact(ExactIndex),
+    /// [`BoundedIndex`] (stored as its exact rows; the int8 copy is rebuilt on load).
+    Bounded(BoundedIndex),
     /// [`HammingIndex`].
     Hamming(HammingIndex),
     /// [`HammingRerankIndex`].
@@ -58,6 +62,7 @@ impl AnyIndex {
     pub fn as_search(&self) -> &dyn SearchIndex {
         match self {
             AnyIndex::Exact(i) => i,
+            AnyIndex::Bounded(i) => i,
             AnyIndex::Hamming(i) => i,
             AnyIndex::HammingRerank(i) => i,
             AnyIndex::Mih(i) => i,
@@ -109,7 +114,7 @@ macro_rules! any_from {
         }
     )*};
 }
-any_from!(ExactIndex => Exact, HammingIndex => Hamming, HammingRerankIndex => HammingRerank, MihIndex => Mih, AsymmetricIndex => Asymmetric);
+any_from!(ExactIndex => Exact, BoundedIndex => Bounded, HammingIndex => Hamming, HammingRerankIndex => HammingRerank, MihIndex => Mih, AsymmetricIndex => Asymmetric);
 
 /// A writer that tracks the CRC of everything written.
 struct CrcWriter<W> {
@@ -147,6 +152,7 @@ pub fn save<W: Write>(index: &AnyIndex, w: W) -> Result<(), IndexError> {
     let (kind, codes, exact, (tag, param)): (u32, Option<&Codes>, Option<&ExactIndex>, (u32, u64)) =
         match index {
             AnyIndex::Exact(e) => (1, None, Some(e), (0, 0)),
+            AnyIndex::Bounded(b) => (6, None, Some(b.exact()), (0, 0)),
             AnyIndex::Hamming(h) => (2, Some(&h.codes), None, (0, 0)),
             AnyIndex::HammingRerank(r) => (
                 3,
@@ -256,7 +262,7 @@ pub fn load(bytes: &[u8]) -> Result<AnyIndex, IndexError> {
     let tag = u32_at(bytes, 40);
     let param = u64_at(bytes, 44);
     let (need_d, need_bits) = match kind {
-        1 => (true, false),
+        1 | 6 => (true, false),
         2 | 4 | 5 => (false, true),
         3 => (true, true),
         k => return Err(IndexError::Corrupt(format!("unknown index kind {k}"))),
@@ -322,6 +328,7 @@ pub fn load(bytes: &[u8]) -> Result<AnyIndex, IndexError> {
     let corrupt = |e: IndexError| IndexError::Corrupt(e.to_string());
     Ok(match (kind, codes, exact) {
         (1, None, Some(e)) => AnyIndex::Exact(e),
+        (6, None, Some(e)) => AnyIndex::Bounded(BoundedIndex::new(e)),
         (2, Some(c), None) => AnyIndex::Hamming(HammingIndex::new(c)),
         (3, Some(c), Some(e)) => AnyIndex::HammingRerank(
             HammingRerankIndex::new(c, Arc::new(e), shortlist_from(tag, param)?)

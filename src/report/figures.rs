@@ -87,7 +87,7 @@ pub fn tick_label(v: f64, axis: XAxis, integral: bool) -> String {
 /// The colour of series `label` (the `i`-th): each retrieval method keeps one colour in every
 /// figure, other series take the palette in order.
 pub fn series_color(label: &str, i: usize) -> RGBAColor {
-    const METHODS: [&str; 7] = [
+    const METHODS: [&str; 8] = [
         "exact",
         "hamming_rerank",
         "hamming",
@@ -95,6 +95,7 @@ pub fn series_color(label: &str, i: usize) -> RGBAColor {
         "asymmetric",
         "iwan",
         "iwan_db_labels",
+        "exact_bounded",
     ];
     let slot = METHODS.iter().position(|m| *m == label).unwrap_or(i);
     Palette99::pick(slot).to_rgba()
