@@ -363,6 +363,7 @@ mod tests {
         let codes = Arc::new(random_codes(n, 65, 20, 2));
         vec![
             exact.clone().into(),
+            BoundedIndex::new(exact.clone()).into(),
             HammingIndex::new(codes.clone()).into(),
             HammingRerankIndex::new(codes.clone(), Arc::new(exact), Shortlist::Factor(1.5))
                 .unwrap()
