@@ -816,4 +816,42 @@ fn the_page_in_headless_chromium_shows_three_columns_a_word_path_and_an_upload()
         "no P@k for an unlabelled upload"
     );
     d.screenshot("serve-upload.png");
+
+    // Drag and drop: a real `drop` event carrying a file (the page's own 128 x 128 PNG of test
+    // image 3, fetched in the page) on the drop zone.
+    let script = "const done = arguments[arguments.length - 1];
+        fetch('/api/image/test/3.png').then((r) => r.blob()).then((b) => {
+          const dt = new DataTransfer();
+          dt.items.add(new File([b], 'dropped.png', { type: 'image/png' }));
+          document.getElementById('drop').dispatchEvent(
+            new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+          done(true);
+        });";
+    let ran = d.call(
+        "POST",
+        "/execute/async",
+        Some(json!({"script": script, "args": []})),
+    );
+    assert_eq!(ran, json!(true), "{ran}");
+    let started = Instant::now();
+    let heading = loop {
+        let text = d
+            .find_all("#query-info h2")
+            .first()
+            .map(|e| d.call("GET", &format!("/element/{e}/text"), None))
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        if text.contains("128 x 128 PNG") || started.elapsed() > Duration::from_secs(20) {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        heading.contains("128 x 128 PNG"),
+        "the dropped file is the query: {heading}"
+    );
+    for method in ["exact", "hamming_rerank", "iwan"] {
+        let css = format!(".column[data-method=\"{method}\"] .result");
+        assert_eq!(d.wait_for(&css, 10).len(), 10, "{method} after the drop");
+    }
 }
