@@ -251,9 +251,8 @@ pub fn submit(
         path: dir.join("logs"),
         source,
     })?;
-    if runs.len() > 1 {
-        experiment::record_sweep(exp, &runs)?;
-    }
+    // Also for a single run, so that `harness status` lists it before its task starts.
+    experiment::record_sweep(exp, &runs)?;
     let (mut chosen, mut skipped) = (Vec::new(), Vec::new());
     for r in &runs {
         let state = status::run_state(&exp.join(&r.id));
