@@ -179,6 +179,7 @@ impl<'a> Stages<'a> {
         name: &str,
         body: impl FnOnce() -> Result<(), ExperimentError>,
     ) -> Result<f64, ExperimentError> {
+        let images = self.images.take();
         let spinner = self
             .progress
             .then(|| crate::progress::spinner(format!("stage {name}")));
@@ -194,7 +195,7 @@ impl<'a> Stages<'a> {
         }
         if self.lines {
             match &result {
-                Ok(()) => match self.images.take() {
+                Ok(()) => match images {
                     Some(n) => eprintln!(
                         "stage {name}: done in {seconds:.1} s ({n} images, {:.0} images/s)",
                         n as f64 / seconds.max(1e-9)
