@@ -30,6 +30,12 @@ pub enum ModelError {
          LLVM bundle) or set `backend: cpu`"
     )]
     BackendNotCompiled,
+    /// A CUDA build on a machine where no GPU can be used.
+    #[error(
+        "backend `cuda`: {0}; run on a machine with an NVIDIA GPU and its driver, or set \
+         `backend: cpu`"
+    )]
+    NoCudaDevice(String),
     /// A frozen encoder's network was asked to read images, or a network that needs
     /// pretrained weights was built without them.
     #[error("{0}")]
@@ -113,15 +119,53 @@ pub enum ModelError {
     },
 }
 
-/// Picks the burn device for a backend, failing early when it is not compiled in.
+/// Picks the burn device for a backend, failing early when it is not compiled in or, for
+/// CUDA, when no GPU is visible ([`cuda_unavailable`]): burn's CUDA runtime would otherwise
+/// fail only at the first tensor operation, with a panic.
 pub fn device(backend: Backend) -> Result<Device, ModelError> {
     match backend {
         Backend::Cpu => Ok(Device::flex()),
         #[cfg(feature = "cuda")]
-        Backend::Cuda => Ok(Device::cuda(0)),
+        Backend::Cuda => {
+            let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+            match cuda_unavailable(Path::new("/proc"), Path::new("/dev"), visible.as_deref()) {
+                Some(reason) => Err(ModelError::NoCudaDevice(reason)),
+                None => Ok(Device::cuda(0)),
+            }
+        }
         #[cfg(not(feature = "cuda"))]
         Backend::Cuda => Err(ModelError::BackendNotCompiled),
     }
+}
+
+/// Why no CUDA device can be used here, if none can: `CUDA_VISIBLE_DEVICES` hides every GPU
+/// (empty or `-1`), or neither the NVIDIA driver (`<proc>/driver/nvidia/version`) nor a GPU
+/// node (`<dev>/nvidia0`, ...) exists. A visible GPU the driver then fails to open is not
+/// caught here (burn reports that when it starts).
+pub fn cuda_unavailable(proc: &Path, dev: &Path, visible_devices: Option<&str>) -> Option<String> {
+    if let Some(v) = visible_devices.map(str::trim)
+        && (v.is_empty() || v == "-1")
+    {
+        return Some(format!(
+            "CUDA_VISIBLE_DEVICES is `{v}`, which hides every GPU"
+        ));
+    }
+    let driver = proc.join("driver/nvidia/version").exists();
+    let gpu_node = std::fs::read_dir(dev).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.strip_prefix("nvidia")
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        })
+    });
+    (!driver && !gpu_node).then(|| {
+        format!(
+            "no NVIDIA GPU is visible (no {} and no {}/nvidia0)",
+            proc.join("driver/nvidia/version").display(),
+            dev.display()
+        )
+    })
 }
 
 /// burn's CPU device (`flex`), where frozen-encoder weights are loaded.
@@ -515,5 +559,36 @@ pub fn normalize_into(pixels: &[u8], out: &mut Vec<f32>) {
     for (c, plane) in pixels.chunks_exact(32 * 32).enumerate() {
         let (m, s) = (CIFAR_MEAN[c], CIFAR_STD[c]);
         out.extend(plane.iter().map(|&p| (f32::from(p) / 255.0 - m) / s));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_gpu_is_named_before_any_work() {
+        // Hand-made /proc and /dev trees for a unit test of the probe.
+        let root = tempfile::tempdir().unwrap();
+        let (proc, dev) = (root.path().join("proc"), root.path().join("dev"));
+        std::fs::create_dir_all(proc.join("driver/nvidia")).unwrap();
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(dev.join("nvidiactl"), "").unwrap();
+        let reason = cuda_unavailable(&proc, &dev, None).unwrap();
+        assert!(reason.contains("no NVIDIA GPU is visible"), "{reason}");
+        std::fs::write(dev.join("nvidia0"), "").unwrap();
+        assert_eq!(cuda_unavailable(&proc, &dev, None), None);
+        assert_eq!(cuda_unavailable(&proc, &dev, Some("0,1")), None);
+        let hidden = cuda_unavailable(&proc, &dev, Some("")).unwrap();
+        assert!(hidden.contains("hides every GPU"), "{hidden}");
+        assert!(cuda_unavailable(&proc, &dev, Some("-1")).is_some());
+        std::fs::remove_file(dev.join("nvidia0")).unwrap();
+        std::fs::write(proc.join("driver/nvidia/version"), "NVRM 550").unwrap();
+        assert_eq!(cuda_unavailable(&proc, &dev, None), None);
+        let e = ModelError::NoCudaDevice(reason).to_string();
+        assert!(
+            e.starts_with("backend `cuda`: no NVIDIA GPU") && e.contains("backend: cpu"),
+            "{e}"
+        );
     }
 }
