@@ -169,7 +169,7 @@ fn the_bounded_scan_equals_the_exact_index_on_real_embeddings() {
     // bounds; the int8 scan must still give the exact index's ids, order and scores.
     let r = real();
     let exact = ExactIndex::new(r.n, r.d, &r.emb).unwrap();
-    let bounded = harness::index::bounded::BoundedIndex::new(exact.clone());
+    let bounded = harness::index::bounded::BoundedIndex::new(Arc::new(exact.clone()));
     for i in 0..r.n {
         let q = &r.emb[i * r.d..(i + 1) * r.d];
         for (k, exclude) in [(1, Some(i as u32)), (100, Some(i as u32)), (250, None)] {

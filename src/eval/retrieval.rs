@@ -157,7 +157,7 @@ pub fn build_index(
     Ok(match method {
         IndexMethod::Exact => ExactIndex::new(n, db.d, db.embeddings)?.into(),
         IndexMethod::ExactBounded => {
-            BoundedIndex::new(ExactIndex::new(n, db.d, db.embeddings)?).into()
+            BoundedIndex::new(Arc::new(ExactIndex::new(n, db.d, db.embeddings)?)).into()
         }
         IndexMethod::Hamming => HammingIndex::new(codes()?).into(),
         IndexMethod::HammingRerank => {

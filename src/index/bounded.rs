@@ -34,6 +34,7 @@ use super::kernels::padded;
 use super::topk::ScoreTopK;
 use super::{Hit, IndexError, Query, Scratch, SearchIndex, effective_exclude};
 use crate::simd::{Level, level};
+use std::sync::Arc;
 
 /// Rows whose approximate scores are computed at once.
 const BLOCK: usize = 256;
@@ -42,7 +43,7 @@ const BLOCK: usize = 256;
 /// be in the top k.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BoundedIndex {
-    exact: ExactIndex,
+    exact: Arc<ExactIndex>,
     /// Int8 rows, each padded with zeros to a multiple of 8.
     codes: Vec<i8>,
     /// Per row: the scale `r` (`x ≈ q r`) and the error bound `ε`.
@@ -50,8 +51,9 @@ pub struct BoundedIndex {
 }
 
 impl BoundedIndex {
-    /// Builds the int8 copy of `exact`'s normalised rows.
-    pub fn new(exact: ExactIndex) -> Self {
+    /// Builds the int8 copy of `exact`'s normalised rows (shared, as the re-rank index
+    /// shares it).
+    pub fn new(exact: Arc<ExactIndex>) -> Self {
         let (n, d) = (exact.len(), exact.dim());
         let dp = padded(d);
         let gamma = (d + 8) as f64 * 2f64.powi(-23);
@@ -125,12 +127,8 @@ fn approx_impl(codes: &[i8], dp: usize, y: &[f32], out: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn approx_avx2(codes: &[i8], dp: usize, y: &[f32], out: &mut [f32]) {
+    use super::kernels::fma::reduce;
     use std::arch::x86_64::*;
-    let reduce = |v: __m256| {
-        let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)))
-    };
     assert!(codes.len() >= out.len() * dp && y.len() >= dp && dp.is_multiple_of(8));
     // Eight int8 values of row `r` at chunk `c`, as f32 lanes.
     let lanes = |r: usize, c: usize| {
@@ -272,7 +270,7 @@ mod tests {
 
     fn both(n: usize, d: usize, seed: u64) -> (ExactIndex, BoundedIndex) {
         let exact = ExactIndex::new(n, d, &random_rows(n, d, seed)).unwrap();
-        (exact.clone(), BoundedIndex::new(exact))
+        (exact.clone(), BoundedIndex::new(Arc::new(exact)))
     }
 
     fn search(index: &dyn SearchIndex, q: &[f32], k: usize, exclude: Option<u32>) -> Vec<Hit> {
@@ -321,7 +319,7 @@ mod tests {
         let base = random_rows(20, 12, 7);
         let data: Vec<f32> = base.iter().chain(&base).chain(&base).copied().collect();
         let exact = ExactIndex::new(60, 12, &data).unwrap();
-        let bounded = BoundedIndex::new(exact.clone());
+        let bounded = BoundedIndex::new(Arc::new(exact.clone()));
         for k in [1, 2, 3, 4, 10, 59, 60] {
             let q = &base[5 * 12..6 * 12];
             assert_eq!(

@@ -60,7 +60,7 @@ fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
 /// `_mm256_fmadd_ps` is a per-lane `f32::mul_add`, `fma::reduce` uses the
 /// canonical grouping.
 #[cfg(target_arch = "x86_64")]
-mod fma {
+pub(crate) mod fma {
     use super::{LANES, Lanes, padded_lanes};
     use std::arch::x86_64::*;
 
@@ -74,7 +74,7 @@ mod fma {
     /// `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn reduce(v: __m256) -> f32 {
+    pub(crate) fn reduce(v: __m256) -> f32 {
         let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
         let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
         _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)))

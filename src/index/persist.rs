@@ -328,7 +328,7 @@ pub fn load(bytes: &[u8]) -> Result<AnyIndex, IndexError> {
     let corrupt = |e: IndexError| IndexError::Corrupt(e.to_string());
     Ok(match (kind, codes, exact) {
         (1, None, Some(e)) => AnyIndex::Exact(e),
-        (6, None, Some(e)) => AnyIndex::Bounded(BoundedIndex::new(e)),
+        (6, None, Some(e)) => AnyIndex::Bounded(BoundedIndex::new(Arc::new(e))),
         (2, Some(c), None) => AnyIndex::Hamming(HammingIndex::new(c)),
         (3, Some(c), Some(e)) => AnyIndex::HammingRerank(
             HammingRerankIndex::new(c, Arc::new(e), shortlist_from(tag, param)?)
@@ -363,7 +363,7 @@ mod tests {
         let codes = Arc::new(random_codes(n, 65, 20, 2));
         vec![
             exact.clone().into(),
-            BoundedIndex::new(exact.clone()).into(),
+            BoundedIndex::new(Arc::new(exact.clone())).into(),
             HammingIndex::new(codes.clone()).into(),
             HammingRerankIndex::new(codes.clone(), Arc::new(exact), Shortlist::Factor(1.5))
                 .unwrap()

@@ -219,6 +219,13 @@ impl Served {
             .collect()
     }
 
+    fn unknown_method(&self, method: &str) -> ApiError {
+        ApiError::not_found(format!(
+            "unknown method `{method}`; this run serves {}",
+            self.method_names().join(", ")
+        ))
+    }
+
     /// Ranks the database for one query: `parts` for the indices, `edges` into the IWAN graph.
     fn rank(
         &self,
@@ -254,10 +261,7 @@ impl Served {
                 .collect();
             (hits, Some((&iwan.net, edges)))
         } else {
-            return Err(ApiError::not_found(format!(
-                "unknown method `{method}`; this run serves {}",
-                self.method_names().join(", ")
-            )));
+            return Err(self.unknown_method(method));
         };
         // The latency is the search's; IWAN's explanations are extra work for the page.
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -356,11 +360,9 @@ impl Served {
     /// its size, predicted classes and IWAN words, and P@k, HP@k and relations are null, as an
     /// upload has no label.
     pub fn search_image(&self, bytes: &[u8], method: &str, k: usize) -> Result<Value, ApiError> {
+        // Checked before the image is decoded and embedded.
         if !self.method_names().iter().any(|m| m == method) {
-            return Err(ApiError::not_found(format!(
-                "unknown method `{method}`; this run serves {}",
-                self.method_names().join(", ")
-            )));
+            return Err(self.unknown_method(method));
         }
         if !(1..=MAX_K).contains(&k) {
             return Err(ApiError::bad(format!("k must be in 1..={MAX_K}, got {k}")));
