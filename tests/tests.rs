@@ -14,3 +14,4 @@ mod iwan;
 mod semantics;
 mod serve;
 mod train;
+mod wgpu;

@@ -18,8 +18,8 @@ pub struct Config {
     /// Master seed for every random choice (initialisation, shuffling, synthetic data).
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// Compute backend for the model stages: `cpu` (burn's flex backend) or `cuda` (needs the
-    /// `cuda` cargo feature).
+    /// Compute backend for the model stages: `cpu` (burn's flex backend), `cuda` or `wgpu`
+    /// (each needs its cargo feature).
     #[serde(default)]
     pub backend: Backend,
     /// Where the data comes from and how much of it to use.
@@ -65,6 +65,9 @@ pub enum Backend {
     Cpu,
     /// burn-cuda; requires building with `--features cuda`.
     Cuda,
+    /// burn's wgpu backend (Vulkan, Metal, DirectX or GL, on a GPU or Mesa's software
+    /// renderers); requires building with `--features wgpu`.
+    Wgpu,
 }
 
 /// The `data` section.

@@ -25,17 +25,28 @@ use std::path::{Path, PathBuf};
 pub enum ModelError {
     /// The config asks for a backend this binary was not built with.
     #[error(
-        "backend `cuda` was requested but this binary was built without the `cuda` cargo feature; \
-         rebuild with `cargo build --release --features cuda` (needs internet access for burn's \
-         LLVM bundle) or set `backend: cpu`"
+        "backend `{backend}` was requested but this binary was built without the `{backend}` \
+         cargo feature; rebuild with `cargo build --release --features {backend}`{note} or set \
+         `backend: cpu`"
     )]
-    BackendNotCompiled,
+    BackendNotCompiled {
+        /// The backend, which is also the name of its cargo feature.
+        backend: &'static str,
+        /// What that build needs, if anything.
+        note: &'static str,
+    },
     /// A CUDA build on a machine where no GPU can be used.
     #[error(
         "backend `cuda`: {0}; run on a machine with an NVIDIA GPU and its driver, or set \
          `backend: cpu`"
     )]
     NoCudaDevice(String),
+    /// A wgpu build where wgpu finds no adapter (no GPU driver and no software renderer).
+    #[error(
+        "backend `wgpu`: {0}; install a Vulkan or GL driver (on Debian without a GPU, Mesa's \
+         software renderer: `apt-get install mesa-vulkan-drivers`), or set `backend: cpu`"
+    )]
+    NoWgpuAdapter(String),
     /// A frozen encoder's network was asked to read images, or a network that needs
     /// pretrained weights was built without them.
     #[error("{0}")]
@@ -134,7 +145,24 @@ pub fn device(backend: Backend) -> Result<Device, ModelError> {
             }
         }
         #[cfg(not(feature = "cuda"))]
-        Backend::Cuda => Err(ModelError::BackendNotCompiled),
+        Backend::Cuda => Err(ModelError::BackendNotCompiled {
+            backend: "cuda",
+            note: " (needs internet access for burn's LLVM bundle)",
+        }),
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu => {
+            // burn initialises a wgpu runtime once per process and refuses a second `init`,
+            // so the device (or the reason there is none) is kept for every later stage.
+            static WGPU: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
+            WGPU.get_or_init(|| Device::wgpu_options().init().map_err(|e| e.to_string()))
+                .clone()
+                .map_err(ModelError::NoWgpuAdapter)
+        }
+        #[cfg(not(feature = "wgpu"))]
+        Backend::Wgpu => Err(ModelError::BackendNotCompiled {
+            backend: "wgpu",
+            note: "",
+        }),
     }
 }
 
