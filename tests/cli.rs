@@ -757,3 +757,93 @@ fn without_a_terminal_stages_print_plain_lines_and_the_run_ends_with_a_summary()
     assert!(stdout.starts_with("results: "), "{stdout}");
     assert!(!stderr.contains("stage "), "{stderr}");
 }
+
+#[test]
+fn bench_scale_writes_its_table_and_figure_with_identical_mih_results() {
+    // The tiny run's real outputs (1,000 test and 512 training images) make a 600-row database
+    // of test images only and a 3,000-row one with 1,488 made rows.
+    let run = crate::common::tiny_run();
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("scale");
+    let o = harness(
+        &[
+            "bench",
+            "scale",
+            run.to_str().unwrap(),
+            "--sizes",
+            "600,3k",
+            "--queries",
+            "40",
+            "--single-queries",
+            "5",
+            "--k",
+            "20",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("results:"), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("scale.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let methods = [
+        "exact",
+        "exact_bounded",
+        "hamming_rerank",
+        "mih_rerank",
+        "asymmetric",
+        "hamming",
+        "mih",
+    ];
+    assert_eq!(rows.len(), 2 * methods.len(), "{csv}");
+    for n in ["600", "3000"] {
+        let recall = |m: &str| {
+            rows.iter()
+                .find(|r| r[1] == m && r[2] == n)
+                .unwrap_or_else(|| panic!("{m} at {n} missing: {csv}"))[6]
+                .parse::<f64>()
+                .unwrap()
+        };
+        assert_eq!(recall("exact"), 1.0);
+        assert_eq!(recall("exact_bounded"), 1.0, "the bounded scan is exact");
+        // Identical result lists, not only equal recall.
+        let dump = out
+            .join("dumps")
+            .join(if n == "600" { "600" } else { "3k" });
+        for (a, b) in [
+            ("mih", "hamming"),
+            ("mih_rerank", "hamming_rerank"),
+            ("exact_bounded", "exact"),
+        ] {
+            assert_eq!(
+                std::fs::read(dump.join(format!("{a}_ids.npy"))).unwrap(),
+                std::fs::read(dump.join(format!("{b}_ids.npy"))).unwrap(),
+                "{a} vs {b} at N={n}"
+            );
+        }
+    }
+    // Every method ran in its own process over a mapped file and reported its memory.
+    assert!(
+        rows.iter().all(|r| r[8].parse::<f64>().unwrap() > 0.0),
+        "{csv}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scale.json")).unwrap()).unwrap();
+    assert_eq!(summary["complete"], serde_json::json!(true));
+    assert_eq!(summary["sizes_done"], serde_json::json!([600, 3000]));
+    assert!(summary["within_class_made"]["mean"].as_f64().unwrap() > 0.0);
+    let svg = std::fs::read_to_string(out.join("scale-time.svg")).unwrap();
+    assert!(
+        svg.contains("median time per query") && svg.contains("mih_rerank"),
+        "{svg}"
+    );
+    assert!(out.join("scale-time.png").exists());
+    // The per-size index files are removed unless --keep-data.
+    assert!(!out.join("data/n600.idx").exists() && !out.join("data/n3k.idx").exists());
+}

@@ -285,6 +285,67 @@ pub enum BenchCommand {
     /// Examples: harness bench model --encoder cifar_cnn --batch 64 --threads 2
     ///           harness bench model --encoder efficientnet_lite0 --input-size 224 --mode infer
     Model(BenchModelArgs),
+    /// Time, recall and memory of every index method against database size, 10k to 20M.
+    ///
+    /// The databases are made from a finished run's real outputs: the 10,000 test images first
+    /// (so 10k is the report's own database, and the queries, the first rows, are real held-out
+    /// images), then the 50,000 training images, then new items between two real training
+    /// images of one class (activations, code and embedding interpolated; a code's bits flip
+    /// only where two same-class codes differ). Each size is written as one memory-mapped
+    /// index file and each method runs in its own `bench search --index` process, for its own
+    /// peak memory. Writes scale.csv, scale.md, scale.json and scale-time.svg/png into --out,
+    /// rewritten after every size. scripts/bench_scale.sh adds FAISS's counterparts.
+    ///
+    /// Example: harness bench scale results/default/<run-id> --sizes 10k,100k,1M --k 100
+    Scale(BenchScaleArgs),
+}
+
+/// Options of `harness bench scale`.
+#[derive(Debug, Args)]
+pub struct BenchScaleArgs {
+    /// A finished run folder (its embed outputs are the source of every database).
+    pub run: PathBuf,
+    /// Database sizes (suffixes k, M).
+    #[arg(long, value_delimiter = ',', value_parser = super::scale::parse_size,
+          default_value = "10k,100k,1M,10M,20M")]
+    pub sizes: Vec<usize>,
+    /// Methods (exact always runs: recall is measured against it).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "exact,exact_bounded,hamming_rerank,mih_rerank,asymmetric,hamming,mih"
+    )]
+    pub methods: Vec<String>,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 100)]
+    pub k: usize,
+    /// Queries (the first rows: real test images) in the batch run.
+    #[arg(long, default_value_t = 1000)]
+    pub queries: usize,
+    /// Queries timed one at a time.
+    #[arg(long, default_value_t = 100)]
+    pub single_queries: usize,
+    /// Threads for the batch run.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Shortlist factor N'/k for the re-rankers.
+    #[arg(long, default_value_t = 2.0)]
+    pub shortlist: f64,
+    /// Seed for the made rows.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder (default: <run>/scale).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Keep each size's index file (data/n<N>.idx) instead of deleting it after measuring.
+    #[arg(long)]
+    pub keep_data: bool,
+    /// A Python with faiss and numpy: run the FAISS peer script on each size's file too.
+    #[arg(long, value_name = "PYTHON")]
+    pub faiss_python: Option<PathBuf>,
+    /// The FAISS peer script.
+    #[arg(long, value_name = "FILE", default_value = "scripts/faiss_scale.py")]
+    pub faiss_script: PathBuf,
 }
 
 /// Options of `harness bench model`.
@@ -371,7 +432,8 @@ pub struct BenchSearchArgs {
     /// Seed for synthetic data.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Comma-separated subset of exact, hamming, hamming_rerank, mih, asymmetric.
+    /// Comma-separated subset of exact, exact_bounded, hamming, hamming_rerank, mih, mih_rerank,
+    /// asymmetric.
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
     /// Synthetic code distribution: clustered (100 centres, 10% bit flips) or random.
@@ -380,12 +442,22 @@ pub struct BenchSearchArgs {
     /// Shortlist factor N'/k for the re-rankers.
     #[arg(long, default_value_t = 2.0)]
     pub shortlist: f64,
-    /// Multi-index-hashing substrings m (default: chosen from N and h).
+    /// Multi-index-hashing substrings m (default: chosen by the cost model for k).
     #[arg(long)]
     pub mih_m: Option<usize>,
     /// Write each method's batch results as <method>_ids.npy and <method>_scores.npy here.
     #[arg(long, value_name = "DIR")]
     pub dump_dir: Option<PathBuf>,
+    /// Search an index file in place (memory-mapped): its codes and/or rows are the data.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["embeddings", "codes", "synthetic"])]
+    pub index: Option<PathBuf>,
+    /// Hash-layer activations of the first rows (.npy f32), for the asymmetric queries
+    /// (default: derived from the codes).
+    #[arg(long, value_name = "FILE")]
+    pub activations: Option<PathBuf>,
+    /// Skip the index file's checksum (it reads the whole file once).
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 /// `harness data ...`

@@ -4,6 +4,7 @@
 
 mod args;
 mod iwan;
+mod scale;
 
 pub use args::{
     BenchCommand, BenchModelArgs, BenchSearchArgs, Cli, Command, DataCommand, FetchArgs,
@@ -83,6 +84,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Search(a)) => done(bench_search(a)),
         Command::Bench(BenchCommand::Model(a)) => done(bench_model(&a, root)),
         Command::Bench(BenchCommand::Iwan(a)) => done(iwan::bench(&a, root)),
+        Command::Bench(BenchCommand::Scale(a)) => done(scale::run(&a, root)),
         Command::Iwan(cmd) => done(iwan::run(cmd, root)),
     }
 }
@@ -243,6 +245,9 @@ fn bench_search(a: BenchSearchArgs) -> Result<()> {
         shortlist: a.shortlist,
         mih_m: a.mih_m,
         dump_dir: a.dump_dir,
+        index: a.index,
+        activations: a.activations,
+        verify: !a.no_verify,
     };
     for record in bench::run(&opts).context("bench search")? {
         println!("{}", serde_json::to_string(&record)?);

@@ -165,7 +165,7 @@ pub fn build_index(
         }
         IndexMethod::Mih => match s.mih_substrings {
             Some(m) => MihIndex::with_substrings(codes()?, m)?,
-            None => MihIndex::new(codes()?)?,
+            None => MihIndex::planned(codes()?, s.ks.iter().copied().max().unwrap_or(1))?,
         }
         .into(),
         IndexMethod::Asymmetric => AsymmetricIndex::new(codes()?, s.shortlist)?.into(),

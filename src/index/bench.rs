@@ -32,16 +32,18 @@ use super::bounded::BoundedIndex;
 use super::exact::ExactIndex;
 use super::hamming::{Codes, HammingIndex, HammingRerankIndex, Shortlist, words_for};
 use super::mih::MihIndex;
+use super::persist::AnyIndex;
 use super::{Hit, IndexError, Query, Scratch, SearchIndex, search_batch};
 use crate::store::npy;
 
 /// All method names, in the order they are run.
-pub const METHODS: [&str; 6] = [
+pub const METHODS: [&str; 7] = [
     "exact",
     "exact_bounded",
     "hamming",
     "hamming_rerank",
     "mih",
+    "mih_rerank",
     "asymmetric",
 ];
 
@@ -104,6 +106,14 @@ pub struct BenchOptions {
     /// `--dump-dir DIR`: write `<method>_ids.npy` (`u64`) and
     /// `<method>_scores.npy` (`f32`), `Q x min(k, N)`, of the batch results.
     pub dump_dir: Option<PathBuf>,
+    /// `--index FILE`: an index file, memory-mapped and searched in place; its
+    /// codes and/or normalised rows are the database.
+    pub index: Option<PathBuf>,
+    /// `--activations FILE`: `.npy` `<f4` hash-layer activations of the first
+    /// rows, for the asymmetric method's queries (default: derived from codes).
+    pub activations: Option<PathBuf>,
+    /// Check the index file's CRC before searching (`--no-verify` skips it).
+    pub verify: bool,
 }
 
 impl Default for BenchOptions {
@@ -124,6 +134,9 @@ impl Default for BenchOptions {
             shortlist: 2.0,
             mih_m: None,
             dump_dir: None,
+            index: None,
+            activations: None,
+            verify: true,
         }
     }
 }
@@ -159,6 +172,29 @@ pub struct BenchRecord {
     pub single_queries: usize,
     /// Method parameters, e.g. `m=3` or `shortlist=2`.
     pub params: String,
+    /// The process's peak resident memory (`VmHWM`) after this method, bytes (Linux).
+    pub peak_rss_bytes: Option<u64>,
+    /// Anonymous resident memory after this method (`RssAnon`): what cannot be paged back
+    /// to a file.
+    pub rss_anon_bytes: Option<u64>,
+    /// File-backed resident memory after this method (`RssFile`): mapped index pages, which
+    /// the kernel may drop under pressure.
+    pub rss_file_bytes: Option<u64>,
+    /// True when the database was searched in a memory-mapped index file.
+    pub mapped: bool,
+}
+
+/// `(VmHWM, RssAnon, RssFile)` of this process in bytes, from `/proc/self/status`.
+pub fn memory_usage() -> Option<(u64, u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    Some((field("VmHWM:")?, field("RssAnon:")?, field("RssFile:")?))
 }
 
 /// The loaded or generated benchmark data.
@@ -166,6 +202,8 @@ struct Data {
     n: usize,
     dim: usize,
     embeddings: Option<Vec<f32>>,
+    /// A prebuilt (mapped) exact index, from `--index`.
+    exact: Option<Arc<ExactIndex>>,
     codes: Option<Arc<Codes>>,
 }
 
@@ -177,6 +215,31 @@ fn load_data(opts: &BenchOptions) -> Result<Data, IndexError> {
             ));
         }
         return synthetic(n, opts);
+    }
+    if let Some(p) = &opts.index {
+        if opts.embeddings.is_some() || opts.codes.is_some() {
+            return Err(IndexError::InvalidParameter(
+                "--index cannot be combined with --embeddings/--codes".into(),
+            ));
+        }
+        let (codes, exact) = match super::persist::load_mapped(p, opts.verify)? {
+            AnyIndex::Exact(e) => (None, Some(Arc::new(e))),
+            AnyIndex::Bounded(b) => (None, Some(Arc::new(b.exact().clone()))),
+            AnyIndex::HammingRerank(r) => (Some(r.codes), Some(r.exact)),
+            AnyIndex::Hamming(h) => (Some(h.codes), None),
+            AnyIndex::Mih(m) => (Some(m.codes), None),
+            AnyIndex::Asymmetric(a) => (Some(a.codes), None),
+        };
+        let n = codes
+            .as_ref()
+            .map_or_else(|| exact.as_ref().map_or(0, |e| e.len()), |c| c.len());
+        return Ok(Data {
+            n,
+            dim: exact.as_ref().map_or(0, |e| e.dim()),
+            embeddings: None,
+            exact,
+            codes,
+        });
     }
     let mut n = None;
     let mut embeddings = None;
@@ -214,6 +277,7 @@ fn load_data(opts: &BenchOptions) -> Result<Data, IndexError> {
         n,
         dim,
         embeddings,
+        exact: None,
         codes,
     })
 }
@@ -274,6 +338,7 @@ fn synthetic(n: usize, opts: &BenchOptions) -> Result<Data, IndexError> {
         n,
         dim: d,
         embeddings: Some(emb),
+        exact: None,
         codes: Some(Arc::new(Codes::new(n, bits, words)?)),
     })
 }
@@ -315,9 +380,20 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
         .build()
         .map_err(|e| IndexError::InvalidParameter(format!("thread pool: {e}")))?;
 
-    // Query activations for the asymmetric method.
-    let acts: Vec<f32> = match &data.codes {
-        Some(c) => {
+    // Query activations for the asymmetric method: from `--activations`, else derived.
+    let acts: Vec<f32> = match (&data.codes, &opts.activations) {
+        (Some(c), Some(p)) => {
+            let (rows, cols, a) = npy::read_f32(&std::fs::read(p)?)?;
+            if cols != c.bits() || rows < nq {
+                return Err(IndexError::Mismatch(format!(
+                    "{}: {rows} x {cols} activations, but {nq} queries of {} bits",
+                    p.display(),
+                    c.bits()
+                )));
+            }
+            a[..nq * cols].to_vec()
+        }
+        (Some(c), None) => {
             let mut rng = StdRng::seed_from_u64(opts.seed ^ 0xA5A5_5A5A);
             let h = c.bits();
             let mut a = Vec::with_capacity(nq * h);
@@ -331,11 +407,16 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
             }
             a
         }
-        None => Vec::new(),
+        (None, _) => Vec::new(),
     };
+    let has_embeddings = data.embeddings.is_some() || data.exact.is_some();
     let queries: Vec<Query> = (0..nq)
         .map(|i| Query {
-            embedding: data.embeddings.as_ref().map(|e| &e[i * d..(i + 1) * d]),
+            embedding: match (&data.embeddings, &data.exact) {
+                (Some(e), _) => Some(&e[i * d..(i + 1) * d]),
+                (None, Some(e)) => Some(e.row(i)),
+                (None, None) => None,
+            },
             code: data.codes.as_ref().map(|c| c.code(i)),
             activations: data
                 .codes
@@ -350,8 +431,8 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
             .iter()
             .copied()
             .filter(|m| match *m {
-                "exact" | "exact_bounded" => data.embeddings.is_some(),
-                "hamming_rerank" => data.embeddings.is_some() && data.codes.is_some(),
+                "exact" | "exact_bounded" => has_embeddings,
+                "hamming_rerank" | "mih_rerank" => has_embeddings && data.codes.is_some(),
                 _ => data.codes.is_some(),
             })
             .collect()
@@ -363,7 +444,7 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
             .collect()
     };
 
-    let mut exact_cache: Option<(Arc<ExactIndex>, f64)> = None;
+    let mut exact_cache: Option<(Arc<ExactIndex>, f64)> = data.exact.clone().map(|e| (e, 0.0));
     let mut get_exact = |emb: Option<&Vec<f32>>| -> Result<(Arc<ExactIndex>, f64), IndexError> {
         if let Some(e) = &exact_cache {
             return Ok(e.clone());
@@ -415,13 +496,19 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
                 )
             }
             "mih" => {
-                let codes = need_codes()?;
-                let idx = match opts.mih_m {
-                    Some(m) => MihIndex::with_substrings(codes, m)?,
-                    None => MihIndex::new(codes)?,
-                };
-                let p = format!("m={}", idx.substrings());
+                let idx = mih_index(need_codes()?, opts.k, nq, opts)?;
+                let p = mih_params(&idx);
                 (Box::new(idx), t.elapsed().as_secs_f64(), p)
+            }
+            "mih_rerank" => {
+                let codes = need_codes()?;
+                let (e, s) = get_exact(data.embeddings.as_ref())?;
+                let t2 = Instant::now();
+                // Planned for the shortlist it takes, not for k.
+                let mih = mih_index(codes.clone(), shortlist.size(opts.k), nq, opts)?;
+                let p = format!("shortlist={} {}", opts.shortlist, mih_params(&mih));
+                let idx = HammingRerankIndex::new(codes, e, shortlist)?.with_mih(Arc::new(mih))?;
+                (Box::new(idx), s + t2.elapsed().as_secs_f64(), p)
             }
             _ => {
                 let idx = AsymmetricIndex::new(need_codes()?, shortlist)?;
@@ -437,7 +524,11 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
             BenchRecord {
                 method: method.to_string(),
                 n,
-                dim: matches!(method, "exact" | "exact_bounded" | "hamming_rerank").then_some(d),
+                dim: matches!(
+                    method,
+                    "exact" | "exact_bounded" | "hamming_rerank" | "mih_rerank"
+                )
+                .then_some(d),
                 bits: (!method.starts_with("exact"))
                     .then(|| data.codes.as_ref().map_or(0, |c| c.bits())),
                 k: opts.k,
@@ -450,10 +541,47 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
                 queries: nq,
                 single_queries: single,
                 params,
+                peak_rss_bytes: None,
+                rss_anon_bytes: None,
+                rss_file_bytes: None,
+                mapped: data.exact.as_ref().is_some_and(|e| e.is_mapped())
+                    || data.codes.as_ref().is_some_and(|c| c.is_mapped()),
             },
         )?);
     }
     Ok(records)
+}
+
+/// MIH as `--mih-m` fixes it, or as the cost model plans it for searches of `k` on sample
+/// queries: the 32 rows right after the `nq` timed queries (the same kind of rows, not timed),
+/// or the database's own items when there are not that many.
+fn mih_index(
+    codes: Arc<Codes>,
+    k: usize,
+    nq: usize,
+    opts: &BenchOptions,
+) -> Result<MihIndex, IndexError> {
+    if let Some(m) = opts.mih_m {
+        return MihIndex::with_substrings(codes, m);
+    }
+    let sample: Vec<&[u64]> = (nq..nq + 32)
+        .take_while(|&i| i < codes.len())
+        .map(|i| codes.code(i))
+        .collect();
+    let sample = (sample.len() == 32).then_some(&sample[..]);
+    MihIndex::planned_for(codes.clone(), k, sample)
+}
+
+/// `m=3` (with the plan's estimated speed-up), or `scan` when the plan keeps no tables.
+fn mih_params(idx: &MihIndex) -> String {
+    let m = match idx.substrings() {
+        0 => "scan".to_string(),
+        m => format!("m={m}"),
+    };
+    match idx.plan() {
+        Some(p) => format!("{m} (planned, est. {:.1}x)", p.estimated_speedup()),
+        None => m,
+    }
 }
 
 /// Times single queries and batches of one index; fills in the record.
@@ -494,6 +622,10 @@ fn measure(
         }
     }
     rec.qps = queries.len() as f64 / best;
+    if let Some((peak, anon, file)) = memory_usage() {
+        (rec.peak_rss_bytes, rec.rss_anon_bytes, rec.rss_file_bytes) =
+            (Some(peak), Some(anon), Some(file));
+    }
     if let Some(dir) = &opts.dump_dir {
         dump(dir, &rec.method, &results)?;
     }

@@ -31,6 +31,7 @@
 
 use super::exact::{ExactIndex, prepare_query};
 use super::kernels::padded;
+use super::storage::Array;
 use super::topk::ScoreTopK;
 use super::{Hit, IndexError, Query, Scratch, SearchIndex, effective_exclude};
 use crate::simd::{Level, level};
@@ -45,9 +46,9 @@ const BLOCK: usize = 256;
 pub struct BoundedIndex {
     exact: Arc<ExactIndex>,
     /// Int8 rows, each padded with zeros to a multiple of 8.
-    codes: Vec<i8>,
-    /// Per row: the scale `r` (`x ≈ q r`) and the error bound `ε`.
-    rows: Vec<(f32, f32)>,
+    codes: Array<i8>,
+    /// Per row, interleaved: the scale `r` (`x ≈ q r`) and the error bound `ε`.
+    rows: Array<f32>,
 }
 
 impl BoundedIndex {
@@ -58,7 +59,7 @@ impl BoundedIndex {
         let dp = padded(d);
         let gamma = (d + 8) as f64 * 2f64.powi(-23);
         let mut codes = vec![0i8; n * dp];
-        let mut rows = Vec::with_capacity(n);
+        let mut rows = Vec::with_capacity(2 * n);
         for (i, q) in codes.chunks_exact_mut(dp).enumerate() {
             let x = exact.row(i);
             let max = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -72,9 +73,42 @@ impl BoundedIndex {
                 err += e * e;
             }
             let eps = err.sqrt() + 3.0 * gamma + 1e-6;
-            rows.push((r, eps as f32 * (1.0 + 1e-6)));
+            rows.extend([r, eps as f32 * (1.0 + 1e-6)]);
         }
-        Self { exact, codes, rows }
+        Self {
+            exact,
+            codes: codes.into(),
+            rows: rows.into(),
+        }
+    }
+
+    /// An index over int8 rows and bounds mapped from an index file (as
+    /// [`BoundedIndex::parts`] gives them), checking their lengths.
+    pub(crate) fn from_parts(
+        exact: Arc<ExactIndex>,
+        codes: Array<i8>,
+        rows: Array<f32>,
+    ) -> Result<Self, IndexError> {
+        let (n, dp) = (exact.len(), padded(exact.dim()));
+        if codes.len() != n * dp || rows.len() != 2 * n {
+            return Err(IndexError::Corrupt(format!(
+                "bounded index: {} int8 values and {} bounds for {n} rows of {dp}",
+                codes.len(),
+                rows.len()
+            )));
+        }
+        Ok(Self { exact, codes, rows })
+    }
+
+    /// True when the int8 rows are read from a mapped index file.
+    #[cfg(test)]
+    pub(crate) fn is_mapped(&self) -> bool {
+        self.codes.is_mapped()
+    }
+
+    /// The int8 rows and the interleaved (scale, bound) pairs, as stored in index files.
+    pub(crate) fn parts(&self) -> (&[i8], &[f32]) {
+        (&self.codes, &self.rows)
     }
 
     /// The exact index it re-scores with.
@@ -239,7 +273,9 @@ impl SearchIndex for BoundedIndex {
             let s = &mut scores[..nb];
             approx(level, &self.codes[start * dp..], dp, y, s);
             let mut tau = lower.threshold();
-            for (j, (&a, &(r, eps))) in s.iter().zip(&self.rows[start..start + nb]).enumerate() {
+            let bounds = self.rows[2 * start..2 * (start + nb)].chunks_exact(2);
+            for (j, (&a, re)) in s.iter().zip(bounds).enumerate() {
+                let (r, eps) = (re[0], re[1]);
                 let a = a * r;
                 if a + eps >= tau {
                     let id = (start + j) as u32;
@@ -345,7 +381,8 @@ mod tests {
         let mut a = vec![0.0; 2000];
         for level in crate::simd::supported_levels() {
             approx(level, &bounded.codes, dp, &y, &mut a);
-            for (i, (&ai, &(r, eps))) in a.iter().zip(&bounded.rows).enumerate() {
+            for (i, (&ai, re)) in a.iter().zip(bounded.rows.chunks_exact(2)).enumerate() {
+                let (r, eps) = (re[0], re[1]);
                 let s = crate::index::exact::dot(&y, exact.row(i));
                 assert!(
                     (s - ai * r).abs() <= eps,

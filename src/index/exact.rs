@@ -11,6 +11,7 @@
 use rayon::prelude::*;
 
 use super::kernels::{LANES, block_max, padded, scores_block, tile};
+use super::storage::Array;
 use super::topk::ScoreTopK;
 use super::{Hit, IndexError, Query, Scratch, SearchIndex, check_len, effective_exclude};
 use crate::simd::huge_zeroed;
@@ -92,8 +93,8 @@ pub struct ExactIndex {
     d: usize,
     /// `n * d` normalised values followed by `LANES` zeros of slack (the
     /// kernels read whole 8-lane chunks, and a row's last chunk may run past
-    /// its end).
-    data: Vec<f32>,
+    /// its end); owned, or mapped from an index file.
+    data: Array<f32>,
 }
 
 impl ExactIndex {
@@ -127,7 +128,11 @@ impl ExactIndex {
                 None => IndexError::ZeroNorm { row },
             })?;
         }
-        Ok(Self { n, d, data: out })
+        Ok(Self {
+            n,
+            d,
+            data: out.into(),
+        })
     }
 
     /// Rebuilds an index from already-normalised rows (as saved by
@@ -148,7 +153,39 @@ impl ExactIndex {
         }
         let mut data = data;
         data.resize(data.len() + LANES, 0.0);
+        Ok(Self {
+            n,
+            d,
+            data: data.into(),
+        })
+    }
+
+    /// An index over rows mapped from an index file: `n * d` normalised values and `LANES`
+    /// zeros (checked), as [`ExactIndex::padded_rows`] gives them.
+    pub(crate) fn from_mapped(n: usize, d: usize, data: Array<f32>) -> Result<Self, IndexError> {
+        check_len(n)?;
+        if d == 0 || n.checked_mul(d).and_then(|v| v.checked_add(LANES)) != Some(data.len()) {
+            return Err(IndexError::DataLength {
+                expected: n.saturating_mul(d).saturating_add(LANES),
+                got: data.len(),
+            });
+        }
+        if data[n * d..].iter().any(|&v| v != 0.0) {
+            return Err(IndexError::Corrupt(
+                "the rows' zero padding is not zero".into(),
+            ));
+        }
         Ok(Self { n, d, data })
+    }
+
+    /// True when the rows are read from a mapped index file.
+    pub(crate) fn is_mapped(&self) -> bool {
+        self.data.is_mapped()
+    }
+
+    /// The normalised rows followed by the kernels' `LANES` zeros, as stored in index files.
+    pub(crate) fn padded_rows(&self) -> &[f32] {
+        &self.data
     }
 
     /// Embedding dimension.

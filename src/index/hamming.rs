@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 use super::exact::{ExactIndex, dot, prepare_query};
 use super::kernels::dist_block;
+use super::mih::MihIndex;
+use super::storage::Array;
 use super::topk::DistTopK;
 use super::{Hit, IndexError, Query, Scratch, SearchIndex, check_len, effective_exclude};
 
@@ -51,7 +53,8 @@ pub struct Codes {
     n: usize,
     bits: usize,
     words: usize,
-    data: Vec<u64>,
+    /// Owned, or mapped from an index file.
+    data: Array<u64>,
 }
 
 impl Codes {
@@ -59,6 +62,11 @@ impl Codes {
     /// row-major). Rejects `bits` outside 1..=1024, a wrong length, set
     /// padding bits, `n == 0`.
     pub fn new(n: usize, bits: usize, data: Vec<u64>) -> Result<Self, IndexError> {
+        Self::from_array(n, bits, data.into())
+    }
+
+    /// [`Codes::new`] over owned or mapped words.
+    pub(crate) fn from_array(n: usize, bits: usize, data: Array<u64>) -> Result<Self, IndexError> {
         if bits == 0 || bits > MAX_BITS {
             return Err(IndexError::InvalidBits(bits));
         }
@@ -136,6 +144,11 @@ impl Codes {
     /// The packed code of item `i` (panics if `i >= len()`).
     pub fn code(&self, i: usize) -> &[u64] {
         &self.data[i * self.words..(i + 1) * self.words]
+    }
+
+    /// True when the words are read from a mapped index file.
+    pub(crate) fn is_mapped(&self) -> bool {
+        self.data.is_mapped()
     }
 
     /// All words, row-major.
@@ -308,6 +321,9 @@ pub struct HammingRerankIndex {
     pub(crate) codes: Arc<Codes>,
     pub(crate) exact: Arc<ExactIndex>,
     pub(crate) shortlist: Shortlist,
+    /// Takes the shortlist by multi-index hashing instead of the scan (the
+    /// same items: MIH's results equal the scan's, ties included).
+    mih: Option<Arc<MihIndex>>,
 }
 
 impl HammingRerankIndex {
@@ -329,7 +345,19 @@ impl HammingRerankIndex {
             codes,
             exact,
             shortlist,
+            mih: None,
         })
+    }
+
+    /// Takes shortlists with `mih`, which must index these codes.
+    pub fn with_mih(mut self, mih: Arc<MihIndex>) -> Result<Self, IndexError> {
+        if !Arc::ptr_eq(&mih.codes, &self.codes) {
+            return Err(IndexError::Mismatch(
+                "the MIH shortlister indexes other codes".into(),
+            ));
+        }
+        self.mih = Some(mih);
+        Ok(self)
     }
 
     /// The shortlist rule.
@@ -340,7 +368,11 @@ impl HammingRerankIndex {
 
 impl SearchIndex for HammingRerankIndex {
     fn name(&self) -> &'static str {
-        "hamming_rerank"
+        if self.mih.is_some() {
+            "mih_rerank"
+        } else {
+            "hamming_rerank"
+        }
     }
 
     fn len(&self) -> usize {
@@ -348,7 +380,10 @@ impl SearchIndex for HammingRerankIndex {
     }
 
     fn bytes_per_item(&self) -> usize {
-        self.codes.words * 8 + self.exact.bytes_per_item()
+        match &self.mih {
+            Some(m) => m.bytes_per_item() + self.exact.bytes_per_item(),
+            None => self.codes.words * 8 + self.exact.bytes_per_item(),
+        }
     }
 
     fn search(
@@ -373,7 +408,14 @@ impl SearchIndex for HammingRerankIndex {
             return Ok(());
         }
         let size = self.shortlist.size(k).min(n_eff);
-        shortlist_into(&self.codes, q, ex, size, scratch);
+        match &self.mih {
+            Some(mih) => {
+                let mut cands = std::mem::take(&mut scratch.cands);
+                mih.search(query, size, scratch, &mut cands)?;
+                scratch.cands = cands;
+            }
+            None => shortlist_into(&self.codes, q, ex, size, scratch),
+        }
         let Scratch {
             query: qv,
             cands,
@@ -530,6 +572,17 @@ pub(crate) mod tests {
                 assert_eq!(out, exact_oracle(&exact, &qe, k, ex));
                 // default shortlist: rerank of the 2k Hamming-nearest
                 def.search(&query, k, &mut s, &mut out).unwrap();
+                // The same shortlist taken by MIH (fixed m, and the cost model's choice).
+                for mih in [
+                    MihIndex::with_substrings(codes.clone(), 3).unwrap(),
+                    MihIndex::planned(codes.clone(), 2 * k).unwrap(),
+                ] {
+                    let by_mih = def.clone().with_mih(Arc::new(mih)).unwrap();
+                    assert_eq!(by_mih.name(), "mih_rerank");
+                    let mut via = Vec::new();
+                    by_mih.search(&query, k, &mut s, &mut via).unwrap();
+                    assert_eq!(via, out, "k={k} ex={ex:?}");
+                }
                 let short = oracle(&codes, codes.code(3), (2 * k).min(n), ex);
                 let mut qn = vec![0.0; d];
                 crate::index::exact::normalise_into(&qe, &mut qn).unwrap();
@@ -545,6 +598,17 @@ pub(crate) mod tests {
                 assert_eq!(out, want);
             }
         }
+    }
+
+    #[test]
+    fn an_mih_shortlister_must_index_the_same_codes() {
+        let (n, d) = (50, 4);
+        let exact = Arc::new(ExactIndex::new(n, d, &random_rows(n, d, 1)).unwrap());
+        let codes = Arc::new(random_codes(n, 48, 10, 2));
+        let other = Arc::new(random_codes(n, 48, 10, 2));
+        let r = HammingRerankIndex::new(codes, exact, Shortlist::default()).unwrap();
+        let mih = Arc::new(MihIndex::with_substrings(other, 2).unwrap());
+        assert!(matches!(r.with_mih(mih), Err(IndexError::Mismatch(_))));
     }
 
     #[test]

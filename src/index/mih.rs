@@ -31,18 +31,38 @@
 //! known, so taking the lowest ids among them gives exactly the linear
 //! scan's answer — or when every item has been reached.
 //!
+//! With one table (`m = 1`, so `h <= 64`) a key is the whole code: every
+//! entry of a bucket is at the probed radius, with ascending ids, so only its
+//! first `k + 1` entries can matter (one may be the excluded query) and the
+//! rest are skipped. Clustered semantic codes put thousands of images on one
+//! code; this keeps their cost at `k` per bucket.
+//!
 //! The search counts its work in linear-scan item equivalents (a key probe
-//! counts 512, a verified candidate 4, or 32 when its code is fetched by id).
+//! counts 512, a verified candidate 32, or 256 when its code is fetched by id).
 //! If finishing the next radius's probes would push the total past `N` (long
 //! substrings, far neighbours as with uniformly random codes, or `k` close to
 //! `N`), it finishes with a linear scan instead, so the worst case stays
 //! within about 2x of [`super::hamming::HammingIndex`]; results are identical
 //! either way.
 //!
-//! # Choice of `m`
-//! [`MihIndex::auto_substrings`]: substrings of about `log2 N` bits, as the
-//! paper recommends: `m = round(h / max(log2 N, 1))`, clamped to
-//! `[ceil(h / 64), h]` (a substring key must fit one `u64`). Override with
+//! # Choice of `m`, or no tables at all
+//! [`MihIndex::new`] asks a cost model ([`plan`]) what a search for `k`
+//! neighbours would cost with each candidate `m`, on sample queries: 32 of the
+//! database's items (evenly spaced ids), or codes of the workload's own
+//! queries ([`MihIndex::planned_for`]). For each, a linear
+//! scan gives the exact k-th nearest distance `D`, hence where the search
+//! stops (`r = D / m`, table `D % m`); a sample of up to 2^17 items (evenly
+//! spaced) gives, scaled to `N`, how many bucket entries each table holds at
+//! each radius. The search is then replayed on those counts, radius by radius
+//! and table by table, with the work units and the fallback rule the search
+//! itself uses (`simulated_cost`). The `m` with the cheapest median query
+//! wins, among those whose mean (what a batch pays) is below a scan's `N`,
+//! unless even that median is above three quarters of a scan; then the index
+//! keeps no tables and every search is the linear scan (uniformly random
+//! codes, or small `N`).
+//! Results are the same whatever it chooses. The choice depends only on the
+//! codes and `k`, so it is reproducible. [`MihIndex::auto_substrings`] is the
+//! paper's rule (substrings of about `log2 N` bits); override everything with
 //! [`MihIndex::with_substrings`].
 
 use std::sync::Arc;
@@ -54,14 +74,28 @@ use crate::simd::{Level, level};
 /// Cost of probing one key, in linear-scan item equivalents (a probe is a
 /// cache miss or two; the popcount scan streams an item in well under 1 ns).
 const PROBE_COST: f64 = 512.0;
-/// Cost of verifying one candidate with co-located codes (streamed).
-const CAND_COST: f64 = 4.0;
-/// Cost of verifying one candidate whose code must be fetched by id.
-const CAND_COST_SCATTERED: f64 = 32.0;
+/// Cost of verifying one candidate with co-located codes: its distance, the
+/// first-reach test and the tie bookkeeping. Measured on a real-model 1M
+/// database (48 bits, k = 100): about 12 ns an entry, where the scan spends
+/// 0.36 ns an item.
+const CAND_COST: f64 = 32.0;
+/// Cost of verifying one candidate whose code must be fetched by id (a cache
+/// miss more).
+const CAND_COST_SCATTERED: f64 = 256.0;
 
 /// Co-locate codes in the tables when that costs at most this many extra
 /// `u64` words per item.
 const COLOCATE_MAX_WORDS: usize = 8;
+
+/// Sample queries of the cost model.
+const PLAN_QUERIES: usize = 32;
+/// Items sampled to estimate how many bucket entries a search verifies.
+const PLAN_ITEMS: usize = 1 << 17;
+/// MIH is chosen only when its estimated cost is below this fraction of a scan
+/// (the model is coarse, and the scan's cost is certain).
+const PLAN_MARGIN: f64 = 0.75;
+/// The `k` that [`MihIndex::new`] plans for.
+pub const DEFAULT_PLAN_K: usize = 100;
 
 /// One substring: `len` bits starting at bit `start`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +123,211 @@ impl Sub {
             v |= code[w + 1] << (64 - off);
         }
         v & self.mask()
+    }
+}
+
+/// The `m` substrings of an `h`-bit code: the first `h % m` are one bit longer.
+fn split(h: usize, m: usize) -> Vec<Sub> {
+    let (q, r) = (h / m, h % m);
+    let mut start = 0;
+    (0..m)
+        .map(|i| {
+            let len = q + usize::from(i < r);
+            start += len;
+            Sub {
+                start: start - len,
+                len,
+            }
+        })
+        .collect()
+}
+
+/// What the cost model ([`plan`]) chose for a database and a `k`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MihPlan {
+    /// Substrings to build, or `None` when a linear scan is cheaper.
+    pub substrings: Option<usize>,
+    /// The `k` planned for.
+    pub k: usize,
+    /// The estimates of each candidate `m`.
+    pub costs: Vec<PlanCost>,
+    /// Database size.
+    pub n: usize,
+}
+
+/// The estimated cost per query of one candidate `m`, in linear-scan item
+/// equivalents (a scan costs `n`), over the sample queries.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct PlanCost {
+    /// Substrings.
+    pub substrings: usize,
+    /// Median over the sample queries (a typical single query).
+    pub median: f64,
+    /// Mean over the sample queries (what a batch pays per query).
+    pub mean: f64,
+}
+
+impl MihPlan {
+    /// The estimated speed-up of a typical (median) query over a linear scan
+    /// with the chosen `m` (1 for a scan).
+    pub fn estimated_speedup(&self) -> f64 {
+        self.substrings
+            .and_then(|m| self.costs.iter().find(|c| c.substrings == m))
+            .map_or(1.0, |c| self.n as f64 / c.median.max(1.0))
+    }
+}
+
+/// The candidate substring counts for `h`-bit codes: one per distinct
+/// substring length from 64 (or `h`) down to 4 bits.
+fn candidate_substrings(h: usize) -> Vec<usize> {
+    let mut ms: Vec<usize> = (4..=h.clamp(4, 64))
+        .rev()
+        .map(|len| h.div_ceil(len))
+        .filter(|&m| m >= 1 && m <= h && h.div_ceil(m) <= 64)
+        .collect();
+    ms.dedup();
+    ms
+}
+
+/// The work (in linear-scan item equivalents) that [`MihIndex`]'s search with substrings
+/// `subs` does for query `q` whose `k_eff`-th nearest distance is `kth`, following the search
+/// step by step: radius by radius and table by table it probes every key at that radius and
+/// verifies the bucket entries there (counted on `sample`, scaled by `scale`; for one table,
+/// at most `k + 1` per probed key), and it stops at the first table where `m r + i >= kth`,
+/// or falls back to the scan (cost `n` more) where the search would.
+#[allow(clippy::too_many_arguments)]
+fn simulated_cost(
+    codes: &Codes,
+    q: &[u64],
+    subs: &[Sub],
+    kth: usize,
+    k_eff: usize,
+    sample: &[usize],
+    scale: f64,
+    xor: &mut [u64],
+) -> f64 {
+    let (n, w, m) = (codes.len() as f64, codes.words(), subs.len());
+    let max_len = subs.iter().map(|s| s.len).max().unwrap_or(0);
+    // entries[i][r]: sampled items whose substring i is at distance r from the query's.
+    let mut entries = vec![vec![0usize; max_len + 1]; m];
+    for &x in sample {
+        let code = codes.code(x);
+        for t in 0..w {
+            xor[t] = code[t] ^ q[t];
+        }
+        for (i, sub) in subs.iter().enumerate() {
+            entries[i][sub.extract(xor).count_ones() as usize] += 1;
+        }
+    }
+    let cand_cost = if m * w <= COLOCATE_MAX_WORDS {
+        CAND_COST
+    } else {
+        CAND_COST_SCATTERED
+    };
+    let mut spent = 0.0;
+    for r in 0..=max_len {
+        let probes: f64 = subs.iter().map(|s| binomial(s.len, r)).sum();
+        if r > 0 && spent + probes * PROBE_COST > n {
+            return spent + n;
+        }
+        for (i, sub) in subs.iter().enumerate() {
+            if r <= sub.len {
+                let keys = binomial(sub.len, r);
+                let mut found = entries[i].get(r).map_or(0.0, |&e| e as f64) * scale;
+                if m == 1 {
+                    found = found.min(keys * (k_eff + 1) as f64);
+                }
+                spent += keys * PROBE_COST + found * cand_cost;
+            }
+            if m * r + i >= kth {
+                return spent;
+            }
+        }
+    }
+    spent
+}
+
+/// Estimates the cost of a `k`-nearest search for each candidate `m` and
+/// chooses one, or the linear scan (see the module docs). The sample queries
+/// are `queries` (codes of the workload, e.g. held-out images; each may be a
+/// database item, which is then left out of its own neighbours), or 32 of the
+/// database's own items when `None`.
+pub fn plan(codes: &Codes, k: usize, queries: Option<&[&[u64]]>) -> MihPlan {
+    let (n, h, w) = (codes.len(), codes.bits(), codes.words());
+    let candidates = candidate_substrings(h);
+    let splits: Vec<Vec<Sub>> = candidates.iter().map(|&m| split(h, m)).collect();
+    let k = k.max(1);
+    let own: Vec<&[u64]>;
+    let queries = match queries {
+        Some(q) => q,
+        None => {
+            let count = PLAN_QUERIES.min(n);
+            own = (0..count).map(|j| codes.code(j * n / count)).collect();
+            &own
+        }
+    };
+    let stride = n.div_ceil(PLAN_ITEMS).max(1);
+    let sample: Vec<usize> = (0..n).step_by(stride).collect();
+    let scale = n as f64 / sample.len().max(1) as f64;
+    let mut per_query: Vec<Vec<f64>> = vec![Vec::new(); candidates.len()];
+    let mut hist = vec![0usize; h + 1];
+    let mut xor = vec![0u64; w];
+    let mut counted = 0usize;
+    for &q in queries {
+        hist.iter_mut().for_each(|c| *c = 0);
+        for i in 0..n {
+            hist[super::hamming::hamming(codes.code(i), q) as usize] += 1;
+        }
+        // A query that is itself in the database does not count as its own neighbour.
+        let own_match = usize::from(hist[0] > 0);
+        hist[0] -= own_match;
+        let k_eff = k.min(n - own_match);
+        if k_eff == 0 {
+            continue;
+        }
+        counted += 1;
+        let mut seen = 0;
+        let kth = hist
+            .iter()
+            .position(|&c| {
+                seen += c;
+                seen >= k_eff
+            })
+            .unwrap_or(h);
+        for (c, subs) in splits.iter().enumerate() {
+            per_query[c].push(simulated_cost(
+                codes, q, subs, kth, k_eff, &sample, scale, &mut xor,
+            ));
+        }
+    }
+    let costs: Vec<PlanCost> = candidates
+        .iter()
+        .zip(&mut per_query)
+        .map(|(&m, c)| {
+            c.sort_by(f64::total_cmp);
+            PlanCost {
+                substrings: m,
+                median: c.get(c.len() / 2).copied().unwrap_or(f64::INFINITY),
+                mean: c.iter().sum::<f64>() / c.len().max(1) as f64,
+            }
+        })
+        .collect();
+    // The cheapest typical query, among the m that also beat the scan on average.
+    let scan = n as f64;
+    let substrings = costs
+        .iter()
+        .filter(|c| counted > 0 && c.mean < scan && c.median < PLAN_MARGIN * scan)
+        .min_by(|a, b| {
+            a.median
+                .total_cmp(&b.median)
+                .then(a.substrings.cmp(&b.substrings))
+        })
+        .map(|c| c.substrings);
+    MihPlan {
+        substrings,
+        k,
+        costs,
+        n,
     }
 }
 
@@ -226,12 +465,15 @@ impl Iterator for Masks {
 }
 
 /// Exact Hamming k-NN by multi-index hashing; same results (ids, distances,
-/// tie order) as [`super::hamming::HammingIndex`].
+/// tie order) as [`super::hamming::HammingIndex`]. With no tables (the cost
+/// model's choice for codes where MIH would lose) every search is the scan.
 #[derive(Debug, Clone)]
 pub struct MihIndex {
     pub(crate) codes: Arc<Codes>,
     subs: Vec<Sub>,
     tables: Vec<Table>,
+    /// The cost model's estimates, when it chose.
+    plan: Option<MihPlan>,
     /// Work budget (in linear-scan item equivalents) before switching to a
     /// linear scan; `n` by default.
     budget: f64,
@@ -255,10 +497,48 @@ impl MihIndex {
         m.clamp(words_for(bits).max(1), bits.max(1))
     }
 
-    /// Builds the tables with the automatic number of substrings.
+    /// Builds what the cost model chooses for `k =` [`DEFAULT_PLAN_K`].
     pub fn new(codes: Arc<Codes>) -> Result<Self, IndexError> {
-        let m = Self::auto_substrings(codes.len(), codes.bits());
-        Self::with_substrings(codes, m)
+        Self::planned(codes, DEFAULT_PLAN_K)
+    }
+
+    /// Builds what the cost model ([`plan`]) chooses for searches of `k`
+    /// neighbours, planned on the database's own items: tables with the
+    /// cheapest `m`, or none (scan).
+    pub fn planned(codes: Arc<Codes>, k: usize) -> Result<Self, IndexError> {
+        Self::planned_for(codes, k, None)
+    }
+
+    /// [`MihIndex::planned`] with sample queries from the workload (see [`plan`]).
+    pub fn planned_for(
+        codes: Arc<Codes>,
+        k: usize,
+        queries: Option<&[&[u64]]>,
+    ) -> Result<Self, IndexError> {
+        let p = plan(&codes, k, queries);
+        let mut index = match p.substrings {
+            Some(m) => Self::with_substrings(codes, m)?,
+            None => Self::scan_only(codes),
+        };
+        index.plan = Some(p);
+        Ok(index)
+    }
+
+    /// No tables: every search is the linear scan.
+    pub fn scan_only(codes: Arc<Codes>) -> Self {
+        let budget = codes.len() as f64;
+        Self {
+            codes,
+            subs: Vec::new(),
+            tables: Vec::new(),
+            plan: None,
+            budget,
+        }
+    }
+
+    /// The cost model's estimates, for an index it planned.
+    pub fn plan(&self) -> Option<&MihPlan> {
+        self.plan.as_ref()
     }
 
     /// Builds the tables with `m` substrings (`ceil(bits/64) <= m <= bits`).
@@ -269,14 +549,7 @@ impl MihIndex {
                 "MIH needs 1..={h} substrings of at most 64 bits for {h}-bit codes, got m = {m}"
             )));
         }
-        let (q, r) = (h / m, h % m);
-        let mut subs = Vec::with_capacity(m);
-        let mut start = 0;
-        for i in 0..m {
-            let len = q + usize::from(i < r);
-            subs.push(Sub { start, len });
-            start += len;
-        }
+        let subs = split(h, m);
         let colocate = m * codes.words() <= COLOCATE_MAX_WORDS;
         let tables = subs
             .iter()
@@ -287,11 +560,12 @@ impl MihIndex {
             codes,
             subs,
             tables,
+            plan: None,
             budget,
         })
     }
 
-    /// Number of substrings (hash tables).
+    /// Number of substrings (hash tables); 0 when every search is the scan.
     pub fn substrings(&self) -> usize {
         self.subs.len()
     }
@@ -311,6 +585,11 @@ impl MihIndex {
         let w = self.codes.words();
         let top = &mut scratch.dtop;
         top.reset(k_eff, self.codes.bits());
+        if m == 0 {
+            scan_topk(&self.codes, q, ex, top, &mut scratch.dists);
+            top.drain(false, out);
+            return;
+        }
         let ranges = &mut scratch.ranges;
         let qkeys = &mut scratch.keys;
         qkeys.clear();
@@ -347,6 +626,14 @@ impl MihIndex {
                         }
                     }
                     for &(start, end) in ranges.iter() {
+                        // With one table the key is the whole code, so every entry of a
+                        // bucket is at distance `r`, ids ascending: past its first `k + 1`
+                        // (one may be excluded), none can beat them on the tie.
+                        let end = if m == 1 {
+                            end.min(start.saturating_add(k_eff as u32 + 1))
+                        } else {
+                            end
+                        };
                         spent += (end - start) as f64 * cand_cost;
                         for pos in start as usize..end as usize {
                             let id = table.ids[pos];
@@ -568,6 +855,65 @@ mod tests {
             mih.search(&query, 0, &mut Scratch::default(), &mut out),
             Err(IndexError::ZeroK)
         ));
+    }
+
+    #[test]
+    fn the_cost_model_scans_random_codes_and_hashes_clustered_ones_with_equal_results() {
+        let mut s = Scratch::default();
+        let mut out = Vec::new();
+        // Uniform codes: the 100 nearest of 20,000 64-bit codes lie far away, so MIH would
+        // probe more keys than a scan reads codes. Few distinct codes: they are close.
+        for (distinct, hashed) in [(20_000usize, false), (40, true)] {
+            let codes = Arc::new(random_codes(20_000, 64, distinct, 9));
+            let mih = MihIndex::planned(codes.clone(), 100).unwrap();
+            let plan = mih.plan().unwrap();
+            assert_eq!(plan.substrings.is_some(), hashed, "{plan:?}");
+            assert_eq!(mih.substrings(), plan.substrings.unwrap_or(0));
+            assert!(
+                plan.costs
+                    .iter()
+                    .all(|c| c.median.is_finite() && c.mean >= 0.0)
+            );
+            for qi in [0, 7, 19_999] {
+                for ex in [None, Some(qi as u32)] {
+                    let query = Query {
+                        code: Some(codes.code(qi)),
+                        exclude: ex,
+                        ..Query::default()
+                    };
+                    mih.search(&query, 100, &mut s, &mut out).unwrap();
+                    assert_eq!(
+                        out,
+                        oracle(&codes, codes.code(qi), 100, ex),
+                        "distinct={distinct}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_plan_for_tiny_databases_is_well_formed() {
+        for n in [1usize, 2, 5] {
+            let codes = Arc::new(random_codes(n, 48, n, 1));
+            let mih = MihIndex::planned(codes.clone(), 10).unwrap();
+            let mut out = Vec::new();
+            let query = Query {
+                code: Some(codes.code(0)),
+                ..Query::default()
+            };
+            mih.search(&query, 10, &mut Scratch::default(), &mut out)
+                .unwrap();
+            assert_eq!(out, oracle(&codes, codes.code(0), 10, None));
+        }
+        // One m per longest-substring length: 9 and 11 give the 6- and 5-bit ones of 8 and 10.
+        assert_eq!(candidate_substrings(48), [1, 2, 3, 4, 5, 6, 7, 8, 10, 12]);
+        assert_eq!(candidate_substrings(64)[0], 1);
+        assert!(
+            candidate_substrings(1024)
+                .iter()
+                .all(|&m| 1024usize.div_ceil(m) <= 64)
+        );
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub mod hamming;
 pub mod kernels;
 pub mod mih;
 pub mod persist;
+pub mod scale;
+mod storage;
 mod topk;
 
 use rayon::prelude::*;

@@ -175,6 +175,11 @@ impl DistTopK {
             }
             let b = &mut self.buckets[d];
             if sort_ids {
+                // Only the lowest `left` ids are taken: select them, then sort those.
+                if b.len() > left {
+                    b.select_nth_unstable(left - 1);
+                    b.truncate(left);
+                }
                 b.sort_unstable();
             }
             for &id in b.iter().take(left) {

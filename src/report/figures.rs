@@ -45,18 +45,22 @@ pub struct LineChart {
     pub markers_only: bool,
     /// What the x values are.
     pub x_axis: XAxis,
+    /// What the y values are.
+    pub y_axis: XAxis,
     /// Corner of the legend, where the data leaves room.
     pub legend: Corner,
 }
 
-/// How x values are read and labelled.
+/// How an axis's values are read and labelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum XAxis {
     /// Plain numbers; when every x is a whole number, only whole-number ticks are labelled.
     #[default]
     Linear,
-    /// x is log10 of milliseconds: a log axis, labelled in milliseconds.
+    /// The value is log10 of milliseconds: a log axis, labelled in milliseconds.
     Log10Ms,
+    /// The value is log10 of a count: a log axis, labelled 10k, 1M, ... at powers of ten.
+    Log10Count,
 }
 
 /// The tick label of `v` on an axis of kind `axis` whose data are all whole numbers when
@@ -71,6 +75,17 @@ pub fn tick_label(v: f64, axis: XAxis, integral: bool) -> String {
                 // Two significant digits.
                 let digits = (1.0 - ms.log10().floor()).max(0.0) as usize;
                 format!("{ms:.digits$} ms")
+            }
+        }
+        XAxis::Log10Count => {
+            if (v - v.round()).abs() > 0.02 {
+                return String::new();
+            }
+            match 10f64.powf(v.round()) as u64 {
+                c if c >= 1_000_000_000 => format!("{}G", c / 1_000_000_000),
+                c if c >= 1_000_000 => format!("{}M", c / 1_000_000),
+                c if c >= 1_000 => format!("{}k", c / 1_000),
+                c => c.to_string(),
             }
         }
         XAxis::Linear if integral => {
@@ -216,16 +231,20 @@ impl Figure for LineChart {
             .y_label_area_size(72)
             .build_cartesian_2d(x0..x1, y0..y1)?;
         let integral = points().all(|p| p.0 == p.0.round());
-        let axis = self.x_axis;
+        let (axis, y_axis) = (self.x_axis, self.y_axis);
         let x_fmt = move |v: &f64| tick_label(*v, axis, integral);
-        chart
-            .configure_mesh()
-            .x_desc(&self.x_label)
+        let y_fmt = move |v: &f64| tick_label(*v, y_axis, false);
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(&self.x_label)
             .y_desc(&self.y_label)
             .x_label_formatter(&x_fmt)
             .label_style((FONT, 14))
-            .axis_desc_style((FONT, 16))
-            .draw()?;
+            .axis_desc_style((FONT, 16));
+        // Linear y values keep plotters' own labels.
+        if y_axis != XAxis::Linear {
+            mesh.y_label_formatter(&y_fmt);
+        }
+        mesh.draw()?;
         for (i, s) in self.series.iter().enumerate() {
             let color = match s.published {
                 Some(of) => series_color(&self.series[of].label, of),
@@ -397,6 +416,7 @@ pub fn hp_chart(curves: &[(String, String, Vec<f64>)], protocol: &str) -> Option
         series,
         markers_only: false,
         x_axis: XAxis::Linear,
+        y_axis: XAxis::Linear,
         legend: Corner::UpperRight,
     })
 }
@@ -418,6 +438,7 @@ pub fn pareto_chart(points: &[(String, f64, f64)], protocol: &str, quality: &str
             .collect(),
         markers_only: true,
         x_axis: XAxis::Log10Ms,
+        y_axis: XAxis::Linear,
         legend: Corner::UpperLeft,
     }
 }
@@ -485,6 +506,7 @@ mod tests {
             }],
             markers_only: false,
             x_axis: XAxis::Linear,
+            y_axis: XAxis::Linear,
             legend: Corner::LowerRight,
         };
         let dir = tempfile::tempdir().unwrap();

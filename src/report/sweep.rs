@@ -234,6 +234,7 @@ pub fn sweep_figures(
                     series,
                     markers_only: false,
                     x_axis: XAxis::Linear,
+                    y_axis: XAxis::Linear,
                     legend: Corner::LowerRight,
                 },
             ));
@@ -264,6 +265,7 @@ pub fn sweep_figures(
                 series,
                 markers_only: false,
                 x_axis: XAxis::Linear,
+                y_axis: XAxis::Linear,
                 legend: Corner::LowerRight,
             },
         ));

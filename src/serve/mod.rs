@@ -108,8 +108,9 @@ impl Served {
             let path = dir
                 .join("indices")
                 .join(format!("{}-test.idx", method.as_str()));
-            let bytes = crate::store::read(&path)?;
-            let index = persist::load(&bytes).map_err(|e| ExperimentError::unreadable(&path, e))?;
+            // Mapped, not read: the index is searched in the file (checksum verified first).
+            let index = persist::load_mapped(&path, true)
+                .map_err(|e| ExperimentError::unreadable(&path, e))?;
             methods.push((method.as_str().to_string(), index));
         }
         let embedder = crate::experiment::embedder(&root, &cfg, dir)?;

@@ -1,0 +1,495 @@
+//! `harness bench scale`: query time, throughput, recall against exact search, memory and
+//! bytes per image against database size, on databases made from a run's real outputs
+//! ([`crate::index::scale`]), with FAISS's counterparts measured in the same run.
+//!
+//! For each size `N` it writes one memory-mapped index file (codes and normalised rows), then
+//! runs each method in its own `harness bench search --index` process, so that each method's
+//! peak resident memory is its own. The queries are the first rows: real CIFAR-100 test images,
+//! searched inside the database (each finds itself, as in the report's protocol), with their
+//! real hash-layer activations for the asymmetric method. With `--faiss-python`, the peer script
+//! `scripts/faiss_scale.py` then searches the same file with FAISS. After each size the table
+//! and the figure are rewritten atomically; `scale.json` says which sizes are done.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+
+use crate::artifacts;
+use crate::config::FigureFormat;
+use crate::data::DataRoot;
+use crate::data::cifar::{Cifar100, SplitName};
+use crate::index::hamming::Shortlist;
+use crate::index::persist;
+use crate::index::scale::{RealModelData, SplitOutputs, WithinClass, recall_at_k, within_class};
+use crate::report::figures::{Corner, Figure, LineChart, Series, XAxis};
+use crate::store::{self, npy};
+
+use super::args::BenchScaleArgs;
+
+/// The FAISS index types the peer script measures (see `scripts/faiss_scale.py`).
+const FAISS_TYPES: [&str; 3] = ["IndexFlatIP", "IndexBinaryFlat", "IndexBinaryFlat+rerank"];
+
+/// One measured point: a method (ours or FAISS's) at one size.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScalePoint {
+    /// `harness` or `faiss`.
+    pub engine: String,
+    /// Method name (FAISS: its index type).
+    pub method: String,
+    /// Database size.
+    pub n: usize,
+    /// Median single-query time, ms.
+    pub median_ms: f64,
+    /// 95th-percentile single-query time, ms.
+    pub p95_ms: f64,
+    /// Batch throughput, queries/s.
+    pub qps: f64,
+    /// Mean recall@k against exact search (ours).
+    pub recall: Option<f64>,
+    /// Index bytes per image.
+    pub bytes_per_item: f64,
+    /// Peak resident memory of the process, MB.
+    pub peak_rss_mb: Option<f64>,
+    /// Anonymous resident memory at the end, MB (mapped file pages excluded).
+    pub anon_rss_mb: Option<f64>,
+    /// Build (or load) seconds.
+    pub build_s: f64,
+    /// Method parameters.
+    pub params: String,
+}
+
+/// A child's JSON record (the fields of `BenchRecord` and of the FAISS script that we use).
+#[derive(Debug, Deserialize)]
+struct ChildRecord {
+    method: String,
+    median_s: f64,
+    p95_s: f64,
+    qps: f64,
+    build_s: f64,
+    bytes_per_item: f64,
+    #[serde(default)]
+    params: String,
+    peak_rss_bytes: Option<u64>,
+    rss_anon_bytes: Option<u64>,
+}
+
+/// `scale.json`.
+#[derive(Debug, Serialize)]
+struct Summary<'a> {
+    run: String,
+    k: usize,
+    queries: usize,
+    single_queries: usize,
+    threads: usize,
+    shortlist: f64,
+    seed: u64,
+    sizes_planned: &'a [usize],
+    sizes_done: Vec<usize>,
+    complete: bool,
+    within_class_real: Option<&'a WithinClass>,
+    within_class_made: Option<&'a WithinClass>,
+    machine: crate::experiment::manifest::Machine,
+    points: &'a [ScalePoint],
+}
+
+/// Parses `10k`, `1M`, `20000000`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1_000),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000),
+        Some('g' | 'G' | 'b' | 'B') => (&s[..s.len() - 1], 1_000_000_000),
+        _ => (s, 1),
+    };
+    let v: usize = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (examples: 10000, 10k, 1M)"))?;
+    v.checked_mul(mult)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("size `{s}` must be between 1 and {}", usize::MAX))
+}
+
+fn label(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+/// Runs the benchmark (see the module docs).
+pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
+    ensure!(!a.sizes.is_empty(), "--sizes needs at least one size");
+    ensure!(a.k >= 1 && a.queries >= 1, "--k and --queries must be >= 1");
+    let mut sizes = a.sizes.clone();
+    sizes.sort_unstable();
+    sizes.dedup();
+    ensure!(
+        a.queries <= sizes[0],
+        "--queries {} is more than the smallest size {}",
+        a.queries,
+        sizes[0]
+    );
+    let mut methods = a.methods.clone();
+    // Recall is measured against exact search, so it runs first at every size.
+    methods.retain(|m| m != "exact");
+    methods.insert(0, "exact".into());
+    for m in &methods {
+        ensure!(
+            crate::index::bench::METHODS.contains(&m.as_str()),
+            "unknown method `{m}` (known: {})",
+            crate::index::bench::METHODS.join(", ")
+        );
+    }
+    Shortlist::Factor(a.shortlist).validate()?;
+
+    let run_dir = &a.run;
+    let cfg = crate::config::Loaded::from_path(&run_dir.join("config.resolved.yaml"))
+        .with_context(|| format!("{} is not a finished run folder", run_dir.display()))?
+        .config;
+    let root = DataRoot::resolve(data_root, cfg.data.root.as_deref())?;
+    let cifar = Cifar100::load(&root, false)?;
+    let split = |name: SplitName| -> Result<(SplitOutputs, usize, usize)> {
+        let e = artifacts::load_embedded(&run_dir.join("embed"), name)?;
+        let labels = &cifar.split(name).fine;
+        let n = e.embeddings.len() / e.d.max(1);
+        ensure!(
+            n <= labels.len(),
+            "{name}: {n} embedded images but {} labels",
+            labels.len()
+        );
+        Ok((
+            SplitOutputs {
+                activations: e.activations,
+                embeddings: e.embeddings,
+                labels: labels[..n].iter().map(|&l| u32::from(l)).collect(),
+            },
+            e.h,
+            e.d,
+        ))
+    };
+    let (test, h, d) = split(SplitName::Test)?;
+    let train = if run_dir.join("embed/embeddings/train.npy").exists() {
+        Some(split(SplitName::Train)?.0)
+    } else {
+        eprintln!(
+            "note: {} has no training-split embeddings (no train_db protocol); the made rows \
+             mix test images",
+            run_dir.display()
+        );
+        None
+    };
+    ensure!(
+        a.queries <= test.labels.len(),
+        "--queries {} is more than the run's {} test images",
+        a.queries,
+        test.labels.len()
+    );
+
+    let out = a.out.clone().unwrap_or_else(|| run_dir.join("scale"));
+    let data_dir = out.join("data");
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let acts_path = data_dir.join("queries-activations.npy");
+    store::write_atomic(&acts_path, |w| {
+        npy::write_f32(w, a.queries, h, &test.activations[..a.queries * h])
+    })?;
+    let exe = std::env::current_exe().context("cannot find the harness binary")?;
+
+    let mut points: Vec<ScalePoint> = Vec::new();
+    let mut done = Vec::new();
+    let mut stats: (Option<WithinClass>, Option<WithinClass>) = (None, None);
+    for &n in &sizes {
+        let t = Instant::now();
+        let data = RealModelData::new(&test, train.as_ref(), h, d, n, a.seed)?;
+        let codes = data.codes()?;
+        if stats.1.is_none() || n == *sizes.last().unwrap_or(&n) {
+            stats = within_class(&data, &codes, 20_000, a.seed ^ 1);
+        }
+        let index_path = data_dir.join(format!("n{}.idx", label(n)));
+        store::write_atomic(&index_path, |w| {
+            persist::save_rerank_streamed(w, &codes, d, Shortlist::Factor(a.shortlist), |i, row| {
+                data.embedding(i, row)
+            })
+            .map_err(std::io::Error::other)
+        })?;
+        drop(codes);
+        eprintln!(
+            "scale N={}: wrote {} ({:.1} GB) in {:.1} s",
+            label(n),
+            index_path.display(),
+            std::fs::metadata(&index_path).map_or(0.0, |m| m.len() as f64 / 1e9),
+            t.elapsed().as_secs_f64()
+        );
+        let dump = out.join("dumps").join(label(n));
+        let mut exact_ids: Option<Vec<u64>> = None;
+        for m in &methods {
+            let single = a.single_queries.min(a.queries);
+            let mut cmd = Command::new(&exe);
+            cmd.arg("bench")
+                .arg("search")
+                .arg("--index")
+                .arg(&index_path)
+                .arg("--activations")
+                .arg(&acts_path)
+                .args(["--methods", m])
+                .args(["--k", &a.k.to_string()])
+                .args(["--queries", &a.queries.to_string()])
+                .args(["--single-queries", &single.to_string()])
+                .args(["--threads", &a.threads.to_string()])
+                .args(["--shortlist", &a.shortlist.to_string()])
+                .arg("--dump-dir")
+                .arg(&dump);
+            // The file was just written and checksummed by this process.
+            cmd.arg("--no-verify");
+            let rec = child_record(cmd, &format!("{m} at N={}", label(n)))?;
+            let ids = read_ids(&dump, m)?;
+            let recall = match &exact_ids {
+                None => {
+                    exact_ids = Some(ids);
+                    Some(1.0)
+                }
+                Some(e) => recall_at_k(&ids, e, a.queries, a.k.min(n)),
+            };
+            let p = point("harness", n, rec, recall);
+            eprintln!("  {}", describe(&p));
+            points.push(p);
+        }
+        if let Some(py) = &a.faiss_python {
+            for ty in FAISS_TYPES {
+                let mut cmd = Command::new(py);
+                cmd.arg(&a.faiss_script)
+                    .arg("--index")
+                    .arg(&index_path)
+                    .args(["--type", ty])
+                    .args(["--k", &a.k.to_string()])
+                    .args(["--queries", &a.queries.to_string()])
+                    .args([
+                        "--single-queries",
+                        &a.single_queries.min(a.queries).to_string(),
+                    ])
+                    .args(["--threads", &a.threads.to_string()])
+                    .args(["--shortlist", &a.shortlist.to_string()])
+                    .arg("--dump-dir")
+                    .arg(&dump);
+                let rec = child_record(cmd, &format!("FAISS {ty} at N={}", label(n)))?;
+                let ids = read_ids(&dump, ty)?;
+                let recall = exact_ids
+                    .as_ref()
+                    .and_then(|e| recall_at_k(&ids, e, a.queries, a.k.min(n)));
+                let p = point("faiss", n, rec, recall);
+                eprintln!("  {}", describe(&p));
+                points.push(p);
+            }
+        }
+        if !a.keep_data {
+            std::fs::remove_file(&index_path)
+                .with_context(|| format!("cannot remove {}", index_path.display()))?;
+        }
+        done.push(n);
+        write_outputs(&out, a, &sizes, &done, &stats, &points)?;
+    }
+    println!("results: {}", out.display());
+    Ok(())
+}
+
+fn point(engine: &str, n: usize, r: ChildRecord, recall: Option<f64>) -> ScalePoint {
+    let mb = |b: Option<u64>| b.map(|b| b as f64 / 1e6);
+    ScalePoint {
+        engine: engine.into(),
+        method: r.method,
+        n,
+        median_ms: r.median_s * 1e3,
+        p95_ms: r.p95_s * 1e3,
+        qps: r.qps,
+        recall,
+        bytes_per_item: r.bytes_per_item,
+        peak_rss_mb: mb(r.peak_rss_bytes),
+        anon_rss_mb: mb(r.rss_anon_bytes),
+        build_s: r.build_s,
+        params: r.params,
+    }
+}
+
+fn describe(p: &ScalePoint) -> String {
+    format!(
+        "{} {}: median {:.3} ms, p95 {:.3} ms, {:.0} queries/s, recall {}, {:.0} B/image, peak RSS {}",
+        p.engine,
+        p.method,
+        p.median_ms,
+        p.p95_ms,
+        p.qps,
+        p.recall.map_or("-".into(), |r| format!("{r:.4}")),
+        p.bytes_per_item,
+        p.peak_rss_mb.map_or("-".into(), |m| format!("{m:.0} MB")),
+    )
+}
+
+/// Runs `cmd` and parses every JSON line of its standard output.
+fn child_records(mut cmd: Command, what: &str) -> Result<Vec<ChildRecord>> {
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("{what}: cannot start {:?}", cmd.get_program()))?;
+    if !out.status.success() {
+        bail!("{what}: {:?} failed ({})", cmd.get_program(), out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .map(|l| {
+            serde_json::from_str(l).with_context(|| format!("{what}: unexpected record `{l}`"))
+        })
+        .collect()
+}
+
+fn child_record(cmd: Command, what: &str) -> Result<ChildRecord> {
+    let mut records = child_records(cmd, what)?;
+    ensure!(
+        records.len() == 1,
+        "{what}: expected one record, got {}",
+        records.len()
+    );
+    Ok(records.remove(0))
+}
+
+fn read_ids(dir: &Path, method: &str) -> Result<Vec<u64>> {
+    let path = dir.join(format!("{method}_ids.npy"));
+    let (_, _, ids) = npy::read_u64(&store::read(&path)?)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(ids)
+}
+
+/// The table (CSV and Markdown), `scale.json` and the figure, each written atomically.
+fn write_outputs(
+    out: &Path,
+    a: &BenchScaleArgs,
+    sizes: &[usize],
+    done: &[usize],
+    stats: &(Option<WithinClass>, Option<WithinClass>),
+    points: &[ScalePoint],
+) -> Result<()> {
+    let opt = |v: Option<f64>, digits: usize| v.map_or(String::new(), |v| format!("{v:.digits$}"));
+    let mut csv = String::from(
+        "engine,method,n,median_ms,p95_ms,qps,recall,bytes_per_item,peak_rss_mb,anon_rss_mb,build_s,params\n",
+    );
+    let mut md = format!(
+        "Sizes done: {} of {}. k = {}, {} queries ({} timed one by one), {} thread(s).\n\n\
+         | engine | method | N | median ms | p95 ms | queries/s | recall@{} | B/image | peak RSS MB | anon RSS MB |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        done.iter()
+            .map(|&n| label(n))
+            .collect::<Vec<_>>()
+            .join(", "),
+        sizes
+            .iter()
+            .map(|&n| label(n))
+            .collect::<Vec<_>>()
+            .join(", "),
+        a.k,
+        a.queries,
+        a.single_queries.min(a.queries),
+        a.threads,
+        a.k,
+    );
+    for p in points {
+        csv.push_str(&format!(
+            "{},{},{},{:.6},{:.6},{:.3},{},{:.1},{},{},{:.3},\"{}\"\n",
+            p.engine,
+            p.method,
+            p.n,
+            p.median_ms,
+            p.p95_ms,
+            p.qps,
+            opt(p.recall, 4),
+            p.bytes_per_item,
+            opt(p.peak_rss_mb, 1),
+            opt(p.anon_rss_mb, 1),
+            p.build_s,
+            p.params.replace('"', "'"),
+        ));
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.3} | {:.3} | {:.1} | {} | {:.0} | {} | {} |\n",
+            p.engine,
+            p.method,
+            label(p.n),
+            p.median_ms,
+            p.p95_ms,
+            p.qps,
+            opt(p.recall, 4),
+            p.bytes_per_item,
+            opt(p.peak_rss_mb, 0),
+            opt(p.anon_rss_mb, 0),
+        ));
+    }
+    store::write_bytes_atomic(&out.join("scale.csv"), csv.as_bytes())?;
+    store::write_bytes_atomic(&out.join("scale.md"), md.as_bytes())?;
+    store::write_json_atomic(
+        &out.join("scale.json"),
+        &Summary {
+            run: a.run.display().to_string(),
+            k: a.k,
+            queries: a.queries,
+            single_queries: a.single_queries.min(a.queries),
+            threads: a.threads,
+            shortlist: a.shortlist,
+            seed: a.seed,
+            sizes_planned: sizes,
+            sizes_done: done.to_vec(),
+            complete: done.len() == sizes.len(),
+            within_class_real: stats.0.as_ref(),
+            within_class_made: stats.1.as_ref(),
+            machine: crate::experiment::manifest::machine(),
+            points,
+        },
+    )?;
+    let mut series: Vec<Series> = Vec::new();
+    for p in points {
+        let name = if p.engine == "harness" {
+            p.method.clone()
+        } else {
+            format!("FAISS {}", p.method)
+        };
+        let xy = ((p.n as f64).log10(), p.median_ms.max(1e-6).log10());
+        match series.iter_mut().find(|s| s.label == name) {
+            Some(s) => s.points.push(xy),
+            None => series.push(Series {
+                label: name,
+                points: vec![xy],
+                published: None,
+            }),
+        }
+    }
+    let chart = LineChart {
+        title: format!("median time per query against database size (k = {})", a.k),
+        x_label: "images in the database N (log scale)".into(),
+        y_label: "median time per query (log scale)".into(),
+        series,
+        markers_only: false,
+        x_axis: XAxis::Log10Count,
+        y_axis: XAxis::Log10Ms,
+        legend: Corner::UpperLeft,
+    };
+    chart.write(out, "scale-time", &[FigureFormat::Svg, FigureFormat::Png])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(parse_size("10k"), Ok(10_000));
+        assert_eq!(parse_size("20M"), Ok(20_000_000));
+        assert_eq!(parse_size("1234"), Ok(1234));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("ten").unwrap_err().contains("not a size"));
+        assert_eq!(label(20_000_000), "20M");
+        assert_eq!(label(100_000), "100k");
+        assert_eq!(label(1234), "1234");
+    }
+}
