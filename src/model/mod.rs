@@ -154,9 +154,17 @@ pub fn device(backend: Backend) -> Result<Device, ModelError> {
             // burn initialises a wgpu runtime once per process and refuses a second `init`,
             // so the device (or the reason there is none) is kept for every later stage.
             static WGPU: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
-            WGPU.get_or_init(|| Device::wgpu_options().init().map_err(|e| e.to_string()))
-                .clone()
-                .map_err(ModelError::NoWgpuAdapter)
+            WGPU.get_or_init(|| match Device::wgpu_options().init() {
+                Ok(device) => Ok(device),
+                // Registered already in this process (a library's tensor on the default
+                // device): attach to that runtime.
+                Err(burn::tensor::wgpu::WgpuInitError::Registration { .. }) => {
+                    Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
+                }
+                Err(e) => Err(e.to_string()),
+            })
+            .clone()
+            .map_err(ModelError::NoWgpuAdapter)
         }
         #[cfg(not(feature = "wgpu"))]
         Backend::Wgpu => Err(ModelError::BackendNotCompiled {
