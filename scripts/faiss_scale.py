@@ -75,7 +75,7 @@ class Rerank:
         self.binary, self.rows, self.size = binary, rows, size
 
     def search(self, xq_pair, k):
-        codes_q, rows_q = xq_pair
+        codes_q, rows_q = (xq_pair.codes, xq_pair.rows) if isinstance(xq_pair, Pairs) else xq_pair
         _, cand = self.binary.search(codes_q, self.size)
         out_i = np.full((len(cand), k), -1, dtype=np.int64)
         out_d = np.zeros((len(cand), k), dtype=np.float32)

@@ -346,6 +346,9 @@ pub struct BenchScaleArgs {
     /// The FAISS peer script.
     #[arg(long, value_name = "FILE", default_value = "scripts/faiss_scale.py")]
     pub faiss_script: PathBuf,
+    /// Measure nothing: re-render the table and figure from --out's scale.json.
+    #[arg(long)]
+    pub replot: bool,
 }
 
 /// Options of `harness bench model`.

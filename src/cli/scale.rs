@@ -76,9 +76,9 @@ struct ChildRecord {
     rss_anon_bytes: Option<u64>,
 }
 
-/// `scale.json`.
-#[derive(Debug, Serialize)]
-struct Summary<'a> {
+/// What was measured with: the run and the settings of `scale.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Settings {
     run: String,
     k: usize,
     queries: usize,
@@ -86,6 +86,13 @@ struct Summary<'a> {
     threads: usize,
     shortlist: f64,
     seed: u64,
+}
+
+/// `scale.json`.
+#[derive(Debug, Serialize)]
+struct Summary<'a> {
+    #[serde(flatten)]
+    settings: &'a Settings,
     sizes_planned: &'a [usize],
     sizes_done: Vec<usize>,
     complete: bool,
@@ -120,8 +127,37 @@ fn label(n: usize) -> String {
     }
 }
 
+/// `scale.json` as read back by `--replot`.
+#[derive(Debug, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    settings: Settings,
+    sizes_planned: Vec<usize>,
+    sizes_done: Vec<usize>,
+    within_class_real: Option<WithinClass>,
+    within_class_made: Option<WithinClass>,
+    points: Vec<ScalePoint>,
+}
+
 /// Runs the benchmark (see the module docs).
 pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
+    if a.replot {
+        let out = a.out.clone().unwrap_or_else(|| a.run.join("scale"));
+        let path = out.join("scale.json");
+        let s: Stored = serde_json::from_slice(&store::read(&path)?)
+            .with_context(|| format!("{} is not a bench scale summary", path.display()))?;
+        let stats = (s.within_class_real, s.within_class_made);
+        write_outputs(
+            &out,
+            &s.settings,
+            &s.sizes_planned,
+            &s.sizes_done,
+            &stats,
+            &s.points,
+        )?;
+        println!("results: {}", out.display());
+        return Ok(());
+    }
     ensure!(!a.sizes.is_empty(), "--sizes needs at least one size");
     ensure!(a.k >= 1 && a.queries >= 1, "--k and --queries must be >= 1");
     let mut sizes = a.sizes.clone();
@@ -190,6 +226,15 @@ pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
     );
 
     let out = a.out.clone().unwrap_or_else(|| run_dir.join("scale"));
+    let settings = Settings {
+        run: run_dir.display().to_string(),
+        k: a.k,
+        queries: a.queries,
+        single_queries: a.single_queries.min(a.queries),
+        threads: a.threads,
+        shortlist: a.shortlist,
+        seed: a.seed,
+    };
     let data_dir = out.join("data");
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -290,7 +335,7 @@ pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
                 .with_context(|| format!("cannot remove {}", index_path.display()))?;
         }
         done.push(n);
-        write_outputs(&out, a, &sizes, &done, &stats, &points)?;
+        write_outputs(&out, &settings, &sizes, &done, &stats, &points)?;
     }
     println!("results: {}", out.display());
     Ok(())
@@ -366,7 +411,7 @@ fn read_ids(dir: &Path, method: &str) -> Result<Vec<u64>> {
 /// The table (CSV and Markdown), `scale.json` and the figure, each written atomically.
 fn write_outputs(
     out: &Path,
-    a: &BenchScaleArgs,
+    a: &Settings,
     sizes: &[usize],
     done: &[usize],
     stats: &(Option<WithinClass>, Option<WithinClass>),
@@ -391,7 +436,7 @@ fn write_outputs(
             .join(", "),
         a.k,
         a.queries,
-        a.single_queries.min(a.queries),
+        a.single_queries,
         a.threads,
         a.k,
     );
@@ -430,13 +475,7 @@ fn write_outputs(
     store::write_json_atomic(
         &out.join("scale.json"),
         &Summary {
-            run: a.run.display().to_string(),
-            k: a.k,
-            queries: a.queries,
-            single_queries: a.single_queries.min(a.queries),
-            threads: a.threads,
-            shortlist: a.shortlist,
-            seed: a.seed,
+            settings: a,
             sizes_planned: sizes,
             sizes_done: done.to_vec(),
             complete: done.len() == sizes.len(),

@@ -192,7 +192,7 @@ impl<'a> RealModelData<'a> {
 /// Quartiles and mean of the Hamming distance between two distinct same-class items, over
 /// `pairs` seeded random pairs: of two real training images, or of a made row (beyond the
 /// first `real` rows) and a real training image of its class.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WithinClass {
     /// Mean distance.
     pub mean: f64,

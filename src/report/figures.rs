@@ -102,7 +102,7 @@ pub fn tick_label(v: f64, axis: XAxis, integral: bool) -> String {
 /// The colour of series `label` (the `i`-th): each retrieval method keeps one colour in every
 /// figure, other series take the palette in order.
 pub fn series_color(label: &str, i: usize) -> RGBAColor {
-    const METHODS: [&str; 8] = [
+    const METHODS: [&str; 9] = [
         "exact",
         "hamming_rerank",
         "hamming",
@@ -111,8 +111,12 @@ pub fn series_color(label: &str, i: usize) -> RGBAColor {
         "iwan",
         "iwan_db_labels",
         "exact_bounded",
+        "mih_rerank",
     ];
-    let slot = METHODS.iter().position(|m| *m == label).unwrap_or(i);
+    let slot = METHODS
+        .iter()
+        .position(|m| *m == label)
+        .unwrap_or(METHODS.len() + i);
     Palette99::pick(slot).to_rgba()
 }
 
