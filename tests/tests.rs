@@ -14,4 +14,5 @@ mod iwan;
 mod semantics;
 mod serve;
 mod train;
+#[cfg(feature = "wgpu")]
 mod wgpu;

@@ -1,9 +1,10 @@
 //! `backend: wgpu` end to end: the tiny fixture trained and embedded on burn's wgpu backend,
 //! against the same config on the CPU, and each run's checkpoint reloaded on the other device.
 //!
-//! Needs a wgpu adapter. On a machine without a GPU, Mesa's lavapipe (Debian's
-//! `mesa-vulkan-drivers`) is one; `.ci/run` installs it and sets `HARNESS_REQUIRE_WGPU`, which
-//! makes a missing adapter a failure instead of a skip.
+//! Built only with the `wgpu` cargo feature:
+//! `cargo test --release --features wgpu --test tests wgpu`. Needs a wgpu adapter; on a machine
+//! without a GPU, Mesa's lavapipe (Debian's `mesa-vulkan-drivers`) is one. With
+//! `HARNESS_REQUIRE_WGPU` set, a missing adapter fails the test instead of skipping it.
 
 use crate::common::{data_root, harness, run_dirs, text};
 use harness::config::{Backend, Loaded};

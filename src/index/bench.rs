@@ -11,8 +11,13 @@
 //!   `threads` threads, repeated up to 3 times (fewer if a run takes over a
 //!   second); `qps = Q / best time`.
 //! * Asymmetric queries need activations, which the files do not hold: they
-//!   are derived from the query's code as `0.5 +- 0.5*u` (sign from the bit,
-//!   `u` uniform in `(0, 1]`, seeded).
+//!   come from `--activations`, or are derived from the query's code as
+//!   `0.5 +- 0.5*u` (sign from the bit, `u` uniform in `(0, 1]`, seeded).
+//! * `--index FILE` searches a memory-mapped index file in place (its codes
+//!   and rows are the database); every record gives the process's peak and
+//!   anonymous RSS after its method.
+//! * MIH's cost model plans on the 32 rows after the timed queries (the same
+//!   kind of rows, not timed), unless `--mih-m` fixes `m`.
 //! * Synthetic data ([`SyntheticCodes::Clustered`] by default): 100 clusters;
 //!   each item belongs to a random cluster, its embedding is the cluster's
 //!   centre (uniform in `[-1, 1]^d`) plus uniform noise in `[-0.5, 0.5]^d`,

@@ -61,7 +61,7 @@
 //! keeps no tables and every search is the linear scan (uniformly random
 //! codes, or small `N`).
 //! Results are the same whatever it chooses. The choice depends only on the
-//! codes and `k`, so it is reproducible. [`MihIndex::auto_substrings`] is the
+//! codes, `k` and the sample queries, so it is reproducible. [`MihIndex::auto_substrings`] is the
 //! paper's rule (substrings of about `log2 N` bits); override everything with
 //! [`MihIndex::with_substrings`].
 
@@ -91,8 +91,8 @@ const COLOCATE_MAX_WORDS: usize = 8;
 const PLAN_QUERIES: usize = 32;
 /// Items sampled to estimate how many bucket entries a search verifies.
 const PLAN_ITEMS: usize = 1 << 17;
-/// MIH is chosen only when its estimated cost is below this fraction of a scan
-/// (the model is coarse, and the scan's cost is certain).
+/// MIH is chosen only when its estimated median query costs less than this
+/// fraction of a scan (the model is coarse, and the scan's cost is certain).
 const PLAN_MARGIN: f64 = 0.75;
 /// The `k` that [`MihIndex::new`] plans for.
 pub const DEFAULT_PLAN_K: usize = 100;
