@@ -493,7 +493,13 @@ mod tests {
         // Whatever its position among a figure's series.
         assert_eq!(series_color("iwan", 0), series_color("iwan", 4));
         assert_ne!(series_color("exact", 0), series_color("hamming_rerank", 0));
-        assert_eq!(series_color("k = 5", 2), Palette99::pick(2).to_rgba());
+        // Other series take the palette after the methods' colours, so a peer's line (FAISS)
+        // never wears a method's colour.
+        assert_eq!(series_color("k = 5", 2), Palette99::pick(9 + 2).to_rgba());
+        assert_ne!(
+            series_color("FAISS IndexFlatIP", 7),
+            series_color("exact_bounded", 0)
+        );
     }
 
     #[test]
