@@ -142,35 +142,24 @@ impl<'a> RealModelData<'a> {
 
     /// The activations of row `i` into `out` (`h` values).
     pub fn activations(&self, i: usize, out: &mut [f32]) {
-        let h = self.h;
-        match self.rows[i] {
-            Row::Test(j) => out.copy_from_slice(row(&self.test.activations, j, h)),
-            Row::Train(j) => out.copy_from_slice(row(&self.train.activations, j, h)),
-            Row::Mix { x, y, lambda } => {
-                let (ax, ay) = (
-                    row(&self.train.activations, x, h),
-                    row(&self.train.activations, y, h),
-                );
-                for (o, (&ax, &ay)) in out.iter_mut().zip(ax.iter().zip(ay)) {
-                    *o = lambda * ax + (1.0 - lambda) * ay;
-                }
-            }
-        }
+        self.fill(i, |s| &s.activations, self.h, out);
     }
 
     /// The embedding of row `i` into `out` (`d` values, not normalised).
     pub fn embedding(&self, i: usize, out: &mut [f32]) {
-        let d = self.d;
+        self.fill(i, |s| &s.embeddings, self.d, out);
+    }
+
+    /// Row `i` of the per-image array `of` (`w` values each): a real image's own values, or
+    /// the mixture of its two images' values.
+    fn fill(&self, i: usize, of: fn(&SplitOutputs) -> &Vec<f32>, w: usize, out: &mut [f32]) {
         match self.rows[i] {
-            Row::Test(j) => out.copy_from_slice(row(&self.test.embeddings, j, d)),
-            Row::Train(j) => out.copy_from_slice(row(&self.train.embeddings, j, d)),
+            Row::Test(j) => out.copy_from_slice(row(of(self.test), j, w)),
+            Row::Train(j) => out.copy_from_slice(row(of(self.train), j, w)),
             Row::Mix { x, y, lambda } => {
-                let (ex, ey) = (
-                    row(&self.train.embeddings, x, d),
-                    row(&self.train.embeddings, y, d),
-                );
-                for (o, (&ex, &ey)) in out.iter_mut().zip(ex.iter().zip(ey)) {
-                    *o = lambda * ex + (1.0 - lambda) * ey;
+                let (vx, vy) = (row(of(self.train), x, w), row(of(self.train), y, w));
+                for (o, (&a, &b)) in out.iter_mut().zip(vx.iter().zip(vy)) {
+                    *o = lambda * a + (1.0 - lambda) * b;
                 }
             }
         }
