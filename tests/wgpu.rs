@@ -1,10 +1,10 @@
 //! `backend: wgpu` end to end: the tiny fixture trained and embedded on burn's wgpu backend,
 //! against the same config on the CPU, and each run's checkpoint reloaded on the other device.
 //!
-//! Built only with the `wgpu` cargo feature:
-//! `cargo test --release --features wgpu --test tests wgpu`. Needs a wgpu adapter; on a machine
-//! without a GPU, Mesa's lavapipe (Debian's `mesa-vulkan-drivers`) is one. With
-//! `HARNESS_REQUIRE_WGPU` set, a missing adapter fails the test instead of skipping it.
+//! Built with the `wgpu` cargo feature (a default). Needs a wgpu adapter; on a machine without
+//! a GPU, Mesa's lavapipe (Debian's `mesa-vulkan-drivers`) is one, and `.ci/run` installs it.
+//! With `HARNESS_REQUIRE_WGPU` set (CI sets it), a missing adapter fails the test instead of
+//! skipping it.
 
 use crate::common::{data_root, harness, run_dirs, text};
 use harness::config::{Backend, Loaded};
@@ -65,7 +65,7 @@ fn embed_on(run: &Path, backend: Backend, pixels: &[u8]) -> Vec<f32> {
         .unwrap()
         .config;
     cfg.backend = backend;
-    let embedder = harness::experiment::embedder(&data_root(), &cfg, run).unwrap();
+    let embedder = harness::experiment::embedder(&data_root(), &cfg, run, None).unwrap();
     embedder.embed(pixels).unwrap().embeddings
 }
 

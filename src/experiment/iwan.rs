@@ -408,8 +408,14 @@ pub enum WordModelRun {
 }
 
 impl WordModelRun {
-    /// The word model of `cfg` (`iwan.word_model` and its input size).
-    pub fn open(root: &DataRoot, cfg: &Config) -> Result<Self, ExperimentError> {
+    /// The word model of `cfg` (`iwan.word_model` and its input size). `loaded` is the
+    /// config's EfficientNet-Lite0 when the caller has it already; otherwise the ImageNet word
+    /// model loads it.
+    pub fn open(
+        root: &DataRoot,
+        cfg: &Config,
+        loaded: Option<EfficientNetLite0>,
+    ) -> Result<Self, ExperimentError> {
         Ok(match cfg.iwan.word_model {
             WordModel::Classes => {
                 let d = cfg.model.d as usize;
@@ -417,7 +423,10 @@ impl WordModelRun {
                 Self::Classes(c, d, cfg.iwan.class_temperature)
             }
             WordModel::Imagenet => {
-                let encoder = load_efficientnet(root, own_weights(cfg))?;
+                let encoder = match loaded {
+                    Some(encoder) => encoder,
+                    None => load_efficientnet(root, own_weights(cfg))?,
+                };
                 let frozen = FrozenLite0::compile(&encoder).map_err(TrainError::Model)?;
                 Self::Imagenet(
                     Box::new(encoder),

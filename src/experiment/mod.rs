@@ -28,7 +28,9 @@ pub mod render;
 mod stages;
 pub mod status;
 
-pub(crate) use stages::{embed_splits, load_efficientnet, own_weights, split_sizes};
+pub(crate) use stages::{
+    embed_splits, frozen_encoder, load_efficientnet, own_weights, split_sizes,
+};
 pub use stages::{embedder, semantics_stage};
 
 use crate::config::{self, Loaded, Run};

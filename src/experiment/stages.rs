@@ -69,27 +69,36 @@ fn trained_network(
 
 /// The finished run in `run_dir` (config `cfg`) as an [`embed::Embedder`]: its trained network,
 /// and for a frozen encoder the encoder its features came from, at the run's input size.
+/// `loaded` is that encoder when the caller has it already (the query page shares it with the
+/// ImageNet word model); otherwise it is loaded here.
 pub fn embedder(
     root: &DataRoot,
     cfg: &config::Config,
     run_dir: &Path,
+    loaded: Option<&EfficientNetLite0>,
 ) -> Result<embed::Embedder, ExperimentError> {
     let (c, net) = trained_network(root, cfg, &run_dir.join("train"))?;
-    let encoder = frozen_encoder(cfg)
-        .then(|| load_efficientnet(root, own_weights(cfg)))
-        .transpose()?;
+    let own;
+    let encoder = match (frozen_encoder(cfg), loaded) {
+        (false, _) => None,
+        (true, Some(encoder)) => Some(encoder),
+        (true, None) => {
+            own = load_efficientnet(root, own_weights(cfg))?;
+            Some(&own)
+        }
+    };
     let size = cfg.model.input_size as usize;
     Ok(embed::Embedder::new(
         net,
         model::Preprocess::of(&cfg.model),
-        encoder.as_ref().map(|e| (e, size)),
+        encoder.map(|e| (e, size)),
         c,
     )
     .map_err(TrainError::Model)?)
 }
 
 /// Whether the config trains only a decoder on a frozen pretrained encoder's features.
-pub(super) fn frozen_encoder(cfg: &config::Config) -> bool {
+pub(crate) fn frozen_encoder(cfg: &config::Config) -> bool {
     cfg.model.encoder == config::Encoder::EfficientnetLite0 && cfg.model.freeze
 }
 

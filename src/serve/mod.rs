@@ -21,12 +21,12 @@
 //! Bad parameters get 400, unknown ids or methods 404, both with `{"error": "..."}`.
 
 use crate::artifacts::{self, StoredEmbedding};
-use crate::config::{self, IwanScore};
+use crate::config::{self, IwanScore, WordModel};
 use crate::data::DataRoot;
 use crate::data::cifar::{Cifar100, SplitName};
 use crate::embed::{Embedded, Embedder};
-use crate::experiment::ExperimentError;
 use crate::experiment::iwan::{IwanInputs, IwanRun, Network, WordModelRun};
+use crate::experiment::{self, ExperimentError};
 use crate::index::persist::{self, AnyIndex};
 use crate::index::{Hit, Query, Scratch};
 use crate::iwan::graph::Node;
@@ -88,13 +88,20 @@ impl Served {
         }
         let cfg = config::Loaded::from_path(&dir.join("config.resolved.yaml"))?.config;
         let root = DataRoot::resolve(data_root, cfg.data.root.as_deref())?;
+        // One EfficientNet-Lite0 serves the frozen encoder and the ImageNet word model: both
+        // use the config's own weights.
+        let imagenet_words = cfg.iwan.enabled && cfg.iwan.word_model == WordModel::Imagenet;
+        let encoder = (experiment::frozen_encoder(&cfg) || imagenet_words)
+            .then(|| experiment::load_efficientnet(&root, experiment::own_weights(&cfg)))
+            .transpose()?;
+        let embedder = experiment::embedder(&root, &cfg, dir, encoder.as_ref())?;
         let (data, iwan) = if cfg.iwan.enabled {
             let run = IwanRun::open(dir, data_root)?;
             let net = run.network(SplitName::Test, None, None)?;
             let iwan = ServedIwan {
                 net,
                 score: cfg.iwan.score,
-                words: WordModelRun::open(&root, &cfg)?,
+                words: WordModelRun::open(&root, &cfg, encoder)?,
                 inputs: run.inputs,
             };
             (run.data, Some(iwan))
@@ -113,7 +120,6 @@ impl Served {
                 .map_err(|e| ExperimentError::unreadable(&path, e))?;
             methods.push((method.as_str().to_string(), index));
         }
-        let embedder = crate::experiment::embedder(&root, &cfg, dir)?;
         let metrics_path = dir.join("metrics.csv");
         let metrics = read_metrics(&metrics_path)
             .map_err(|e| ExperimentError::unreadable(&metrics_path, e))?;
