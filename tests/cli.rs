@@ -846,4 +846,30 @@ fn bench_scale_writes_its_table_and_figure_with_identical_mih_results() {
     assert!(out.join("scale-time.png").exists());
     // The per-size index files are removed unless --keep-data.
     assert!(!out.join("data/n600.idx").exists() && !out.join("data/n3k.idx").exists());
+    // --replot measures nothing and renders the same table and figure from scale.json.
+    let (md, svg_before) = (
+        std::fs::read(out.join("scale.md")).unwrap(),
+        std::fs::read(out.join("scale-time.svg")).unwrap(),
+    );
+    for f in ["scale.csv", "scale.md", "scale-time.svg"] {
+        std::fs::remove_file(out.join(f)).unwrap();
+    }
+    let o = harness(
+        &[
+            "bench",
+            "scale",
+            run.to_str().unwrap(),
+            "--replot",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert_eq!(std::fs::read_to_string(out.join("scale.csv")).unwrap(), csv);
+    assert_eq!(std::fs::read(out.join("scale.md")).unwrap(), md);
+    assert_eq!(
+        std::fs::read(out.join("scale-time.svg")).unwrap(),
+        svg_before
+    );
 }

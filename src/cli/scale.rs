@@ -76,8 +76,8 @@ struct ChildRecord {
     rss_anon_bytes: Option<u64>,
 }
 
-/// What was measured with: the run and the settings of `scale.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What was measured with: the run and the settings.
+#[derive(Debug, Serialize, Deserialize)]
 struct Settings {
     run: String,
     k: usize,
@@ -88,18 +88,26 @@ struct Settings {
     seed: u64,
 }
 
+/// The settings and everything measured so far: `scale.json` without the machine, which is
+/// what `--replot` reads back.
+#[derive(Debug, Serialize, Deserialize)]
+struct Measured {
+    #[serde(flatten)]
+    settings: Settings,
+    sizes_planned: Vec<usize>,
+    sizes_done: Vec<usize>,
+    within_class_real: Option<WithinClass>,
+    within_class_made: Option<WithinClass>,
+    points: Vec<ScalePoint>,
+}
+
 /// `scale.json`.
 #[derive(Debug, Serialize)]
 struct Summary<'a> {
-    #[serde(flatten)]
-    settings: &'a Settings,
-    sizes_planned: &'a [usize],
-    sizes_done: Vec<usize>,
     complete: bool,
-    within_class_real: Option<&'a WithinClass>,
-    within_class_made: Option<&'a WithinClass>,
     machine: crate::experiment::manifest::Machine,
-    points: &'a [ScalePoint],
+    #[serde(flatten)]
+    measured: &'a Measured,
 }
 
 /// Parses `10k`, `1M`, `20000000`.
@@ -127,34 +135,14 @@ fn label(n: usize) -> String {
     }
 }
 
-/// `scale.json` as read back by `--replot`.
-#[derive(Debug, Deserialize)]
-struct Stored {
-    #[serde(flatten)]
-    settings: Settings,
-    sizes_planned: Vec<usize>,
-    sizes_done: Vec<usize>,
-    within_class_real: Option<WithinClass>,
-    within_class_made: Option<WithinClass>,
-    points: Vec<ScalePoint>,
-}
-
 /// Runs the benchmark (see the module docs).
 pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
     if a.replot {
         let out = a.out.clone().unwrap_or_else(|| a.run.join("scale"));
         let path = out.join("scale.json");
-        let s: Stored = serde_json::from_slice(&store::read(&path)?)
+        let measured: Measured = serde_json::from_slice(&store::read(&path)?)
             .with_context(|| format!("{} is not a bench scale summary", path.display()))?;
-        let stats = (s.within_class_real, s.within_class_made);
-        write_outputs(
-            &out,
-            &s.settings,
-            &s.sizes_planned,
-            &s.sizes_done,
-            &stats,
-            &s.points,
-        )?;
+        write_outputs(&out, &measured)?;
         println!("results: {}", out.display());
         return Ok(());
     }
@@ -226,14 +214,22 @@ pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
     );
 
     let out = a.out.clone().unwrap_or_else(|| run_dir.join("scale"));
-    let settings = Settings {
-        run: run_dir.display().to_string(),
-        k: a.k,
-        queries: a.queries,
-        single_queries: a.single_queries.min(a.queries),
-        threads: a.threads,
-        shortlist: a.shortlist,
-        seed: a.seed,
+    let single = a.single_queries.min(a.queries);
+    let mut measured = Measured {
+        settings: Settings {
+            run: run_dir.display().to_string(),
+            k: a.k,
+            queries: a.queries,
+            single_queries: single,
+            threads: a.threads,
+            shortlist: a.shortlist,
+            seed: a.seed,
+        },
+        sizes_planned: sizes.clone(),
+        sizes_done: Vec::new(),
+        within_class_real: None,
+        within_class_made: None,
+        points: Vec::new(),
     };
     let data_dir = out.join("data");
     std::fs::create_dir_all(&data_dir)
@@ -244,15 +240,13 @@ pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
     })?;
     let exe = std::env::current_exe().context("cannot find the harness binary")?;
 
-    let mut points: Vec<ScalePoint> = Vec::new();
-    let mut done = Vec::new();
-    let mut stats: (Option<WithinClass>, Option<WithinClass>) = (None, None);
     for &n in &sizes {
         let t = Instant::now();
         let data = RealModelData::new(&test, train.as_ref(), h, d, n, a.seed)?;
         let codes = data.codes()?;
-        if stats.1.is_none() || n == *sizes.last().unwrap_or(&n) {
-            stats = within_class(&data, &codes, 20_000, a.seed ^ 1);
+        if measured.within_class_made.is_none() || n == *sizes.last().unwrap_or(&n) {
+            (measured.within_class_real, measured.within_class_made) =
+                within_class(&data, &codes, 20_000, a.seed ^ 1);
         }
         let index_path = data_dir.join(format!("n{}.idx", label(n)));
         store::write_atomic(&index_path, |w| {
@@ -272,7 +266,6 @@ pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
         let dump = out.join("dumps").join(label(n));
         let mut exact_ids: Option<Vec<u64>> = None;
         for m in &methods {
-            let single = a.single_queries.min(a.queries);
             let mut cmd = Command::new(&exe);
             cmd.arg("bench")
                 .arg("search")
@@ -301,7 +294,7 @@ pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
             };
             let p = point("harness", n, rec, recall);
             eprintln!("  {}", describe(&p));
-            points.push(p);
+            measured.points.push(p);
         }
         if let Some(py) = &a.faiss_python {
             for ty in FAISS_TYPES {
@@ -312,10 +305,7 @@ pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
                     .args(["--type", ty])
                     .args(["--k", &a.k.to_string()])
                     .args(["--queries", &a.queries.to_string()])
-                    .args([
-                        "--single-queries",
-                        &a.single_queries.min(a.queries).to_string(),
-                    ])
+                    .args(["--single-queries", &single.to_string()])
                     .args(["--threads", &a.threads.to_string()])
                     .args(["--shortlist", &a.shortlist.to_string()])
                     .arg("--dump-dir")
@@ -327,15 +317,15 @@ pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
                     .and_then(|e| recall_at_k(&ids, e, a.queries, a.k.min(n)));
                 let p = point("faiss", n, rec, recall);
                 eprintln!("  {}", describe(&p));
-                points.push(p);
+                measured.points.push(p);
             }
         }
         if !a.keep_data {
             std::fs::remove_file(&index_path)
                 .with_context(|| format!("cannot remove {}", index_path.display()))?;
         }
-        done.push(n);
-        write_outputs(&out, &settings, &sizes, &done, &stats, &points)?;
+        measured.sizes_done.push(n);
+        write_outputs(&out, &measured)?;
     }
     println!("results: {}", out.display());
     Ok(())
@@ -409,14 +399,9 @@ fn read_ids(dir: &Path, method: &str) -> Result<Vec<u64>> {
 }
 
 /// The table (CSV and Markdown), `scale.json` and the figure, each written atomically.
-fn write_outputs(
-    out: &Path,
-    a: &Settings,
-    sizes: &[usize],
-    done: &[usize],
-    stats: &(Option<WithinClass>, Option<WithinClass>),
-    points: &[ScalePoint],
-) -> Result<()> {
+fn write_outputs(out: &Path, measured: &Measured) -> Result<()> {
+    let (a, points) = (&measured.settings, &measured.points);
+    let (sizes, done) = (&measured.sizes_planned, &measured.sizes_done);
     let opt = |v: Option<f64>, digits: usize| v.map_or(String::new(), |v| format!("{v:.digits$}"));
     let mut csv = String::from(
         "engine,method,n,median_ms,p95_ms,qps,recall,bytes_per_item,peak_rss_mb,anon_rss_mb,build_s,params\n",
@@ -475,14 +460,9 @@ fn write_outputs(
     store::write_json_atomic(
         &out.join("scale.json"),
         &Summary {
-            settings: a,
-            sizes_planned: sizes,
-            sizes_done: done.to_vec(),
             complete: done.len() == sizes.len(),
-            within_class_real: stats.0.as_ref(),
-            within_class_made: stats.1.as_ref(),
             machine: crate::experiment::manifest::machine(),
-            points,
+            measured,
         },
     )?;
     let mut series: Vec<Series> = Vec::new();

@@ -61,9 +61,9 @@
 //! keeps no tables and every search is the linear scan (uniformly random
 //! codes, or small `N`).
 //! Results are the same whatever it chooses. The choice depends only on the
-//! codes, `k` and the sample queries, so it is reproducible. [`MihIndex::auto_substrings`] is the
-//! paper's rule (substrings of about `log2 N` bits); override everything with
-//! [`MihIndex::with_substrings`].
+//! codes, `k` and the sample queries, so it is reproducible.
+//! [`MihIndex::auto_substrings`] is the paper's rule (substrings of about
+//! `log2 N` bits); override everything with [`MihIndex::with_substrings`].
 
 use std::sync::Arc;
 

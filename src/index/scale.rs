@@ -152,7 +152,7 @@ impl<'a> RealModelData<'a> {
 
     /// Row `i` of the per-image array `of` (`w` values each): a real image's own values, or
     /// the mixture of its two images' values.
-    fn fill(&self, i: usize, of: fn(&SplitOutputs) -> &Vec<f32>, w: usize, out: &mut [f32]) {
+    fn fill(&self, i: usize, of: fn(&SplitOutputs) -> &[f32], w: usize, out: &mut [f32]) {
         match self.rows[i] {
             Row::Test(j) => out.copy_from_slice(row(of(self.test), j, w)),
             Row::Train(j) => out.copy_from_slice(row(of(self.train), j, w)),
