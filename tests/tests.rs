@@ -11,6 +11,7 @@ mod faults;
 mod fetch;
 mod index;
 mod iwan;
+mod report_metrics;
 mod semantics;
 mod serve;
 mod train;

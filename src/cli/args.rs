@@ -183,7 +183,8 @@ pub enum Command {
     },
     /// Compare a run's metrics.csv with a stored baseline; exit 1 on a regression.
     ///
-    /// Quality metrics (mP, mAP, mHP, mAHP, mAHP_mean, AP_full) may drop by at most
+    /// Quality metrics (mP, mAP, mHP, mAHP, mAHP_mean, AP_full and the report's mAP_report,
+    /// mP_hit20, mAHP_hit20) may drop by at most
     /// --tolerance (absolute); latencies may grow by at most --time-ratio (and must grow by more
     /// than --time-floor seconds to count) and queries/s may fall by at most that ratio; index
     /// bytes per item may not grow. Prints a table of every
@@ -209,6 +210,37 @@ pub enum Command {
         /// config a jump points to a leak or a changed protocol, not to progress.
         #[arg(long)]
         both_ways: bool,
+    },
+    /// Score rankings made elsewhere with every metric of metrics.csv, under the same
+    /// definitions as a run (docs/metrics.md).
+    ///
+    /// RANKINGS is a CSV or Parquet file with the columns query_id, rank, db_id (others, such
+    /// as a score, are ignored). Query ids are CIFAR-100 test indices, and the queries are the
+    /// ids present; db ids index the train split (--db train) or the test split (--db test);
+    /// within a query the rows are ordered by rank, whatever its base. Writes
+    /// <out>/metrics.csv (method,protocol,metric,k,value) and prints the report's measures.
+    ///
+    /// Example, the report's own Table 4 rankings (its "mAP@k" is mP_hit20 here):
+    ///   harness evaluate ../shared/data/report/iwan_table4_rankings.csv --db train
+    Evaluate {
+        /// The rankings file (.csv or .parquet).
+        rankings: PathBuf,
+        /// The split the rankings searched: train or test.
+        #[arg(long)]
+        db: SplitName,
+        /// Protocol (default: train_db for --db train, report for --db test; leave_one_out
+        /// removes each query from the test database and refuses a ranking that holds it).
+        #[arg(long, value_enum)]
+        protocol: Option<ProtocolArg>,
+        /// Cut-offs k, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,5,20,100,250")]
+        ks: Vec<usize>,
+        /// The method name in metrics.csv (default: the file's stem).
+        #[arg(long)]
+        method: Option<String>,
+        /// Output folder (default: results/evaluate/<file stem>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Re-render tables from a finished run or experiment folder, without recomputing.
     ///
@@ -249,6 +281,28 @@ pub enum Command {
     /// Explain or export a finished run's IWAN network (image-word association network).
     #[command(subcommand)]
     Iwan(iwan::IwanCommand),
+}
+
+/// A protocol on the command line, spelled as in configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum ProtocolArg {
+    /// The query stays in the test database (the report's Tables 1-2).
+    Report,
+    /// The query is removed from the test database (Barz & Denzler).
+    LeaveOneOut,
+    /// The train split is the database.
+    TrainDb,
+}
+
+impl From<ProtocolArg> for config::Protocol {
+    fn from(p: ProtocolArg) -> Self {
+        match p {
+            ProtocolArg::Report => Self::Report,
+            ProtocolArg::LeaveOneOut => Self::LeaveOneOut,
+            ProtocolArg::TrainDb => Self::TrainDb,
+        }
+    }
 }
 
 /// `harness bench ...`

@@ -78,6 +78,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             },
         ),
         Command::Report { dir } => done(report(&dir)),
+        Command::Evaluate {
+            rankings,
+            db,
+            protocol,
+            ks,
+            method,
+            out,
+        } => done(evaluate(
+            &rankings,
+            db,
+            protocol.map(Into::into),
+            &ks,
+            method,
+            out,
+            root,
+        )),
         Command::Serve { run_dir, addr } => done(serve(&run_dir, addr, root)),
         Command::Data(DataCommand::Info { root: own }) => done(data_info(own.as_deref().or(root))),
         Command::Data(DataCommand::Fetch(args)) => done(data_fetch(&args, progress)),
@@ -188,6 +204,95 @@ fn semantics(out: &Path, d: u32, data_root: Option<&Path>) -> Result<()> {
         out.join("class_embedding.csv").display(),
         out.join("similarity.{png,svg}").display()
     );
+    Ok(())
+}
+
+/// `harness evaluate`: every metric of an external rankings file, into `<out>/metrics.csv`.
+fn evaluate(
+    path: &Path,
+    db: SplitName,
+    protocol: Option<config::Protocol>,
+    ks: &[usize],
+    method: Option<String>,
+    out: Option<PathBuf>,
+    data_root: Option<&Path>,
+) -> Result<()> {
+    use crate::eval::external::Rankings;
+    use crate::eval::retrieval::{metric_values, score_queries};
+    let protocol = protocol.unwrap_or(match db {
+        SplitName::Train => config::Protocol::TrainDb,
+        SplitName::Test => config::Protocol::Report,
+    });
+    if protocol.database() != db {
+        bail!(
+            "--protocol {protocol} searches the {} split, but --db is {db}",
+            protocol.database()
+        );
+    }
+    if ks.is_empty() || ks.contains(&0) {
+        bail!("--ks: give cut-offs k >= 1, e.g. --ks 1,5,20,100,250");
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "rankings".into());
+    let method = method.unwrap_or_else(|| stem.clone());
+    if method.is_empty() || method.contains([',', '\n']) {
+        bail!("--method: `{method}` cannot be a metrics.csv field (no commas or newlines)");
+    }
+    let out = out.unwrap_or_else(|| Path::new("results").join("evaluate").join(&stem));
+    let root = DataRoot::resolve(data_root, None)?;
+    let data = Cifar100::load(&root, true).context("loading CIFAR-100 labels")?;
+    let (_, sim) = crate::artifacts::class_similarity(&root)?;
+    let rankings = Rankings::read(path)?;
+    use crate::eval::Semantics as _;
+    let report = score_queries(
+        rankings
+            .queries
+            .iter()
+            .zip(&rankings.lists)
+            .map(|(&q, l)| (q, l.as_slice())),
+        protocol,
+        &data.split(db).fine,
+        &data.test.fine,
+        sim.values(),
+        sim.n(),
+        ks,
+    )
+    .with_context(|| format!("scoring {}", path.display()))?;
+    let mut csv = String::from("method,protocol,metric,k,value\n");
+    let values = metric_values(&report, None, &config::MetricName::ALL);
+    for (metric, k, v) in &values {
+        let k = k.map(|k| k.to_string()).unwrap_or_default();
+        csv.push_str(&format!("{method},{protocol},{metric},{k},{v}\n"));
+    }
+    let file = out.join("metrics.csv");
+    crate::store::write_bytes_atomic(&file, csv.as_bytes())?;
+    println!(
+        "{}: {} queries, {} ranks at most, database {db}, protocol {protocol}",
+        path.display(),
+        report.n_queries,
+        rankings.lists.iter().map(Vec::len).max().unwrap_or(0)
+    );
+    println!(
+        "| k | mP | mAP_report | mAHP_mean | mAHP | mP_hit20 ({} q.) | mAHP_hit20 ({} q.) |",
+        report.n_hit20, report.n_sim_hit20
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let cell = |v: Option<f64>| v.map_or_else(|| "—".into(), |v| format!("{v:.6}"));
+    for m in &report.at_k {
+        println!(
+            "| {} | {:.6} | {:.6} | {:.6} | {:.6} | {} | {} |",
+            m.k,
+            m.mean_precision,
+            m.mean_ap_report,
+            m.mean_ahp_mean,
+            m.mean_ahp,
+            cell(m.mean_p_hit20),
+            cell(m.mean_ahp_hit20)
+        );
+    }
+    println!("results: {}", file.display());
     Ok(())
 }
 

@@ -415,6 +415,28 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     if e.timing_queries == 0 {
         return fail("eval.timing_queries", "time at least one query");
     }
+    if e.metrics.is_empty() {
+        return fail(
+            "eval.metrics",
+            "list at least one metric (leave the key out to write all of them)",
+        );
+    }
+    if let Some(dup) = first_duplicate(&e.metrics) {
+        return fail("eval.metrics", format!("metric {dup:?} is listed twice"));
+    }
+    if c.index.report_setting && !c.index.methods.contains(&IndexMethod::HammingRerank) {
+        return fail(
+            "index.report_setting",
+            "the report's Table 2 setting re-runs `hamming_rerank`: add it to index.methods",
+        );
+    }
+    if c.iwan.report_graph && !(c.iwan.enabled && e.protocols.contains(&Protocol::TrainDb)) {
+        return fail(
+            "iwan.report_graph",
+            "the report's IWAN graph is searched over the train database: set iwan.enabled \
+             and add train_db to eval.protocols",
+        );
+    }
     if let Some(slurm) = &c.slurm {
         validate_slurm(slurm).map_err(|(f, m)| (format!("slurm.{f}"), m))?;
     }

@@ -336,6 +336,11 @@ pub struct IndexConfig {
     pub mih_substrings: Option<u32>,
     /// Threads for batched search; `0` means all cores.
     pub threads: usize,
+    /// Also evaluate hash + re-rank as the report's code ran it for Table 2: one Hamming
+    /// shortlist of `N' = k = max(eval.ks)` re-ranked by cosine, every cut-off a prefix of that
+    /// ranking, as the separate method `hamming_rerank_report` (needs `hamming_rerank`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub report_setting: bool,
 }
 
 impl Default for IndexConfig {
@@ -346,6 +351,7 @@ impl Default for IndexConfig {
             shortlist: None,
             mih_substrings: None,
             threads: 0,
+            report_setting: false,
         }
     }
 }
@@ -370,7 +376,8 @@ pub enum DbWords {
     Predicted,
     /// The image's own fine and coarse label names (uses ground truth).
     Labels,
-    /// Both of the above (what the report did).
+    /// Both of the above (ours; the report linked only the fine label, at strength 0.8: see
+    /// `iwan.report_graph`).
     Both,
 }
 
@@ -450,6 +457,11 @@ pub struct IwanConfig {
     /// (smaller: sharper). On default.yaml 0.01 sits between the best train-DB mP@250 (0.005)
     /// and the best mAHP@250 (0.02), within 0.003 of each (README, IWAN).
     pub class_temperature: f32,
+    /// Also evaluate the network as the report's code built it for Tables 3-4 (its vocabulary,
+    /// label edges and query edges; see `iwan::report_graph`), queried by the first 500 test
+    /// images on the train database, as the separate method `iwan_report_graph`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub report_graph: bool,
 }
 
 impl IwanConfig {
@@ -478,6 +490,7 @@ impl Default for IwanConfig {
             score: IwanScore::ShortestPath,
             input_size: 96,
             class_temperature: 0.01,
+            report_graph: false,
         }
     }
 }
@@ -514,6 +527,66 @@ impl std::fmt::Display for Protocol {
     }
 }
 
+/// A metric family that `metrics.csv` can hold (`eval.metrics`); docs/metrics.md defines each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MetricName {
+    /// Mean precision at k.
+    #[serde(rename = "mP")]
+    Precision,
+    /// Mean AP@k, `(1/min(R,k)) Σ rel_i P@i`.
+    #[serde(rename = "mAP")]
+    AveragePrecision,
+    /// Mean hierarchical precision HP@k.
+    #[serde(rename = "mHP")]
+    HierarchicalPrecision,
+    /// Mean AHP@k, the trapezoid area under HP@1..HP@k (Barz & Denzler).
+    #[serde(rename = "mAHP")]
+    Ahp,
+    /// The report's Tables 1-2 "mAHP@k": the plain mean of HP@1..HP@k.
+    #[serde(rename = "mAHP_mean")]
+    AhpMean,
+    /// The report's Tables 1-2 "mAP@k": `(1/k) Σ rel_i P@i`.
+    #[serde(rename = "mAP_report")]
+    ApReport,
+    /// The report's Tables 3-4 "mAP@k", over the queries with a hit in the first 20 (with the
+    /// count of those queries, `mP_hit20_queries`).
+    #[serde(rename = "mP_hit20")]
+    PrecisionHit20,
+    /// The report's Tables 3-4 "mAHP@k", likewise (with `mAHP_hit20_queries`).
+    #[serde(rename = "mAHP_hit20")]
+    AhpHit20,
+    /// AP over the whole ranking (where the ranking covers the database).
+    #[serde(rename = "AP_full")]
+    ApFull,
+    /// Query latency, throughput, build time and index size.
+    #[serde(rename = "timing")]
+    Timing,
+}
+
+impl MetricName {
+    /// Every metric family, in the order `metrics.csv` writes them.
+    pub const ALL: [MetricName; 10] = [
+        MetricName::Precision,
+        MetricName::AveragePrecision,
+        MetricName::HierarchicalPrecision,
+        MetricName::Ahp,
+        MetricName::AhpMean,
+        MetricName::ApReport,
+        MetricName::PrecisionHit20,
+        MetricName::AhpHit20,
+        MetricName::ApFull,
+        MetricName::Timing,
+    ];
+}
+
+fn all_metrics() -> Vec<MetricName> {
+    MetricName::ALL.to_vec()
+}
+
+fn is_all_metrics(m: &[MetricName]) -> bool {
+    m == MetricName::ALL
+}
+
 /// The `eval` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -526,6 +599,10 @@ pub struct EvalConfig {
     pub timing_queries: usize,
     /// Write each method's rankings as Parquet (`query_id, rank, db_id, score`).
     pub dump_rankings: bool,
+    /// The metric families written to `metrics.csv` (default: all of them). Left out of the
+    /// resolved config when it is the default, so configs that do not name it keep their hash.
+    #[serde(default = "all_metrics", skip_serializing_if = "is_all_metrics")]
+    pub metrics: Vec<MetricName>,
 }
 
 impl Default for EvalConfig {
@@ -535,6 +612,7 @@ impl Default for EvalConfig {
             ks: vec![1, 5, 20, 100, 250],
             timing_queries: 1000,
             dump_rankings: false,
+            metrics: all_metrics(),
         }
     }
 }

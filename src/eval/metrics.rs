@@ -12,8 +12,9 @@
 //!
 //! * P@k = (1/k) Σ_{i<=k} rel_i. Positions beyond the end of a ranking
 //!   shorter than k count as non-relevant (rel_i = 0, sim contribution 0),
-//!   while the denominator stays k. The report's "mAP@k" is the mean of P@k
-//!   over queries; here it is called mP@k ([`Metric::Precision`]).
+//!   while the denominator stays k. Its mean over queries is mP@k
+//!   ([`Metric::Precision`]); the report's "mAP@k" is not this but AP_report
+//!   (Tables 1-2) or P_hit (Tables 3-4), below.
 //! * AP@k = (1/min(R, k)) Σ_{i<=k} rel_i · P@i, and 0 when R = 0.
 //! * Full AP = (1/R) Σ_i rel_i · P@i over the whole ranking (equal to
 //!   sklearn's `average_precision_score` on the full ranking without ties);
@@ -27,6 +28,18 @@
 //!   HP@1..HP@K with step 1/K; a perfect ranking scores (K-1)/K, so AHP@1 = 0.
 //! * AHP_mean@K = (1/K) Σ_{i=1..K} HP@i (the report's definition; a perfect
 //!   ranking scores 1).
+//! * AP_report@k = (1/k) Σ_{i<=k} rel_i · P@i: what the report's Tables 1-2 call "AP@k"
+//!   (rounaksaha12/Information-Retrieval-CBIR-project @ 14c2141, `evaluate_retrieval.py`
+//!   lines 18-32). Always <= P@k; equal to AP@k when R >= k.
+//! * P_hit@k: the report's Tables 3-4 "AP@k" (ritszaar/Semantic-Similarity-Word-Associations @
+//!   209c5d1, `test.py`, `compute_average_precisions`): the mean of P@i over the ranks i <= k
+//!   where P@i > 0, i.e. from the first hit f to k, (1/(k-f+1)) Σ_{i=f..k} P@i; 0 without a
+//!   hit in the first k. Its mean is taken only over the queries with a hit in the first
+//!   [`HIT_WINDOW`] = 20 ranks ([`QueryMetrics::hit20`]): `mP_hit20@k`.
+//! * AHP_hit@k: the same with the hierarchical relevance s_j = sim(y_q, y(r_j)) in place of
+//!   rel_j: the mean of (1/i) Σ_{j<=i} s_j over the ranks i <= k where it is > 0; its mean is
+//!   taken over the queries whose first 20 results have a positive similarity
+//!   ([`QueryMetrics::sim_hit20`]): `mAHP_hit20@k`.
 //!
 //! Similarities are converted to and computed in f64 (inputs may be f32 or
 //! f64); they must be finite and non-negative.
@@ -135,7 +148,7 @@ pub enum MetricsError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
-    /// P@k (its mean over queries, mP@k, is the report's "mAP@k").
+    /// P@k (its mean over queries is mP@k).
     Precision,
     /// AP@k = (1/min(R,k)) Σ_{i<=k} rel_i P@i.
     AveragePrecision,
@@ -145,16 +158,29 @@ pub enum Metric {
     Ahp,
     /// AHP_mean@k, plain mean of HP@1..HP@k (perfect ranking: 1).
     AhpMean,
+    /// AP_report@k = (1/k) Σ_{i<=k} rel_i P@i (the report's Tables 1-2 "AP@k").
+    ApReport,
+    /// P_hit@k: mean of P@i from the first hit to k (the report's Tables 3-4 "AP@k").
+    PrecisionFromHit,
+    /// AHP_hit@k: the same with hierarchical relevance (the report's Tables 3-4 "AHP@k").
+    AhpFromHit,
 }
+
+/// The report's Tables 3-4 average their measures only over the queries with a hit in the
+/// first 20 results (`test.py`, `compute_metrics`).
+pub const HIT_WINDOW: usize = 20;
 
 impl Metric {
     /// All metrics, in declaration order.
-    pub const ALL: [Metric; 5] = [
+    pub const ALL: [Metric; 8] = [
         Metric::Precision,
         Metric::AveragePrecision,
         Metric::HierarchicalPrecision,
         Metric::Ahp,
         Metric::AhpMean,
+        Metric::ApReport,
+        Metric::PrecisionFromHit,
+        Metric::AhpFromHit,
     ];
 
     /// Short name of the per-query metric ("P", "AP", "HP", "AHP", "AHP_mean").
@@ -165,6 +191,9 @@ impl Metric {
             Metric::HierarchicalPrecision => "HP",
             Metric::Ahp => "AHP",
             Metric::AhpMean => "AHP_mean",
+            Metric::ApReport => "AP_report",
+            Metric::PrecisionFromHit => "P_hit",
+            Metric::AhpFromHit => "AHP_hit",
         }
     }
 
@@ -176,17 +205,14 @@ impl Metric {
             Metric::HierarchicalPrecision => m.hierarchical_precision,
             Metric::Ahp => m.ahp,
             Metric::AhpMean => m.ahp_mean,
+            Metric::ApReport => m.ap_report,
+            Metric::PrecisionFromHit => m.p_hit,
+            Metric::AhpFromHit => m.ahp_hit,
         }
     }
 
     fn index(self) -> usize {
-        match self {
-            Metric::Precision => 0,
-            Metric::AveragePrecision => 1,
-            Metric::HierarchicalPrecision => 2,
-            Metric::Ahp => 3,
-            Metric::AhpMean => 4,
-        }
+        self as usize
     }
 }
 
@@ -211,6 +237,12 @@ pub struct MetricsAtK {
     pub ahp: f64,
     /// AHP_mean@k (plain mean of HP@1..HP@k).
     pub ahp_mean: f64,
+    /// AP_report@k = (1/k) Σ_{i<=k} rel_i P@i.
+    pub ap_report: f64,
+    /// P_hit@k: mean of P@i over i <= k from the first hit on; 0 without a hit.
+    pub p_hit: f64,
+    /// AHP_hit@k: mean of (1/i) Σ_{j<=i} s_j over i <= k where it is > 0; 0 where none is.
+    pub ahp_hit: f64,
 }
 
 /// Metrics of one query.
@@ -227,6 +259,11 @@ pub struct QueryMetrics {
     pub ap_full: Option<f64>,
     /// HP@1, ..., HP@K for K = the largest requested k.
     pub hp_curve: Vec<f64>,
+    /// A relevant item among the first [`HIT_WINDOW`] results (the report's Tables 3-4 count
+    /// only such queries in their mAP).
+    pub hit20: bool,
+    /// A positive similarity among the first [`HIT_WINDOW`] results (likewise for their mAHP).
+    pub sim_hit20: bool,
 }
 
 impl QueryMetrics {
@@ -496,28 +533,56 @@ impl QueryEvaluator {
         let q = usize::from(query_label);
         let sim_row = &self.sim[q * self.n_classes..(q + 1) * self.n_classes];
         // Per position i = 1..=K: hits_i = Σ_{j<=i} rel_j, ap_i = Σ_{j<=i}
-        // rel_j P@j, hp_i = HP@i, hp_cum_i = Σ_{j<=i} HP@j.
+        // rel_j P@j, hp_i = HP@i, hp_cum_i = Σ_{j<=i} HP@j; for the report's Tables 3-4,
+        // p_cum_i = Σ_{j<=i} P@j and s_cum_i = Σ_{j<=i} (1/j) Σ_{l<=j} s_l, with the first rank
+        // at which each becomes positive.
         let mut hits_at = Vec::with_capacity(k_max);
         let mut ap_at = Vec::with_capacity(k_max);
         let mut hp_curve = Vec::with_capacity(k_max);
         let mut hp_cum_at = Vec::with_capacity(k_max);
+        let mut p_cum_at = Vec::with_capacity(k_max);
+        let mut s_cum_at = Vec::with_capacity(k_max);
         let (mut hits, mut ap_sum, mut gain, mut hp_cum) = (0usize, 0.0f64, 0.0f64, 0.0f64);
+        let (mut p_cum, mut s_cum) = (0.0f64, 0.0f64);
+        let (mut first_hit, mut first_sim) = (None, None);
         for (i, &max_i) in ideal.iter().enumerate() {
+            let rank = (i + 1) as f64;
             if let Some(&id) = ranking.get(i) {
                 let label = self.db_labels[id as usize];
                 if label == query_label {
                     hits += 1;
-                    ap_sum += hits as f64 / (i + 1) as f64;
+                    ap_sum += hits as f64 / rank;
+                    first_hit.get_or_insert(i);
                 }
-                gain += sim_row[usize::from(label)];
+                let s = sim_row[usize::from(label)];
+                if s > 0.0 {
+                    first_sim.get_or_insert(i);
+                }
+                gain += s;
             }
             let hp = if max_i > 0.0 { gain / max_i } else { 0.0 };
             hp_cum += hp;
+            p_cum += hits as f64 / rank;
+            s_cum += gain / rank;
             hits_at.push(hits);
             ap_at.push(ap_sum);
             hp_curve.push(hp);
             hp_cum_at.push(hp_cum);
+            p_cum_at.push(p_cum);
+            s_cum_at.push(s_cum);
         }
+        // The mean of a running value over the ranks i <= k from `first` on (where it is > 0;
+        // before `first` it is 0 and adds nothing to the cumulative sum).
+        let from_first = |cum: &[f64], first: Option<usize>, j: usize| match first {
+            Some(f) if f <= j => cum[j] / (j - f + 1) as f64,
+            _ => 0.0,
+        };
+        let window = |relevant: &dyn Fn(u16) -> bool| {
+            ranking
+                .iter()
+                .take(HIT_WINDOW)
+                .any(|&id| relevant(self.db_labels[id as usize]))
+        };
 
         let at_k = ks
             .iter()
@@ -536,6 +601,9 @@ impl QueryEvaluator {
                     hierarchical_precision: hp_curve[j],
                     ahp: (hp_cum_at[j] - 0.5 * (hp_curve[0] + hp_curve[j])) / kf,
                     ahp_mean: hp_cum_at[j] / kf,
+                    ap_report: ap_at[j] / kf,
+                    p_hit: from_first(&p_cum_at, first_hit, j),
+                    ahp_hit: from_first(&s_cum_at, first_sim, j),
                 }
             })
             .collect();
@@ -547,6 +615,8 @@ impl QueryEvaluator {
             at_k,
             ap_full,
             hp_curve,
+            hit20: window(&|label| label == query_label),
+            sim_hit20: window(&|label| sim_row[usize::from(label)] > 0.0),
         })
     }
 
@@ -572,7 +642,7 @@ impl QueryEvaluator {
 pub struct MeansAtK {
     /// Cut-off k.
     pub k: usize,
-    /// mP@k (the report's "mAP@k").
+    /// mP@k, mean precision at k.
     pub mean_precision: f64,
     /// mAP@k: mean AP@k.
     pub mean_average_precision: f64,
@@ -580,8 +650,16 @@ pub struct MeansAtK {
     pub mean_hierarchical_precision: f64,
     /// mAHP@k: mean trapezoid AHP@k.
     pub mean_ahp: f64,
-    /// Mean AHP_mean@k (the report's mAHP@k).
+    /// Mean AHP_mean@k (the report's Tables 1-2 "mAHP@k").
     pub mean_ahp_mean: f64,
+    /// mAP_report@k: mean AP_report@k (the report's Tables 1-2 "mAP@k").
+    pub mean_ap_report: f64,
+    /// mP_hit20@k: mean P_hit@k over the queries with a hit in the first 20 (the report's
+    /// Tables 3-4 "mAP@k"); `None` when no query has one.
+    pub mean_p_hit20: Option<f64>,
+    /// mAHP_hit20@k: mean AHP_hit@k over the queries with a positive similarity in the first
+    /// 20 (the report's Tables 3-4 "mAHP@k"); `None` when no query has one.
+    pub mean_ahp_hit20: Option<f64>,
 }
 
 /// Aggregated means over all pushed queries, ready to serialise.
@@ -597,6 +675,10 @@ pub struct AggregateReport {
     pub n_full_ap: usize,
     /// Mean HP@i for i = 1..=K (K = largest k).
     pub hp_curve: Vec<f64>,
+    /// Queries counted in mP_hit20 (a hit in the first 20).
+    pub n_hit20: usize,
+    /// Queries counted in mAHP_hit20 (a positive similarity in the first 20).
+    pub n_sim_hit20: usize,
 }
 
 /// Collects [`QueryMetrics`] of many queries, keeping every per-query value
@@ -612,6 +694,8 @@ pub struct MetricsAggregator {
     relevant_totals: Vec<usize>,
     query_labels: Vec<u16>,
     hp_curve_sum: Vec<f64>,
+    /// Per query, [`QueryMetrics::hit20`] and [`QueryMetrics::sim_hit20`].
+    hit20: Vec<(bool, bool)>,
 }
 
 impl MetricsAggregator {
@@ -630,6 +714,7 @@ impl MetricsAggregator {
             relevant_totals: Vec::new(),
             query_labels: Vec::new(),
             hp_curve_sum: vec![0.0; k_max],
+            hit20: Vec::new(),
         })
     }
 
@@ -670,6 +755,7 @@ impl MetricsAggregator {
         }
         self.relevant_totals.push(m.relevant_total);
         self.query_labels.push(m.query_label);
+        self.hit20.push((m.hit20, m.sim_hit20));
         Ok(())
     }
 
@@ -691,6 +777,7 @@ impl MetricsAggregator {
         self.relevant_totals
             .extend_from_slice(&other.relevant_totals);
         self.query_labels.extend_from_slice(&other.query_labels);
+        self.hit20.extend_from_slice(&other.hit20);
         Ok(())
     }
 
@@ -706,6 +793,35 @@ impl MetricsAggregator {
     pub fn mean(&self, metric: Metric, k: usize) -> Option<f64> {
         let v = self.values(metric, k)?;
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
+
+    /// Mean of `metric` at k over only the queries `counted` keeps (by push order); `None` if k
+    /// is unknown or no query is counted.
+    fn mean_where(&self, metric: Metric, k: usize, counted: impl Fn(usize) -> bool) -> Option<f64> {
+        let v = self.values(metric, k)?;
+        let (sum, n) = v
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| counted(i))
+            .fold((0.0f64, 0usize), |(s, n), (_, x)| (s + x, n + 1));
+        (n > 0).then(|| sum / n as f64)
+    }
+
+    /// mP_hit20@k: mean P_hit@k over the queries with a hit in the first 20.
+    pub fn mean_p_hit20(&self, k: usize) -> Option<f64> {
+        self.mean_where(Metric::PrecisionFromHit, k, |i| self.hit20[i].0)
+    }
+
+    /// mAHP_hit20@k: mean AHP_hit@k over the queries with a positive similarity in the first 20.
+    pub fn mean_ahp_hit20(&self, k: usize) -> Option<f64> {
+        self.mean_where(Metric::AhpFromHit, k, |i| self.hit20[i].1)
+    }
+
+    /// Queries counted by [`Self::mean_p_hit20`] and by [`Self::mean_ahp_hit20`].
+    pub fn hit20_counts(&self) -> (usize, usize) {
+        self.hit20.iter().fold((0, 0), |(a, b), &(h, s)| {
+            (a + usize::from(h), b + usize::from(s))
+        })
     }
 
     /// [`Summary`] (mean, median, CI, ...) of `metric` at k over queries.
@@ -758,14 +874,20 @@ impl MetricsAggregator {
                 mean_hierarchical_precision: mean(Metric::HierarchicalPrecision, k),
                 mean_ahp: mean(Metric::Ahp, k),
                 mean_ahp_mean: mean(Metric::AhpMean, k),
+                mean_ap_report: mean(Metric::ApReport, k),
+                mean_p_hit20: self.mean_p_hit20(k),
+                mean_ahp_hit20: self.mean_ahp_hit20(k),
             })
             .collect();
+        let (n_hit20, n_sim_hit20) = self.hit20_counts();
         Some(AggregateReport {
             n_queries: self.len(),
             at_k,
             map_full: self.map_full(),
             n_full_ap: self.ap_full.len(),
             hp_curve,
+            n_hit20,
+            n_sim_hit20,
         })
     }
 }
@@ -847,6 +969,73 @@ mod tests {
         assert!(close(at(3).ahp_mean, 7.0 / 12.0));
         // AHP@2 = (0.5 + 0.75 - (0.5 + 0.75)/2) / 2 = 0.625/2 = 0.3125
         assert!(close(at(2).ahp, 0.3125));
+    }
+
+    #[test]
+    fn golden_report_definitions() {
+        let ev = evaluator();
+        // query label 2 (class 2 has one item, id 3; sim(2, .) = 0 except itself)
+        let ranking = [1, 0, 3, 2, 4, 5];
+        let m = ev.evaluate(2, None, &ranking, &[1, 2, 3, 4, 6]).unwrap();
+        let at = |k| *m.at(k).unwrap();
+        // labels 1, 0, 2, 0, 1, 0 -> rel = 0, 0, 1, 0, 0, 0; P@i = 0, 0, 1/3, 1/4, 1/5, 1/6
+        // AP_report@k = (1/k) Σ rel_i P@i: k = 1, 2 -> 0; k = 3 -> (1/3)/3 = 1/9;
+        // k = 4 -> (1/3)/4 = 1/12; k = 6 -> (1/3)/6 = 1/18
+        assert!(close(at(2).ap_report, 0.0));
+        assert!(close(at(3).ap_report, 1.0 / 9.0));
+        assert!(close(at(4).ap_report, 1.0 / 12.0));
+        assert!(close(at(6).ap_report, 1.0 / 18.0));
+        // P_hit@k: mean of P@i over i <= k from the first hit (rank 3): k = 2 -> 0 (no hit);
+        // k = 3 -> 1/3; k = 4 -> (1/3 + 1/4)/2 = 7/24; k = 6 -> (1/3+1/4+1/5+1/6)/4 = 19/80
+        assert!(close(at(2).p_hit, 0.0));
+        assert!(close(at(3).p_hit, 1.0 / 3.0));
+        assert!(close(at(4).p_hit, 7.0 / 24.0));
+        assert!(close(at(6).p_hit, 19.0 / 80.0));
+        // sims to class 2: 0, 0, 1, 0, 0, 0 -> the same running values, so AHP_hit = P_hit
+        assert!(close(at(6).ahp_hit, 19.0 / 80.0));
+        assert!(m.hit20 && m.sim_hit20);
+
+        // query label 0: sims 0.5, 1, 0, 1, 0.5, 1; running mean of sims (1/i) Σ s_j:
+        // 0.5, 0.75, 0.5, 0.625, 0.6, 4/6, positive from rank 1
+        let m = ev.evaluate(0, None, &ranking, &[1, 3, 6]).unwrap();
+        let at = |k| *m.at(k).unwrap();
+        assert!(close(at(1).ahp_hit, 0.5));
+        assert!(close(at(3).ahp_hit, 1.75 / 3.0));
+        assert!(close(at(6).ahp_hit, (2.975 + 4.0 / 6.0) / 6.0));
+        // rel = 0, 1, 0, 1, 0, 1: first hit at rank 2; P@i = 0, 1/2, 1/3, 1/2, 2/5, 1/2
+        // P_hit@1 = 0 (no hit yet), P_hit@3 = (1/2 + 1/3)/2 = 5/12
+        assert!(close(at(1).p_hit, 0.0));
+        assert!(close(at(3).p_hit, 5.0 / 12.0));
+    }
+
+    #[test]
+    fn hit20_means_count_only_queries_with_a_hit_in_the_first_20() {
+        // hand-made input for a pure-function unit test: 30 db items, class 0 at ids 25..30,
+        // class 1 everywhere else; sim(0, 1) = 0
+        let labels: Vec<u16> = (0..30).map(|i| u16::from(i < 25)).collect();
+        let sim = [1.0, 0.0, 0.0, 1.0];
+        let ev = QueryEvaluator::new(&labels, &sim, 2).unwrap();
+        let ks = [1, 30];
+        let mut agg = MetricsAggregator::new(&ks).unwrap();
+        let ranking: Vec<u32> = (0..30).collect();
+        // A query of class 1 hits at rank 1 (counted); one of class 0 hits first at rank 26
+        // (not counted, although its P_hit@30 is positive).
+        let hit = ev.evaluate(1, None, &ranking, &ks).unwrap();
+        let late = ev.evaluate(0, None, &ranking, &ks).unwrap();
+        assert!(hit.hit20 && hit.sim_hit20);
+        assert!(!late.hit20 && !late.sim_hit20);
+        assert!(late.at(30).unwrap().p_hit > 0.0);
+        agg.push(&hit).unwrap();
+        agg.push(&late).unwrap();
+        assert_eq!(agg.hit20_counts(), (1, 1));
+        // Only the counted query (class 1): hits at ranks 1..25, so P@i = 1 for i <= 25 and
+        // 25/i after; P_hit@30 = (25 + 25/26 + ... + 25/30) / 30.
+        let expected = (25.0 + (26..=30).map(|i| 25.0 / f64::from(i)).sum::<f64>()) / 30.0;
+        assert!(close(agg.mean_p_hit20(30).unwrap(), expected));
+        let r = agg.report().unwrap();
+        assert_eq!((r.n_hit20, r.n_sim_hit20), (1, 1));
+        // sim is 0/1 here, so the hierarchical measure equals the plain one
+        assert!(close(r.at_k[1].mean_ahp_hit20.unwrap(), expected));
     }
 
     #[test]

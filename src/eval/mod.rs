@@ -2,6 +2,7 @@
 //! ([`metrics`]) and descriptive statistics with confidence intervals
 //! ([`stats`]).
 
+pub mod external;
 pub mod iwan;
 pub mod metrics;
 pub mod protocol;
@@ -16,5 +17,6 @@ pub use metrics::{
     QueryMetrics,
 };
 pub use stats::{
-    SplitMix64, StatsError, Summary, bootstrap_mean_ci, quantile, quantile_sorted, summarize,
+    SeedSummary, SplitMix64, StatsError, Summary, bootstrap_mean_ci, quantile, quantile_sorted,
+    seed_summary, summarize,
 };

@@ -5,7 +5,7 @@
 use super::Semantics as _;
 use super::metrics::{AggregateReport, MetricsAggregator, MetricsError, QueryEvaluator};
 use super::stats::{StatsError, Summary, summarize};
-use crate::config::{IndexMethod, Protocol};
+use crate::config::{IndexMethod, MetricName, Protocol};
 use crate::index::asymmetric::AsymmetricIndex;
 use crate::index::bounded::BoundedIndex;
 use crate::index::exact::ExactIndex;
@@ -26,6 +26,14 @@ pub enum EvalError {
     /// Scoring a ranking failed.
     #[error("metrics: {0}")]
     Metrics(#[from] MetricsError),
+    /// Scoring one query's ranking failed.
+    #[error("query {query}: {source}")]
+    Query {
+        /// The query id.
+        query: u32,
+        /// What was wrong with its ranking.
+        source: MetricsError,
+    },
     /// Timing statistics failed.
     #[error("timing: {0}")]
     Stats(#[from] StatsError),
@@ -256,48 +264,122 @@ pub fn score(
     n_classes: usize,
     ks: &[usize],
 ) -> Result<AggregateReport, EvalError> {
+    let queries = rankings
+        .iter()
+        .enumerate()
+        .map(|(i, ids)| (i as u32, ids.as_slice()));
+    score_queries(
+        queries,
+        protocol,
+        db_labels,
+        query_labels,
+        sim,
+        n_classes,
+        ks,
+    )
+}
+
+/// Scores `(query id, ranking)` pairs: the query's label is `query_labels[id]`, and under the
+/// protocols that keep queries in the database its own item is database item `id`.
+pub fn score_queries<'a>(
+    rankings: impl IntoIterator<Item = (u32, &'a [u32])>,
+    protocol: Protocol,
+    db_labels: &[u8],
+    query_labels: &[u8],
+    sim: &[f64],
+    n_classes: usize,
+    ks: &[usize],
+) -> Result<AggregateReport, EvalError> {
     let db_labels: Vec<u16> = db_labels.iter().map(|&l| u16::from(l)).collect();
     let evaluator = QueryEvaluator::new(&db_labels, sim, n_classes)?;
     let mut agg = MetricsAggregator::new(ks)?;
-    for (i, ids) in rankings.iter().enumerate() {
-        let m = evaluator.evaluate(
-            u16::from(query_labels[i]),
-            protocol.exclusion(i as u32),
-            ids,
-            ks,
-        )?;
+    for (q, ids) in rankings {
+        let label = query_labels.get(q as usize).ok_or_else(|| {
+            EvalError::Input(format!(
+                "query id {q} is out of range: the query split holds {} images",
+                query_labels.len()
+            ))
+        })?;
+        let m = evaluator
+            .evaluate(u16::from(*label), protocol.exclusion(q), ids, ks)
+            .map_err(|source| EvalError::Query { query: q, source })?;
         agg.push(&m)?;
     }
     agg.report()
         .ok_or_else(|| EvalError::Input("no queries to evaluate".into()))
 }
 
-/// `metrics.csv` rows (`method,protocol,metric,k,value`) of a result; `k` is empty where it does
-/// not apply.
-pub fn metric_rows(r: &MethodResult) -> Vec<(String, String, &'static str, Option<usize>, f64)> {
-    let method = r.method.clone();
-    let protocol = r.protocol.as_str().to_string();
+/// `metrics.csv` rows (`method,protocol,metric,k,value`) of a result, for the metric families
+/// in `families` (in their fixed order); `k` is empty where it does not apply.
+pub fn metric_rows(
+    r: &MethodResult,
+    families: &[MetricName],
+) -> Vec<(String, String, &'static str, Option<usize>, f64)> {
+    let (method, protocol) = (r.method.clone(), r.protocol.as_str().to_string());
+    metric_values(&r.report, Some(&r.timing), families)
+        .into_iter()
+        .map(|(metric, k, v)| (method.clone(), protocol.clone(), metric, k, v))
+        .collect()
+}
+
+/// `(metric, k, value)` of the families in `families`: the quality metrics of `a` and, where
+/// given, the `timing` figures. A conditional mean with no counted query (the report's hit20
+/// measures) is left out; its count of 0 is written.
+pub fn metric_values(
+    a: &AggregateReport,
+    timing: Option<&Timing>,
+    families: &[MetricName],
+) -> Vec<(&'static str, Option<usize>, f64)> {
     let mut rows = Vec::new();
-    let mut push = |metric: &'static str, k: Option<usize>, v: f64| {
-        rows.push((method.clone(), protocol.clone(), metric, k, v))
-    };
-    for m in &r.report.at_k {
-        push("mP", Some(m.k), m.mean_precision);
-        push("mAP", Some(m.k), m.mean_average_precision);
-        push("mHP", Some(m.k), m.mean_hierarchical_precision);
-        push("mAHP", Some(m.k), m.mean_ahp);
-        push("mAHP_mean", Some(m.k), m.mean_ahp_mean);
+    let mut push = |metric: &'static str, k: Option<usize>, v: f64| rows.push((metric, k, v));
+    for family in MetricName::ALL {
+        if !families.contains(&family) {
+            continue;
+        }
+        let per_k = |f: fn(&super::MeansAtK) -> Option<f64>| {
+            a.at_k.iter().filter_map(move |m| Some((m.k, f(m)?)))
+        };
+        let (name, values): (&'static str, Vec<(usize, f64)>) = match family {
+            MetricName::Precision => ("mP", per_k(|m| Some(m.mean_precision)).collect()),
+            MetricName::AveragePrecision => {
+                ("mAP", per_k(|m| Some(m.mean_average_precision)).collect())
+            }
+            MetricName::HierarchicalPrecision => (
+                "mHP",
+                per_k(|m| Some(m.mean_hierarchical_precision)).collect(),
+            ),
+            MetricName::Ahp => ("mAHP", per_k(|m| Some(m.mean_ahp)).collect()),
+            MetricName::AhpMean => ("mAHP_mean", per_k(|m| Some(m.mean_ahp_mean)).collect()),
+            MetricName::ApReport => ("mAP_report", per_k(|m| Some(m.mean_ap_report)).collect()),
+            MetricName::PrecisionHit20 => {
+                push("mP_hit20_queries", None, a.n_hit20 as f64);
+                ("mP_hit20", per_k(|m| m.mean_p_hit20).collect())
+            }
+            MetricName::AhpHit20 => {
+                push("mAHP_hit20_queries", None, a.n_sim_hit20 as f64);
+                ("mAHP_hit20", per_k(|m| m.mean_ahp_hit20).collect())
+            }
+            MetricName::ApFull => {
+                if let Some(v) = a.map_full {
+                    push("AP_full", None, v);
+                }
+                continue;
+            }
+            MetricName::Timing => {
+                let Some(t) = timing else { continue };
+                push("query_median_s", None, t.query_median_s);
+                push("query_p95_s", None, t.query_p95_s);
+                push("query_mean_s", None, t.query_mean_s);
+                push("qps", None, t.qps);
+                push("threads", None, t.threads as f64);
+                push("build_s", None, t.build_s);
+                push("bytes_per_item", None, t.bytes_per_item as f64);
+                continue;
+            }
+        };
+        for (k, v) in values {
+            push(name, Some(k), v);
+        }
     }
-    if let Some(v) = r.report.map_full {
-        push("AP_full", None, v);
-    }
-    let t = &r.timing;
-    push("query_median_s", None, t.query_median_s);
-    push("query_p95_s", None, t.query_p95_s);
-    push("query_mean_s", None, t.query_mean_s);
-    push("qps", None, t.qps);
-    push("threads", None, t.threads as f64);
-    push("build_s", None, t.build_s);
-    push("bytes_per_item", None, t.bytes_per_item as f64);
     rows
 }

@@ -162,6 +162,62 @@ pub fn summarize(values: &[f64]) -> Result<Summary, StatsError> {
     })
 }
 
+/// Two-sided 97.5% quantiles of Student's t for 1..=30 degrees of freedom (standard tables,
+/// e.g. NIST/SEMATECH e-Handbook 1.3.6.7.2, to 3 decimals).
+const T_975: [f64; 30] = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+    2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+    2.052, 2.048, 2.045, 2.042,
+];
+
+/// Mean, sample standard deviation and Student-t 95% interval of a few values, e.g. one
+/// metric over the seeds of a sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SeedSummary {
+    /// Number of values (seeds).
+    pub n: usize,
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Sample standard deviation (n - 1 denominator; 0 when n = 1).
+    pub sd: f64,
+    /// Lower end of the 95% interval of the mean, mean - t(0.975, n-1) · sd / √n.
+    pub ci95_low: f64,
+    /// Upper end.
+    pub ci95_high: f64,
+}
+
+impl SeedSummary {
+    /// Whether the whole interval lies above `value` (the claim "ours beats `value`").
+    pub fn above(&self, value: f64) -> bool {
+        self.n > 1 && self.ci95_low > value
+    }
+
+    /// Whether the whole interval lies below `value`.
+    pub fn below(&self, value: f64) -> bool {
+        self.n > 1 && self.ci95_high < value
+    }
+}
+
+/// The [`SeedSummary`] of `values`: with n = 1 the interval is the value itself (and
+/// [`SeedSummary::above`] never holds). Errors on an empty or non-finite sample.
+pub fn seed_summary(values: &[f64]) -> Result<SeedSummary, StatsError> {
+    let s = summarize(values)?;
+    let df = s.n.saturating_sub(1);
+    let t = match df {
+        0 => 0.0,
+        1..=30 => T_975[df - 1],
+        _ => Z_95,
+    };
+    let half = t * s.std / (s.n as f64).sqrt();
+    Ok(SeedSummary {
+        n: s.n,
+        mean: s.mean,
+        sd: s.std,
+        ci95_low: s.mean - half,
+        ci95_high: s.mean + half,
+    })
+}
+
 /// Seeded percentile-bootstrap confidence interval of the mean.
 ///
 /// Draws `resamples` resamples of size n with replacement (indices from
@@ -244,6 +300,22 @@ impl SplitMix64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn seed_summary_uses_students_t() {
+        // hand-made values for a pure-function unit test: mean 3, sd sqrt(2.5)
+        let s = seed_summary(&[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        assert_eq!((s.n, s.mean), (5, 3.0));
+        assert!((s.sd - 2.5f64.sqrt()).abs() < 1e-12);
+        // t(0.975, 4) = 2.776: half-width 2.776 * 1.5811 / 2.2361 = 1.9629
+        assert!((s.ci95_high - 3.0 - 2.776 * 2.5f64.sqrt() / 5f64.sqrt()).abs() < 1e-12);
+        assert!(s.above(0.9) && !s.above(1.1) && s.below(5.1) && !s.below(4.9));
+        let one = seed_summary(&[0.5]).unwrap();
+        assert_eq!((one.sd, one.ci95_low, one.ci95_high), (0.0, 0.5, 0.5));
+        assert!(!one.above(0.0), "one seed never supports a claim");
+        assert!(seed_summary(&[]).is_err());
+    }
+
     use super::*;
 
     fn close(a: f64, b: f64) -> bool {

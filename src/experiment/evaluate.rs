@@ -84,6 +84,9 @@ pub(super) fn eval_stage(
             }
             results.push(r);
         }
+        if cfg.index.report_setting {
+            results.push(report_table2(protocol, db, &test_view, &sim, &settings)?);
+        }
     }
     if cfg.iwan.enabled {
         let features = iwan_features.map(|d| load_features(d, None)).transpose()?;
@@ -155,6 +158,9 @@ pub(super) fn eval_stage(
                 results.push(r);
             }
         }
+        if cfg.iwan.report_graph {
+            results.push(report_iwan(cfg, data, &inputs, &sim, &settings, dir)?);
+        }
         let summary: Vec<serde_json::Value> = networks
             .iter()
             .map(|(db_words, n)| {
@@ -173,7 +179,7 @@ pub(super) fn eval_stage(
     }
     store::write_bytes_atomic(
         &dir.join("metrics.csv"),
-        report::metrics_csv(&results).as_bytes(),
+        report::metrics_csv(&results, &cfg.eval.metrics).as_bytes(),
     )?;
     store::write_bytes_atomic(
         &dir.join("hp_curves.csv"),
@@ -185,6 +191,112 @@ pub(super) fn eval_stage(
     )?;
     render::render_run(dir)?;
     Ok(())
+}
+
+/// The method name of hash + re-rank in the report's Table 2 setting (`index.report_setting`).
+pub const REPORT_TABLE2_METHOD: &str = "hamming_rerank_report";
+
+/// Hash + re-rank as the report's code ran it for Table 2 (`retrieve_images.py` line 44: one
+/// `torch.topk` over Hamming distances with `k = topk = 250`, then the cosine re-rank): a
+/// shortlist of `N' = max(ks)`, so every cut-off is a prefix of one re-ranked top-250.
+fn report_table2(
+    protocol: config::Protocol,
+    db: &retrieval::SplitView<'_>,
+    queries: &retrieval::SplitView<'_>,
+    sim: &crate::semantics::SimilarityMatrix,
+    settings: &EvalSettings,
+) -> Result<retrieval::MethodResult, ExperimentError> {
+    let k_max = settings.ks.iter().copied().max().unwrap_or(1);
+    let settings = EvalSettings {
+        shortlist: Shortlist::Absolute(k_max),
+        ..settings.clone()
+    };
+    let method = config::IndexMethod::HammingRerank;
+    let mut r = retrieval::evaluate(
+        method,
+        protocol,
+        db,
+        queries,
+        sim.values(),
+        sim.n(),
+        &settings,
+    )
+    .map_err(|source| ExperimentError::Eval {
+        method: REPORT_TABLE2_METHOD.into(),
+        protocol,
+        source,
+    })?;
+    r.method = REPORT_TABLE2_METHOD.into();
+    r.index = None;
+    Ok(r)
+}
+
+/// The method name of IWAN on the report's own graph (`iwan.report_graph`).
+pub const REPORT_GRAPH_METHOD: &str = "iwan_report_graph";
+
+/// IWAN as the report's code ran it for Tables 3-4 (`iwan::report_graph`): its graph over the
+/// train split, searched by the first 500 test images; the graph's size goes to
+/// `iwan/report_graph.json`.
+fn report_iwan(
+    cfg: &config::Config,
+    data: &Cifar100,
+    inputs: &IwanInputs,
+    sim: &crate::semantics::SimilarityMatrix,
+    settings: &EvalSettings,
+    dir: &Path,
+) -> Result<retrieval::MethodResult, ExperimentError> {
+    use crate::iwan::report_graph::{self, REPORT_QUERIES};
+    let train = inputs.split(SplitName::Train)?;
+    let test = inputs.split(SplitName::Test)?;
+    let queries = &test.predicted[..test.predicted.len().min(REPORT_QUERIES)];
+    let started = std::time::Instant::now();
+    let built = report_graph::build(
+        &inputs.label_names,
+        &data.names.fine,
+        &data.train.fine[..train.predicted.len()],
+        &train.predicted,
+        queries,
+        &inputs.norms,
+        cfg.iwan.top_iwk,
+    );
+    let build_s = started.elapsed().as_secs_f64();
+    let g = &built.graph;
+    store::write_json_atomic(
+        &dir.join("iwan").join("report_graph.json"),
+        &serde_json::json!({
+            "top_iwk": cfg.iwan.top_iwk,
+            "queries": queries.len(),
+            "images": g.n_images(),
+            "words": g.words().len(),
+            "edges": g.edge_count(),
+            "build_s": build_s,
+            "predictions_outside_vocabulary": built.predictions_outside_vocabulary,
+            "zero_strength_skipped": g.stats.zero_strength_skipped,
+            "queries_without_words": built.queries.iter().filter(|q| q.is_empty()).count(),
+        }),
+    )?;
+    let e = IwanEval {
+        graph: g,
+        query_edges: &built.queries,
+        db_labels: &data.train.fine[..g.n_images()],
+        query_labels: &data.test.fine[..built.queries.len()],
+        build_s,
+        score: config::IwanScore::ShortestPath,
+    };
+    let protocol = config::Protocol::TrainDb;
+    crate::eval::iwan::evaluate(
+        REPORT_GRAPH_METHOD,
+        &e,
+        protocol,
+        sim.values(),
+        sim.n(),
+        settings,
+    )
+    .map_err(|source| ExperimentError::Eval {
+        method: REPORT_GRAPH_METHOD.into(),
+        protocol,
+        source,
+    })
 }
 
 /// Writes `<dir>/<method>-<protocol>.parquet`: `query_id, rank, db_id` (u32; ids index the

@@ -9,7 +9,7 @@ use crate::config::{self, Loaded};
 use crate::report::check::{Key, groups_and_ks, lookup, read_metrics};
 use crate::report::figures::{Figure, hp_chart, pareto_chart};
 use crate::report::paper::{RunFacts, paper_tables};
-use crate::report::sweep::{SweepRun, TIMED_STAGES, sweep_figures, sweep_tables};
+use crate::report::sweep::{SweepRun, TIMED_STAGES, seed_tables, sweep_figures, sweep_tables};
 use crate::store;
 use crate::store::frame::{Frame, Values};
 use std::fmt::Write as _;
@@ -246,10 +246,15 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
         None => None,
     };
     let name = cfg.as_ref().map_or("sweep", |c| c.name.as_str());
-    let (md, frame) = sweep_tables(name, &runs);
+    let (mut md, frame) = sweep_tables(name, &runs);
     let tables = dir.join("tables");
     let mut written = Vec::new();
     let report = cfg.as_ref().map(|c| c.report.clone()).unwrap_or_default();
+    // A seed sweep: mean ± sd over the seeds in sweep.md, every metric in seeds.{csv,...}.
+    if let Some((seeds_md, seeds)) = seed_tables(&runs) {
+        md.push_str(&seeds_md);
+        written.extend(seeds.write(&tables, "seeds", &report.tables)?);
+    }
     if report.tables.contains(&config::TableFormat::Markdown) {
         let path = tables.join("sweep.md");
         store::write_bytes_atomic(&path, md.as_bytes())?;

@@ -35,6 +35,18 @@ pub struct BuildStats {
     pub images_without_words: usize,
 }
 
+/// Undirected edges keyed by `(low node, high node)`; a pair added twice keeps the lighter edge.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Edges(BTreeMap<(u32, u32), f32>);
+
+impl Edges {
+    /// Adds the edge `a - b` of weight `w` (the lighter of duplicates wins).
+    pub(crate) fn add(&mut self, a: u32, b: u32, w: f32) {
+        let e = self.0.entry((a.min(b), a.max(b))).or_insert(w);
+        *e = e.min(w);
+    }
+}
+
 /// One search result: a database image (0-based) and its path length.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ranked {
@@ -56,6 +68,8 @@ pub struct Iwan {
     weights: Vec<f32>,
     /// The lightest image-word edge (the search's stopping bound).
     min_image_weight: f32,
+    /// Whether paths end at images (the report's search) instead of passing through them.
+    images_are_sinks: bool,
     /// Build counts.
     pub stats: BuildStats,
 }
@@ -111,33 +125,45 @@ impl Iwan {
             frontier = next;
         }
         let words: Vec<String> = words.into_iter().collect();
-        let word_ids: HashMap<String, u32> = words
+        let word_ids: HashMap<&str, u32> = words
             .iter()
             .enumerate()
-            .map(|(i, w)| (w.clone(), i as u32))
+            .map(|(i, w)| (w.as_str(), i as u32))
             .collect();
         let n = image_words.len();
         let word_node = |w: &str| (n + 1) as u32 + word_ids[w];
-        // Undirected edges keyed by (low, high) node; the lighter of duplicates wins.
-        let mut edges: BTreeMap<(u32, u32), f32> = BTreeMap::new();
-        let mut add = |a: u32, b: u32, w: f32| {
-            let key = (a.min(b), a.max(b));
-            let e = edges.entry(key).or_insert(w);
-            *e = e.min(w);
-        };
+        let mut edges = Edges::default();
         for (i, list) in image_words.iter().enumerate() {
             if list.is_empty() {
                 stats.images_without_words += 1;
             }
             for (w, s) in list {
-                add(i as u32 + 1, word_node(w), 1.0 / s);
+                edges.add(i as u32 + 1, word_node(w), 1.0 / s);
             }
         }
         for (a, b, w) in &word_edges {
             if a != b {
-                add(word_node(a), word_node(b), *w);
+                edges.add(word_node(a), word_node(b), *w);
             }
         }
+        Self::from_edges(n, words, edges, stats, false)
+    }
+
+    /// The network over `n` images and the sorted `words` (word `i` is node `n + 1 + i`) with
+    /// `edges`; `images_are_sinks` ends every path at its first image.
+    pub(crate) fn from_edges(
+        n: usize,
+        words: Vec<String>,
+        edges: Edges,
+        stats: BuildStats,
+        images_are_sinks: bool,
+    ) -> Self {
+        let word_ids: HashMap<String, u32> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.clone(), i as u32))
+            .collect();
+        let edges = edges.0;
         let nodes = n + words.len();
         let mut degree = vec![0u32; nodes + 1];
         for &(a, b) in edges.keys() {
@@ -171,6 +197,7 @@ impl Iwan {
             targets,
             weights,
             min_image_weight,
+            images_are_sinks,
             stats,
         }
     }
@@ -375,6 +402,9 @@ impl Iwan {
                     touched.push(image as u32);
                 }
                 idist[image] = nd;
+                if self.images_are_sinks {
+                    continue;
+                }
                 let (t2, w2) = self.neighbours(to);
                 for (&b, &wb) in t2.iter().zip(w2) {
                     let j = self.word_index(b);
@@ -413,6 +443,9 @@ impl Iwan {
         while let Some(Reverse((bits, node))) = heap.pop() {
             let d = f32::from_bits(bits);
             if d > dist[node as usize] {
+                continue;
+            }
+            if self.images_are_sinks && (node as usize) <= self.n_images {
                 continue;
             }
             let (t, w) = self.neighbours(node);

@@ -5,4 +5,5 @@
 pub mod annotate;
 pub mod export;
 pub mod graph;
+pub mod report_graph;
 pub mod words;

@@ -72,7 +72,8 @@ pub enum Direction {
 /// The direction of a metric name.
 pub fn direction(metric: &str) -> Direction {
     match metric {
-        "mP" | "mAP" | "mHP" | "mAHP" | "mAHP_mean" | "AP_full" => Direction::Quality,
+        "mP" | "mAP" | "mHP" | "mAHP" | "mAHP_mean" | "AP_full" | "mAP_report" | "mP_hit20"
+        | "mAHP_hit20" => Direction::Quality,
         "query_median_s" | "query_p95_s" | "query_mean_s" | "build_s" => Direction::Time,
         "qps" => Direction::Throughput,
         "bytes_per_item" => Direction::Size,

@@ -7,16 +7,16 @@ pub mod figures;
 pub mod paper;
 pub mod sweep;
 
-use crate::config::Config;
+use crate::config::{Config, MetricName};
 use crate::eval::Semantics as _;
 use crate::eval::retrieval::{MethodResult, metric_rows};
 use std::fmt::Write as _;
 
-/// `method,protocol,metric,k,value`, one row per number.
-pub fn metrics_csv(results: &[MethodResult]) -> String {
+/// `method,protocol,metric,k,value`, one row per number, for the metric families `families`.
+pub fn metrics_csv(results: &[MethodResult], families: &[MetricName]) -> String {
     let mut out = String::from("method,protocol,metric,k,value\n");
     for r in results {
-        for (method, protocol, metric, k, v) in metric_rows(r) {
+        for (method, protocol, metric, k, v) in metric_rows(r, families) {
             let k = k.map(|k| k.to_string()).unwrap_or_default();
             let _ = writeln!(out, "{method},{protocol},{metric},{k},{v}");
         }
@@ -40,7 +40,7 @@ pub fn hp_curves_csv(results: &[MethodResult]) -> String {
 /// method, with latency and throughput.
 pub fn summary_markdown(cfg: &Config, results: &[MethodResult]) -> String {
     let mut out = format!(
-        "# {}: retrieval summary\n\nQueries: {} test images. mP@k is the report's \"mAP@k\" (mean precision at k); \
+        "# {}: retrieval summary\n\nQueries: {} test images. mP@k is mean precision at k (not the report's \"mAP@k\": that is mAP_report, in metrics.csv and tables/paper.md); \
          mAHP@k uses the trapezoid rule (Barz & Denzler); mAHP_mean@k is the report's plain mean of HP@1..HP@k.\n",
         cfg.name,
         results.first().map(|r| r.report.n_queries).unwrap_or(0)

@@ -36,7 +36,7 @@ pub fn sweep_tables(name: &str, runs: &[SweepRun]) -> (String, Frame) {
         .unwrap_or_default();
     let (groups, ks) = groups_and_ks(runs.iter().flat_map(|r| &r.metrics));
     let mut md = format!(
-        "# Sweep `{name}`: one row per run\n\nmP@k is the report's \"mAP@k\"; mAHP@250 uses the \
+        "# Sweep `{name}`: one row per run\n\nmP@k is mean precision (the report's \"mAP@k\" is mAP_report or mP_hit20: docs/metrics.md); mAHP@250 uses the \
          trapezoid rule; times are median milliseconds per query.\n"
     );
     let value =
@@ -165,6 +165,149 @@ pub fn sweep_tables(name: &str, runs: &[SweepRun]) -> (String, Frame) {
     (md, frame)
 }
 
+/// The swept key that names a seed.
+pub const SEED_KEY: &str = "seed";
+
+/// For a sweep over `seed` (alone or with other keys): per group of runs that differ only in
+/// their seed, every metric as mean ± sample sd with its Student-t 95% interval, the model's
+/// accuracy likewise, and the report's published cells beside ours with the verdict the
+/// interval supports. Markdown and a long frame
+/// (`group,method,protocol,metric,k,seeds,mean,sd,ci95_low,ci95_high`); `None` without a seed
+/// key or without a group of two or more seeds.
+pub fn seed_tables(runs: &[SweepRun]) -> Option<(String, Frame)> {
+    let others = |r: &SweepRun| -> String {
+        r.overrides
+            .iter()
+            .filter(|o| o.0 != SEED_KEY)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !runs
+        .iter()
+        .all(|r| r.overrides.iter().any(|o| o.0 == SEED_KEY))
+    {
+        return None;
+    }
+    let mut groups: Vec<(String, Vec<&SweepRun>)> = Vec::new();
+    for r in runs {
+        let g = others(r);
+        match groups.iter_mut().find(|x| x.0 == g) {
+            Some(x) => x.1.push(r),
+            None => groups.push((g, vec![r])),
+        }
+    }
+    groups.retain(|g| g.1.len() > 1);
+    if groups.is_empty() {
+        return None;
+    }
+    let mut md = String::new();
+    let mut cols: (Vec<String>, [Vec<String>; 3], Vec<Option<u32>>) = Default::default();
+    let mut stats: [Vec<Option<f64>>; 5] = Default::default();
+    for (group, members) in &groups {
+        let title = if group.is_empty() {
+            String::new()
+        } else {
+            format!(" ({group})")
+        };
+        let seeds: Vec<String> = members
+            .iter()
+            .filter_map(|r| r.overrides.iter().find(|o| o.0 == SEED_KEY))
+            .map(|o| o.1.clone())
+            .collect();
+        let _ = write!(
+            md,
+            "\n# Across {} seeds{title}: {}\n\nEvery value is the mean ± sample sd over the \
+             seeds; the interval is Student's t at 95%.\n",
+            members.len(),
+            seeds.join(", ")
+        );
+        let summary = |values: Vec<Option<f64>>| {
+            let v: Option<Vec<f64>> = values.into_iter().collect();
+            crate::eval::seed_summary(&v?).ok()
+        };
+        let pm = |s: Option<crate::eval::SeedSummary>| {
+            s.map_or("—".into(), |s| format!("{:.4} ± {:.4}", s.mean, s.sd))
+        };
+        if let Some(acc) = summary(members.iter().map(|r| r.accuracy).collect()) {
+            let _ = writeln!(
+                md,
+                "\nNearest-class test accuracy: {} (95% interval [{:.4}, {:.4}]).",
+                pm(Some(acc)),
+                acc.ci95_low,
+                acc.ci95_high
+            );
+        }
+        let (pairs, ks) = groups_and_ks(members.iter().flat_map(|r| &r.metrics));
+        let _ = write!(md, "\n| method | protocol |");
+        for k in &ks {
+            let _ = write!(md, " mP@{k} |");
+        }
+        let _ = writeln!(
+            md,
+            " mAHP@250 | mAHP_mean@250 | ms/query |\n|---|---|{}",
+            "---:|".repeat(ks.len() + 3)
+        );
+        let over = |m: &str, p: &str, metric: &str, k: &str| {
+            summary(
+                members
+                    .iter()
+                    .map(|r| lookup(&r.metrics, m, p, metric, k))
+                    .collect(),
+            )
+        };
+        for (m, p) in &pairs {
+            let _ = write!(md, "| {m} | {p} |");
+            for k in &ks {
+                let _ = write!(md, " {} |", pm(over(m, p, "mP", &k.to_string())));
+            }
+            let ms = over(m, p, "query_median_s", "").map_or("—".into(), |s| {
+                format!("{:.3} ± {:.3}", s.mean * 1e3, s.sd * 1e3)
+            });
+            let _ = writeln!(
+                md,
+                " {} | {} | {ms} |",
+                pm(over(m, p, "mAHP", "250")),
+                pm(over(m, p, "mAHP_mean", "250"))
+            );
+        }
+        let metrics: Vec<&[(Key, f64)]> = members.iter().map(|r| r.metrics.as_slice()).collect();
+        md.push_str(&super::paper::seed_tables(&metrics).1);
+        // Every (method, protocol, metric, k) the first run has, over the group.
+        for ((m, p, metric, k), _) in &members[0].metrics {
+            let Some(s) = over(m, p, metric, k) else {
+                continue;
+            };
+            cols.0.push(group.clone());
+            for (col, x) in cols.1.iter_mut().zip([m, p, metric]) {
+                col.push(x.clone());
+            }
+            cols.2.push(k.parse().ok());
+            for (col, v) in
+                stats
+                    .iter_mut()
+                    .zip([s.n as f64, s.mean, s.sd, s.ci95_low, s.ci95_high])
+            {
+                col.push(Some(v));
+            }
+        }
+    }
+    let [m, p, metric] = cols.1;
+    let [n, mean, sd, lo, hi] = stats;
+    let frame = Frame::new()
+        .with("group", Values::Str(cols.0))
+        .with("method", Values::Str(m))
+        .with("protocol", Values::Str(p))
+        .with("metric", Values::Str(metric))
+        .with("k", Values::U32(cols.2))
+        .with("seeds", Values::F64(n))
+        .with("mean", Values::F64(mean))
+        .with("sd", Values::F64(sd))
+        .with("ci95_low", Values::F64(lo))
+        .with("ci95_high", Values::F64(hi));
+    Some((md, frame))
+}
+
 /// Figures of a one-parameter sweep with numeric values: for each (method, protocol), mP@k and
 /// mAHP@k against the swept value (one line per k), and the median query time against it (with
 /// `model_s(method)`, the per-image model cost, added as a second line when known). Returns
@@ -209,7 +352,16 @@ pub fn sweep_figures(
         if !varies {
             continue;
         }
-        for (metric, label) in [("mP", "mP@k (report's mAP@k)"), ("mAHP", "mAHP@k")] {
+        for (metric, label) in [
+            ("mP", "mP@k"),
+            ("mAHP", "mAHP@k"),
+            ("mP_hit20", "mP_hit20@k (the report's Tables 3-4 mAP@k)"),
+        ] {
+            // The report's conditional measure only where the run wrote it.
+            let written = |k: &u32| !value(&runs[0], m, p, metric, &k.to_string()).is_nan();
+            if metric == "mP_hit20" && !ks.iter().any(written) {
+                continue;
+            }
             let mut series: Vec<Series> = ks
                 .iter()
                 .map(|k| Series {
@@ -222,8 +374,8 @@ pub fn sweep_figures(
                     published: None,
                 })
                 .collect();
-            if short == "top_iwk" && metric == "mP" {
-                series.extend(published_iwan_points(m, p, &ks));
+            if short == "top_iwk" {
+                series.extend(published_iwan_points(m, p, metric, &ks));
             }
             charts.push((
                 format!("{metric}-vs-{short}-{m}-{p}"),
@@ -274,25 +426,24 @@ pub fn sweep_figures(
 }
 
 /// The report's Tables 3 and 4 as points at topIWK 3 and 4, one series per cut-off `k` in
-/// `ks` (the series at index `i` is the one for `ks[i]`), for IWAN on the train database: in
-/// our setting (`iwan`) and the report's (`iwan_db_labels`), which the tables describe.
-fn published_iwan_points(method: &str, protocol: &str, ks: &[u32]) -> Vec<Series> {
-    if protocol != "train_db" || !matches!(method, "iwan" | "iwan_db_labels") {
-        return Vec::new();
-    }
+/// `ks` (the series at index `i` is the one for `ks[i]`), where they are the same metric in the
+/// same setting as our series: `metric` of `method` under `protocol` (the report's graph,
+/// `iwan_report_graph`, on the train database).
+fn published_iwan_points(method: &str, protocol: &str, metric: &str, ks: &[u32]) -> Vec<Series> {
     ks.iter()
         .enumerate()
         .filter_map(|(i, &k)| {
             let points: Vec<(f64, f64)> = PUBLISHED
                 .iter()
+                .filter(|t| t.method == method && t.protocol == protocol)
                 .filter_map(|t| {
                     let x = t.top_iwk? as f64;
-                    let v = t.values.iter().find(|v| v.0 == "mP" && v.1 == k)?.2;
+                    let v = t.values.iter().find(|v| v.0 == metric && v.1 == k)?.2;
                     Some((x, v))
                 })
                 .collect();
             (!points.is_empty()).then(|| Series {
-                label: format!("report (its setting), k = {k}"),
+                label: format!("report, k = {k}"),
                 points,
                 published: Some(i),
             })
@@ -306,13 +457,18 @@ mod tests {
 
     #[test]
     fn the_reports_iwan_points_sit_at_topiwk_3_and_4() {
-        let s = published_iwan_points("iwan_db_labels", "train_db", &[5, 250, 7]);
+        let s = published_iwan_points("iwan_report_graph", "train_db", "mP_hit20", &[5, 250, 7]);
         assert_eq!(s.len(), 2, "k = 7 is not published");
-        // Tables 3 and 4 of the report: mP@250 0.4299 at topIWK 3, 0.4286 at topIWK 4.
+        // Tables 3 and 4 of the report: "mAP@250" 0.4299 at topIWK 3, 0.4286 at topIWK 4.
         assert_eq!(s[1].points, [(3.0, 0.4299), (4.0, 0.4286)]);
         assert_eq!((s[0].published, s[1].published), (Some(0), Some(1)));
-        assert!(published_iwan_points("iwan", "leave_one_out", &[5]).is_empty());
-        assert!(published_iwan_points("exact", "train_db", &[5]).is_empty());
+        // The plain mP of the report's own Table 4 rankings, at topIWK 4 only.
+        let p = published_iwan_points("iwan_report_graph", "train_db", "mP", &[250]);
+        assert_eq!(p[0].points, [(4.0, 0.2520)]);
+        // Our own settings are another metric in another setting: no published points.
+        assert!(published_iwan_points("iwan", "train_db", "mP_hit20", &[5]).is_empty());
+        assert!(published_iwan_points("iwan_db_labels", "train_db", "mP", &[5]).is_empty());
+        assert!(published_iwan_points("exact", "train_db", "mP", &[5]).is_empty());
     }
 
     #[test]
@@ -383,6 +539,48 @@ mod tests {
             !md.contains("## The model"),
             "no model section without accuracies"
         );
+    }
+
+    #[test]
+    fn seeds_are_summarised_per_group_with_the_reports_cells() {
+        // hand-made rows for a pure-function unit test: two groups of two seeds
+        let run = |seed: &str, h: &str, v: f64| SweepRun {
+            id: format!("{seed}-{h}"),
+            overrides: vec![("seed".into(), seed.into()), ("model.h".into(), h.into())],
+            metrics: vec![(
+                (
+                    "exact".into(),
+                    "report".into(),
+                    "mAP_report".into(),
+                    "5".into(),
+                ),
+                v,
+            )],
+            accuracy: Some(v),
+            stage_seconds: Vec::new(),
+            decoder: None,
+        };
+        let runs = [
+            run("1", "48", 0.60),
+            run("2", "48", 0.62),
+            run("1", "64", 0.70),
+            run("2", "64", 0.70),
+        ];
+        let (md, frame) = seed_tables(&runs).unwrap();
+        assert!(md.contains("# Across 2 seeds (model.h=48): 1, 2"), "{md}");
+        assert!(md.contains("# Across 2 seeds (model.h=64): 1, 2"), "{md}");
+        // mean 0.61, sd 0.01414: beaten only if the t(0.975, 1) interval clears 0.5656
+        assert!(md.contains("| 0.5656 | 0.6100 ± 0.0141 |"), "{md}");
+        assert!(md.contains("not separable"), "{md}");
+        assert!(
+            md.contains("| 0.5656 | 0.7000 ± 0.0000 |") && md.contains("beaten"),
+            "{md}"
+        );
+        assert_eq!(frame.height(), 2);
+        // Without a seed key there is nothing to summarise.
+        let mut other = runs[0].clone();
+        other.overrides.remove(0);
+        assert!(seed_tables(&[other]).is_none());
     }
 
     #[test]
