@@ -383,3 +383,51 @@ pub fn metric_values(
     }
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eval_metrics_choose_the_families_written() {
+        // hand-made rankings for a pure-function unit test: 3 db items of classes 0, 0, 1; the
+        // query (class 0, db item 0) ranks them 0, 1, 2; sim is the identity
+        let sim = [1.0, 0.0, 0.0, 1.0];
+        let a = score(
+            &[vec![0, 1, 2]],
+            Protocol::Report,
+            &[0, 0, 1],
+            &[0],
+            &sim,
+            2,
+            &[1, 3],
+        )
+        .unwrap();
+        let names = |families: &[MetricName]| -> Vec<(&str, Option<usize>)> {
+            metric_values(&a, None, families)
+                .into_iter()
+                .map(|(m, k, _)| (m, k))
+                .collect()
+        };
+        assert_eq!(
+            names(&[MetricName::ApReport, MetricName::Timing]),
+            [("mAP_report", Some(1)), ("mAP_report", Some(3))],
+            "no timing without a timing; only the chosen family"
+        );
+        assert_eq!(
+            names(&[MetricName::PrecisionHit20]),
+            [
+                ("mP_hit20_queries", None),
+                ("mP_hit20", Some(1)),
+                ("mP_hit20", Some(3))
+            ]
+        );
+        // mAP_report@3 = (1/3)(1 + 1) = 2/3: hits at ranks 1 and 2 with P@1 = P@2 = 1
+        let v = metric_values(&a, None, &[MetricName::ApReport]);
+        assert!((v[1].2 - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(
+            metric_values(&a, None, &MetricName::ALL).len(),
+            5 * 2 + 3 * 2 + 2 + 1
+        );
+    }
+}
