@@ -40,6 +40,34 @@ fn unknown_key_names_key_line_and_allowed_keys() {
 }
 
 #[test]
+fn the_reports_settings_and_metrics_are_checked() {
+    let err = validate_err("name: x\neval:\n  metrics: [mP, mAP_reprt]\n");
+    assert!(
+        err.contains("line 3") && err.contains("unknown variant `mAP_reprt`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("mAP_report, mP_hit20, mAHP_hit20"),
+        "lists the names: {err}"
+    );
+    let err = validate_err("name: x\neval:\n  metrics: []\n");
+    assert!(
+        err.contains("eval.metrics") && err.contains("at least one"),
+        "{err}"
+    );
+    let err = validate_err("name: x\nindex:\n  methods: [exact]\n  report_setting: true\n");
+    assert!(
+        err.contains("index.report_setting") && err.contains("hamming_rerank"),
+        "{err}"
+    );
+    let err = validate_err("name: x\niwan:\n  report_graph: true\n");
+    assert!(
+        err.contains("iwan.report_graph") && err.contains("train_db"),
+        "{err}"
+    );
+}
+
+#[test]
 fn unknown_top_level_section() {
     let err = validate_err("name: x\ntraining:\n  epochs: 3\n");
     assert!(

@@ -322,6 +322,12 @@ impl IndexMethod {
     }
 }
 
+/// The method name of hash + re-rank in the report's Table 2 setting (`index.report_setting`).
+pub const REPORT_TABLE2_METHOD: &str = "hamming_rerank_report";
+
+/// The method name of IWAN on the report's own graph (`iwan.report_graph`).
+pub const REPORT_GRAPH_METHOD: &str = "iwan_report_graph";
+
 /// The `index` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -193,9 +193,6 @@ pub(super) fn eval_stage(
     Ok(())
 }
 
-/// The method name of hash + re-rank in the report's Table 2 setting (`index.report_setting`).
-pub const REPORT_TABLE2_METHOD: &str = "hamming_rerank_report";
-
 /// Hash + re-rank as the report's code ran it for Table 2 (`retrieve_images.py` line 44: one
 /// `torch.topk` over Hamming distances with `k = topk = 250`, then the cosine re-rank): a
 /// shortlist of `N' = max(ks)`, so every cut-off is a prefix of one re-ranked top-250.
@@ -222,17 +219,14 @@ fn report_table2(
         &settings,
     )
     .map_err(|source| ExperimentError::Eval {
-        method: REPORT_TABLE2_METHOD.into(),
+        method: config::REPORT_TABLE2_METHOD.into(),
         protocol,
         source,
     })?;
-    r.method = REPORT_TABLE2_METHOD.into();
+    r.method = config::REPORT_TABLE2_METHOD.into();
     r.index = None;
     Ok(r)
 }
-
-/// The method name of IWAN on the report's own graph (`iwan.report_graph`).
-pub const REPORT_GRAPH_METHOD: &str = "iwan_report_graph";
 
 /// IWAN as the report's code ran it for Tables 3-4 (`iwan::report_graph`): its graph over the
 /// train split, searched by the first 500 test images; the graph's size goes to
@@ -285,7 +279,7 @@ fn report_iwan(
     };
     let protocol = config::Protocol::TrainDb;
     crate::eval::iwan::evaluate(
-        REPORT_GRAPH_METHOD,
+        config::REPORT_GRAPH_METHOD,
         &e,
         protocol,
         sim.values(),
@@ -293,7 +287,7 @@ fn report_iwan(
         settings,
     )
     .map_err(|source| ExperimentError::Eval {
-        method: REPORT_GRAPH_METHOD.into(),
+        method: config::REPORT_GRAPH_METHOD.into(),
         protocol,
         source,
     })

@@ -339,7 +339,7 @@ pub fn console_summary(exp_dir: &Path, runs: &[PathBuf]) -> Result<String, Exper
         let (kp, ka) = (pick(&ks, 100).unwrap_or(0), pick(&ks, 250).unwrap_or(0));
         let _ = writeln!(
             out,
-            "{:<16} {:<14} {:>9} {:>10} {:>10}",
+            "{:<21} {:<14} {:>9} {:>10} {:>10}",
             "method",
             "protocol",
             format!("mP@{kp}"),
@@ -348,7 +348,7 @@ pub fn console_summary(exp_dir: &Path, runs: &[PathBuf]) -> Result<String, Exper
         );
         for (method, protocol) in &groups {
             let (p, a, ms) = cells(&m, method, protocol, &ks);
-            let _ = writeln!(out, "{method:<16} {protocol:<14} {p:>9} {a:>10} {ms:>10}");
+            let _ = writeln!(out, "{method:<21} {protocol:<14} {p:>9} {a:>10} {ms:>10}");
         }
         for rel in ["tables/paper.md", "tables/summary.md", "figures"] {
             if run.join(rel).exists() {

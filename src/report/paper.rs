@@ -16,6 +16,7 @@
 //! with the 95% interval that decides whether the cell is beaten.
 
 use super::check::{Key, lookup};
+use crate::config::{REPORT_GRAPH_METHOD, REPORT_TABLE2_METHOD};
 use crate::eval::stats::seed_summary;
 use crate::store::frame::{Frame, Values};
 use std::fmt::Write as _;
@@ -98,7 +99,7 @@ pub const PUBLISHED: [Published; 4] = [
     Published {
         name: "Table 2",
         title: "hash shortlist + exact re-rank",
-        method: "hamming_rerank_report",
+        method: REPORT_TABLE2_METHOD,
         setting: "the report's code: one Hamming top-250 (N' = k = 250) re-ranked by cosine, \
                   every cut-off a prefix; the query stays in the test database",
         protocol: "report",
@@ -125,7 +126,7 @@ pub const PUBLISHED: [Published; 4] = [
     Published {
         name: "Table 3",
         title: "IWAN, topIWK = 3, topWWK = 4",
-        method: "iwan_report_graph",
+        method: REPORT_GRAPH_METHOD,
         setting: "the report's graph and its first 500 test queries, train database",
         protocol: "train_db",
         top_iwk: Some(3),
@@ -145,7 +146,7 @@ pub const PUBLISHED: [Published; 4] = [
     Published {
         name: "Table 4",
         title: "IWAN, topIWK = 4, topWWK = 4",
-        method: "iwan_report_graph",
+        method: REPORT_GRAPH_METHOD,
         setting: "the report's graph and its first 500 test queries, train database",
         protocol: "train_db",
         top_iwk: Some(4),
