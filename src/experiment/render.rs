@@ -227,11 +227,14 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
                 Some((s.to_string(), record.seconds))
             })
             .collect();
-        let decoder = Loaded::from_path(&run.join("config.resolved.yaml"))
+        let config = Loaded::from_path(&run.join("config.resolved.yaml"))
             .ok()
-            .map(|l| decoder_label(&l.config.model));
+            .map(|l| l.config);
         runs.push(SweepRun {
-            decoder,
+            decoder: config.as_ref().map(|c| decoder_label(&c.model)),
+            top_iwk: config
+                .as_ref()
+                .and_then(|c| c.iwan.enabled.then_some(c.iwan.top_iwk)),
             id: id.to_string(),
             overrides,
             metrics,

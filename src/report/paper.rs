@@ -516,10 +516,17 @@ pub struct SeedCell {
 }
 
 /// Every published cell that the runs fill, beside our mean ± sd over `runs` (the metrics of
-/// each seed), its 95% interval and the verdict it supports; with Markdown and a long frame.
-pub fn seed_tables(runs: &[&[(Key, f64)]]) -> (Vec<SeedCell>, String, Frame) {
+/// each seed, all with IWAN at `top_iwk`, which picks Table 3 or 4), its 95% interval and the
+/// verdict it supports; with Markdown and a long frame.
+pub fn seed_tables(
+    runs: &[&[(Key, f64)]],
+    top_iwk: Option<usize>,
+) -> (Vec<SeedCell>, String, Frame) {
     let mut cells = Vec::new();
-    for t in &PUBLISHED {
+    for t in PUBLISHED
+        .iter()
+        .filter(|t| t.top_iwk.is_none() || t.top_iwk == top_iwk)
+    {
         for &(metric, k, published) in t.values {
             let values: Vec<f64> = runs
                 .iter()
@@ -660,7 +667,7 @@ mod tests {
         // hand-made metric rows for a pure-function unit test: three seeds
         let run = |v: f64| vec![(key("exact", "report", "mAP_report", "5"), v)];
         let (a, b, c) = (run(0.60), run(0.61), run(0.62));
-        let (cells, md, _) = seed_tables(&[&a, &b, &c]);
+        let (cells, md, _) = seed_tables(&[&a, &b, &c], None);
         let cell = cells
             .iter()
             .find(|c| c.metric == "mAP_report" && c.k == 5)
@@ -676,10 +683,17 @@ mod tests {
             "{md}"
         );
         let (d, e) = (run(0.55), run(0.58));
-        let (cells, _, _) = seed_tables(&[&d, &e]);
+        let (cells, _, _) = seed_tables(&[&d, &e], None);
         assert_eq!(
             cells[0].verdict, "not separable",
             "t(0.975, 1) = 12.7 is wide"
         );
+        // IWAN runs at topIWK 4 fill Table 4, never Table 3 (the same method and metric).
+        let iwan = |v: f64| vec![(key("iwan_report_graph", "train_db", "mP_hit20", "5"), v)];
+        let (f, g) = (iwan(0.5), iwan(0.6));
+        let (cells, _, _) = seed_tables(&[&f, &g], Some(4));
+        let tables: Vec<&str> = cells.iter().map(|c| c.table).collect();
+        assert_eq!(tables, ["Table 4"]);
+        assert!(seed_tables(&[&f, &g], None).0.is_empty());
     }
 }

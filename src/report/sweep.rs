@@ -21,6 +21,8 @@ pub struct SweepRun {
     pub stage_seconds: Vec<(String, f64)>,
     /// The decoder that produced its embeddings and codes, as the tables name it.
     pub decoder: Option<String>,
+    /// Its IWAN topIWK (which of the report's Tables 3-4 it can fill), when IWAN ran.
+    pub top_iwk: Option<usize>,
 }
 
 /// The stages whose wall time the model table shows, in pipeline order.
@@ -272,7 +274,7 @@ pub fn seed_tables(runs: &[SweepRun]) -> Option<(String, Frame)> {
             );
         }
         let metrics: Vec<&[(Key, f64)]> = members.iter().map(|r| r.metrics.as_slice()).collect();
-        md.push_str(&super::paper::seed_tables(&metrics).1);
+        md.push_str(&super::paper::seed_tables(&metrics, members[0].top_iwk).1);
         // Every (method, protocol, metric, k) the first run has, over the group.
         for ((m, p, metric, k), _) in &members[0].metrics {
             let Some(s) = over(m, p, metric, k) else {
@@ -495,6 +497,7 @@ mod tests {
             accuracy: None,
             decoder: None,
             stage_seconds: Vec::new(),
+            top_iwk: None,
         };
         let runs = [run("a", "1", 0.25), run("b", "2", 0.5)];
         let (md, frame) = sweep_tables("s", &runs);
@@ -559,6 +562,7 @@ mod tests {
             accuracy: Some(v),
             stage_seconds: Vec::new(),
             decoder: None,
+            top_iwk: None,
         };
         let runs = [
             run("1", "48", 0.60),
@@ -601,6 +605,7 @@ mod tests {
             accuracy: Some(0.6),
             stage_seconds: vec![("features".into(), 1200.0), ("train".into(), 30.5)],
             decoder: Some("wide".into()),
+            top_iwk: None,
         };
         let (md, frame) = sweep_tables("s", &[run]);
         assert!(
