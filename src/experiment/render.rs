@@ -34,21 +34,14 @@ fn run_facts(dir: &Path, cfg: &config::Config) -> RunFacts {
         top_wwk: cfg.iwan.enabled.then_some(cfg.iwan.top_wwk),
         inference_s: decoder.map(|d| d + encoder.unwrap_or(0.0)),
         word_model_s: word_model,
-        iwan_setup: cfg
-            .iwan
-            .enabled
-            .then_some(match (cfg.iwan.word_model, cfg.iwan.db_words) {
-                (config::WordModel::Imagenet, config::DbWords::Predicted) => {
-                    "ImageNet-classifier words, predicted words only"
-                }
-                (config::WordModel::Classes, config::DbWords::Predicted) => {
-                    "CIFAR-100 class words from the trained net, predicted words only"
-                }
-                (_, config::DbWords::Labels) => "database annotated with ground-truth labels",
-                (_, config::DbWords::Both) => {
-                    "database annotated with predicted words and ground-truth labels"
-                }
-            }),
+        word_model: cfg.iwan.enabled.then_some(match cfg.iwan.word_model {
+            config::WordModel::Imagenet => {
+                "EfficientNet-Lite0's ImageNet labels (the report: ResNet-50's)"
+            }
+            config::WordModel::Classes => {
+                "the trained network's CIFAR-100 classes (the report: ResNet-50's ImageNet labels)"
+            }
+        }),
     }
 }
 

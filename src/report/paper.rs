@@ -209,8 +209,8 @@ pub struct RunFacts {
     pub inference_s: Option<f64>,
     /// Seconds per image of IWAN's word model, where known.
     pub word_model_s: Option<f64>,
-    /// IWAN's word model and database annotation, e.g. `word model classes, db words predicted`.
-    pub iwan_setup: Option<&'static str>,
+    /// IWAN's word model, as the tables name it.
+    pub word_model: Option<&'static str>,
     /// The decoder that produced the embeddings and codes, e.g. `wide (T = 1024, h = 48)`.
     pub decoder: Option<String>,
 }
@@ -330,7 +330,7 @@ fn published_section(md: &mut String, rows: &mut Rows, t: &Published, facts: &Ru
     if protocols.is_empty() {
         return;
     }
-    let setup = match (t.top_iwk, facts.iwan_setup, &facts.decoder) {
+    let setup = match (t.top_iwk, facts.word_model, &facts.decoder) {
         (Some(_), Some(s), _) => format!("; word model: {s}"),
         (None, _, Some(d)) => format!("; decoder: {d}"),
         _ => String::new(),
@@ -403,15 +403,14 @@ fn published_section(md: &mut String, rows: &mut Rows, t: &Published, facts: &Ru
             a.map_or("—".into(), |a| format!("{a:.0}"))
         );
     }
-    let (model_name, model) = match t.top_iwk {
-        Some(_) => ("word model", facts.word_model_s),
-        None => ("inference", facts.inference_s),
+    let (model_name, model, timed) = match t.top_iwk {
+        Some(_) => ("word model", facts.word_model_s, "mean wall time"),
+        None => ("inference", facts.inference_s, "mean CPU time"),
     };
     let ours = get(t.method, t.protocol, "query_median_s", None);
     let _ = writeln!(
         md,
-        "\nTime per query: the report {} (mean; CPU time for Tables 1-2), ours {} (median wall \
-         time); with the \
+        "\nTime per query: the report {} ({timed}), ours {} (median wall time); with the \
          model ({model_name}): the report {}, ours {}.",
         ms(Some(t.query_s)),
         ms(ours),
