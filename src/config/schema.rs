@@ -447,9 +447,10 @@ pub struct IwanConfig {
     pub top_wwk: usize,
     /// Which words annotate database images.
     pub db_words: DbWords,
-    /// Also evaluate the report's setting, in which each database image is linked to its own
-    /// fine and coarse label words besides its predicted words (`db_words: both`), as the
-    /// separate method `iwan_db_labels` ("report's setting (database labels)" in the tables).
+    /// Also evaluate our graph with each database image linked to its own fine and coarse label
+    /// words besides its predicted words (`db_words: both`), as the separate method
+    /// `iwan_db_labels`. (The key's name is historical: the report's own graph, which links
+    /// only the fine label, is `report_graph`.)
     pub report_setting: bool,
     /// USF strength used for word-word edges.
     pub strength: Strength,
