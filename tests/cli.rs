@@ -875,3 +875,56 @@ fn bench_scale_writes_its_table_and_figure_with_identical_mih_results() {
         svg_before
     );
 }
+
+#[test]
+fn overrides_and_sweeps_from_the_command_line() {
+    // validate shows the overrides applied and the sweep that replaces the config's own.
+    let out = harness(
+        &[
+            "validate",
+            "configs/ci.yaml",
+            "train.epochs=3",
+            "--sweep",
+            "seed=1,2",
+        ],
+        None,
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("ok: configs/ci.yaml (2 runs)"), "{stdout}");
+    assert!(
+        stdout.contains("# command line: train.epochs=3 --sweep seed=1,2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("epochs: 3"), "{stdout}");
+    // A misspelt key is named with the closest field, and nothing runs.
+    let out = harness(&["run", "configs/ci.yaml", "train.epoch=3"], None);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("train.epoch") && stderr.contains("did you mean `train.epochs`"),
+        "{stderr}"
+    );
+    // A run records its overrides in the manifest and resolves them into its config.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = harness(
+        &[
+            "--quiet",
+            "run",
+            crate::common::TINY,
+            "train.epochs=1",
+            "--out",
+            tmp.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let run = crate::common::run_dirs(tmp.path()).remove(0);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["command_line"],
+        serde_json::json!(["train.epochs=1"])
+    );
+    assert_eq!(manifest["config"]["train"]["epochs"], 1);
+}

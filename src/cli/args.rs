@@ -32,6 +32,37 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// A sweep given on the command line.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SweepArgs {
+    /// Sweep a field over values, KEY=V1,V2,... (repeatable; replaces the config's own sweep),
+    /// e.g. --sweep seed=42,43,44,45,46.
+    #[arg(long = "sweep", value_name = "KEY=V1,V2,...", help_heading = "Sweep")]
+    pub params: Vec<config::SweepArg>,
+    /// How several --sweep keys combine: product (every combination) or zip (the i-th values
+    /// together).
+    #[arg(long, value_enum, requires = "params", help_heading = "Sweep")]
+    pub sweep_mode: Option<SweepModeArg>,
+}
+
+/// `--sweep-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SweepModeArg {
+    /// Every combination.
+    Product,
+    /// The i-th values together.
+    Zip,
+}
+
+impl From<SweepModeArg> for config::SweepMode {
+    fn from(m: SweepModeArg) -> Self {
+        match m {
+            SweepModeArg::Product => Self::Product,
+            SweepModeArg::Zip => Self::Zip,
+        }
+    }
+}
+
 /// `harness run --slurm` and its resources (each also settable in the config's `slurm:`
 /// section; these win).
 #[derive(Debug, Clone, Default, Args)]
@@ -110,9 +141,17 @@ pub enum Command {
     ///
     /// Resubmit what did not finish: harness run configs/sweep_cpu.yaml --slurm --resume --out
     /// /shared/results/sweep_cpu --cache /shared/cache
+    ///
+    /// Overrides, as Hydra users type them: harness run configs/default.yaml train.epochs=20
+    /// model.h=64 --sweep seed=42,43,44 (the resolved config, and so the run ids and cached
+    /// stages, are those of a file that says the same; the overrides go into the manifest).
     Run {
-        /// Experiment config (YAML).
-        config: Option<PathBuf>,
+        /// Experiment config (YAML), then any KEY=VALUE overrides of its fields (dotted paths,
+        /// values read as YAML: train.epochs=20, index.methods=[exact,mih]).
+        #[arg(value_name = "CONFIG | KEY=VALUE")]
+        args: Vec<String>,
+        #[command(flatten)]
+        sweep: SweepArgs,
         /// Experiment folder (default: results/<name>).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -159,10 +198,15 @@ pub enum Command {
     /// what was expected) and exits 2.
     ///
     /// Example: harness validate configs/*.yaml
+    ///
+    /// With overrides, each config is shown with them applied: harness validate
+    /// configs/default.yaml train.epochs=20 --sweep seed=42,43
     Validate {
-        /// Config files.
-        #[arg(required = true)]
-        configs: Vec<PathBuf>,
+        /// Config files, and any KEY=VALUE overrides applied to each.
+        #[arg(required = true, value_name = "CONFIG | KEY=VALUE")]
+        args: Vec<String>,
+        #[command(flatten)]
+        sweep: SweepArgs,
         /// Print only one line per file.
         #[arg(long)]
         brief: bool,

@@ -31,7 +31,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let done = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
         Command::Run {
-            config,
+            args,
+            sweep,
             out,
             cache,
             no_verify,
@@ -47,10 +48,30 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 no_verify,
                 run_index,
             };
-            if slurm.slurm {
-                done(submit_slurm(config, &opts, &slurm))
-            } else {
-                done(run_experiment(config, opts))
+            let loaded = (|| {
+                let (configs, overrides) = split_args(&args)?;
+                if configs.len() > 1 {
+                    bail!(
+                        "one config at a time: got {} ({}); to run several, call harness run \
+                         once each",
+                        configs.len(),
+                        configs
+                            .iter()
+                            .map(|c| c.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+                with_command_line(
+                    load_config(configs.first().map(PathBuf::as_path))?,
+                    &overrides,
+                    &sweep,
+                )
+            })();
+            match loaded {
+                Err(e) => Err(e),
+                Ok(loaded) if slurm.slurm => done(submit_slurm(&loaded, &opts, &slurm)),
+                Ok(loaded) => done(run_experiment(&loaded, opts)),
             }
         }
         Command::Status {
@@ -58,7 +79,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             aggregate,
             json,
         } => status(&experiment_dir, aggregate, json),
-        Command::Validate { configs, brief } => validate(&configs, brief),
+        Command::Validate { args, sweep, brief } => validate(&args, &sweep, brief),
         Command::Semantics { out, d } => done(semantics(&out, d, root)),
         Command::Check {
             run_dir,
@@ -106,9 +127,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// `harness run`: every run of the config, then one line per run folder.
-fn run_experiment(config: Option<PathBuf>, opts: RunOptions) -> Result<()> {
-    let loaded = load_config(config.as_deref())?;
-    let outcomes = experiment::run(&loaded, &opts).with_context(|| {
+fn run_experiment(loaded: &Loaded, opts: RunOptions) -> Result<()> {
+    let outcomes = experiment::run(loaded, &opts).with_context(|| {
         format!(
             "experiment `{}` ({}) failed",
             loaded.config.name, loaded.origin
@@ -124,15 +144,14 @@ fn run_experiment(config: Option<PathBuf>, opts: RunOptions) -> Result<()> {
     }
     if opts.lines {
         let dirs: Vec<PathBuf> = outcomes.iter().map(|o| o.dir.clone()).collect();
-        let exp_dir = experiment::experiment_dir(&loaded, &opts);
+        let exp_dir = experiment::experiment_dir(loaded, &opts);
         print!("{}", experiment::render::console_summary(&exp_dir, &dirs)?);
     }
     Ok(())
 }
 
 /// `harness run --slurm`: writes the batch scripts, submits them, prints the job ids.
-fn submit_slurm(config: Option<PathBuf>, opts: &RunOptions, args: &args::SlurmArgs) -> Result<()> {
-    let loaded = load_config(config.as_deref())?;
+fn submit_slurm(loaded: &Loaded, opts: &RunOptions, args: &args::SlurmArgs) -> Result<()> {
     if opts.run_index.is_some() {
         bail!("--run-index selects the run inside one array task; --slurm submits them all");
     }
@@ -140,7 +159,7 @@ fn submit_slurm(config: Option<PathBuf>, opts: &RunOptions, args: &args::SlurmAr
     if let Err((field, message)) = config::validate_slurm(&settings) {
         bail!("--{}: {message}", field.replace('_', "-"));
     }
-    let sub = crate::slurm::submit(&loaded, opts, &settings, args.resume)
+    let sub = crate::slurm::submit(loaded, opts, &settings, args.resume)
         .with_context(|| format!("submitting `{}` to Slurm", loaded.config.name))?;
     let exp = sub.experiment_dir.display();
     for s in &sub.skipped {
@@ -482,10 +501,41 @@ fn load_config(path: Option<&Path>) -> Result<Loaded> {
     })
 }
 
-fn validate(paths: &[PathBuf], brief: bool) -> Result<ExitCode> {
+/// Positional arguments of `run` and `validate`: config files, and `KEY=VALUE` overrides (an
+/// argument with `=` that is not an existing file).
+fn split_args(args: &[String]) -> Result<(Vec<PathBuf>, Vec<config::Override>)> {
+    let mut configs = Vec::new();
+    let mut overrides = Vec::new();
+    for a in args {
+        if a.contains('=') && !Path::new(a).is_file() {
+            overrides.push(a.parse().map_err(anyhow::Error::msg)?);
+        } else {
+            configs.push(PathBuf::from(a));
+        }
+    }
+    Ok((configs, overrides))
+}
+
+/// `loaded` with the command line's overrides and sweep applied.
+fn with_command_line(
+    loaded: Loaded,
+    overrides: &[config::Override],
+    sweep: &args::SweepArgs,
+) -> Result<Loaded> {
+    Ok(loaded.with_command_line(overrides, &sweep.params, sweep.sweep_mode.map(Into::into))?)
+}
+
+fn validate(args: &[String], sweep: &args::SweepArgs, brief: bool) -> Result<ExitCode> {
+    let (paths, overrides) = split_args(args)?;
+    if paths.is_empty() {
+        bail!("name at least one config file (the KEY=VALUE overrides apply to each)");
+    }
     let mut failed = 0;
-    for path in paths {
-        match Loaded::from_path(path).and_then(|l| l.runs().map(|r| (l, r))) {
+    for path in &paths {
+        let loaded = Loaded::from_path(path).and_then(|l| {
+            l.with_command_line(&overrides, &sweep.params, sweep.sweep_mode.map(Into::into))
+        });
+        match loaded.and_then(|l| l.runs().map(|r| (l, r))) {
             Ok((loaded, runs)) => {
                 println!(
                     "ok: {} ({} run{})",
@@ -506,6 +556,9 @@ fn validate(paths: &[PathBuf], brief: bool) -> Result<ExitCode> {
                         ""
                     }
                 );
+                if !loaded.command_line.is_empty() {
+                    println!("# command line: {}", loaded.command_line.join(" "));
+                }
                 print!("{}", config::to_yaml(&base));
                 if let Some(sweep) = &loaded.config.sweep {
                     println!(

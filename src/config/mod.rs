@@ -10,6 +10,7 @@ pub mod sweep;
 
 pub use schema::*;
 pub use sweep::{Run, expand};
+use sweep::{check_field, set_field};
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -90,6 +91,74 @@ pub struct Loaded {
     pub text: String,
     /// The parsed, validated config (before sweep expansion).
     pub config: Config,
+    /// The command-line overrides applied to the file (`KEY=VALUE`, then `--sweep` lists), as
+    /// typed; recorded in each run's manifest.
+    pub command_line: Vec<String>,
+}
+
+/// A `KEY=VALUE` from the command line: a dotted config path and a value read as YAML
+/// (`20`, `true`, `adam`, `[exact, mih]`, `null`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    /// The dotted path, e.g. `train.epochs`.
+    pub key: String,
+    /// The value.
+    pub value: serde_json::Value,
+    /// The argument as typed.
+    pub text: String,
+}
+
+impl std::str::FromStr for Override {
+    type Err = String;
+
+    fn from_str(arg: &str) -> Result<Self, String> {
+        let (key, value) = arg
+            .split_once('=')
+            .filter(|(k, _)| !k.trim().is_empty())
+            .ok_or_else(|| format!("`{arg}`: expected KEY=VALUE, e.g. train.epochs=20"))?;
+        Ok(Self {
+            key: key.trim().to_string(),
+            value: yaml_value(value).map_err(|e| format!("`{arg}`: {e}"))?,
+            text: arg.to_string(),
+        })
+    }
+}
+
+/// A `--sweep KEY=V1,V2,...` from the command line: one sweep parameter and its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepArg {
+    /// The dotted path.
+    pub key: String,
+    /// The values, each read as YAML.
+    pub values: Vec<serde_json::Value>,
+    /// The argument as typed.
+    pub text: String,
+}
+
+impl std::str::FromStr for SweepArg {
+    type Err = String;
+
+    fn from_str(arg: &str) -> Result<Self, String> {
+        let o: Override = arg.parse()?;
+        let list = arg.split_once('=').map(|(_, v)| v).unwrap_or_default();
+        let values = list
+            .split(',')
+            .map(|v| yaml_value(v).map_err(|e| format!("`{arg}`: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            key: o.key,
+            values,
+            text: arg.to_string(),
+        })
+    }
+}
+
+/// A command-line value read as YAML (an empty one is null).
+fn yaml_value(text: &str) -> Result<serde_json::Value, String> {
+    if text.trim().is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_saphyr::from_str(text).map_err(|e| format!("the value `{text}` is not YAML: {e}"))
 }
 
 impl Loaded {
@@ -130,6 +199,63 @@ impl Loaded {
             origin: origin.to_string(),
             text,
             config,
+            command_line: Vec::new(),
+        };
+        loaded.check(&loaded.config)?;
+        Ok(loaded)
+    }
+
+    /// Applies command-line overrides, later ones winning, then replaces the config's sweep by
+    /// the `--sweep` parameters (combined by `mode`, default `product`), checking the result
+    /// as a config file is checked. An error names the override. The resolved YAML becomes the
+    /// config's text, so a Slurm submission runs exactly what was asked for, and the resolved
+    /// config, its hash and its run ids are the same as for a file that says the same.
+    pub fn with_command_line(
+        self,
+        overrides: &[Override],
+        sweep: &[SweepArg],
+        mode: Option<SweepMode>,
+    ) -> Result<Self, ConfigError> {
+        if overrides.is_empty() && sweep.is_empty() {
+            return Ok(self);
+        }
+        let origin = format!("{} (with command-line overrides)", self.origin);
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            origin: origin.clone(),
+            field: field.to_string(),
+            line: None,
+            message,
+        };
+        let mut tree =
+            serde_json::to_value(&self.config).map_err(|e| invalid("config", e.to_string()))?;
+        for o in overrides {
+            let at = |m: String| invalid(&o.key, format!("override `{}`: {m}", o.text));
+            check_field(&tree, &o.key).map_err(at)?;
+            set_field(&mut tree, &o.key, o.value.clone());
+            serde_json::from_value::<Config>(tree.clone()).map_err(|e| at(e.to_string()))?;
+        }
+        if !sweep.is_empty() {
+            let params: serde_json::Map<String, serde_json::Value> = sweep
+                .iter()
+                .map(|s| (s.key.clone(), serde_json::Value::from(s.values.clone())))
+                .collect();
+            tree["sweep"] = serde_json::json!({
+                "mode": mode.unwrap_or(SweepMode::Product),
+                "params": params,
+            });
+        }
+        let config: Config =
+            serde_json::from_value(tree).map_err(|e| invalid("sweep", e.to_string()))?;
+        let command_line = overrides
+            .iter()
+            .map(|o| o.text.clone())
+            .chain(sweep.iter().map(|s| format!("--sweep {}", s.text)))
+            .collect();
+        let loaded = Self {
+            origin,
+            text: to_yaml(&config),
+            config,
+            command_line,
         };
         loaded.check(&loaded.config)?;
         Ok(loaded)
@@ -618,6 +744,91 @@ pub fn to_yaml(config: &Config) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn command_line_overrides_resolve_like_a_file() {
+        let o = |a: &str| -> Override { a.parse().unwrap() };
+        let sw = |a: &str| -> SweepArg { a.parse().unwrap() };
+        let base = Loaded::embedded_default().unwrap();
+        let over = base
+            .clone()
+            .with_command_line(
+                &[
+                    o("train.epochs=20"),
+                    o("model.h=64"),
+                    o("iwan.report_graph=false"),
+                ],
+                &[sw("seed=1,2,3")],
+                None,
+            )
+            .unwrap();
+        assert_eq!((over.config.train.epochs, over.config.model.h), (20, 64));
+        assert!(
+            !over.config.iwan.report_graph,
+            "a field the tree leaves out is set too"
+        );
+        assert_eq!(
+            over.command_line,
+            [
+                "train.epochs=20",
+                "model.h=64",
+                "iwan.report_graph=false",
+                "--sweep seed=1,2,3"
+            ]
+        );
+        // The same settings written in a file give the same runs, ids and hashes.
+        let text = DEFAULT_CONFIG
+            .replace("epochs: 12", "epochs: 20")
+            .replace("  h: 48", "  h: 64")
+            .replace("report_graph: true", "report_graph: false")
+            + "sweep:\n  params:\n    seed: [1, 2, 3]\n";
+        let file = Loaded::from_text("file", text).unwrap();
+        let ids = |l: &Loaded| -> Vec<(String, String)> {
+            l.runs()
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.id, r.hash))
+                .collect()
+        };
+        assert_eq!(ids(&over), ids(&file));
+        assert_eq!(ids(&over).len(), 3);
+        // The resolved text is what a Slurm submission copies: it loads back to the same.
+        let back = Loaded::from_text("back", over.text.clone()).unwrap();
+        assert_eq!(ids(&back), ids(&file));
+
+        let err = |o: Override| {
+            base.clone()
+                .with_command_line(&[o], &[], None)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(o("train.epoch=20"));
+        assert!(
+            e.contains("`train.epoch` names no config field; did you mean `train.epochs`?"),
+            "{e}"
+        );
+        let e = err(o("model.h=forty"));
+        assert!(
+            e.contains("override `model.h=forty`") && e.contains("invalid"),
+            "{e}"
+        );
+        let e = err(o("model.h=0"));
+        assert!(e.contains("`model.h`") && e.contains("hash bits"), "{e}");
+        assert!(
+            "train.epochs"
+                .parse::<Override>()
+                .unwrap_err()
+                .contains("KEY=VALUE")
+        );
+        let e = base
+            .clone()
+            .with_command_line(&[], &[sw("train.epoc=1,2")], None)
+            .and_then(|l| l.runs())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `train.epochs`"), "{e}");
+    }
+
     use super::*;
 
     #[test]

@@ -44,17 +44,10 @@ pub fn expand(loaded: &Loaded) -> Result<Vec<Run>, ConfigError> {
         ));
     }
     let tree = serde_json::to_value(&base).map_err(|e| invalid("sweep", e.to_string()))?;
-    let leaves = field_paths(&tree);
     for (key, values) in &sweep.params {
         let field = format!("sweep.params.{key}");
-        if key.starts_with("sweep") || lookup(&tree, key).is_none() {
-            let hint = closest(key, &leaves)
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
-            return Err(invalid(
-                &field,
-                format!("`{key}` names no config field{hint}"),
-            ));
+        if let Err(message) = check_field(&tree, key) {
+            return Err(invalid(&field, message));
         }
         if values.is_empty() {
             return Err(invalid(
@@ -92,9 +85,7 @@ pub fn expand(loaded: &Loaded) -> Result<Vec<Run>, ConfigError> {
             .collect();
         let mut t = tree.clone();
         for (k, v) in &overrides {
-            if let Some(slot) = lookup_mut(&mut t, k) {
-                *slot = v.clone();
-            }
+            set_field(&mut t, k, v.clone());
         }
         let describe = || {
             overrides
@@ -190,9 +181,44 @@ fn lookup<'a>(tree: &'a Value, path: &str) -> Option<&'a Value> {
         .try_fold(tree, |node, seg| node.as_object()?.get(seg))
 }
 
-fn lookup_mut<'a>(tree: &'a mut Value, path: &str) -> Option<&'a mut Value> {
-    path.split('.')
-        .try_fold(tree, |node, seg| node.as_object_mut()?.get_mut(seg))
+/// Whether the dotted `key` names a field of the config `tree` (a config rendered to JSON):
+/// one the tree holds, or one it leaves out because its value is the default (inserting it
+/// into its section still deserialises as a known field). Otherwise the message names the
+/// closest field.
+pub(crate) fn check_field(tree: &Value, key: &str) -> Result<(), String> {
+    let known = !key.starts_with("sweep")
+        && !key.starts_with("slurm")
+        && (lookup(tree, key).is_some() || {
+            let mut probe = tree.clone();
+            set_field(&mut probe, key, Value::Null)
+                && serde_json::from_value::<Config>(probe)
+                    .err()
+                    .is_none_or(|e| !e.to_string().contains("unknown field"))
+        });
+    if known {
+        return Ok(());
+    }
+    let hint = closest(key, &field_paths(tree))
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    Err(format!("`{key}` names no config field{hint}"))
+}
+
+/// Sets the dotted `path` of `tree` to `value`, inserting the last segment into its section
+/// when the tree leaves it out; false when a section on the way is missing.
+pub(crate) fn set_field(tree: &mut Value, path: &str, value: Value) -> bool {
+    let (parents, leaf) = path.rsplit_once('.').unwrap_or(("", path));
+    let section = parents
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .try_fold(tree, |node, seg| node.as_object_mut()?.get_mut(seg));
+    match section.and_then(Value::as_object_mut) {
+        Some(map) => {
+            map.insert(leaf.to_string(), value);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Every dotted path of the tree that ends at a non-object value.

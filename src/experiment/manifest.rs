@@ -65,6 +65,9 @@ pub struct Manifest {
     pub config: Config,
     /// Sweep values that distinguish this run.
     pub overrides: BTreeMap<String, serde_json::Value>,
+    /// The command-line overrides the config was run with (`KEY=VALUE`, `--sweep ...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command_line: Vec<String>,
     /// Master seed.
     pub seed: u64,
     /// Compute backend.

@@ -204,7 +204,13 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<RunOutcome>, Experi
         if !exp_dir.join("sweep.json").exists() && runs.len() > 1 {
             record_sweep(&exp_dir, &runs)?;
         }
-        return Ok(vec![run_one(run, &exp_dir.join(&run.id), &cache, opts)?]);
+        return Ok(vec![run_one(
+            run,
+            &loaded.command_line,
+            &exp_dir.join(&run.id),
+            &cache,
+            opts,
+        )?]);
     }
     let sweep_bar = (opts.progress && runs.len() > 1).then(|| {
         crate::progress::bar(runs.len() as u64, "sweep [{bar:30}] {pos}/{len} runs {msg}")
@@ -215,7 +221,13 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<RunOutcome>, Experi
         if let Some(bar) = &sweep_bar {
             bar.set_message(run.id.clone());
         }
-        let result = run_one(run, &exp_dir.join(&run.id), &cache, opts);
+        let result = run_one(
+            run,
+            &loaded.command_line,
+            &exp_dir.join(&run.id),
+            &cache,
+            opts,
+        );
         statuses[i] = if result.is_ok() { "complete" } else { "failed" };
         if runs.len() > 1 {
             write_sweep(&exp_dir, &runs, &statuses)?;
@@ -259,6 +271,7 @@ fn write_sweep(dir: &Path, runs: &[Run], statuses: &[&str]) -> Result<(), StoreE
 
 fn run_one(
     run: &Run,
+    command_line: &[String],
     dir: &Path,
     cache: &Path,
     opts: &RunOptions,
@@ -278,6 +291,7 @@ fn run_one(
         config_hash: run.hash.clone(),
         config: cfg.clone(),
         overrides: run.overrides.iter().cloned().collect(),
+        command_line: command_line.to_vec(),
         seed: cfg.seed,
         backend: serde_json::to_value(cfg.backend)
             .ok()
