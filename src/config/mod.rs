@@ -96,6 +96,89 @@ pub struct Loaded {
     pub command_line: Vec<String>,
 }
 
+/// A config file's text, refused when too large or not UTF-8.
+fn read_config_text(path: &Path) -> Result<String, ConfigError> {
+    let read_err = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes = std::fs::metadata(path).map_err(read_err)?.len();
+    if bytes > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            bytes,
+            limit: MAX_CONFIG_BYTES,
+        });
+    }
+    let raw = std::fs::read(path).map_err(read_err)?;
+    String::from_utf8(raw).map_err(|e| ConfigError::NotUtf8 {
+        path: path.to_path_buf(),
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
+/// The tree of the config at `path` with its `base:` chain merged under it; `chain` holds the
+/// files being read (to refuse a cycle).
+fn based_tree(path: &Path, chain: &mut Vec<PathBuf>) -> Result<serde_json::Value, ConfigError> {
+    let origin = path.display().to_string();
+    let invalid = |message: String| ConfigError::Invalid {
+        origin: origin.clone(),
+        field: "base".into(),
+        line: None,
+        message,
+    };
+    let canonical = path.canonicalize().map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if let Some(i) = chain.iter().position(|p| *p == canonical) {
+        let names: Vec<String> = chain[i..]
+            .iter()
+            .chain([&canonical])
+            .map(|p| p.display().to_string())
+            .collect();
+        return Err(invalid(format!("a cycle of bases: {}", names.join(" -> "))));
+    }
+    let text = read_config_text(path)?;
+    let mut tree: serde_json::Value =
+        serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
+            origin: origin.clone(),
+            message: e.to_string().replace("<input>", &origin),
+        })?;
+    let Some(map) = tree.as_object_mut() else {
+        return Err(invalid("expected a mapping of config sections".into()));
+    };
+    let Some(base) = map.remove("base") else {
+        return Ok(tree);
+    };
+    let base = base
+        .as_str()
+        .ok_or_else(|| invalid(format!("expected a file path, got {base}")))?;
+    let base_path = path.parent().unwrap_or(Path::new(".")).join(base);
+    chain.push(canonical);
+    let mut merged = based_tree(&base_path, chain).map_err(|e| match e {
+        ConfigError::Read { path: p, source } => {
+            invalid(format!("cannot read the base {}: {source}", p.display()))
+        }
+        other => other,
+    })?;
+    chain.pop();
+    merge(&mut merged, tree);
+    Ok(merged)
+}
+
+/// Merges `over` into `base`: mappings key by key, any other value replacing the base's.
+fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
 /// A `KEY=VALUE` from the command line: a dotted config path and a value read as YAML
 /// (`20`, `true`, `adam`, `[exact, mih]`, `null`).
 #[derive(Debug, Clone, PartialEq)]
@@ -163,25 +246,34 @@ fn yaml_value(text: &str) -> Result<serde_json::Value, String> {
 
 impl Loaded {
     /// Reads, parses and validates a config file.
+    ///
+    /// A config whose top level says `base: FILE` (a path relative to the config's folder)
+    /// starts from that config, its own keys winning: mappings merge key by key, any other
+    /// value replaces the base's. Bases may have bases; a cycle is refused with the chain
+    /// named. The resolved YAML becomes the text, so its hash and run ids are those of a
+    /// single file that says the same.
     pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
-        let read_err = |source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
-        let bytes = std::fs::metadata(path).map_err(read_err)?.len();
-        if bytes > MAX_CONFIG_BYTES {
-            return Err(ConfigError::TooLarge {
-                path: path.to_path_buf(),
-                bytes,
-                limit: MAX_CONFIG_BYTES,
-            });
+        let text = read_config_text(path)?;
+        let origin = path.display().to_string();
+        let has_base = serde_saphyr::from_str::<serde_json::Value>(&text)
+            .ok()
+            .is_some_and(|v| v.get("base").is_some());
+        if !has_base {
+            return Self::from_text(&origin, text);
         }
-        let raw = std::fs::read(path).map_err(read_err)?;
-        let text = String::from_utf8(raw).map_err(|e| ConfigError::NotUtf8 {
-            path: path.to_path_buf(),
-            offset: e.utf8_error().valid_up_to(),
+        let tree = based_tree(path, &mut Vec::new())?;
+        let config: Config = serde_json::from_value(tree).map_err(|e| ConfigError::Parse {
+            origin: origin.clone(),
+            message: format!("with its bases merged: {e}"),
         })?;
-        Self::from_text(&path.display().to_string(), text)
+        let loaded = Self {
+            origin,
+            text: to_yaml(&config),
+            config,
+            command_line: Vec::new(),
+        };
+        loaded.check(&loaded.config)?;
+        Ok(loaded)
     }
 
     /// The embedded default config (`configs/default.yaml`).
@@ -744,6 +836,47 @@ pub fn to_yaml(config: &Config) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_config_inherits_from_its_base() {
+        // hand-made config files for a unit test of the merge
+        let tmp = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = tmp.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        write("base.yaml", DEFAULT_CONFIG);
+        let child = write(
+            "sub/child.yaml",
+            "base: ../base.yaml\nname: child\ntrain:\n  epochs: 3\n",
+        );
+        let l = Loaded::from_path(&child).unwrap();
+        let mut want = Loaded::embedded_default().unwrap().config;
+        want.name = "child".into();
+        want.train.epochs = 3;
+        assert_eq!(
+            l.config, want,
+            "its keys win, the rest of each section is the base's"
+        );
+        assert_eq!(hash(&l.config), hash(&want));
+        assert_eq!(Loaded::from_text("t", l.text.clone()).unwrap().config, want);
+        // A cycle is refused with the chain named; a missing base is named too.
+        let a = write("a.yaml", "base: b.yaml\nname: a\n");
+        write("b.yaml", "base: a.yaml\nname: b\n");
+        let e = Loaded::from_path(&a).unwrap_err().to_string();
+        assert!(
+            e.contains("a cycle of bases") && e.contains("a.yaml -> ") && e.contains("b.yaml"),
+            "{e}"
+        );
+        let m = write("m.yaml", "base: nowhere.yaml\nname: m\n");
+        let e = Loaded::from_path(&m).unwrap_err().to_string();
+        assert!(e.contains("`base`") && e.contains("nowhere.yaml"), "{e}");
+        let u = write("u.yaml", "base: base.yaml\ntrain:\n  epoch: 3\n");
+        let e = Loaded::from_path(&u).unwrap_err().to_string();
+        assert!(e.contains("unknown field `epoch`"), "{e}");
+    }
 
     #[test]
     fn command_line_overrides_resolve_like_a_file() {
