@@ -928,3 +928,51 @@ fn overrides_and_sweeps_from_the_command_line() {
     );
     assert_eq!(manifest["config"]["train"]["epochs"], 1);
 }
+
+#[test]
+fn compare_sets_two_real_runs_side_by_side() {
+    let (a, b) = (crate::common::tiny_run(), crate::common::tiny_frozen_run());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = harness(
+        &[
+            "compare",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--out",
+            tmp.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    // The encoders differ; exact leave-one-out is in both runs, with a difference.
+    assert!(
+        stdout.contains("| model.encoder | cifar_cnn | efficientnet_lite0 |"),
+        "{stdout}"
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("| exact | leave_one_out | mP@100 |"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    let (x, y, d): (f64, f64, f64) = (
+        cells[4].parse().unwrap(),
+        cells[5].parse().unwrap(),
+        cells[6].parse().unwrap(),
+    );
+    assert!((y - x - d).abs() < 2e-4, "{row}");
+    for f in ["compare.md", "compare.csv", "compare.png", "compare.svg"] {
+        assert!(tmp.path().join(f).exists(), "{f}");
+    }
+    // A folder that is neither a run nor an experiment is named.
+    let out = harness(
+        &["compare", a.to_str().unwrap(), tmp.path().to_str().unwrap()],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).1.contains("neither a run folder"),
+        "{}",
+        text(&out).1
+    );
+}

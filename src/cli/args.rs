@@ -298,6 +298,23 @@ pub enum Command {
         /// A run folder (holding manifest.json) or an experiment folder.
         dir: PathBuf,
     },
+    /// Compare finished runs or experiments side by side: one table and one figure.
+    ///
+    /// For each input: the config keys that differ, and each method's headline metrics (mP@100,
+    /// mAHP@250, mAHP_mean@250, mAP_report@250, median ms per query) with the difference from
+    /// the first input. An experiment folder counts as one input whose finished runs are
+    /// summarised as mean ± sd (a seed sweep); two such inputs differ `separable`-ly when their
+    /// 95% intervals do not overlap. Writes compare.md, compare.csv, compare.png and .svg.
+    ///
+    /// Example: harness compare results/default/<run-id> results/cpu_best/<run-id>
+    Compare {
+        /// Run folders (holding manifest.json) or experiment folders (holding sweep.json).
+        #[arg(required = true, num_args = 2..)]
+        dirs: Vec<PathBuf>,
+        /// Output folder.
+        #[arg(long, default_value = "results/compare", value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Serve a page that compares a finished run's methods query by query, in a browser.
     ///
     /// Loads the run's embeddings, codes, indices and IWAN network once, then serves a grid of

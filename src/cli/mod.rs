@@ -99,6 +99,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             },
         ),
         Command::Report { dir } => done(report(&dir)),
+        Command::Compare { dirs, out } => done(compare(&dirs, &out)),
         Command::Evaluate {
             rankings,
             db,
@@ -223,6 +224,17 @@ fn semantics(out: &Path, d: u32, data_root: Option<&Path>) -> Result<()> {
         out.join("class_embedding.csv").display(),
         out.join("similarity.{png,svg}").display()
     );
+    Ok(())
+}
+
+/// `harness compare`: the comparison on stdout and into `out`.
+fn compare(dirs: &[PathBuf], out: &Path) -> Result<()> {
+    let (md, written) = experiment::compare::compare(dirs, out)
+        .with_context(|| format!("comparing into {}", out.display()))?;
+    print!("{md}");
+    for p in written {
+        println!("results: {}", p.display());
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@
 //! - [`render`]: tables and figures from stored results; [`iwan`]: the IWAN inputs of a run;
 //!   [`manifest`]: provenance; [`lock`]: one process per run or cache folder.
 
+pub mod compare;
 mod engine;
 mod evaluate;
 pub mod iwan;
