@@ -221,9 +221,9 @@ pub(crate) fn set_field(tree: &mut Value, path: &str, value: Value) -> bool {
     }
 }
 
-/// Every dotted path of the tree that ends at a non-object value.
-fn field_paths(tree: &Value) -> Vec<String> {
-    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
+/// Every dotted path of a config tree that ends at a non-object value, with that value.
+pub fn leaves(tree: &Value) -> Vec<(String, &Value)> {
+    fn walk<'a>(prefix: &str, v: &'a Value, out: &mut Vec<(String, &'a Value)>) {
         match v.as_object() {
             Some(map) => {
                 for (k, child) in map {
@@ -235,12 +235,17 @@ fn field_paths(tree: &Value) -> Vec<String> {
                     walk(&p, child, out);
                 }
             }
-            None => out.push(prefix.to_string()),
+            None => out.push((prefix.to_string(), v)),
         }
     }
     let mut out = Vec::new();
     walk("", tree, &mut out);
     out
+}
+
+/// Every dotted path of the tree that ends at a non-object value.
+fn field_paths(tree: &Value) -> Vec<String> {
+    leaves(tree).into_iter().map(|(p, _)| p).collect()
 }
 
 /// The candidate with the smallest edit distance to `key` (case-insensitive), if reasonably close.

@@ -135,31 +135,12 @@ struct Row {
     difference: Option<f64>,
 }
 
-/// Dotted key to value text of a JSON tree's leaves.
+/// Dotted key to value text of a config tree's leaves.
 fn flatten(tree: &serde_json::Value) -> BTreeMap<String, String> {
-    fn walk(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
-        match v.as_object() {
-            Some(map) => {
-                for (k, child) in map {
-                    let p = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&p, child, out);
-                }
-            }
-            None => {
-                out.insert(
-                    prefix.to_string(),
-                    v.to_string().trim_matches('"').to_string(),
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk("", tree, &mut out);
-    out
+    config::sweep::leaves(tree)
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string().trim_matches('"').to_string()))
+        .collect()
 }
 
 /// The comparison of `inputs` (at least two): Markdown, a long frame
