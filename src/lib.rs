@@ -8,7 +8,7 @@
 //! | [`store`] | file formats (npy, tables), atomic writes, checksums, fault injection; under everything |
 //! | [`progress`] | the process's one set of progress bars on stderr |
 //! | `simd` | run-time CPU feature level shared by the kernels |
-//! | [`config`] | the YAML schema, validation with line numbers, sweeps, config hashes |
+//! | [`config`] | the YAML schema, validation with line numbers, `base:` composition, command-line overrides, sweeps, config hashes |
 //! | [`data`] | CIFAR-100 binary, WordNet hierarchy, USF norms, ImageNet labels, fetch |
 //! | [`semantics`] | class similarity S and the Barz & Denzler class embedding |
 //! | [`codes`] | the packed binary code format, written by embed and read by index |
@@ -16,11 +16,11 @@
 //! | [`train`] | the training loop (losses, optimiser, checkpoints) |
 //! | [`embed`] | network outputs: embeddings, hash activations, codes, top classes |
 //! | [`index`] | exact, Hamming, re-rank, MIH and asymmetric search over plain slices; `kernels` |
-//! | [`iwan`] | the image-word association network and its Dijkstra search |
-//! | [`eval`] | protocols, metrics (mP, mAHP, HP curves), timing statistics, evaluation runs |
+//! | [`iwan`] | the image-word association network and its Dijkstra search; the report's own graph |
+//! | [`eval`] | protocols, metrics (ours and the report's, HP curves), timing and seed statistics, evaluation runs, external rankings |
 //! | [`report`] | tables, the report's published values, figures, `harness check` |
 //! | [`artifacts`] | readers of what runs stored, for the runner, the server and the CLI |
-//! | [`experiment`] | the runner: stage engine, cache keys, stage bodies, eval stage, rendering |
+//! | [`experiment`] | the runner: stage engine, cache keys, stage bodies, eval stage, rendering, `compare` |
 //! | [`throughput`] | the model throughput bench (`harness bench model`) |
 //! | [`slurm`] | `harness run --slurm`: a sweep as a job array and an aggregation job |
 //! | [`serve`] | the query page and its JSON API |
