@@ -398,8 +398,10 @@ fn published_section(md: &mut String, rows: &mut Rows, t: &Published, facts: &Ru
         let a = get(t.method, t.protocol, "mAHP_hit20_queries", None);
         let _ = writeln!(
             md,
-            "\nQueries counted: {n:.0} for mP_hit20 (the report's Table 4: 309 of 500), {} for \
-             mAHP_hit20 (the report's: 473).",
+            "\nQueries counted: {n:.0} for mP_hit20 (the report's {}: {} of 500), {} for \
+             mAHP_hit20 (the report's Table 4: 473).",
+            t.name,
+            if t.top_iwk == Some(3) { 308 } else { 309 },
             a.map_or("—".into(), |a| format!("{a:.0}"))
         );
     }
