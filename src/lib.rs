@@ -9,7 +9,7 @@
 //! | [`progress`] | the process's one set of progress bars on stderr |
 //! | `simd` | run-time CPU feature level shared by the kernels |
 //! | [`config`] | the YAML schema, validation with line numbers, `base:` composition, command-line overrides, sweeps, config hashes |
-//! | [`data`] | CIFAR-100 binary, WordNet hierarchy, USF norms, ImageNet labels, fetch |
+//! | [`data`] | CIFAR-100 binary, WordNet hierarchy, USF norms, ImageNet labels; `fetch`: every file from its public source (resumable HTTP, a zip member reader, a legacy `torch.save` reader), verified by pinned sha256 |
 //! | [`semantics`] | class similarity S and the Barz & Denzler class embedding |
 //! | [`codes`] | the packed binary code format, written by embed and read by index |
 //! | [`model`] | burn networks (compact CNN, AlexNet, EfficientNet-Lite0, fused frozen inference) |

@@ -39,7 +39,13 @@ impl ScratchRoot {
     pub fn new() -> Self {
         let real = data_root().path.canonicalize().expect("real data root");
         let dir = tempfile::tempdir().expect("temp dir");
-        for sub in ["cifar-100-binary", "hierarchy", "usf"] {
+        for sub in [
+            "cifar-100-binary",
+            "hierarchy",
+            "usf",
+            "imagenet",
+            "pretrained",
+        ] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
             for entry in std::fs::read_dir(real.join(sub)).unwrap() {
                 let entry = entry.unwrap();

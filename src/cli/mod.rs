@@ -118,7 +118,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         )),
         Command::Serve { run_dir, addr } => done(serve(&run_dir, addr, root)),
         Command::Data(DataCommand::Info { root: own }) => done(data_info(own.as_deref().or(root))),
-        Command::Data(DataCommand::Fetch(args)) => done(data_fetch(&args, progress)),
+        Command::Data(DataCommand::Fetch(args)) => done(data_fetch(&args, root, progress)),
         Command::Bench(BenchCommand::Search(a)) => done(bench_search(a)),
         Command::Bench(BenchCommand::Model(a)) => done(bench_model(&a, root)),
         Command::Bench(BenchCommand::Iwan(a)) => done(iwan::bench(&a, root)),
@@ -684,40 +684,118 @@ fn data_info(root: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn data_fetch(args: &FetchArgs, progress: bool) -> Result<()> {
-    let dest = match &args.archive {
-        Some(archive) => fetch::install_archive(archive, &args.md5, &args.root)
-            .with_context(|| format!("installing {}", archive.display()))?,
-        None => {
-            let bar = indicatif::ProgressBar::hidden();
-            if progress {
-                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "download [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+fn data_fetch(args: &FetchArgs, data_root: Option<&Path>, progress: bool) -> Result<()> {
+    let root = args
+        .root
+        .as_deref()
+        .or(data_root)
+        .context("say where to install: --root DIR (or --data-root DIR)")?;
+    let sources: Vec<&fetch::Source> = if args.all {
+        fetch::CATALOGUE.iter().collect()
+    } else if args.only.is_empty() {
+        vec![fetch::source("cifar").expect("cifar is in the catalogue")]
+    } else {
+        args.only
+            .iter()
+            .map(|name| {
+                fetch::source(name.trim()).with_context(|| {
+                    format!(
+                        "--only: unknown source `{name}`; the sources are {}",
+                        fetch::source_names().join(", ")
                     )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-                );
-            }
-            let dest = fetch::download_and_install(
-                &args.url,
-                &args.md5,
-                &args.root,
-                &mut |done, total| {
-                    if let Some(t) = total {
-                        bar.set_length(t);
-                    }
-                    bar.set_position(done);
-                },
-            )
-            .with_context(|| format!("fetching {}", args.url))?;
-            bar.finish_and_clear();
-            dest
-        }
+                })
+            })
+            .collect::<Result<_>>()?
     };
+    let opts = fetch::Options {
+        root,
+        from: args.from.as_deref(),
+        mirror: args.mirror.as_deref(),
+        archive: args.archive.as_deref(),
+        archive_md5: args.md5.as_deref(),
+    };
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("creating the data root {}", root.display()))?;
+    let mut reporter = FetchReporter::new(progress);
+    let started = std::time::Instant::now();
+    for source in sources {
+        let outcome = fetch::fetch(source, &opts, &mut reporter)
+            .with_context(|| format!("fetching {} ({})", source.name, source.what))?;
+        let files = match source.installs.len() {
+            1 => "1 file".to_string(),
+            n => format!("{n} files"),
+        };
+        match outcome {
+            fetch::Outcome::UpToDate => {
+                println!("{}: up to date ({files} verified)", source.name)
+            }
+            fetch::Outcome::Installed {
+                downloaded,
+                seconds,
+            } => println!(
+                "{}: installed {files}, each verified, in {seconds:.2} s ({} downloaded)",
+                source.name,
+                indicatif::HumanBytes(downloaded)
+            ),
+        }
+    }
     println!(
-        "installed CIFAR-100 at {} (md5 verified, both splits decoded)",
-        dest.display()
+        "data root {} ready in {:.1} s; use it with --data-root {0} or {}={0}",
+        root.display(),
+        started.elapsed().as_secs_f64(),
+        crate::data::DATA_ENV
     );
     Ok(())
+}
+
+/// Prints each source URL and draws a byte progress bar for each download.
+struct FetchReporter {
+    bar: indicatif::ProgressBar,
+    progress: bool,
+}
+
+impl FetchReporter {
+    fn new(progress: bool) -> Self {
+        Self {
+            bar: indicatif::ProgressBar::hidden(),
+            progress,
+        }
+    }
+}
+
+impl fetch::Reporter for FetchReporter {
+    fn get(&mut self, url: &str) {
+        println!("GET {url}");
+        self.bar = indicatif::ProgressBar::hidden();
+        if self.progress {
+            self.bar
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            self.bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "  [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+        }
+    }
+    fn local(&mut self, path: &Path) {
+        println!("local {}", path.display());
+    }
+    fn bytes(&mut self, done: u64, total: Option<u64>) {
+        if let Some(t) = total {
+            self.bar.set_length(t);
+        }
+        self.bar.set_position(done);
+    }
+    fn resuming(&mut self, done: u64, why: &str) {
+        self.bar
+            .suspend(|| eprintln!("  connection broke ({why}); resuming at byte {done}"));
+    }
+    fn downloaded(&mut self, file: &str, bytes: u64, seconds: f64) {
+        self.bar.finish_and_clear();
+        println!(
+            "  {file}: {} in {seconds:.3} s",
+            indicatif::HumanBytes(bytes)
+        );
+    }
 }

@@ -22,7 +22,7 @@ pub enum DataError {
     /// No data root was found.
     #[error(
         "no data root found; looked in:\n{}\nfix: pass --data-root DIR, set {DATA_ENV}=DIR, set `data.root` in the config, \
-         or fetch CIFAR-100 with `harness data fetch --root DIR`",
+         or fetch every data file from its public source with `harness data fetch --all --root DIR` and pass --data-root DIR",
         .searched.iter().map(|p| format!("  - {}", p.display())).collect::<Vec<_>>().join("\n")
     )]
     RootNotFound {
@@ -52,6 +52,19 @@ pub enum DataError {
         path: PathBuf,
         /// What is wrong, with the record, line or field.
         message: String,
+    },
+    /// The root lacks files that a run reads.
+    #[error(
+        "data root {root} ({chosen_by}) lacks what a run reads:\n{}\nfetch them (each verified by sha256) with:\n  harness data fetch --all --root {root}",
+        .missing.iter().map(|(s, paths)| format!("  - {}, {}: {}", s.name, s.what, paths.join(", "))).collect::<Vec<_>>().join("\n")
+    )]
+    Incomplete {
+        /// The root.
+        root: PathBuf,
+        /// How it was chosen.
+        chosen_by: String,
+        /// Each source with missing files, and their paths under the root.
+        missing: Vec<(&'static fetch::Source, Vec<&'static str>)>,
     },
     /// A download or archive problem.
     #[error("{0}")]
@@ -140,6 +153,20 @@ impl DataRoot {
             path: path.into(),
             chosen_by: "explicit".into(),
         }
+    }
+
+    /// Fails with every missing file and the command that fetches them, if the root lacks a file
+    /// that `harness run` reads.
+    pub fn require_for_run(&self) -> Result<(), DataError> {
+        let missing = fetch::missing_for_run(&self.path);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(DataError::Incomplete {
+            root: self.path.clone(),
+            chosen_by: self.chosen_by.clone(),
+            missing,
+        })
     }
 
     /// `cifar-100-binary/` under the root.

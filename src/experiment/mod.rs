@@ -284,6 +284,7 @@ fn run_one(
     // A backend this binary cannot run fails before any stage does work.
     model::device(cfg.backend).map_err(TrainError::Model)?;
     let root = DataRoot::resolve(opts.data_root.as_deref(), cfg.data.root.as_deref())?;
+    root.require_for_run()?;
     let mut manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
         harness_version: env!("CARGO_PKG_VERSION").into(),
