@@ -2,9 +2,9 @@
 //! words): the JSON API, checked against the run's own metrics; bad parameters; a load test; and
 //! an end-to-end browser test with Debian's chromium through chromedriver (WebDriver).
 
-use crate::common::{data_root, tiny_run};
+use crate::common::{data_root, tiny_frozen_run, tiny_run};
 use harness::data::cifar::Cifar100;
-use harness::serve::{Served, router, serve};
+use harness::serve::{Results, Served, results_router, router, serve};
 use serde_json::{Value, json};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -14,22 +14,60 @@ fn server() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
         let served = Served::load(tiny_run(), None).expect("load the tiny run");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
+        spawn(move || router(served))
+    })
+}
+
+/// Serves `router` on a loopback port from its own runtime thread; returns the base URL.
+fn spawn(make: impl FnOnce() -> axum::Router + Send + 'static) -> String {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(async { harness::serve::bind("127.0.0.1:0".parse().unwrap()) })
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = make();
+    std::thread::spawn(move || {
+        runtime
+            .block_on(serve(listener, router, std::future::pending()))
             .unwrap();
-        // Inside the runtime: a tokio socket needs its reactor.
-        let listener = runtime
-            .block_on(async { harness::serve::bind("127.0.0.1:0".parse().unwrap()) })
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            runtime
-                .block_on(serve(listener, router(served), std::future::pending()))
-                .unwrap();
-        });
-        format!("http://{addr}")
+    });
+    format!("http://{addr}")
+}
+
+/// A results folder holding the shared tiny and tiny_frozen runs (linked as `tiny/<id>` and
+/// `tiny_frozen/<id>`, beside a `cache/` that must be skipped), served as `harness serve RESULTS`
+/// serves it.
+struct ResultsServer {
+    url: String,
+    /// Each run's URL path and folder.
+    runs: Vec<(String, std::path::PathBuf)>,
+    _dir: tempfile::TempDir,
+}
+
+fn results_server() -> &'static ResultsServer {
+    static SERVER: OnceLock<ResultsServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for (experiment, run) in [("tiny", tiny_run()), ("tiny_frozen", tiny_frozen_run())] {
+            let id = run.file_name().unwrap().to_str().unwrap().to_string();
+            std::fs::create_dir_all(dir.path().join(experiment)).unwrap();
+            std::os::unix::fs::symlink(run, dir.path().join(experiment).join(&id)).unwrap();
+            runs.push((format!("{experiment}/{id}"), run.to_path_buf()));
+        }
+        std::fs::create_dir_all(dir.path().join("cache")).unwrap();
+        std::os::unix::fs::symlink(tiny_run(), dir.path().join("cache/not-a-run")).unwrap();
+        let results = Results::scan(dir.path(), None).expect("scan the results folder");
+        assert_eq!(results.len(), 2, "cache/ is skipped");
+        ResultsServer {
+            url: spawn(move || results_router(results)),
+            runs,
+            _dir: dir,
+        }
     })
 }
 
@@ -43,9 +81,14 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// GET `path`: status and body.
+/// GET `path` of the run's server: status and body.
 fn get(path: &str) -> (u16, Vec<u8>) {
-    let mut r = agent().get(&format!("{}{path}", server())).call().unwrap();
+    get_url(&format!("{}{path}", server()))
+}
+
+/// GET a full URL: status and body.
+fn get_url(url: &str) -> (u16, Vec<u8>) {
+    let mut r = agent().get(url).call().unwrap();
     let status = r.status().as_u16();
     let mut body = Vec::new();
     std::io::Read::read_to_end(&mut r.body_mut().as_reader(), &mut body).unwrap();
@@ -506,7 +549,7 @@ fn images_queries_explanations_and_the_page() {
     assert!(
         String::from_utf8(page)
             .unwrap()
-            .contains("/api/search?query=")
+            .contains("api/search?query=")
     );
     let (status, metrics) = get_json("/api/metrics");
     assert_eq!(status, 200);
@@ -854,4 +897,131 @@ fn the_page_in_headless_chromium_shows_three_columns_a_word_path_and_an_upload()
         let css = format!(".column[data-method=\"{method}\"] .result");
         assert_eq!(d.wait_for(&css, 10).len(), 10, "{method} after the drop");
     }
+
+    // The runs page of a results folder: sort by mP@100, then open a run's query page.
+    let base = &results_server().url;
+    d.call("POST", "/url", Some(json!({"url": format!("{base}/")})));
+    assert!(
+        d.wait_for("#body tr", 2).len() >= 2,
+        "one row per run and method"
+    );
+    let header = d.wait_for("th[data-key=\"mP@100\"]", 1);
+    assert_eq!(header.len(), 1, "an mP@100 column");
+    let column = |d: &Driver| -> Vec<f64> {
+        let index = d
+            .find_all("#head th")
+            .iter()
+            .position(|th| {
+                d.call("GET", &format!("/element/{th}/attribute/data-key"), None) == json!("mP@100")
+            })
+            .unwrap();
+        d.find_all(&format!("#body td:nth-child({})", index + 1))
+            .iter()
+            .filter_map(|td| {
+                d.call("GET", &format!("/element/{td}/attribute/data-value"), None)
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+            })
+            .collect()
+    };
+    d.call("POST", &format!("/element/{}/click", header[0]), None);
+    let sorted = column(&d);
+    assert!(sorted.len() >= 2, "{sorted:?}");
+    assert!(
+        sorted.windows(2).all(|w| w[0] >= w[1]),
+        "descending: {sorted:?}"
+    );
+    let header = d.find_all("th[data-key=\"mP@100\"]");
+    d.call("POST", &format!("/element/{}/click", header[0]), None);
+    let reversed = column(&d);
+    assert!(
+        reversed.windows(2).all(|w| w[0] <= w[1]),
+        "ascending: {reversed:?}"
+    );
+    d.screenshot("serve-runs.png");
+    let link = d.wait_for(".run-link", 1);
+    d.call("POST", &format!("/element/{}/click", link[0]), None);
+    assert_eq!(
+        d.wait_for(".query-thumb", 48).len(),
+        48,
+        "the run's query page"
+    );
+}
+
+/// The value of one metrics.csv row, read from the file's text (the oracle of the runs page).
+fn csv_value(run: &std::path::Path, method: &str, protocol: &str, metric: &str, k: &str) -> f64 {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let prefix = format!("{method},{protocol},{metric},{k},");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("{prefix} missing"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_runs_page_lists_each_run_with_its_metrics_and_serves_its_query_page() {
+    let ResultsServer {
+        url: base, runs, ..
+    } = results_server();
+    let (status, body) = get_url(&format!("{base}/api/runs"));
+    assert_eq!(status, 200);
+    let listed: Value = serde_json::from_slice(&body).unwrap();
+    let listed = listed["runs"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    for ((path, dir), run) in runs.iter().zip(listed) {
+        assert_eq!(run["path"], json!(path));
+        assert_eq!(run["status"], json!("complete"));
+        let metrics = run["metrics"].as_array().unwrap();
+        // Every headline row of metrics.csv, with its value, and nothing else.
+        let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        let headline = csv
+            .lines()
+            .filter(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                matches!(
+                    (f[2], f[3]),
+                    ("mP", "100")
+                        | ("mAHP", "250")
+                        | ("mAHP_mean", "250")
+                        | ("mAP_report", "250")
+                        | ("query_median_s", "")
+                )
+            })
+            .count();
+        assert!(headline > 0);
+        assert_eq!(metrics.len(), headline, "{path}");
+        for m in metrics {
+            let s = |k: &str| m[k].as_str().unwrap().to_string();
+            let want = csv_value(dir, &s("method"), &s("protocol"), &s("metric"), &s("k"));
+            // serde_json's default float parser may miss the nearest double by one ulp.
+            let got = m["value"].as_f64().unwrap();
+            assert!(
+                (got - want).abs() <= 4.0 * f64::EPSILON * want.abs(),
+                "{path} {m}: {want}"
+            );
+        }
+    }
+
+    // The page, and each run's own page and API under /run/<path>/.
+    let (status, page) = get_url(&format!("{base}/"));
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&page).contains("<title>harness: runs</title>"));
+    let tiny = &runs[0].0;
+    let (status, page) = get_url(&format!("{base}/run/{tiny}"));
+    assert_eq!(status, 200, "redirected to the trailing slash");
+    assert!(String::from_utf8_lossy(&page).contains("<title>harness: CIFAR-100 retrieval</title>"));
+    let (_, methods) = get_url(&format!("{base}/run/{tiny}/api/methods"));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&methods).unwrap(),
+        get_json("/api/methods").1
+    );
+    let search = "/api/search?query=3&method=exact&k=10";
+    let (status, nested) = get_url(&format!("{base}/run/{tiny}{search}"));
+    assert_eq!(status, 200);
+    let nested: Value = serde_json::from_slice(&nested).unwrap();
+    assert_eq!(ranking(&nested), ranking(&get_json(search).1));
+    let (status, body) = get_url(&format!("{base}/run/nope/x"));
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("no run `nope/x`"));
 }

@@ -324,9 +324,14 @@ pub enum Command {
     /// 32 x 32 first, as CIFAR-100's images are). The JSON API behind it is in the README.
     /// Binds to loopback unless --addr says otherwise; Ctrl-C stops it.
     ///
-    /// Example: harness serve results/default/<run-id>
+    /// Given a results folder instead of a run folder, it serves a page listing every run under
+    /// it with its headline metrics (sortable, per protocol), each linking to its own query
+    /// page at /run/<path>/, loaded on the first visit.
+    ///
+    /// Examples: harness serve results/default/<run-id>
+    ///           harness serve results
     Serve {
-        /// The run folder.
+        /// A run folder (holding manifest.json), or a results folder with runs under it.
         run_dir: PathBuf,
         /// Address to listen on (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:8080")]

@@ -478,8 +478,20 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
 }
 
 fn serve(run_dir: &Path, addr: std::net::SocketAddr, data_root: Option<&Path>) -> Result<()> {
-    let served = crate::serve::Served::load(run_dir, data_root)
-        .with_context(|| format!("loading the run in {}", run_dir.display()))?;
+    // A run folder gets its query page; any other folder, the page of the runs under it.
+    let (router, what) = if run_dir.join("manifest.json").exists() {
+        let served = crate::serve::Served::load(run_dir, data_root)
+            .with_context(|| format!("loading the run in {}", run_dir.display()))?;
+        (crate::serve::router(served), "the run")
+    } else {
+        let results = crate::serve::Results::scan(run_dir, data_root)
+            .with_context(|| format!("listing the runs under {}", run_dir.display()))?;
+        eprintln!(
+            "{} runs found; each loads on its first request",
+            results.len()
+        );
+        (crate::serve::results_router(results), "the runs under")
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -492,13 +504,13 @@ fn serve(run_dir: &Path, addr: std::net::SocketAddr, data_root: Option<&Path>) -
             eprintln!("warning: listening on {local}, reachable beyond this machine");
         }
         println!(
-            "serving {} at http://{local}/ (Ctrl-C stops)",
+            "serving {what} {} at http://{local}/ (Ctrl-C stops)",
             run_dir.display()
         );
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        crate::serve::serve(listener, crate::serve::router(served), shutdown)
+        crate::serve::serve(listener, router, shutdown)
             .await
             .context("serving")
     })?;

@@ -42,7 +42,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub mod results;
 pub mod upload;
+
+pub use results::{Results, results_router};
 
 /// Largest `k` a search may ask for.
 pub const MAX_K: usize = 100;
