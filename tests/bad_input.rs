@@ -216,8 +216,12 @@ fn run_fails_on(root: &Path, expect: &[&str]) {
     assert!(manifest.contains("\"status\": \"failed: "), "{manifest}");
     let leftovers: Vec<_> = std::fs::read_dir(run)
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".tmp") || n == ".lock")
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            // A released lock keeps its file, with its record emptied.
+            name.ends_with(".tmp") || (name == ".lock" && std::fs::metadata(p).unwrap().len() > 0)
+        })
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
@@ -361,8 +365,8 @@ fn run_directory_in_use() {
     let out_dir = tempfile::tempdir().unwrap();
     let run = tiny_run_dir(out_dir.path());
     std::fs::create_dir_all(&run).unwrap();
-    // Pretend a live process (this test) holds the lock.
-    std::fs::write(run.join(".lock"), std::process::id().to_string()).unwrap();
+    // This test's process holds the lock.
+    let _held = harness::experiment::lock::RunLock::acquire(&run).unwrap();
     let second = harness(
         &[
             "--quiet",

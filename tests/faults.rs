@@ -1,10 +1,13 @@
 //! Faults: the process killed in the middle of every stage, and a disk that fills up mid-write.
-//! After each, nothing half-written looks complete, the lock is taken over, and a rerun gives
-//! the metrics of an uninterrupted run bit for bit.
+//! After each, nothing half-written looks complete, the lock is free again, and a rerun gives
+//! the metrics of an uninterrupted run bit for bit. Then the locks between real processes: an
+//! owner killed with SIGKILL, one stopped with SIGSTOP, and two processes started together.
 
 use crate::common::{harness, quality_rows, run_dirs, text};
+use harness::experiment::lock::{self, LockState};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The frozen-encoder fixture: features, IWAN features, train, embed and eval all write files.
 const CONFIG: &str = crate::common::TINY_FROZEN;
@@ -38,6 +41,12 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Whether `path` is a `.lock` file holding an owner's record (emptied on a clean release).
+fn held_record(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == ".lock")
+        && std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
+}
+
 fn uninterrupted() -> &'static [String] {
     static CLEAN: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     CLEAN.get_or_init(|| {
@@ -66,14 +75,23 @@ fn kill_and_resume(stage: &str, n: usize) {
             .exists(),
         "{stage}: a killed stage has no completion record"
     );
-    // What the kill left: the dead process's lock and one hidden temporary file, complete but
-    // never renamed; no visible file is a temporary one.
+    // What the kill left: the dead process's lock record (the lock itself died with it) and
+    // one hidden temporary file, complete but never renamed; no visible file is a temporary one.
     let left = files(exp.path());
     let names: Vec<String> = left
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert!(names.iter().any(|n| n == ".lock"), "{stage}: {names:?}");
+    let records: Vec<&PathBuf> = left.iter().filter(|p| held_record(p)).collect();
+    assert!(!records.is_empty(), "{stage}: {names:?}");
+    for r in records {
+        assert_eq!(
+            lock::state(r.parent().unwrap()),
+            LockState::Free,
+            "{}",
+            r.display()
+        );
+    }
     let temps: Vec<&String> = names.iter().filter(|n| n.ends_with(".tmp")).collect();
     assert_eq!(temps.len(), 1, "{stage}: {names:?}");
     assert!(temps[0].starts_with('.'), "temporary files are hidden");
@@ -91,8 +109,8 @@ fn kill_and_resume(stage: &str, n: usize) {
     );
     let after: Vec<String> = files(exp.path())
         .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".tmp") || n == ".lock")
+        .filter(|p| p.to_string_lossy().ends_with(".tmp") || held_record(p))
+        .map(|p| p.display().to_string())
         .collect();
     assert!(
         after.is_empty(),
@@ -209,4 +227,184 @@ fn a_disk_that_fills_up_mid_write() {
     );
     assert!(out.status.success(), "{}", text(&out).1);
     assert_eq!(quality_rows(&run_dir), uninterrupted());
+}
+
+/// `harness run` of the fixture into `out` with the stage cache `cache`, in the background.
+fn spawn_run(out: &Path, cache: &Path, env: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["run", CONFIG, "--out", out.to_str().unwrap(), "--cache"])
+        .arg(cache)
+        .env_remove("HARNESS_DATA")
+        .env_remove("HARNESS_FAULT")
+        .env_remove(lock::WAIT_ENV)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The folders under `dir` whose lock `pid` holds, as the kernel and the record say.
+fn held_by(dir: &Path, pid: u32) -> Vec<PathBuf> {
+    if !dir.exists() {
+        return Vec::new();
+    }
+    files(dir)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == ".lock"))
+        .filter_map(|p| {
+            let folder = p.parent()?.to_path_buf();
+            match lock::state(&folder) {
+                LockState::Held(Some(o)) if o.pid == pid => Some(folder),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Polls until `pid` holds a lock under `dir` (30 s at most).
+fn wait_until_held(dir: &Path, pid: u32) -> Vec<PathBuf> {
+    let started = Instant::now();
+    loop {
+        let held = held_by(dir, pid);
+        if !held.is_empty() {
+            return held;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "pid {pid} never held a lock under {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill {sig} {pid}");
+}
+
+#[test]
+fn an_owner_killed_with_sigkill_leaves_its_locks_to_the_next_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, cache) = (tmp.path().join("out"), tmp.path().join("cache"));
+    let mut owner = spawn_run(&out, &cache, &[]);
+    let pid = owner.id();
+    let held = wait_until_held(tmp.path(), pid);
+    owner.kill().unwrap(); // SIGKILL: no destructor runs, the record stays
+    owner.wait().unwrap();
+    for folder in &held {
+        assert!(
+            held_record(&folder.join(".lock")),
+            "the record of the killed owner stays"
+        );
+        assert_eq!(
+            lock::state(folder),
+            LockState::Free,
+            "the kernel released {}",
+            folder.display()
+        );
+    }
+    // The next process, on the same run folder and cache, takes every lock and finishes.
+    let next = spawn_run(&out, &cache, &[]).wait_with_output().unwrap();
+    assert!(next.status.success(), "{}", text(&next).1);
+    assert_eq!(quality_rows(&run_dirs(&out)[0]), uninterrupted());
+}
+
+#[test]
+fn an_owner_stopped_with_sigstop_is_waited_for_by_name_until_the_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let mut owner = spawn_run(&tmp.path().join("a"), &cache, &[]);
+    let pid = owner.id();
+    // Stop it while it holds a cache folder (a stage it is computing).
+    let stopped = loop {
+        wait_until_held(&cache, pid);
+        signal(pid, "-STOP");
+        let held = held_by(&cache, pid);
+        if !held.is_empty() {
+            break held;
+        }
+        signal(pid, "-CONT"); // it let go just before the stop; try again
+    };
+    let waiter = spawn_run(&tmp.path().join("b"), &cache, &[(lock::WAIT_ENV, "2s")])
+        .wait_with_output()
+        .unwrap();
+    let err = text(&waiter).1;
+    let host = harness::store::hostname();
+    assert!(!waiter.status.success());
+    assert!(
+        err.contains(&format!("waiting for pid {pid} on {host}")),
+        "{err}"
+    );
+    assert!(
+        err.contains("gave up after 2.0 s waiting for")
+            && err.contains(&format!("pid {pid} on {host}"))
+            && err.contains("still holds it"),
+        "{err}"
+    );
+    assert_eq!(
+        held_by(&cache, pid),
+        stopped,
+        "the stopped owner still holds its folder"
+    );
+    // A wait bound that is not a duration is named.
+    let bad = spawn_run(
+        &tmp.path().join("c"),
+        &tmp.path().join("fresh"),
+        &[(lock::WAIT_ENV, "soon")],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert!(
+        text(&bad)
+            .1
+            .contains("HARNESS_LOCK_TIMEOUT=`soon` is not a duration"),
+        "{}",
+        text(&bad).1
+    );
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+}
+
+#[test]
+fn two_processes_started_together_compute_once_and_agree_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let first = spawn_run(&tmp.path().join("a"), &cache, &[]);
+    let second = spawn_run(&tmp.path().join("b"), &cache, &[]);
+    let outs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    for (o, dir) in outs.iter().zip(["a", "b"]) {
+        assert!(o.status.success(), "{}", text(o).1);
+        assert_eq!(
+            quality_rows(&run_dirs(&tmp.path().join(dir))[0]),
+            uninterrupted(),
+            "{dir}"
+        );
+    }
+    // The features were computed by one of them and reused by the other.
+    let reused: Vec<bool> = outs
+        .iter()
+        .map(|o| {
+            let line = text(o)
+                .0
+                .lines()
+                .find(|l| l.starts_with("results: "))
+                .unwrap_or("")
+                .to_string();
+            line.contains("(reused: ") && line.contains("features")
+        })
+        .collect();
+    assert_eq!(
+        reused.iter().filter(|r| **r).count(),
+        1,
+        "{reused:?}: {:?}",
+        outs.iter().map(|o| text(o).0).collect::<Vec<_>>()
+    );
 }

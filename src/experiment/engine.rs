@@ -135,7 +135,7 @@ impl<'a> Stages<'a> {
             // Another process (a sweep's other task, perhaps on another host) may be computing
             // this entry: wait for it, then reuse what it wrote instead of computing it again.
             let lines = self.lines;
-            let _lock = RunLock::wait(dir, |owner| {
+            let _lock = RunLock::wait(dir, super::lock::wait_timeout()?, |owner| {
                 let message = format!("stage {name}: waiting for {owner}, which is computing it");
                 if lines {
                     eprintln!("{message}");

@@ -66,7 +66,9 @@ pub fn run_state(dir: &Path) -> RunState {
         .as_ref()
         .and_then(|m| m["status"].as_str().map(String::from));
     match (status.as_deref(), lock) {
-        (_, LockState::Held(owner)) => RunState::Running(owner.to_string()),
+        (_, LockState::Held(owner)) => RunState::Running(
+            owner.map_or_else(|| "a process that is starting".into(), |o| o.to_string()),
+        ),
         (Some("complete"), _) => RunState::Done,
         (Some(s), _) if s.starts_with("failed") => {
             let message = s
