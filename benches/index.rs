@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use harness::index::exact::ExactIndex;
-use harness::index::hamming::{Codes, HammingIndex, HammingRerankIndex, Shortlist};
+use harness::index::hamming::HammingIndex;
 use harness::index::mih::MihIndex;
+use harness::index::rerank::{HammingRerankIndex, Shortlist};
+use harness::index::scan::Codes;
 use harness::index::{Query, Scratch, SearchIndex, search_batch};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

@@ -15,7 +15,7 @@
 //! | [`model`] | burn networks (compact CNN, AlexNet, EfficientNet-Lite0, fused frozen inference) |
 //! | [`train`] | the training loop (losses, optimiser, checkpoints) |
 //! | [`embed`] | network outputs: embeddings, hash activations, codes, top classes |
-//! | [`index`] | exact, Hamming, re-rank, MIH and asymmetric search over plain slices; `kernels` |
+//! | [`index`] | exact, Hamming (`scan`: packed codes and the linear scan; `hamming`), re-rank (`rerank`), MIH and asymmetric search over plain slices; `kernels` |
 //! | [`iwan`] | the image-word association network and its Dijkstra search; the report's own graph |
 //! | [`eval`] | protocols, metrics (ours and the report's, HP curves), timing and seed statistics, evaluation runs, external rankings |
 //! | [`report`] | tables, the report's published values, figures, `harness check` |

@@ -3,8 +3,10 @@
 
 use crate::common::tiny_run;
 use harness::index::exact::ExactIndex;
-use harness::index::hamming::{Codes, HammingIndex, HammingRerankIndex, Shortlist, hamming};
+use harness::index::hamming::HammingIndex;
 use harness::index::mih::MihIndex;
+use harness::index::rerank::{HammingRerankIndex, Shortlist};
+use harness::index::scan::{Codes, hamming};
 use harness::index::{Hit, Query, Scratch, SearchIndex};
 use harness::store::npy;
 use std::sync::Arc;

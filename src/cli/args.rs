@@ -1,11 +1,10 @@
 //! The command line's definitions: clap structs whose doc comments are the `--help` text. The
 //! command bodies live in [`super`].
 
-use super::iwan;
 use crate::config;
 use crate::data::cifar::SplitName;
 use crate::index::bench::SyntheticCodes;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// Fast, semantically aware image retrieval on CIFAR-100, reproduced and measured.
@@ -345,7 +344,7 @@ pub enum Command {
     Bench(BenchCommand),
     /// Explain or export a finished run's IWAN network (image-word association network).
     #[command(subcommand)]
-    Iwan(iwan::IwanCommand),
+    Iwan(IwanCommand),
 }
 
 /// A protocol on the command line, spelled as in configs.
@@ -392,7 +391,7 @@ pub enum BenchCommand {
     /// scripts/bench_pgrouting.sh runs PostgreSQL + pgRouting on the same queries.
     ///
     /// Example: harness bench iwan results/default/<run-id> --db train --top-iwk 1,2,4,8
-    Iwan(iwan::BenchIwanArgs),
+    Iwan(BenchIwanArgs),
     /// Time training steps and inference of a network on real CIFAR-100 training images.
     ///
     /// Training: batch from u8 pixels, forward, cosine loss, backward, SGD step (momentum
@@ -425,7 +424,7 @@ pub struct BenchScaleArgs {
     /// A finished run folder (its embed outputs are the source of every database).
     pub run: PathBuf,
     /// Database sizes (suffixes k, M).
-    #[arg(long, value_delimiter = ',', value_parser = super::scale::parse_size,
+    #[arg(long, value_delimiter = ',', value_parser = parse_size,
           default_value = "10k,100k,1M,10M,20M")]
     pub sizes: Vec<usize>,
     /// Methods (exact always runs: recall is measured against it).
@@ -647,4 +646,140 @@ pub struct FetchArgs {
     /// 03b5dce01913d631647c71ecec9e9cb8); its members are verified by sha256 either way.
     #[arg(long, value_name = "HEX")]
     pub md5: Option<String>,
+}
+
+/// `harness iwan ...`
+#[derive(Debug, Subcommand)]
+pub enum IwanCommand {
+    /// Print a query's IWAN results with the shortest path that retrieved each one.
+    ///
+    /// The path runs query -> word -> ... -> image; each hop shows the edge weight and the
+    /// association strength it came from (weight = 1 / strength). On the test database the
+    /// query image itself is left out unless --include-self is given.
+    ///
+    /// Example: harness iwan explain results/default/<run-id> --query 17 --k 5
+    Explain {
+        /// The run folder.
+        run_dir: PathBuf,
+        /// Query: index into the test split.
+        #[arg(long)]
+        query: usize,
+        #[command(flatten)]
+        net: NetworkArgs,
+        /// Results to explain.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        k: u32,
+        /// Keep the query image in the test database (the report's protocol).
+        #[arg(long)]
+        include_self: bool,
+    },
+    /// Write the network as CSV edge lists for external tools.
+    ///
+    /// Files: edges.csv (source,target,cost,reverse_cost; each undirected edge once),
+    /// nodes.csv (node,kind,name), query_edges.csv (query_id,word_node,cost: node 0's edges for
+    /// each of the first Q test queries), topk.csv (query_id,rank,image,distance: this
+    /// harness's ranking of those queries, nothing excluded) and meta.json. Node ids: 0 = query,
+    /// 1..N = database images (image i is node i+1), N+1.. = words in alphabetical order.
+    ///
+    /// Example: harness iwan export results/default/<run-id> --out /tmp/iwan --queries 200
+    Export {
+        /// The run folder.
+        run_dir: PathBuf,
+        /// Output folder.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[command(flatten)]
+        net: NetworkArgs,
+        /// Queries to export (the first Q of the test split; 0 = all).
+        #[arg(long, default_value_t = 0)]
+        queries: usize,
+        /// Results per query in topk.csv.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+        k: u32,
+    },
+}
+
+/// Which network to rebuild.
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    /// Database split: test (10k, the report's table protocol) or train (50k).
+    #[arg(long, value_enum, default_value_t = Database::Test)]
+    pub db: Database,
+    /// topIWK (default: the run's).
+    #[arg(long, value_name = "N")]
+    pub top_iwk: Option<usize>,
+    /// topWWK (default: the run's).
+    #[arg(long, value_name = "N")]
+    pub top_wwk: Option<usize>,
+}
+
+/// A database split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Database {
+    /// The 10,000 test images.
+    Test,
+    /// The training images.
+    Train,
+}
+
+impl From<Database> for SplitName {
+    fn from(d: Database) -> Self {
+        match d {
+            Database::Test => SplitName::Test,
+            Database::Train => SplitName::Train,
+        }
+    }
+}
+
+/// Options of `harness bench iwan`.
+#[derive(Debug, Args)]
+pub struct BenchIwanArgs {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Database split.
+    #[arg(long, value_enum, default_value_t = Database::Test)]
+    pub db: Database,
+    /// Queries timed one by one (the first Q of the test split).
+    #[arg(long, default_value_t = 1000)]
+    pub queries: usize,
+    /// Results per query.
+    #[arg(long, default_value_t = 100)]
+    pub k: usize,
+    /// topIWK values, comma-separated (default: the run's).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub top_iwk: Vec<usize>,
+    /// topWWK values, comma-separated (default: the run's).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub top_wwk: Vec<usize>,
+}
+
+/// Parses `10k`, `1M`, `20000000`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1_000),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000),
+        Some('g' | 'G' | 'b' | 'B') => (&s[..s.len() - 1], 1_000_000_000),
+        _ => (s, 1),
+    };
+    let v: usize = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (examples: 10000, 10k, 1M)"))?;
+    v.checked_mul(mult)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("size `{s}` must be between 1 and {}", usize::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(parse_size("10k"), Ok(10_000));
+        assert_eq!(parse_size("20M"), Ok(20_000_000));
+        assert_eq!(parse_size("1234"), Ok(1234));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("ten").unwrap_err().contains("not a size"));
+    }
 }

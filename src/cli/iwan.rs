@@ -1,6 +1,7 @@
 //! `harness iwan ...` and `harness bench iwan`: explanations, exports and latency benchmarks on
 //! a finished run's IWAN network.
 
+use super::args::{BenchIwanArgs, IwanCommand, NetworkArgs};
 use crate::data::cifar::SplitName;
 use crate::eval::stats::summarize;
 use crate::experiment::iwan::{IwanRun, Network};
@@ -8,114 +9,8 @@ use crate::iwan::export;
 use crate::iwan::graph::{Node, Ranked};
 use crate::store;
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand, ValueEnum};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
-
-/// `harness iwan ...`
-#[derive(Debug, Subcommand)]
-pub enum IwanCommand {
-    /// Print a query's IWAN results with the shortest path that retrieved each one.
-    ///
-    /// The path runs query -> word -> ... -> image; each hop shows the edge weight and the
-    /// association strength it came from (weight = 1 / strength). On the test database the
-    /// query image itself is left out unless --include-self is given.
-    ///
-    /// Example: harness iwan explain results/default/<run-id> --query 17 --k 5
-    Explain {
-        /// The run folder.
-        run_dir: PathBuf,
-        /// Query: index into the test split.
-        #[arg(long)]
-        query: usize,
-        #[command(flatten)]
-        net: NetworkArgs,
-        /// Results to explain.
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
-        k: u32,
-        /// Keep the query image in the test database (the report's protocol).
-        #[arg(long)]
-        include_self: bool,
-    },
-    /// Write the network as CSV edge lists for external tools.
-    ///
-    /// Files: edges.csv (source,target,cost,reverse_cost; each undirected edge once),
-    /// nodes.csv (node,kind,name), query_edges.csv (query_id,word_node,cost: node 0's edges for
-    /// each of the first Q test queries), topk.csv (query_id,rank,image,distance: this
-    /// harness's ranking of those queries, nothing excluded) and meta.json. Node ids: 0 = query,
-    /// 1..N = database images (image i is node i+1), N+1.. = words in alphabetical order.
-    ///
-    /// Example: harness iwan export results/default/<run-id> --out /tmp/iwan --queries 200
-    Export {
-        /// The run folder.
-        run_dir: PathBuf,
-        /// Output folder.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        #[command(flatten)]
-        net: NetworkArgs,
-        /// Queries to export (the first Q of the test split; 0 = all).
-        #[arg(long, default_value_t = 0)]
-        queries: usize,
-        /// Results per query in topk.csv.
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
-        k: u32,
-    },
-}
-
-/// Which network to rebuild.
-#[derive(Debug, Args)]
-pub struct NetworkArgs {
-    /// Database split: test (10k, the report's table protocol) or train (50k).
-    #[arg(long, value_enum, default_value_t = Database::Test)]
-    pub db: Database,
-    /// topIWK (default: the run's).
-    #[arg(long, value_name = "N")]
-    pub top_iwk: Option<usize>,
-    /// topWWK (default: the run's).
-    #[arg(long, value_name = "N")]
-    pub top_wwk: Option<usize>,
-}
-
-/// A database split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Database {
-    /// The 10,000 test images.
-    Test,
-    /// The training images.
-    Train,
-}
-
-impl From<Database> for SplitName {
-    fn from(d: Database) -> Self {
-        match d {
-            Database::Test => SplitName::Test,
-            Database::Train => SplitName::Train,
-        }
-    }
-}
-
-/// Options of `harness bench iwan`.
-#[derive(Debug, Args)]
-pub struct BenchIwanArgs {
-    /// The run folder.
-    pub run_dir: PathBuf,
-    /// Database split.
-    #[arg(long, value_enum, default_value_t = Database::Test)]
-    pub db: Database,
-    /// Queries timed one by one (the first Q of the test split).
-    #[arg(long, default_value_t = 1000)]
-    pub queries: usize,
-    /// Results per query.
-    #[arg(long, default_value_t = 100)]
-    pub k: usize,
-    /// topIWK values, comma-separated (default: the run's).
-    #[arg(long, value_delimiter = ',', value_name = "LIST")]
-    pub top_iwk: Vec<usize>,
-    /// topWWK values, comma-separated (default: the run's).
-    #[arg(long, value_delimiter = ',', value_name = "LIST")]
-    pub top_wwk: Vec<usize>,
-}
 
 fn open(run_dir: &Path, data_root: Option<&Path>) -> Result<IwanRun> {
     IwanRun::open(run_dir, data_root)

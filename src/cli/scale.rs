@@ -21,8 +21,8 @@ use crate::artifacts;
 use crate::config::FigureFormat;
 use crate::data::DataRoot;
 use crate::data::cifar::{Cifar100, SplitName};
-use crate::index::hamming::Shortlist;
 use crate::index::persist;
+use crate::index::rerank::Shortlist;
 use crate::index::scale::{RealModelData, SplitOutputs, WithinClass, recall_at_k, within_class};
 use crate::report::figures::{Corner, Figure, LineChart, Series, XAxis};
 use crate::store::{self, npy};
@@ -108,23 +108,6 @@ struct Summary<'a> {
     machine: crate::experiment::manifest::Machine,
     #[serde(flatten)]
     measured: &'a Measured,
-}
-
-/// Parses `10k`, `1M`, `20000000`.
-pub fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last() {
-        Some('k' | 'K') => (&s[..s.len() - 1], 1_000),
-        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000),
-        Some('g' | 'G' | 'b' | 'B') => (&s[..s.len() - 1], 1_000_000_000),
-        _ => (s, 1),
-    };
-    let v: usize = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (examples: 10000, 10k, 1M)"))?;
-    v.checked_mul(mult)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("size `{s}` must be between 1 and {}", usize::MAX))
 }
 
 fn label(n: usize) -> String {
@@ -501,12 +484,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_parse_with_suffixes() {
-        assert_eq!(parse_size("10k"), Ok(10_000));
-        assert_eq!(parse_size("20M"), Ok(20_000_000));
-        assert_eq!(parse_size("1234"), Ok(1234));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("ten").unwrap_err().contains("not a size"));
+    fn sizes_are_labelled_with_suffixes() {
         assert_eq!(label(20_000_000), "20M");
         assert_eq!(label(100_000), "100k");
         assert_eq!(label(1234), "1234");

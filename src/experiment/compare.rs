@@ -80,10 +80,17 @@ impl Input {
             .filter(|k| *k != "seed" && runs.iter().any(|r| r.0.get(*k) != runs[0].0.get(*k)))
             .cloned()
             .collect();
-        let folder = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| dir.display().to_string());
+        // A run is named with its experiment folder (`default/run-e62c632f`), an experiment by
+        // its own folder.
+        let name = |d: &Path| d.file_name().map(|n| n.to_string_lossy().into_owned());
+        let folder = match (name(dir), dir.join("manifest.json").exists()) {
+            (Some(run), true) => match dir.parent().and_then(name) {
+                Some(experiment) => format!("{experiment}/{run}"),
+                None => run,
+            },
+            (Some(experiment), false) => experiment,
+            (None, _) => dir.display().to_string(),
+        };
         let mut groups: Vec<Self> = Vec::new();
         for (config, metrics) in runs {
             let label = if varying.is_empty() {

@@ -12,7 +12,7 @@ use crate::eval::Semantics as _;
 use crate::eval::iwan::IwanEval;
 use crate::eval::retrieval::{self, EvalSettings};
 use crate::index::Hit;
-use crate::index::hamming::Shortlist;
+use crate::index::rerank::Shortlist;
 use crate::report;
 use crate::store;
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! Asymmetric re-ranking ([`AsymmetricIndex`]): a Hamming shortlist (as in
-//! [`super::hamming::HammingRerankIndex`]) re-scored with the query's
+//! [`super::rerank::HammingRerankIndex`]) re-scored with the query's
 //! real-valued hash activations against the candidates' bits.
 //!
 //! Score (higher is better): `sum_j (2*a_j - 1) * (2*b_j - 1)` where `a_j` in
@@ -16,7 +16,8 @@
 
 use std::sync::Arc;
 
-use super::hamming::{Codes, Shortlist, pack_into, shortlist_into};
+use super::rerank::Shortlist;
+use super::scan::{Codes, pack_into, shortlist_into};
 use super::{Hit, IndexError, Query, Scratch, SearchIndex, effective_exclude};
 
 /// Asymmetric score of activations `acts` against a packed code.

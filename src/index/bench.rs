@@ -35,9 +35,11 @@ use rand::{RngExt, SeedableRng};
 use super::asymmetric::AsymmetricIndex;
 use super::bounded::BoundedIndex;
 use super::exact::ExactIndex;
-use super::hamming::{Codes, HammingIndex, HammingRerankIndex, Shortlist, words_for};
+use super::hamming::HammingIndex;
 use super::mih::MihIndex;
 use super::persist::AnyIndex;
+use super::rerank::{HammingRerankIndex, Shortlist};
+use super::scan::{Codes, words_for};
 use super::{Hit, IndexError, Query, Scratch, SearchIndex, search_batch};
 use crate::store::npy;
 
@@ -294,7 +296,7 @@ fn synthetic(n: usize, opts: &BenchOptions) -> Result<Data, IndexError> {
     if d == 0 {
         return Err(IndexError::InvalidParameter("--dim must be >= 1".into()));
     }
-    if bits == 0 || bits > super::hamming::MAX_BITS {
+    if bits == 0 || bits > super::scan::MAX_BITS {
         return Err(IndexError::InvalidBits(bits));
     }
     let w = words_for(bits);
@@ -307,7 +309,7 @@ fn synthetic(n: usize, opts: &BenchOptions) -> Result<Data, IndexError> {
         let bitsv: Vec<f32> = (0..bits)
             .map(|_| if rng.random_bool(0.5) { 1.0 } else { 0.0 })
             .collect();
-        super::hamming::pack_into(&bitsv, &mut centre_codes[c * w..(c + 1) * w]);
+        super::scan::pack_into(&bitsv, &mut centre_codes[c * w..(c + 1) * w]);
     }
     let mut emb = Vec::with_capacity(n * d);
     let mut words = vec![0u64; n * w];

@@ -67,7 +67,7 @@
 
 use std::sync::Arc;
 
-use super::hamming::{Codes, scan_topk, words_for};
+use super::scan::{Codes, scan_topk, words_for};
 use super::{Hit, IndexError, Query, Scratch, SearchIndex, effective_exclude};
 use crate::simd::{Level, level};
 
@@ -276,7 +276,7 @@ pub fn plan(codes: &Codes, k: usize, queries: Option<&[&[u64]]>) -> MihPlan {
     for &q in queries {
         hist.iter_mut().for_each(|c| *c = 0);
         for i in 0..n {
-            hist[super::hamming::hamming(codes.code(i), q) as usize] += 1;
+            hist[super::scan::hamming(codes.code(i), q) as usize] += 1;
         }
         // A query that is itself in the database does not count as its own neighbour.
         let own_match = usize::from(hist[0] > 0);

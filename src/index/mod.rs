@@ -21,7 +21,9 @@ pub mod hamming;
 pub mod kernels;
 pub mod mih;
 pub mod persist;
+pub mod rerank;
 pub mod scale;
+pub mod scan;
 mod storage;
 mod topk;
 
@@ -43,7 +45,7 @@ pub struct Hit {
 pub struct Query<'a> {
     /// Float embedding (exact and Hamming re-rank indexes), any norm.
     pub embedding: Option<&'a [f32]>,
-    /// Packed binary code, same layout as [`hamming::Codes`].
+    /// Packed binary code, same layout as [`scan::Codes`].
     pub code: Option<&'a [u64]>,
     /// Real-valued hash activations in `[0, 1]` (asymmetric index).
     pub activations: Option<&'a [f32]>,

@@ -34,9 +34,11 @@ use std::sync::Arc;
 use super::asymmetric::AsymmetricIndex;
 use super::bounded::BoundedIndex;
 use super::exact::ExactIndex;
-use super::hamming::{Codes, HammingIndex, HammingRerankIndex, Shortlist, words_for};
+use super::hamming::HammingIndex;
 use super::kernels::{LANES, padded};
 use super::mih::MihIndex;
+use super::rerank::{HammingRerankIndex, Shortlist};
+use super::scan::{Codes, words_for};
 use super::storage::Array;
 use super::{Hit, IndexError, Query, Scratch, SearchIndex};
 
@@ -364,7 +366,7 @@ fn header(bytes: &[u8]) -> Result<Header, IndexError> {
         3 => (true, true),
         k => return Err(IndexError::Corrupt(format!("unknown index kind {k}"))),
     };
-    if need_d != (h.d > 0) || need_bits != (h.bits > 0) || h.bits > super::hamming::MAX_BITS {
+    if need_d != (h.d > 0) || need_bits != (h.bits > 0) || h.bits > super::scan::MAX_BITS {
         return Err(IndexError::Corrupt(format!(
             "kind {} with dimension {} and code length {}",
             h.kind, h.d, h.bits

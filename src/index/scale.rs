@@ -24,7 +24,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::IndexError;
-use super::hamming::{Codes, hamming, pack_into, words_for};
+use super::scan::{Codes, hamming, pack_into, words_for};
 
 /// One split of a run's embed outputs, row-major.
 #[derive(Debug, Clone)]
