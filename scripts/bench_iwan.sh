@@ -45,8 +45,8 @@ for db in ("test", "train"):
     print("|---|" + "---:|" * len(wwks))
     for i in iwks:
         print(f"| {i} | " + " | ".join(f"{med[i, w]:.3f} ({p95[i, w]:.3f})" for w in wwks) + " |")
-    enc = x0.get("word_model_encoder_s")
-    print(f"\nword model per image: {x0['word_model_head_s'] * 1e3:.4f} ms on stored encoder outputs"
+    enc = x0["word_model"].get("encoder_s_per_image")
+    print(f"\nword model per image: {x0['word_model']['head_s_per_image'] * 1e3:.4f} ms on stored encoder outputs"
           + (f", {enc * 1e3:.2f} ms for the encoder pass" if enc else ""))
     at44 = [x for x in r if x["top_iwk"] == 4 and x["top_wwk"] == 4]
     if at44:

@@ -232,8 +232,7 @@ pub fn bench(a: &BenchIwanArgs, data_root: Option<&Path>) -> Result<()> {
                 "median_s": s.median,
                 "p95_s": s.p95,
                 "mean_s": s.mean,
-                "word_model_head_s": cost.head_s_per_image,
-                "word_model_encoder_s": cost.encoder_s_per_image,
+                "word_model": cost,
                 "with_model_median_s": s.median + model,
                 "with_model_p95_s": s.p95 + model,
             });

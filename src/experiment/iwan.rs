@@ -94,8 +94,7 @@ impl Network {
             "zero_strength_skipped": g.stats.zero_strength_skipped,
             "images_without_words": g.stats.images_without_words,
             "queries_without_words": self.queries_without_words(),
-            "word_model_s_per_image": cost.head_s_per_image,
-            "encoder_s_per_image": cost.encoder_s_per_image,
+            "word_model": cost,
         })
     }
 }

@@ -25,9 +25,10 @@ fn run_facts(dir: &Path, cfg: &config::Config) -> RunFacts {
     let encoder = stage_record(dir, "features").map(|r| r.seconds / images.max(1) as f64);
     let decoder = read_json(&dir.join("embed").join("embed_summary.json"))
         .and_then(|v| v["test"]["seconds_per_image"].as_f64());
-    let word_model = read_json(&dir.join("iwan").join("word_model.json")).and_then(|v| {
-        Some(v["head_s_per_image"].as_f64()? + v["encoder_s_per_image"].as_f64().unwrap_or(0.0))
-    });
+    let word_model = std::fs::read(dir.join("iwan").join("word_model.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<super::iwan::WordModelCost>(&b).ok())
+        .map(|c| c.total_s_per_image());
     RunFacts {
         decoder: Some(decoder_label(&cfg.model)),
         top_iwk: cfg.iwan.enabled.then_some(cfg.iwan.top_iwk),

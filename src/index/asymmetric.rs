@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use super::rerank::Shortlist;
 use super::scan::{Codes, pack_into, shortlist_into};
-use super::{Hit, IndexError, Query, Scratch, SearchIndex, effective_exclude};
+use super::{Hit, IndexError, Preamble, Query, Scratch, SearchIndex, preamble};
 
 /// Asymmetric score of activations `acts` against a packed code.
 #[inline]
@@ -75,10 +75,7 @@ impl SearchIndex for AsymmetricIndex {
         scratch: &mut Scratch,
         out: &mut Vec<Hit>,
     ) -> Result<(), IndexError> {
-        out.clear();
-        if k == 0 {
-            return Err(IndexError::ZeroK);
-        }
+        let Preamble { ex, n_eff, k_eff } = preamble(k, query.exclude, self.codes.len(), out)?;
         let acts = query
             .activations
             .ok_or(IndexError::MissingQueryPart("activations"))?;
@@ -107,10 +104,6 @@ impl SearchIndex for AsymmetricIndex {
                 &derived
             }
         };
-        let n = self.codes.len();
-        let ex = effective_exclude(query.exclude, n);
-        let n_eff = n - usize::from(ex.is_some());
-        let k_eff = k.min(n_eff);
         if k_eff > 0 {
             shortlist_into(
                 &self.codes,

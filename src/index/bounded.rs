@@ -33,7 +33,7 @@ use super::exact::{ExactIndex, prepare_query};
 use super::kernels::padded;
 use super::storage::Array;
 use super::topk::ScoreTopK;
-use super::{Hit, IndexError, Query, Scratch, SearchIndex, effective_exclude};
+use super::{Hit, IndexError, Preamble, Query, Scratch, SearchIndex, preamble};
 use crate::simd::{Level, level};
 use std::sync::Arc;
 
@@ -241,15 +241,10 @@ impl SearchIndex for BoundedIndex {
         scratch: &mut Scratch,
         out: &mut Vec<Hit>,
     ) -> Result<(), IndexError> {
-        out.clear();
-        if k == 0 {
-            return Err(IndexError::ZeroK);
-        }
         let (n, d) = (self.len(), self.exact.dim());
+        let Preamble { ex, k_eff, .. } = preamble(k, query.exclude, n, out)?;
         let dp = padded(d);
         prepare_query(query.embedding, d, &mut scratch.query)?;
-        let ex = effective_exclude(query.exclude, n);
-        let k_eff = k.min(n - usize::from(ex.is_some()));
         let Scratch {
             query: y,
             scores,

@@ -13,7 +13,9 @@ use rayon::prelude::*;
 use super::kernels::{LANES, block_max, padded, scores_block, tile};
 use super::storage::Array;
 use super::topk::ScoreTopK;
-use super::{Hit, IndexError, Query, Scratch, SearchIndex, check_len, effective_exclude};
+use super::{
+    Hit, IndexError, Preamble, Query, Scratch, SearchIndex, check_len, effective_exclude, preamble,
+};
 use crate::simd::huge_zeroed;
 
 pub use super::kernels::dot;
@@ -224,14 +226,9 @@ impl SearchIndex for ExactIndex {
         scratch: &mut Scratch,
         out: &mut Vec<Hit>,
     ) -> Result<(), IndexError> {
-        out.clear();
-        if k == 0 {
-            return Err(IndexError::ZeroK);
-        }
+        let Preamble { ex, k_eff, .. } = preamble(k, query.exclude, self.n, out)?;
         let d = self.d;
         prepare_query(query.embedding, d, &mut scratch.query)?;
-        let ex = effective_exclude(query.exclude, self.n);
-        let k_eff = k.min(self.n - usize::from(ex.is_some()));
         let Scratch {
             query: q,
             scores,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::scan::{Codes, scan_topk};
-use super::{Hit, IndexError, Query, Scratch, SearchIndex, effective_exclude};
+use super::{Hit, IndexError, Preamble, Query, Scratch, SearchIndex, preamble};
 
 /// Pure Hamming ranking by a linear scan: lower distance first, ties by
 /// lower id; `score` is the distance.
@@ -45,14 +45,9 @@ impl SearchIndex for HammingIndex {
         scratch: &mut Scratch,
         out: &mut Vec<Hit>,
     ) -> Result<(), IndexError> {
-        out.clear();
-        if k == 0 {
-            return Err(IndexError::ZeroK);
-        }
+        let Preamble { ex, k_eff, .. } = preamble(k, query.exclude, self.codes.n, out)?;
         self.codes.check_query(query.code)?;
         let q = query.code.unwrap_or_default();
-        let ex = effective_exclude(query.exclude, self.codes.n);
-        let k_eff = k.min(self.codes.n - usize::from(ex.is_some()));
         if k_eff == 0 {
             return Ok(());
         }

@@ -68,7 +68,7 @@
 use std::sync::Arc;
 
 use super::scan::{Codes, scan_topk, words_for};
-use super::{Hit, IndexError, Query, Scratch, SearchIndex, effective_exclude};
+use super::{Hit, IndexError, Preamble, Query, Scratch, SearchIndex, preamble};
 use crate::simd::{Level, level};
 
 /// Cost of probing one key, in linear-scan item equivalents (a probe is a
@@ -713,16 +713,9 @@ impl SearchIndex for MihIndex {
         scratch: &mut Scratch,
         out: &mut Vec<Hit>,
     ) -> Result<(), IndexError> {
-        out.clear();
-        if k == 0 {
-            return Err(IndexError::ZeroK);
-        }
+        let Preamble { ex, n_eff, k_eff } = preamble(k, query.exclude, self.codes.len(), out)?;
         self.codes.check_query(query.code)?;
         let q = query.code.unwrap_or_default();
-        let n = self.codes.len();
-        let ex = effective_exclude(query.exclude, n);
-        let n_eff = n - usize::from(ex.is_some());
-        let k_eff = k.min(n_eff);
         if k_eff == 0 {
             return Ok(());
         }

@@ -275,6 +275,38 @@ pub(crate) fn check_len(n: usize) -> Result<(), IndexError> {
     Ok(())
 }
 
+/// What every search starts from: `k` and the exclusion resolved against a database of `n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Preamble {
+    /// The excluded item, if it is one of the database's.
+    pub ex: Option<u32>,
+    /// Items that may be returned (`n` less the excluded one).
+    pub n_eff: usize,
+    /// Hits to return: `min(k, n_eff)`.
+    pub k_eff: usize,
+}
+
+/// The preamble of every [`SearchIndex::search`]: clears `out`, refuses `k == 0` and resolves
+/// the exclusion. The query itself is checked by each index, which knows which parts it reads.
+pub(crate) fn preamble(
+    k: usize,
+    exclude: Option<u32>,
+    n: usize,
+    out: &mut Vec<Hit>,
+) -> Result<Preamble, IndexError> {
+    out.clear();
+    if k == 0 {
+        return Err(IndexError::ZeroK);
+    }
+    let ex = effective_exclude(exclude, n);
+    let n_eff = n - usize::from(ex.is_some());
+    Ok(Preamble {
+        ex,
+        n_eff,
+        k_eff: k.min(n_eff),
+    })
+}
+
 /// Returns the exclusion id if it names an item of a database of `n` items.
 #[inline]
 pub(crate) fn effective_exclude(exclude: Option<u32>, n: usize) -> Option<u32> {

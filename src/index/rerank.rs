@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::exact::{ExactIndex, dot, prepare_query};
 use super::mih::MihIndex;
 use super::scan::{Codes, shortlist_into};
-use super::{Hit, IndexError, Query, Scratch, SearchIndex, effective_exclude};
+use super::{Hit, IndexError, Preamble, Query, Scratch, SearchIndex, preamble};
 
 /// How many Hamming candidates a re-ranking index shortlists.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -125,17 +125,10 @@ impl SearchIndex for HammingRerankIndex {
         scratch: &mut Scratch,
         out: &mut Vec<Hit>,
     ) -> Result<(), IndexError> {
-        out.clear();
-        if k == 0 {
-            return Err(IndexError::ZeroK);
-        }
+        let Preamble { ex, n_eff, k_eff } = preamble(k, query.exclude, self.codes.n, out)?;
         self.codes.check_query(query.code)?;
         prepare_query(query.embedding, self.exact.dim(), &mut scratch.query)?;
         let q = query.code.unwrap_or_default();
-        let n = self.codes.n;
-        let ex = effective_exclude(query.exclude, n);
-        let n_eff = n - usize::from(ex.is_some());
-        let k_eff = k.min(n_eff);
         if k_eff == 0 {
             return Ok(());
         }
