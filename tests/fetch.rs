@@ -381,6 +381,21 @@ fn from_a_local_folder_installs_the_same_files() {
     assert!(!out.contains("GET "), "{out}");
     assert_matches_shared(&root);
 
+    // A damaged installed file is named and replaced from the sources.
+    let csv = root.join("usf/usf_free_association_norms.csv");
+    let mut bytes = std::fs::read(&csv).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&csv, bytes).unwrap();
+    let (ok, out, err) = fetch(&root, &["--only", "usf", "--from", src.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("usf_free_association_norms.csv: its sha256 is ")
+            && err.contains("replacing it"),
+        "{err}"
+    );
+    assert!(out.contains("usf: installed 1 file"), "{out}");
+    assert_matches_shared(&root);
+
     // A missing source file is named, with the names --from expects.
     std::fs::remove_file(root.join("imagenet/imagenet_synsets.txt")).unwrap();
     std::fs::remove_file(src.join("imagenet_class_index.json")).unwrap();

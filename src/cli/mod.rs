@@ -803,6 +803,9 @@ impl fetch::Reporter for FetchReporter {
         self.bar
             .suspend(|| eprintln!("  connection broke ({why}); resuming at byte {done}"));
     }
+    fn differs(&mut self, path: &Path, why: &str) {
+        eprintln!("{}: {why}; replacing it", path.display());
+    }
     fn downloaded(&mut self, file: &str, bytes: u64, seconds: f64) {
         self.bar.finish_and_clear();
         println!(

@@ -1,9 +1,8 @@
 //! The official CIFAR-100 binary archive, unpacked into the files the harness reads.
 
 use crate::data::{DataError, cifar};
-use md5::{Digest, Md5};
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 
 /// Where the official archive is published.
@@ -20,17 +19,7 @@ pub const MEMBERS: [&str; 4] = [
 
 /// md5 of a file, hex.
 pub fn md5_file(path: &Path) -> Result<String, DataError> {
-    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut hasher = Md5::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| DataError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(crate::store::hex(&hasher.finalize()))
+    super::file_digest::<md5::Md5>(path)
 }
 
 /// Extracts the CIFAR-100 members of `archive` into `staging` and checks them: the label-name

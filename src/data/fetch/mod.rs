@@ -338,6 +338,8 @@ pub trait Reporter {
     fn resuming(&mut self, done: u64, why: &str);
     /// The current download is complete.
     fn downloaded(&mut self, file: &str, bytes: u64, seconds: f64);
+    /// An installed file is not the pinned one and will be replaced.
+    fn differs(&mut self, path: &Path, why: &str);
 }
 
 /// What happened to a source.
@@ -407,11 +409,14 @@ pub fn fetch(
     opts: &Options,
     reporter: &mut dyn Reporter,
 ) -> Result<Outcome, DataError> {
-    if installed_state(opts.root, source)?
-        .iter()
-        .all(|s| *s == FileState::Verified)
-    {
+    let states = installed_state(opts.root, source)?;
+    if states.iter().all(|s| *s == FileState::Verified) {
         return Ok(Outcome::UpToDate);
+    }
+    for (f, state) in source.installs.iter().zip(&states) {
+        if let FileState::Differs(why) = state {
+            reporter.differs(&opts.root.join(f.path), why);
+        }
     }
     let started = Instant::now();
     let work = opts.root.join(".fetch");
@@ -577,8 +582,13 @@ fn verify(path: &Path, check: Check) -> Result<Option<String>, DataError> {
 
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String, DataError> {
+    file_digest::<Sha256>(path)
+}
+
+/// A digest (sha256, md5) of a file, read in 1 MiB pieces, hex.
+fn file_digest<D: Digest>(path: &Path) -> Result<String, DataError> {
     let mut file = fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut hasher = Sha256::new();
+    let mut hasher = D::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf).map_err(|e| DataError::io(path, e))?;
