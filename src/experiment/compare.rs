@@ -278,7 +278,10 @@ pub fn comparison(inputs: &[Input]) -> (String, Frame, LineChart) {
             "k",
             Values::U32(rows.iter().map(|r| r.k.parse().ok()).collect()),
         )
-        .with("runs", num(&|s| s.n as f64))
+        .with(
+            "runs",
+            Values::U32(rows.iter().map(|r| Some(r.summary.n as u32)).collect()),
+        )
         .with("mean", num(&|s| s.mean))
         .with("sd", num(&|s| s.sd))
         .with("ci95_low", num(&|s| s.ci95_low))
