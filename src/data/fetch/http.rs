@@ -2,6 +2,7 @@
 //! resumed with an HTTP `Range` request, in this run (a few attempts) or the next one.
 
 use super::super::DataError;
+use super::Reporter;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -9,14 +10,6 @@ use std::time::Duration;
 
 /// How many times one download is resumed within a run before giving up.
 pub const ATTEMPTS: usize = 5;
-
-/// What a download reports as it goes.
-pub trait Progress {
-    /// `done` of `total` bytes are in the `.part` file.
-    fn bytes(&mut self, done: u64, total: Option<u64>);
-    /// The connection broke after `done` bytes; the next attempt resumes there.
-    fn resuming(&mut self, done: u64, why: &str);
-}
 
 fn agent() -> ureq::Agent {
     ureq::Agent::new_with_config(
@@ -30,7 +23,7 @@ fn agent() -> ureq::Agent {
 
 /// Downloads `url` into `part`, continuing from the bytes `part` already holds. Returns the
 /// number of bytes the file holds at the end. A 4xx/5xx status is an error naming the URL.
-pub fn download(url: &str, part: &Path, progress: &mut dyn Progress) -> Result<u64, DataError> {
+pub fn download(url: &str, part: &Path, progress: &mut dyn Reporter) -> Result<u64, DataError> {
     let agent = agent();
     let mut last_error = String::new();
     for attempt in 0..ATTEMPTS {
@@ -61,7 +54,7 @@ fn try_once(
     url: &str,
     part: &Path,
     have: u64,
-    progress: &mut dyn Progress,
+    progress: &mut dyn Reporter,
 ) -> Result<Transfer, DataError> {
     let mut request = agent.get(url);
     if have > 0 {

@@ -536,16 +536,7 @@ fn obtain(
     let part = dir.join(format!("{}.part", d.file));
     reporter.get(&url);
     let started = Instant::now();
-    struct Relay<'r>(&'r mut dyn Reporter);
-    impl http::Progress for Relay<'_> {
-        fn bytes(&mut self, done: u64, total: Option<u64>) {
-            self.0.bytes(done, total);
-        }
-        fn resuming(&mut self, done: u64, why: &str) {
-            self.0.resuming(done, why);
-        }
-    }
-    let bytes = http::download(&url, &part, &mut Relay(reporter))?;
+    let bytes = http::download(&url, &part, reporter)?;
     reporter.downloaded(d.file, bytes, started.elapsed().as_secs_f64());
     check_download(&part, d, &url, true)?;
     fs::rename(&part, &done).map_err(|e| DataError::io(&done, e))?;
@@ -674,10 +665,6 @@ fn convert(source: &Source, inputs: &[PathBuf], stage: &Path) -> Result<(), Data
             }
             let tensors = torch::read_state_dict(&pth)
                 .map_err(|e| DataError::invalid(&inputs[0], format!("{member}: {}", e.0)))?;
-            let path = stage.join(source.installs[0].path);
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-            }
             let metadata = std::collections::HashMap::from([(
                 "source".to_string(),
                 format!(
@@ -685,12 +672,12 @@ fn convert(source: &Source, inputs: &[PathBuf], stage: &Path) -> Result<(), Data
                     source.what
                 ),
             )]);
-            safetensors::serialize_to_file(
+            let bytes = safetensors::serialize(
                 tensors.iter().map(|t| (t.name.as_str(), TensorView(t))),
                 Some(metadata),
-                &path,
             )
-            .map_err(|e| DataError::invalid(&path, format!("writing safetensors failed: {e}")))
+            .map_err(|e| DataError::invalid(&inputs[0], format!("{member}: {e}")))?;
+            write(source.installs[0].path, &bytes)
         }
     }
 }

@@ -309,6 +309,15 @@ impl Machine {
         Ok(self.stack.split_off(mark))
     }
 
+    fn top_list(&mut self, at: usize) -> Result<&mut Vec<Value>> {
+        match self.stack.last_mut() {
+            Some(Value::List(l)) => Ok(l),
+            _ => err(format!(
+                "byte {at}: APPEND(S) to something that is not a list"
+            )),
+        }
+    }
+
     fn top_dict(&mut self, at: usize) -> Result<&mut Vec<(Value, Value)>> {
         match self.stack.last_mut() {
             Some(Value::Dict(d)) => Ok(d),
@@ -433,25 +442,11 @@ impl Machine {
                 }
                 b'a' => {
                     let item = self.pop(op_at)?;
-                    match self.stack.last_mut() {
-                        Some(Value::List(l)) => l.push(item),
-                        _ => {
-                            return err(format!(
-                                "byte {op_at}: APPEND to something that is not a list"
-                            ));
-                        }
-                    }
+                    self.top_list(op_at)?.push(item);
                 }
                 b'e' => {
                     let items = self.pop_mark(op_at)?;
-                    match self.stack.last_mut() {
-                        Some(Value::List(l)) => l.extend(items),
-                        _ => {
-                            return err(format!(
-                                "byte {op_at}: APPENDS to something that is not a list"
-                            ));
-                        }
-                    }
+                    self.top_list(op_at)?.extend(items);
                 }
                 b's' => {
                     let value = self.pop(op_at)?;
