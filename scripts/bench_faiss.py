@@ -4,7 +4,8 @@
 Writes seeded synthetic data (or uses real CIFAR-100 embeddings/codes given
 with --embeddings/--codes), runs the harness binary and FAISS IndexFlatIP /
 IndexBinaryFlat with the same protocol (single queries on one thread: median
-and p95; batches of Q queries on T threads: qps), checks that the top-k agree
+and p95 by linear interpolation, as the harness; batches of Q queries on T
+threads: qps), checks that the top-k agree
 (score/distance multisets per query, so tie order may differ) and prints a
 Markdown table of our time / FAISS time, the MIH speed-up over the linear
 Hamming scan and the exact scan time against the memory-bandwidth bound.
@@ -14,7 +15,6 @@ Run through scripts/bench_faiss.sh, which prepares the virtualenv.
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -22,6 +22,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from peer_common import quantile
 
 try:
     import faiss
@@ -93,13 +95,6 @@ def gen_codes(path, n, h, dist, seed):
 # ---------------------------------------------------------------- timing
 
 
-def nearest_rank(sorted_times, p):
-    if not sorted_times:
-        return 0.0
-    r = math.ceil(p * len(sorted_times))
-    return sorted_times[min(max(r, 1), len(sorted_times)) - 1]
-
-
 def time_faiss(index, xq, k, single, threads):
     """Same protocol as the harness: 10 warm-up, `single` timed single queries on
     1 thread; batch of all queries on `threads` threads, best of up to 3."""
@@ -124,8 +119,8 @@ def time_faiss(index, xq, k, single, threads):
         if spent > 1.0:
             break
     return {
-        "median_s": nearest_rank(times, 0.5),
-        "p95_s": nearest_rank(times, 0.95),
+        "median_s": quantile(times, 0.5),
+        "p95_s": quantile(times, 0.95),
         "qps": len(xq) / best,
         "D": D,
         "I": I,

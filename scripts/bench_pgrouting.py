@@ -40,6 +40,8 @@ import struct
 import sys
 import time
 
+from peer_common import quantile
+
 RTOL = 1e-4  # relative tolerance: harness f32 vs PostgreSQL float8
 ATOL = 1e-9  # absolute floor, for distances at (or near) zero
 EXIT_DISAGREE = 3
@@ -47,16 +49,6 @@ EXIT_DISAGREE = 3
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
-
-
-def quantile(sorted_times, p):
-    """Linear interpolation, h = (n - 1) p: as `harness bench iwan` (eval::stats)."""
-    if not sorted_times:
-        return None
-    h = (len(sorted_times) - 1) * p
-    lo = math.floor(h)
-    hi = min(lo + 1, len(sorted_times) - 1)
-    return sorted_times[lo] + (h - lo) * (sorted_times[hi] - sorted_times[lo])
 
 
 def close(a, b, rtol=RTOL):

@@ -8,16 +8,12 @@
 //! (`image_id,rank,class_id,score`: the top classes by cosine to the class embedding).
 
 use crate::codes;
-use crate::config::TableFormat;
 use crate::data::cifar::IMAGE_BYTES;
 use crate::model::efficientnet::{self, EfficientNetLite0};
 use crate::model::frozen::FrozenLite0;
 use crate::model::{HashNet, ModelError, Preprocess};
-use crate::store::frame::{Frame, Values};
-use crate::store::{self, StoreError, npy};
 use crate::train::{self, Images, Inputs};
 use burn::prelude::*;
-use std::path::Path;
 use std::time::Instant;
 
 /// Top classes kept per image.
@@ -314,37 +310,6 @@ pub fn imagenet_top_labels(
         }
     }
     out
-}
-
-/// Writes the four per-split files under `dir`.
-pub fn write(dir: &Path, split: &str, e: &Embedded) -> Result<(), StoreError> {
-    let f = format!("{split}.npy");
-    store::write_atomic(&dir.join("embeddings").join(&f), |w| {
-        npy::write_f32(w, e.n, e.d, &e.embeddings)
-    })?;
-    store::write_atomic(&dir.join("activations").join(&f), |w| {
-        npy::write_f32(w, e.n, e.h, &e.activations)
-    })?;
-    store::write_atomic(&dir.join("codes").join(&f), |w| {
-        npy::write_u64(w, e.n, codes::words_for(e.h), &e.codes)
-    })?;
-    let (mut image, mut rank, mut class, mut score) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (i, row) in e.classes.chunks(TOP_CLASSES).enumerate() {
-        for (r, &(c, s)) in row.iter().enumerate() {
-            image.push(Some(i as u32));
-            rank.push(Some(r as u32));
-            class.push(Some(u32::from(c)));
-            score.push(s);
-        }
-    }
-    Frame::new()
-        .with("image_id", Values::U32(image))
-        .with("rank", Values::U32(rank))
-        .with("class_id", Values::U32(class))
-        .with("score", Values::F32(score))
-        .write(&dir.join("classes"), split, &[TableFormat::Parquet])?;
-    Ok(())
 }
 
 #[cfg(test)]

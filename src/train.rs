@@ -162,7 +162,7 @@ pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError>
     let mut start_epoch = 0;
     if let Some(state) = latest(&ckpt_dir)? {
         let dir = ckpt_dir.join(&state.dir);
-        net = load_model(net, &dir.join("model.bpk"))?;
+        net = load_model(net, &checkpoint_in(&dir))?;
         optim = load_optimizer(optim, &dir.join("optim.bpk"))?;
         start_epoch = state.epoch;
         log = state.log;
@@ -476,7 +476,7 @@ fn save_checkpoint(
         path: path.to_path_buf(),
         message,
     };
-    save_model(net, &dir.join("model.bpk"))?;
+    save_model(net, &checkpoint_in(&dir))?;
     let optim_bytes = optim
         .to_record()
         .into_bytes()
@@ -500,6 +500,12 @@ fn save_checkpoint(
         }
     }
     Ok(())
+}
+
+/// The trained network's weights in a train folder (or an epoch checkpoint's folder):
+/// `model.bpk`.
+pub fn checkpoint_in(dir: &Path) -> std::path::PathBuf {
+    dir.join("model.bpk")
 }
 
 /// Saves the trained weights to `path` (burnpack, atomically).

@@ -1,9 +1,10 @@
 //! The command line's definitions: clap structs whose doc comments are the `--help` text. The
 //! command bodies live in [`super`].
 
+use crate::bench::search::SyntheticCodes;
 use crate::config;
 use crate::data::cifar::SplitName;
-use crate::index::bench::SyntheticCodes;
+use crate::index::Method;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -430,10 +431,11 @@ pub struct BenchScaleArgs {
     /// Methods (exact always runs: recall is measured against it).
     #[arg(
         long,
+        value_enum,
         value_delimiter = ',',
         default_value = "exact,exact_bounded,hamming_rerank,mih_rerank,asymmetric,hamming,mih"
     )]
-    pub methods: Vec<String>,
+    pub methods: Vec<Method>,
     /// Neighbours per query.
     #[arg(long, default_value_t = 100)]
     pub k: usize,
@@ -484,7 +486,7 @@ pub struct BenchModelArgs {
     pub fine_tune: bool,
     /// What to time, comma-separated: train, infer.
     #[arg(long, value_delimiter = ',', default_value = "train,infer")]
-    pub mode: Vec<crate::throughput::Mode>,
+    pub mode: Vec<crate::bench::model::Mode>,
     /// Images per step.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -553,10 +555,9 @@ pub struct BenchSearchArgs {
     /// Seed for synthetic data.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Comma-separated subset of exact, exact_bounded, hamming, hamming_rerank, mih, mih_rerank,
-    /// asymmetric.
-    #[arg(long, value_delimiter = ',')]
-    pub methods: Vec<String>,
+    /// Methods to run, comma-separated (default: every method the data allows).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub methods: Vec<Method>,
     /// Synthetic code distribution: clustered (100 centres, 10% bit flips) or random.
     #[arg(long, default_value = "clustered")]
     pub code_dist: SyntheticCodes,

@@ -1,16 +1,13 @@
-//! `harness iwan ...` and `harness bench iwan`: explanations, exports and latency benchmarks on
-//! a finished run's IWAN network.
+//! `harness iwan ...`: explanations and exports of a finished run's IWAN network.
 
-use super::args::{BenchIwanArgs, IwanCommand, NetworkArgs};
+use super::args::{IwanCommand, NetworkArgs};
 use crate::data::cifar::SplitName;
-use crate::eval::stats::summarize;
 use crate::experiment::iwan::{IwanRun, Network};
 use crate::iwan::export;
 use crate::iwan::graph::{Node, Ranked};
 use crate::store;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
-use std::time::Instant;
 
 fn open(run_dir: &Path, data_root: Option<&Path>) -> Result<IwanRun> {
     IwanRun::open(run_dir, data_root)
@@ -172,72 +169,5 @@ fn export_network(run: &IwanRun, n: &Network, out: &Path, queries: usize, k: usi
         g.node_count(),
         g.edge_count()
     );
-    Ok(())
-}
-
-/// Runs `harness bench iwan`: one JSON line per (topIWK, topWWK).
-pub fn bench(a: &BenchIwanArgs, data_root: Option<&Path>) -> Result<()> {
-    if a.queries == 0 || a.k == 0 {
-        bail!("--queries and --k must be at least 1");
-    }
-    let run = open(&a.run_dir, data_root)?;
-    let iwks = if a.top_iwk.is_empty() {
-        vec![run.config.iwan.top_iwk]
-    } else {
-        a.top_iwk.clone()
-    };
-    let wwks = if a.top_wwk.is_empty() {
-        vec![run.config.iwan.top_wwk]
-    } else {
-        a.top_wwk.clone()
-    };
-    let cost = run.inputs.cost;
-    for &iwk in &iwks {
-        for &wwk in &wwks {
-            let net = NetworkArgs {
-                db: a.db,
-                top_iwk: Some(iwk),
-                top_wwk: Some(wwk),
-            };
-            let n = network(&run, &net)?;
-            let q = a.queries.min(n.queries.len());
-            let score = run.config.iwan.score;
-            if let Some(first) = n.queries.first() {
-                n.graph.rank(first, a.k, None, score);
-            }
-            let times: Vec<f64> = n.queries[..q]
-                .iter()
-                .map(|e| {
-                    let t = Instant::now();
-                    std::hint::black_box(n.graph.rank(e, a.k, None, score));
-                    t.elapsed().as_secs_f64()
-                })
-                .collect();
-            let s = summarize(&times).context("summarising query times")?;
-            let model = cost.total_s_per_image();
-            let record = serde_json::json!({
-                "database": n.database.as_str(),
-                "images": n.graph.n_images(),
-                "words": n.graph.words().len(),
-                "nodes": n.graph.node_count(),
-                "edges": n.graph.edge_count(),
-                "bytes": n.graph.bytes(),
-                "build_s": n.build_s,
-                "top_iwk": iwk,
-                "top_wwk": wwk,
-                "score": score.method_name(),
-                "queries": q,
-                "queries_without_words": n.queries[..q].iter().filter(|e| e.is_empty()).count(),
-                "k": a.k,
-                "median_s": s.median,
-                "p95_s": s.p95,
-                "mean_s": s.mean,
-                "word_model": cost,
-                "with_model_median_s": s.median + model,
-                "with_model_p95_s": s.p95 + model,
-            });
-            println!("{record}");
-        }
-    }
     Ok(())
 }

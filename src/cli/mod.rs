@@ -4,12 +4,12 @@
 
 mod args;
 mod iwan;
-mod scale;
 
 pub use args::{
     BenchCommand, BenchModelArgs, BenchSearchArgs, Cli, Command, DataCommand, FetchArgs,
 };
 
+use crate::bench::search::{self, BenchOptions};
 use crate::config::{self, Loaded};
 use crate::data::cifar::{Cifar100, IMAGE_BYTES, SplitName};
 use crate::data::hierarchy::Hierarchy;
@@ -17,7 +17,6 @@ use crate::data::summary::DataSummary;
 use crate::data::usf::UsfNorms;
 use crate::data::{DataRoot, fetch};
 use crate::experiment::{self, RunOptions};
-use crate::index::bench::{self, BenchOptions};
 use crate::report::check;
 use anyhow::{Context, Result, bail};
 use std::io::IsTerminal;
@@ -121,8 +120,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Data(DataCommand::Fetch(args)) => done(data_fetch(&args, root, progress)),
         Command::Bench(BenchCommand::Search(a)) => done(bench_search(a)),
         Command::Bench(BenchCommand::Model(a)) => done(bench_model(&a, root)),
-        Command::Bench(BenchCommand::Iwan(a)) => done(iwan::bench(&a, root)),
-        Command::Bench(BenchCommand::Scale(a)) => done(scale::run(&a, root)),
+        Command::Bench(BenchCommand::Iwan(a)) => done(bench_iwan(a, root)),
+        Command::Bench(BenchCommand::Scale(a)) => done(bench_scale(a, root)),
         Command::Iwan(cmd) => done(iwan::run(cmd, root)),
     }
 }
@@ -329,7 +328,7 @@ fn evaluate(
 
 /// `harness check`: exit 1 when a metric regressed against the baseline.
 fn check_run(run_dir: &Path, baseline: &Path, tol: check::Tolerances) -> Result<ExitCode> {
-    let run = check::read_metrics(&run_dir.join("metrics.csv"))?;
+    let run = check::read_metrics(&crate::artifacts::RunLayout::new(run_dir).metrics())?;
     let base = check::read_metrics(baseline)?;
     let cmp = check::compare(&run, &base, baseline, tol)?;
     print!("{}", cmp.table());
@@ -385,14 +384,14 @@ fn bench_search(a: BenchSearchArgs) -> Result<()> {
         activations: a.activations,
         verify: !a.no_verify,
     };
-    for record in bench::run(&opts).context("bench search")? {
+    for record in search::run(&opts).context("bench search")? {
         println!("{}", serde_json::to_string(&record)?);
     }
     Ok(())
 }
 
 fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
-    use crate::throughput::{self, Mode, Settings};
+    use crate::bench::model::{self, Mode, Settings};
     let encoder = a.encoder;
     let default_size = if encoder == config::Encoder::CifarCnn {
         32
@@ -464,7 +463,7 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     }
     for &mode in modes {
-        let record = throughput::measure(
+        let record = model::measure(
             &settings,
             mode,
             &split.pixels,
@@ -477,9 +476,51 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// `harness bench iwan`: one JSON record per (topIWK, topWWK) on stdout.
+fn bench_iwan(a: args::BenchIwanArgs, data_root: Option<&Path>) -> Result<()> {
+    let opts = crate::bench::iwan::IwanOptions {
+        run_dir: a.run_dir,
+        db: a.db.into(),
+        queries: a.queries,
+        k: a.k,
+        top_iwk: a.top_iwk,
+        top_wwk: a.top_wwk,
+    };
+    let records = crate::bench::iwan::run(&opts, data_root)
+        .with_context(|| format!("bench iwan on {}", opts.run_dir.display()))?;
+    for record in records {
+        println!("{}", serde_json::to_string(&record)?);
+    }
+    Ok(())
+}
+
+/// `harness bench scale`: the table, `scale.json` and the figure in the output folder.
+fn bench_scale(a: args::BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
+    let opts = crate::bench::scale::ScaleOptions {
+        run: a.run,
+        sizes: a.sizes,
+        methods: a.methods,
+        k: a.k,
+        queries: a.queries,
+        single_queries: a.single_queries,
+        threads: a.threads,
+        shortlist: a.shortlist,
+        seed: a.seed,
+        out: a.out,
+        keep_data: a.keep_data,
+        faiss_python: a.faiss_python,
+        faiss_script: a.faiss_script,
+        replot: a.replot,
+    };
+    let out = crate::bench::scale::run(&opts, data_root)
+        .with_context(|| format!("bench scale on {}", opts.run.display()))?;
+    println!("results: {}", out.display());
+    Ok(())
+}
+
 fn serve(run_dir: &Path, addr: std::net::SocketAddr, data_root: Option<&Path>) -> Result<()> {
     // A run folder gets its query page; any other folder, the page of the runs under it.
-    let (router, what) = if run_dir.join("manifest.json").exists() {
+    let (router, what) = if crate::artifacts::RunLayout::new(run_dir).is_run() {
         let served = crate::serve::Served::load(run_dir, data_root)
             .with_context(|| format!("loading the run in {}", run_dir.display()))?;
         (crate::serve::router(served), "the run")

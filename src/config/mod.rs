@@ -12,6 +12,7 @@ pub use schema::*;
 pub use sweep::{Run, expand};
 use sweep::{check_field, set_field};
 
+use crate::index::Method;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -527,6 +528,13 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     if let Some(dup) = first_duplicate(&ix.methods) {
         return fail("index.methods", format!("method {dup:?} is listed twice"));
     }
+    if ix.methods.contains(&Method::MihRerank) {
+        return fail(
+            "index.methods",
+            "`mih_rerank` is a `harness bench search` method (its results are those of \
+             `hamming_rerank`, with the shortlist from MIH): list `hamming_rerank`",
+        );
+    }
     if !(ix.shortlist_factor.is_finite() && ix.shortlist_factor >= 1.0) {
         return fail(
             "index.shortlist_factor",
@@ -642,7 +650,7 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
     if let Some(dup) = first_duplicate(&e.metrics) {
         return fail("eval.metrics", format!("metric {dup:?} is listed twice"));
     }
-    if c.index.report_setting && !c.index.methods.contains(&IndexMethod::HammingRerank) {
+    if c.index.report_setting && !c.index.methods.contains(&Method::HammingRerank) {
         return fail(
             "index.report_setting",
             "the report's Table 2 setting re-runs `hamming_rerank`: add it to index.methods",
@@ -965,16 +973,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn method_and_protocol_names_match_their_config_spelling() {
-        for m in [
-            IndexMethod::Exact,
-            IndexMethod::HammingRerank,
-            IndexMethod::Hamming,
-            IndexMethod::Mih,
-            IndexMethod::Asymmetric,
-        ] {
-            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
-        }
+    fn protocol_names_match_their_config_spelling() {
         for p in Protocol::ALL {
             assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
         }
@@ -1004,6 +1003,24 @@ mod tests {
         let c = Loaded::from_text("c", "model: {h: 33}\nseed: 1\nname: x\n".into()).unwrap();
         assert_eq!(hash(&a.config), hash(&b.config));
         assert_ne!(hash(&a.config), hash(&c.config));
+    }
+
+    #[test]
+    fn mih_rerank_is_a_bench_method_only() {
+        let e = Loaded::from_text(
+            "a",
+            "name: x\nindex:\n  methods: [exact, mih_rerank]\n".into(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("index.methods") && e.contains("hamming_rerank"),
+            "{e}"
+        );
+        let e = Loaded::from_text("a", "name: x\nindex:\n  methods: [exact, nope]\n".into())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mih_rerank") && e.contains("asymmetric"), "{e}");
     }
 
     #[test]

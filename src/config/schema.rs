@@ -5,6 +5,7 @@
 //! Defaults follow the report where it states a value (`h = 48`, `d = 100`, SGD with lr 0.001 and
 //! momentum 0.9, batch 8, 32 epochs, `N' = 2k`, `topIWK = topWWK = 4`).
 
+use crate::index::Method;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -289,39 +290,6 @@ impl Default for TrainConfig {
     }
 }
 
-/// A retrieval method over embeddings and hash codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IndexMethod {
-    /// Algorithm 2: cosine similarity over all embeddings, then top-k.
-    Exact,
-    /// Algorithm 2's results from an int8 scan with per-row error bounds and an f32 re-score
-    /// of the rows that could reach the top k: the same ids, order and scores, fewer bytes.
-    ExactBounded,
-    /// Algorithm 2 + hashes: Hamming shortlist of `N'`, re-ranked by cosine.
-    HammingRerank,
-    /// Pure Hamming ranking (Lin et al.).
-    Hamming,
-    /// Multi-index hashing: exact Hamming k-NN without a linear scan.
-    Mih,
-    /// Hamming shortlist re-ranked by the query's real-valued hash activations.
-    Asymmetric,
-}
-
-impl IndexMethod {
-    /// The config spelling (`hamming_rerank`), used in file names and tables.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IndexMethod::Exact => "exact",
-            IndexMethod::ExactBounded => "exact_bounded",
-            IndexMethod::HammingRerank => "hamming_rerank",
-            IndexMethod::Hamming => "hamming",
-            IndexMethod::Mih => "mih",
-            IndexMethod::Asymmetric => "asymmetric",
-        }
-    }
-}
-
 /// The method name of hash + re-rank in the report's Table 2 setting (`index.report_setting`).
 pub const REPORT_TABLE2_METHOD: &str = "hamming_rerank_report";
 
@@ -333,7 +301,7 @@ pub const REPORT_GRAPH_METHOD: &str = "iwan_report_graph";
 #[serde(deny_unknown_fields, default)]
 pub struct IndexConfig {
     /// Methods to build and evaluate.
-    pub methods: Vec<IndexMethod>,
+    pub methods: Vec<Method>,
     /// Shortlist size as a multiple of `k`: `N' = shortlist_factor * k` (report: 2).
     pub shortlist_factor: f64,
     /// Absolute shortlist size `N'`; overrides `shortlist_factor` when set.
@@ -352,7 +320,7 @@ pub struct IndexConfig {
 impl Default for IndexConfig {
     fn default() -> Self {
         Self {
-            methods: vec![IndexMethod::Exact, IndexMethod::HammingRerank],
+            methods: vec![Method::Exact, Method::HammingRerank],
             shortlist_factor: 2.0,
             shortlist: None,
             mih_substrings: None,

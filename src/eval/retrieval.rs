@@ -5,7 +5,7 @@
 use super::Semantics as _;
 use super::metrics::{AggregateReport, MetricsAggregator, MetricsError, QueryEvaluator};
 use super::stats::{StatsError, Summary, summarize};
-use crate::config::{IndexMethod, MetricName, Protocol};
+use crate::config::{MetricName, Protocol};
 use crate::index::asymmetric::AsymmetricIndex;
 use crate::index::bounded::BoundedIndex;
 use crate::index::exact::ExactIndex;
@@ -14,7 +14,7 @@ use crate::index::mih::MihIndex;
 use crate::index::persist::AnyIndex;
 use crate::index::rerank::{HammingRerankIndex, Shortlist};
 use crate::index::scan::Codes;
-use crate::index::{Hit, IndexError, Query, Scratch, SearchIndex, search_batch};
+use crate::index::{Hit, IndexError, Method, Query, Scratch, SearchIndex, search_batch};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
@@ -157,7 +157,7 @@ pub struct MethodResult {
 
 /// Builds the index for `method` over `db`.
 pub fn build_index(
-    method: IndexMethod,
+    method: Method,
     db: &SplitView<'_>,
     s: &EvalSettings,
 ) -> Result<AnyIndex, EvalError> {
@@ -165,27 +165,31 @@ pub fn build_index(
     let codes = || Codes::new(n, db.h, db.codes.to_vec()).map(Arc::new);
     let exact = || ExactIndex::new(n, db.d, db.embeddings).map(Arc::new);
     Ok(match method {
-        IndexMethod::Exact => ExactIndex::new(n, db.d, db.embeddings)?.into(),
-        IndexMethod::ExactBounded => {
+        Method::Exact => ExactIndex::new(n, db.d, db.embeddings)?.into(),
+        Method::ExactBounded => {
             BoundedIndex::new(Arc::new(ExactIndex::new(n, db.d, db.embeddings)?)).into()
         }
-        IndexMethod::Hamming => HammingIndex::new(codes()?).into(),
-        IndexMethod::HammingRerank => {
-            HammingRerankIndex::new(codes()?, exact()?, s.shortlist)?.into()
-        }
-        IndexMethod::Mih => match s.mih_substrings {
+        Method::Hamming => HammingIndex::new(codes()?).into(),
+        Method::HammingRerank => HammingRerankIndex::new(codes()?, exact()?, s.shortlist)?.into(),
+        Method::Mih => match s.mih_substrings {
             Some(m) => MihIndex::with_substrings(codes()?, m)?,
             None => MihIndex::planned(codes()?, s.ks.iter().copied().max().unwrap_or(1))?,
         }
         .into(),
-        IndexMethod::Asymmetric => AsymmetricIndex::new(codes()?, s.shortlist)?.into(),
+        Method::Asymmetric => AsymmetricIndex::new(codes()?, s.shortlist)?.into(),
+        // Config validation refuses it: its results are hamming_rerank's.
+        Method::MihRerank => {
+            return Err(EvalError::Input(
+                "mih_rerank is a bench method; evaluate hamming_rerank".into(),
+            ));
+        }
     })
 }
 
 /// Evaluates `method` under `protocol`. Under `report` and `leave_one_out` the queries are the
 /// database split itself (query i is database item i).
 pub fn evaluate(
-    method: IndexMethod,
+    method: Method,
     protocol: Protocol,
     db: &SplitView<'_>,
     queries: &SplitView<'_>,

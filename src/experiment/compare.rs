@@ -6,7 +6,8 @@
 //! two such inputs is called `separable` only when their intervals do not overlap.
 
 use super::ExperimentError;
-use crate::config::{self, Loaded};
+use crate::artifacts::{ExperimentLayout, RunLayout};
+use crate::config;
 use crate::eval::{SeedSummary, seed_summary};
 use crate::report::check::{Key, groups_and_ks, lookup, read_metrics};
 use crate::report::figures::{Corner, Figure, LineChart, Series, XAxis};
@@ -42,10 +43,10 @@ impl Input {
     /// (holding `sweep.json`) as one input per group of its finished runs that differ only in
     /// `seed`.
     pub fn read(dir: &Path) -> Result<Vec<Self>, ExperimentError> {
-        let run_dirs: Vec<PathBuf> = if dir.join("manifest.json").exists() {
+        let run_dirs: Vec<PathBuf> = if RunLayout::new(dir).manifest().exists() {
             vec![dir.to_path_buf()]
-        } else if dir.join("sweep.json").exists() {
-            let path = dir.join("sweep.json");
+        } else if ExperimentLayout::new(dir).sweep().exists() {
+            let path = ExperimentLayout::new(dir).sweep();
             let entries: serde_json::Value = serde_json::from_slice(&store::read(&path)?)
                 .map_err(|e| ExperimentError::unreadable(&path, e))?;
             entries
@@ -53,7 +54,10 @@ impl Input {
                 .into_iter()
                 .flatten()
                 .filter(|e| e["status"] == "complete")
-                .filter_map(|e| e["id"].as_str().map(|id| dir.join(id)))
+                .filter_map(|e| {
+                    let id = e["id"].as_str()?;
+                    Some(ExperimentLayout::new(dir).run(id).dir().to_path_buf())
+                })
                 .collect()
         } else {
             return Err(ExperimentError::artifact(
@@ -66,10 +70,10 @@ impl Input {
         }
         let mut runs = Vec::new();
         for run in &run_dirs {
-            let cfg = Loaded::from_path(&run.join("config.resolved.yaml"))?.config;
+            let cfg = RunLayout::new(run).config()?;
             let mut config = flatten(&serde_json::to_value(&cfg).unwrap_or_default());
             config.remove("name");
-            let path = run.join("metrics.csv");
+            let path = RunLayout::new(run).metrics();
             let metrics = read_metrics(&path).map_err(|e| ExperimentError::unreadable(&path, e))?;
             runs.push((config, metrics));
         }
@@ -83,7 +87,7 @@ impl Input {
         // A run is named with its experiment folder (`default/run-e62c632f`), an experiment by
         // its own folder.
         let name = |d: &Path| d.file_name().map(|n| n.to_string_lossy().into_owned());
-        let folder = match (name(dir), dir.join("manifest.json").exists()) {
+        let folder = match (name(dir), RunLayout::new(dir).manifest().exists()) {
             (Some(run), true) => match dir.parent().and_then(name) {
                 Some(experiment) => format!("{experiment}/{run}"),
                 None => run,

@@ -13,6 +13,7 @@
 
 use super::lock::RunLock;
 use super::{ExperimentError, RunOutcome, manifest};
+use crate::artifacts::RunLayout;
 use crate::store::digest::{self, FileSum};
 use crate::store::{self, StoreError};
 use serde::{Deserialize, Serialize};
@@ -34,13 +35,16 @@ pub(crate) struct StageRecord {
     pub files: Option<Vec<FileSum>>,
 }
 
-/// The record of `stage` in the run folder `run_dir`, if it finished.
-pub(crate) fn stage_record(run_dir: &Path, stage: &str) -> Option<StageRecord> {
-    read_record(&run_dir.join("stages").join(format!("{stage}.json")))
+/// The record of `stage` in the run folder `run`, if it finished.
+pub(crate) fn stage_record(run: &RunLayout, stage: &str) -> Option<StageRecord> {
+    read_record(&run.stage_record(stage))
 }
 
 /// Executes stages, skipping those whose completion record matches their key.
 pub(crate) struct Stages<'a> {
+    /// The run folder's layout.
+    pub layout: RunLayout,
+    /// The run folder.
     pub run_dir: &'a Path,
     pub progress: bool,
     /// Without bars (stderr not a terminal, and not `--quiet`): one plain line when a stage
@@ -58,6 +62,7 @@ impl<'a> Stages<'a> {
     /// An engine for the run folder `run_dir`, nothing run yet.
     pub fn new(run_dir: &'a Path, progress: bool) -> Self {
         Self {
+            layout: RunLayout::new(run_dir),
             run_dir,
             progress,
             lines: false,
@@ -80,7 +85,7 @@ impl<'a> Stages<'a> {
         outputs: &[&str],
         body: impl FnOnce() -> Result<(), ExperimentError>,
     ) -> Result<(), ExperimentError> {
-        let record = self.run_dir.join("stages").join(format!("{name}.json"));
+        let record = self.layout.stage_record(name);
         if self.reusable(name, &record, key, self.run_dir) {
             self.reused(name);
             return Ok(());
@@ -128,7 +133,7 @@ impl<'a> Stages<'a> {
         body: impl FnOnce(&Path) -> Result<(), ExperimentError>,
     ) -> Result<(), ExperimentError> {
         let cache_record = dir.join(CACHE_RECORD);
-        let record = self.run_dir.join("stages").join(format!("{name}.json"));
+        let record = self.layout.stage_record(name);
         if self.reusable(name, &cache_record, key, dir) {
             self.reused(name);
         } else {
@@ -154,7 +159,7 @@ impl<'a> Stages<'a> {
                 self.outcome.ran.push(name.to_string());
             }
         }
-        link(dir, &self.run_dir.join(name));
+        link(dir, &self.layout.stage(name));
         let seconds = read_record(&cache_record).map_or(0.0, |r| r.seconds);
         Ok(write_record(
             &record,
@@ -272,7 +277,7 @@ mod tests {
         assert_eq!(calls.get(), 1);
         assert_eq!(st.outcome.ran, ["data"]);
         assert_eq!(st.outcome.reused, ["data"]);
-        let record = stage_record(tmp.path(), "data").unwrap();
+        let record = stage_record(&RunLayout::new(tmp.path()), "data").unwrap();
         assert_eq!(
             (record.stage.as_str(), record.config_hash.as_str()),
             ("data", "k1")
@@ -282,7 +287,12 @@ mod tests {
         let mut st = Stages::new(tmp.path(), false);
         st.run("data", "k2", &[], body).unwrap();
         assert_eq!(calls.get(), 2);
-        assert_eq!(stage_record(tmp.path(), "data").unwrap().config_hash, "k2");
+        assert_eq!(
+            stage_record(&RunLayout::new(tmp.path()), "data")
+                .unwrap()
+                .config_hash,
+            "k2"
+        );
     }
 
     #[test]
@@ -291,7 +301,7 @@ mod tests {
         let mut st = Stages::new(tmp.path(), false);
         let err = st.run("eval", "k", &[], failing).unwrap_err();
         assert!(err.to_string().contains("the body failed"), "{err}");
-        assert!(stage_record(tmp.path(), "eval").is_none());
+        assert!(stage_record(&RunLayout::new(tmp.path()), "eval").is_none());
         assert!(st.outcome.ran.is_empty());
         let ran = Cell::new(false);
         st.run("eval", "k", &[], || {
@@ -332,7 +342,7 @@ mod tests {
                 "{} links to the cache folder",
                 run.display()
             );
-            let record = stage_record(run, "train").unwrap();
+            let record = stage_record(&RunLayout::new(run), "train").unwrap();
             assert_eq!(record.cache_dir.as_deref(), Some(cache.to_str().unwrap()));
         }
         // The cache's own record is what decides reuse: without it the stage runs again.
@@ -375,7 +385,7 @@ mod tests {
         Stages::new(dir, false)
             .run("embed", "k", &["out.npy"], body)
             .unwrap();
-        let record = stage_record(dir, "embed").unwrap();
+        let record = stage_record(&RunLayout::new(dir), "embed").unwrap();
         let files = record.files.unwrap();
         assert_eq!((files[0].path.as_str(), files[0].bytes), ("out.npy", 4096));
         Stages::new(dir, false)
@@ -451,6 +461,9 @@ mod tests {
             })
             .unwrap();
         assert!(ran.get());
-        assert_eq!(stage_record(dir, "data").unwrap().files, Some(Vec::new()));
+        assert_eq!(
+            stage_record(&RunLayout::new(dir), "data").unwrap().files,
+            Some(Vec::new())
+        );
     }
 }

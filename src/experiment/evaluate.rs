@@ -4,6 +4,7 @@
 use super::iwan::{IwanInputs, Network};
 use super::stages::{load_features, split_sizes};
 use super::{ExperimentError, engine, render};
+use crate::artifacts::RunLayout;
 use crate::artifacts::{class_similarity, load_embedded};
 use crate::config;
 use crate::data::DataRoot;
@@ -17,17 +18,6 @@ use crate::report;
 use crate::store;
 use std::path::Path;
 
-/// What the eval stage computes into the run folder (the tables and figures are rendered from
-/// these, and re-rendered by `harness report`, so they are not part of the stage's record).
-pub(super) const OUTPUTS: &[&str] = &[
-    "metrics.csv",
-    "hp_curves.csv",
-    "indices",
-    "rankings",
-    "iwan",
-    "iwan_graph.json",
-];
-
 /// Evaluates every configured method under every protocol; writes `metrics.csv` (long format),
 /// `hp_curves.csv` and `tables/summary.md`.
 pub(super) fn eval_stage(
@@ -36,7 +26,7 @@ pub(super) fn eval_stage(
     data: &Cifar100,
     embed_dir: &Path,
     iwan_features: Option<&Path>,
-    dir: &Path,
+    run: &RunLayout,
 ) -> Result<(), ExperimentError> {
     let (_, sim) = class_similarity(root)?;
     let test = load_embedded(embed_dir, SplitName::Test)?;
@@ -74,9 +64,7 @@ pub(super) fn eval_stage(
             // One index file per method and database split (report and leave_one_out share one),
             // written afresh by every execution of the stage so that its checksum describes it.
             let db_split = protocol.database();
-            let path = dir
-                .join("indices")
-                .join(format!("{}-{db_split}.idx", method.as_str()));
+            let path = run.index_file(method, db_split);
             if let Some(index) = &r.index
                 && saved.insert(path.clone())
             {
@@ -95,7 +83,7 @@ pub(super) fn eval_stage(
         let images: usize = split_sizes(cfg).iter().map(|s| s.1).sum();
         let encoder_s_per_image = ["iwan_features", "features"]
             .iter()
-            .find_map(|stage| engine::stage_record(dir, stage))
+            .find_map(|stage| engine::stage_record(run, stage))
             .map(|r| r.seconds / images.max(1) as f64);
         let mut stored = vec![(SplitName::Test, test.rows(), test.embeddings.as_slice())];
         if let Some(t) = &train {
@@ -109,7 +97,7 @@ pub(super) fn eval_stage(
             features.as_ref(),
             encoder_s_per_image,
         )?;
-        inputs.save(dir)?;
+        inputs.save(run)?;
         let mut networks: Vec<(config::DbWords, Network)> = Vec::new();
         for db_words in cfg.iwan.evaluated_db_words() {
             let iwan = config::IwanConfig {
@@ -159,7 +147,7 @@ pub(super) fn eval_stage(
             }
         }
         if cfg.iwan.report_graph {
-            results.push(report_iwan(cfg, data, &inputs, &sim, &settings, dir)?);
+            results.push(report_iwan(cfg, data, &inputs, &sim, &settings, run)?);
         }
         let summary: Vec<serde_json::Value> = networks
             .iter()
@@ -169,27 +157,24 @@ pub(super) fn eval_stage(
                 v
             })
             .collect();
-        store::write_json_atomic(&dir.join("iwan_graph.json"), &summary)?;
+        store::write_json_atomic(&run.iwan_graph(), &summary)?;
     }
     if cfg.eval.dump_rankings {
         for r in &results {
             let name = format!("{}-{}", r.method, r.protocol);
-            dump_rankings(&r.rankings, &dir.join("rankings"), &name)?;
+            dump_rankings(&r.rankings, &run.rankings(), &name)?;
         }
     }
     store::write_bytes_atomic(
-        &dir.join("metrics.csv"),
+        &run.metrics(),
         report::metrics_csv(&results, &cfg.eval.metrics).as_bytes(),
     )?;
+    store::write_bytes_atomic(&run.hp_curves(), report::hp_curves_csv(&results).as_bytes())?;
     store::write_bytes_atomic(
-        &dir.join("hp_curves.csv"),
-        report::hp_curves_csv(&results).as_bytes(),
-    )?;
-    store::write_bytes_atomic(
-        &dir.join("tables").join("summary.md"),
+        &run.tables().join("summary.md"),
         report::summary_markdown(cfg, &results).as_bytes(),
     )?;
-    render::render_run(dir)?;
+    render::render_run(run)?;
     Ok(())
 }
 
@@ -208,7 +193,7 @@ fn report_table2(
         shortlist: Shortlist::Absolute(k_max),
         ..settings.clone()
     };
-    let method = config::IndexMethod::HammingRerank;
+    let method = crate::index::Method::HammingRerank;
     let mut r = retrieval::evaluate(
         method,
         protocol,
@@ -237,7 +222,7 @@ fn report_iwan(
     inputs: &IwanInputs,
     sim: &crate::semantics::SimilarityMatrix,
     settings: &EvalSettings,
-    dir: &Path,
+    run: &RunLayout,
 ) -> Result<retrieval::MethodResult, ExperimentError> {
     use crate::iwan::report_graph::{self, REPORT_QUERIES};
     let train = inputs.split(SplitName::Train)?;
@@ -256,7 +241,7 @@ fn report_iwan(
     let build_s = started.elapsed().as_secs_f64();
     let g = &built.graph;
     store::write_json_atomic(
-        &dir.join("iwan").join("report_graph.json"),
+        &run.report_graph(),
         &serde_json::json!({
             "top_iwk": cfg.iwan.top_iwk,
             "queries": queries.len(),

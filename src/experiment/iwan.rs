@@ -7,7 +7,8 @@
 //! any topIWK (up to the stored maximum) and topWWK is rebuilt in milliseconds, without burn.
 
 use super::{ExperimentError, check_format, embed_splits, load_efficientnet, own_weights};
-use crate::config::{self, Config, DbWords, IwanConfig, WordModel};
+use crate::artifacts::{RunLayout, WordModelCost};
+use crate::config::{Config, DbWords, IwanConfig, WordModel};
 use crate::data::DataRoot;
 use crate::data::cifar::{Cifar100, SplitName};
 use crate::data::usf::UsfNorms;
@@ -19,27 +20,8 @@ use crate::model::efficientnet::EfficientNetLite0;
 use crate::model::frozen::FrozenLite0;
 use crate::store;
 use crate::train::TrainError;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// What the word model cost, per image.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct WordModelCost {
-    /// Seconds per image for the labels from stored encoder outputs (classifier head or class
-    /// embedding lookup).
-    pub head_s_per_image: f64,
-    /// Seconds per image of the encoder pass that produced those outputs, where this run
-    /// measured it (frozen EfficientNet features); `None` otherwise.
-    pub encoder_s_per_image: Option<f64>,
-}
-
-impl WordModelCost {
-    /// Head plus encoder: the word model's full cost per query image.
-    pub fn total_s_per_image(&self) -> f64 {
-        self.head_s_per_image + self.encoder_s_per_image.unwrap_or(0.0)
-    }
-}
 
 /// Everything IWAN needs besides the graph settings.
 pub struct IwanInputs {
@@ -164,15 +146,14 @@ impl IwanInputs {
     }
 
     /// Writes `iwan/predicted-<split>.csv` and `iwan/word_model.json` into the run folder.
-    pub(super) fn save(&self, run_dir: &Path) -> Result<(), ExperimentError> {
-        let dir = run_dir.join("iwan");
+    pub(super) fn save(&self, run: &RunLayout) -> Result<(), ExperimentError> {
         for (split, a) in &self.splits {
             store::write_bytes_atomic(
-                &dir.join(format!("predicted-{split}.csv")),
+                &run.predicted_words(*split),
                 annotate::predicted_csv(&a.predicted).as_bytes(),
             )?;
         }
-        store::write_json_atomic(&dir.join("word_model.json"), &self.cost)?;
+        store::write_json_atomic(&run.word_model(), &self.cost)?;
         Ok(())
     }
 
@@ -276,7 +257,8 @@ pub struct IwanRun {
 impl IwanRun {
     /// Reads `config.resolved.yaml` and the stored word-model output of the run in `dir`.
     pub fn open(dir: &Path, data_root: Option<&Path>) -> Result<Self, ExperimentError> {
-        let manifest = dir.join("manifest.json");
+        let run = RunLayout::new(dir);
+        let manifest = run.manifest();
         if !manifest.exists() {
             return Err(ExperimentError::artifact(
                 dir,
@@ -285,8 +267,7 @@ impl IwanRun {
             ));
         }
         check_format(&manifest)?;
-        let loaded = config::Loaded::from_path(&dir.join("config.resolved.yaml"))?;
-        let cfg = loaded.config;
+        let cfg = run.config()?;
         if !cfg.iwan.enabled {
             return Err(ExperimentError::Iwan(format!(
                 "the run in {} was configured with iwan.enabled: false",
@@ -302,7 +283,7 @@ impl IwanRun {
         };
         let mut splits = Vec::new();
         for (split, n) in embed_splits(&cfg) {
-            let path = dir.join("iwan").join(format!("predicted-{split}.csv"));
+            let path = run.predicted_words(split);
             if !path.exists() {
                 continue;
             }
@@ -315,13 +296,13 @@ impl IwanRun {
         }
         if splits.is_empty() {
             return Err(ExperimentError::artifact(
-                &dir.join("iwan"),
+                &run.iwan(),
                 "no stored word-model output (predicted-<split>.csv); the eval stage \
                           has not finished, or the run predates it: run `harness run` on its \
                           config again",
             ));
         }
-        let cost_path = dir.join("iwan").join("word_model.json");
+        let cost_path = run.word_model();
         let cost = serde_json::from_slice(&store::read(&cost_path)?)
             .map_err(|e| ExperimentError::unreadable(&cost_path, e))?;
         Ok(Self {

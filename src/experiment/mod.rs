@@ -34,6 +34,7 @@ pub(crate) use stages::{
 };
 pub use stages::{embedder, semantics_stage};
 
+use crate::artifacts::{ExperimentLayout, RunLayout};
 use crate::config::{self, Loaded, Run};
 use crate::data::{DataError, DataRoot};
 use crate::model;
@@ -202,13 +203,13 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<RunOutcome>, Experi
             index: i,
             runs: runs.len(),
         })?;
-        if !exp_dir.join("sweep.json").exists() && runs.len() > 1 {
+        if !ExperimentLayout::new(&exp_dir).sweep().exists() && runs.len() > 1 {
             record_sweep(&exp_dir, &runs)?;
         }
         return Ok(vec![run_one(
             run,
             &loaded.command_line,
-            &exp_dir.join(&run.id),
+            ExperimentLayout::new(&exp_dir).run(&run.id).dir(),
             &cache,
             opts,
         )?]);
@@ -225,7 +226,7 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<RunOutcome>, Experi
         let result = run_one(
             run,
             &loaded.command_line,
-            &exp_dir.join(&run.id),
+            ExperimentLayout::new(&exp_dir).run(&run.id).dir(),
             &cache,
             opts,
         );
@@ -249,7 +250,7 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<RunOutcome>, Experi
 pub fn record_sweep(exp_dir: &Path, runs: &[Run]) -> Result<(), StoreError> {
     let states: Vec<status::RunState> = runs
         .iter()
-        .map(|r| status::run_state(&exp_dir.join(&r.id)))
+        .map(|r| status::run_state(ExperimentLayout::new(exp_dir).run(&r.id).dir()))
         .collect();
     let statuses: Vec<&str> = states.iter().map(status::RunState::sweep_status).collect();
     write_sweep(exp_dir, runs, &statuses)
@@ -267,7 +268,7 @@ fn write_sweep(dir: &Path, runs: &[Run], statuses: &[&str]) -> Result<(), StoreE
             status: s,
         })
         .collect();
-    store::write_json_atomic(&dir.join("sweep.json"), &entries)
+    store::write_json_atomic(&ExperimentLayout::new(dir).sweep(), &entries)
 }
 
 fn run_one(
@@ -278,7 +279,8 @@ fn run_one(
     opts: &RunOptions,
 ) -> Result<RunOutcome, ExperimentError> {
     let _lock = RunLock::acquire(dir)?;
-    let manifest_path = dir.join("manifest.json");
+    let layout = RunLayout::new(dir);
+    let manifest_path = layout.manifest();
     check_format(&manifest_path)?;
     let cfg = &run.config;
     // A backend this binary cannot run fails before any stage does work.
@@ -309,10 +311,7 @@ fn run_one(
         status: "running".into(),
         stages: Vec::new(),
     };
-    store::write_bytes_atomic(
-        &dir.join("config.resolved.yaml"),
-        config::to_yaml(cfg).as_bytes(),
-    )?;
+    store::write_bytes_atomic(&layout.resolved_config(), config::to_yaml(cfg).as_bytes())?;
     store::write_json_atomic(&manifest_path, &manifest)?;
 
     let mut stages = Stages::new(dir, opts.progress);
@@ -337,8 +336,8 @@ fn run_one(
 pub fn cache_dir(loaded: &Loaded, opts: &RunOptions) -> PathBuf {
     match (&opts.cache, &opts.out) {
         (Some(c), _) => c.clone(),
-        (None, Some(_)) => experiment_dir(loaded, opts).join("cache"),
-        (None, None) => Path::new("results").join("cache"),
+        (None, Some(_)) => ExperimentLayout::new(experiment_dir(loaded, opts)).cache(),
+        (None, None) => ExperimentLayout::new("results").cache(),
     }
 }
 
@@ -351,15 +350,16 @@ fn run_stages(
 ) -> Result<(), ExperimentError> {
     let cfg = &run.config;
     let dir = st.run_dir;
+    let layout = st.layout.clone();
     let progress = st.progress;
     let mut cifar = None;
     let verify = cfg.data.verify_checksums;
-    st.run("data", &run.hash, stages::DATA_OUTPUTS, || {
+    st.run("data", &run.hash, RunLayout::DATA_OUTPUTS, || {
         let data = stages::load_cifar(&mut cifar, root, verify)?;
         stages::data_stage(root, cfg, data, dir)
     })?;
     st.run("semantics", &run.hash, &["semantics"], || {
-        semantics_stage(root, cfg.model.d as usize, &dir.join("semantics"))
+        semantics_stage(root, cfg.model.d as usize, &layout.semantics())
     })?;
 
     // A frozen pretrained encoder runs once per (encoder, input size, weights, images); its
@@ -446,9 +446,16 @@ fn run_stages(
             )
         })
     })?;
-    st.run("eval", &run.hash, evaluate::OUTPUTS, || {
+    st.run("eval", &run.hash, RunLayout::EVAL_OUTPUTS, || {
         let data = stages::load_cifar(&mut cifar, root, verify)?;
-        evaluate::eval_stage(root, cfg, data, &embed.dir, iwan_features.as_deref(), dir)
+        evaluate::eval_stage(
+            root,
+            cfg,
+            data,
+            &embed.dir,
+            iwan_features.as_deref(),
+            &layout,
+        )
     })?;
     Ok(())
 }

@@ -5,7 +5,9 @@
 
 use super::engine::stage_record;
 use super::{ExperimentError, check_format, split_sizes};
-use crate::config::{self, Loaded};
+use crate::artifacts::{EmbedSplitSummary, ExperimentLayout, RunLayout};
+use crate::config;
+use crate::data::cifar::SplitName;
 use crate::report::check::{Key, groups_and_ks, lookup, read_metrics};
 use crate::report::figures::{Figure, hp_chart, pareto_chart};
 use crate::report::paper::{RunFacts, paper_tables};
@@ -15,20 +17,17 @@ use crate::store::frame::{Frame, Values};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-fn read_json(path: &Path) -> Option<serde_json::Value> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+/// One split's line of the run's embed summary, if it has one.
+fn embedded(run: &RunLayout, split: SplitName) -> Option<EmbedSplitSummary> {
+    run.read_embed_summary()?.get(split.as_str()).copied()
 }
 
 /// What the tables need from a run folder besides `metrics.csv`.
-fn run_facts(dir: &Path, cfg: &config::Config) -> RunFacts {
+fn run_facts(run: &RunLayout, cfg: &config::Config) -> RunFacts {
     let images: usize = split_sizes(cfg).iter().map(|s| s.1).sum();
-    let encoder = stage_record(dir, "features").map(|r| r.seconds / images.max(1) as f64);
-    let decoder = read_json(&dir.join("embed").join("embed_summary.json"))
-        .and_then(|v| v["test"]["seconds_per_image"].as_f64());
-    let word_model = std::fs::read(dir.join("iwan").join("word_model.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<super::iwan::WordModelCost>(&b).ok())
-        .map(|c| c.total_s_per_image());
+    let encoder = stage_record(run, "features").map(|r| r.seconds / images.max(1) as f64);
+    let decoder = embedded(run, SplitName::Test).map(|e| e.seconds_per_image);
+    let word_model = run.read_word_model().map(|c| c.total_s_per_image());
     RunFacts {
         decoder: Some(decoder_label(&cfg.model)),
         top_iwk: cfg.iwan.enabled.then_some(cfg.iwan.top_iwk),
@@ -129,26 +128,26 @@ fn read_hp_curves(path: &Path) -> Result<Vec<(String, String, Vec<f64>)>, Experi
     Ok(curves)
 }
 
-/// Writes the tables and figures of the run in `dir` (see the module docs); returns the paths.
-pub fn render_run(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
-    check_format(&dir.join("manifest.json"))?;
-    let cfg = Loaded::from_path(&dir.join("config.resolved.yaml"))?.config;
+/// Writes the tables and figures of the run `run` (see the module docs); returns the paths.
+pub fn render_run(run: &RunLayout) -> Result<Vec<PathBuf>, ExperimentError> {
+    check_format(&run.manifest())?;
+    let cfg = run.config()?;
     let formats = &cfg.report.tables;
-    let metrics_path = dir.join("metrics.csv");
+    let metrics_path = run.metrics();
     let metrics =
         read_metrics(&metrics_path).map_err(|e| ExperimentError::unreadable(&metrics_path, e))?;
-    let tables = dir.join("tables");
+    let tables = run.tables();
     let mut written = Vec::new();
     let parquet_only: Vec<_> = formats
         .iter()
         .copied()
         .filter(|f| *f == config::TableFormat::Parquet)
         .collect();
-    written.extend(metrics_frame(&metrics).write(dir, "metrics", &parquet_only)?);
+    written.extend(metrics_frame(&metrics).write(run.dir(), "metrics", &parquet_only)?);
     let summary = summary_frame(&metrics);
     written.extend(summary.write(&tables, "summary", formats)?);
     if cfg.report.reference_values {
-        let (md, frame) = paper_tables(&metrics, &run_facts(dir, &cfg));
+        let (md, frame) = paper_tables(&metrics, &run_facts(run, &cfg));
         if formats.contains(&config::TableFormat::Markdown) {
             let path = tables.join("paper.md");
             store::write_bytes_atomic(&path, md.as_bytes())?;
@@ -156,8 +155,8 @@ pub fn render_run(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
         }
         written.extend(frame.write(&tables, "paper", formats)?);
     }
-    let figures = dir.join("figures");
-    let curves = read_hp_curves(&dir.join("hp_curves.csv"))?;
+    let figures = run.figures();
+    let curves = read_hp_curves(&run.hp_curves())?;
     for protocol in &cfg.eval.protocols {
         let p = protocol.as_str();
         if let Some(chart) = hp_chart(&curves, p) {
@@ -191,8 +190,11 @@ pub fn render_run(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
 /// Writes `tables/sweep.{md,csv,parquet}` and `figures/` of the experiment folder `dir` from its
 /// `sweep.json` and the metrics of its finished runs; returns the paths.
 pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
-    let sweep_path = dir.join("sweep.json");
-    let entries = read_json(&sweep_path)
+    let exp = ExperimentLayout::new(dir);
+    let sweep_path = exp.sweep();
+    let entries = std::fs::read(&sweep_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v.as_array().cloned())
         .ok_or_else(|| ExperimentError::artifact(&sweep_path, "expected a JSON array of runs"))?;
     let mut runs = Vec::new();
@@ -201,7 +203,8 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
         if e["status"] != "complete" {
             continue;
         }
-        let path = dir.join(id).join("metrics.csv");
+        let run = exp.run(id);
+        let path = run.metrics();
         let metrics = read_metrics(&path).map_err(|e| ExperimentError::unreadable(&path, e))?;
         let overrides = e["overrides"]
             .as_object()
@@ -211,9 +214,7 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
                     .collect()
             })
             .unwrap_or_default();
-        let run = dir.join(id);
-        let accuracy = read_json(&run.join("embed").join("embed_summary.json"))
-            .and_then(|v| v["test"]["nearest_class_accuracy"].as_f64());
+        let accuracy = embedded(&run, SplitName::Test).map(|e| e.nearest_class_accuracy);
         let stage_seconds = TIMED_STAGES
             .iter()
             .filter_map(|s| {
@@ -221,9 +222,7 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
                 Some((s.to_string(), record.seconds))
             })
             .collect();
-        let config = Loaded::from_path(&run.join("config.resolved.yaml"))
-            .ok()
-            .map(|l| l.config);
+        let config = run.config().ok();
         runs.push(SweepRun {
             decoder: config.as_ref().map(|c| decoder_label(&c.model)),
             top_iwk: config
@@ -237,14 +236,14 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
         });
     }
     // The name, formats and the model cost for time plots come from the first finished run.
-    let first = runs.first().map(|r| dir.join(&r.id));
+    let first = runs.first().map(|r| exp.run(&r.id));
     let cfg = match &first {
-        Some(run) => Some(Loaded::from_path(&run.join("config.resolved.yaml"))?.config),
+        Some(run) => Some(run.config()?),
         None => None,
     };
     let name = cfg.as_ref().map_or("sweep", |c| c.name.as_str());
     let (mut md, frame) = sweep_tables(name, &runs);
-    let tables = dir.join("tables");
+    let tables = exp.tables();
     let mut written = Vec::new();
     let report = cfg.as_ref().map(|c| c.report.clone()).unwrap_or_default();
     // A seed sweep: mean ± sd over the seeds in sweep.md, every metric in seeds.{csv,...}.
@@ -270,7 +269,7 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
         }
     };
     for (stem, chart) in sweep_figures(&runs, &model) {
-        written.extend(chart.write(&dir.join("figures"), &stem, &report.figures)?);
+        written.extend(chart.write(&exp.figures(), &stem, &report.figures)?);
     }
     Ok(written)
 }
@@ -278,20 +277,21 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
 /// `harness report DIR`: a run folder gets its tables again; an experiment folder gets each
 /// finished run's tables and, for a sweep, the sweep table.
 pub fn render(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
-    if dir.join("manifest.json").exists() {
-        return render_run(dir);
+    let run = RunLayout::new(dir);
+    if run.is_run() {
+        return render_run(&run);
     }
     let mut written = Vec::new();
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(dir)
+    let mut runs: Vec<RunLayout> = std::fs::read_dir(dir)
         .map_err(|e| ExperimentError::unreadable(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("metrics.csv").exists() && p.join("manifest.json").exists())
+        .filter_map(|e| e.ok().map(|e| RunLayout::new(e.path())))
+        .filter(RunLayout::has_metrics)
         .collect();
-    runs.sort();
+    runs.sort_by(|a, b| a.dir().cmp(b.dir()));
     for run in &runs {
         written.extend(render_run(run)?);
     }
-    if dir.join("sweep.json").exists() {
+    if ExperimentLayout::new(dir).sweep().exists() {
         written.extend(render_sweep(dir)?);
     }
     if written.is_empty() {
@@ -310,7 +310,7 @@ pub fn render(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
 pub fn console_summary(exp_dir: &Path, runs: &[PathBuf]) -> Result<String, ExperimentError> {
     let mut out = String::new();
     let read = |run: &Path| {
-        let path = run.join("metrics.csv");
+        let path = RunLayout::new(run).metrics();
         read_metrics(&path).map_err(|e| ExperimentError::unreadable(&path, e))
     };
     // The cut-off nearest `want` among `ks` (the largest below it, else the smallest).
@@ -347,9 +347,15 @@ pub fn console_summary(exp_dir: &Path, runs: &[PathBuf]) -> Result<String, Exper
             let (p, a, ms) = cells(&m, method, protocol, &ks);
             let _ = writeln!(out, "{method:<21} {protocol:<14} {p:>9} {a:>10} {ms:>10}");
         }
-        for rel in ["tables/paper.md", "tables/summary.md", "figures"] {
-            if run.join(rel).exists() {
-                let _ = writeln!(out, "{}", run.join(rel).display());
+        let layout = RunLayout::new(run);
+        let tables = layout.tables();
+        for path in [
+            tables.join("paper.md"),
+            tables.join("summary.md"),
+            layout.figures(),
+        ] {
+            if path.exists() {
+                let _ = writeln!(out, "{}", path.display());
             }
         }
     } else {
@@ -387,7 +393,7 @@ pub fn console_summary(exp_dir: &Path, runs: &[PathBuf]) -> Result<String, Exper
             }
             out.push('\n');
         }
-        let table = exp_dir.join("tables/sweep.md");
+        let table = ExperimentLayout::new(exp_dir).tables().join("sweep.md");
         if table.exists() {
             let _ = writeln!(out, "{}", table.display());
         }

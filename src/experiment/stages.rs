@@ -4,7 +4,8 @@
 
 use super::ExperimentError;
 use crate::artifacts::{
-    class_embedding_f32, class_similarity, default_efficientnet_weights, pretrained_weights,
+    self, RunLayout, class_embedding_f32, class_similarity, default_efficientnet_weights,
+    pretrained_weights,
 };
 use crate::config;
 use crate::data::DataRoot;
@@ -62,7 +63,7 @@ fn trained_network(
         cfg,
         c.len() / cfg.model.d as usize,
         pretrained_weights(root, &cfg.model).as_deref(),
-        &train_dir.join("model.bpk"),
+        &train::checkpoint_in(train_dir),
     )?;
     Ok((c, net))
 }
@@ -77,7 +78,7 @@ pub fn embedder(
     run_dir: &Path,
     loaded: Option<&EfficientNetLite0>,
 ) -> Result<embed::Embedder, ExperimentError> {
-    let (c, net) = trained_network(root, cfg, &run_dir.join("train"))?;
+    let (c, net) = trained_network(root, cfg, &RunLayout::new(run_dir).train())?;
     let own;
     let encoder = match (frozen_encoder(cfg), loaded) {
         (false, _) => None,
@@ -260,7 +261,7 @@ pub(super) fn train_stage(
         progress,
     };
     let (net, _log) = train::train(&job)?;
-    train::save_model(&net, &out.join("model.bpk"))?;
+    train::save_model(&net, &train::checkpoint_in(out))?;
     Ok(())
 }
 
@@ -298,7 +299,7 @@ pub(super) fn embed_stage(
 ) -> Result<(), ExperimentError> {
     let (c, net) = trained_network(root, cfg, train_dir)?;
     let prep = model::Preprocess::of(&cfg.model);
-    let mut summary = serde_json::Map::new();
+    let mut summary = artifacts::EmbedSummary::new();
     for &(name, n) in splits {
         let split = data.split(name);
         let images = inputs(data, features, name, n);
@@ -312,15 +313,15 @@ pub(super) fn embed_stage(
             .count();
         summary.insert(
             split.name.to_string(),
-            serde_json::json!({
-                "images": e.n,
-                "seconds_per_image": e.seconds_per_image,
-                "nearest_class_accuracy": correct as f64 / e.n.max(1) as f64,
-            }),
+            artifacts::EmbedSplitSummary {
+                images: e.n,
+                seconds_per_image: e.seconds_per_image,
+                nearest_class_accuracy: correct as f64 / e.n.max(1) as f64,
+            },
         );
-        embed::write(out, split.name.as_str(), &e)?;
+        artifacts::store_embedded(out, split.name, &e)?;
     }
-    store::write_json_atomic(&out.join("embed_summary.json"), &summary)?;
+    artifacts::store_embed_summary(out, &summary)?;
     Ok(())
 }
 
@@ -352,8 +353,6 @@ pub fn semantics_stage(root: &DataRoot, d: usize, out: &Path) -> Result<(), Expe
 }
 
 /// What the data stage writes into the run folder.
-pub(super) const DATA_OUTPUTS: &[&str] = &["dataset_summary.json", "class_counts.csv"];
-
 /// Validates the hierarchy and USF norms beside the loaded CIFAR-100, then writes
 /// `dataset_summary.json` and `class_counts.csv`.
 pub(super) fn data_stage(
@@ -366,9 +365,10 @@ pub(super) fn data_stage(
     let usf = UsfNorms::load(&root.usf_file())?;
     let used = [cfg.data.train_images(), cfg.data.test_images()];
     let summary = DataSummary::compute(cifar, used, &hierarchy, &usf);
-    store::write_json_atomic(&dir.join("dataset_summary.json"), &summary)?;
+    let layout = RunLayout::new(dir);
+    store::write_json_atomic(&layout.dataset_summary(), &summary)?;
     store::write_bytes_atomic(
-        &dir.join("class_counts.csv"),
+        &layout.class_counts(),
         class_counts_csv(cifar, used).as_bytes(),
     )?;
     Ok(())

@@ -4,6 +4,7 @@
 
 use super::lock::{self, LockState};
 use super::{ExperimentError, render};
+use crate::artifacts::{ExperimentLayout, RunLayout};
 use crate::store;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -59,7 +60,7 @@ pub struct RunStatus {
 /// The state of the run folder `dir`.
 pub fn run_state(dir: &Path) -> RunState {
     let lock = lock::state(dir);
-    let manifest = std::fs::read(dir.join("manifest.json"))
+    let manifest = std::fs::read(RunLayout::new(dir).manifest())
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
     let status = manifest
@@ -90,7 +91,7 @@ pub fn run_state(dir: &Path) -> RunState {
 /// Every run of the experiment folder `dir`, in sweep order: the runs `sweep.json` lists, or,
 /// for a single-run experiment, its run folders.
 pub fn experiment_status(dir: &Path) -> Result<Vec<RunStatus>, ExperimentError> {
-    let sweep = dir.join("sweep.json");
+    let sweep = ExperimentLayout::new(dir).sweep();
     let ids: Vec<(usize, String)> = if sweep.exists() {
         let entries: serde_json::Value = serde_json::from_slice(&store::read(&sweep)?)
             .map_err(|e| ExperimentError::unreadable(&sweep, e))?;
@@ -111,7 +112,7 @@ pub fn experiment_status(dir: &Path) -> Result<Vec<RunStatus>, ExperimentError> 
         let mut runs: Vec<String> = std::fs::read_dir(dir)
             .map_err(|e| ExperimentError::unreadable(dir, e))?
             .filter_map(|e| e.ok())
-            .filter(|e| e.path().join("manifest.json").exists())
+            .filter(|e| RunLayout::new(e.path()).manifest().exists())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         runs.sort();
@@ -128,7 +129,7 @@ pub fn experiment_status(dir: &Path) -> Result<Vec<RunStatus>, ExperimentError> 
         .into_iter()
         .map(|(index, id)| RunStatus {
             index,
-            state: run_state(&dir.join(&id)),
+            state: run_state(ExperimentLayout::new(dir).run(&id).dir()),
             id,
         })
         .collect())
@@ -180,7 +181,7 @@ pub struct Aggregated {
 pub fn aggregate(dir: &Path) -> Result<Aggregated, ExperimentError> {
     let runs = experiment_status(dir)?;
     let mut written = Vec::new();
-    let sweep = dir.join("sweep.json");
+    let sweep = ExperimentLayout::new(dir).sweep();
     if sweep.exists() {
         let mut entries: serde_json::Value = serde_json::from_slice(&store::read(&sweep)?)
             .map_err(|e| ExperimentError::unreadable(&sweep, e))?;
@@ -208,9 +209,9 @@ pub fn aggregate(dir: &Path) -> Result<Aggregated, ExperimentError> {
                 .join(", ")
         ));
     }
-    let md_path = dir.join("status.md");
+    let md_path = ExperimentLayout::new(dir).status_md();
     store::write_bytes_atomic(&md_path, md.as_bytes())?;
-    let json_path = dir.join("status.json");
+    let json_path = ExperimentLayout::new(dir).status_json();
     store::write_json_atomic(&json_path, &runs)?;
     written.extend([md_path, json_path]);
     if sweep.exists() && runs.iter().any(|r| r.state == RunState::Done) {

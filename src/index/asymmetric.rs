@@ -56,8 +56,8 @@ impl AsymmetricIndex {
 }
 
 impl SearchIndex for AsymmetricIndex {
-    fn name(&self) -> &'static str {
-        "asymmetric"
+    fn method(&self) -> super::Method {
+        super::Method::Asymmetric
     }
 
     fn len(&self) -> usize {

@@ -221,8 +221,8 @@ fn approx(level: Level, codes: &[i8], dp: usize, y: &[f32], out: &mut [f32]) {
 }
 
 impl SearchIndex for BoundedIndex {
-    fn name(&self) -> &'static str {
-        "exact_bounded"
+    fn method(&self) -> super::Method {
+        super::Method::ExactBounded
     }
 
     fn len(&self) -> usize {

@@ -207,8 +207,8 @@ impl ExactIndex {
 }
 
 impl SearchIndex for ExactIndex {
-    fn name(&self) -> &'static str {
-        "exact"
+    fn method(&self) -> super::Method {
+        super::Method::Exact
     }
 
     fn len(&self) -> usize {

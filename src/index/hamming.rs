@@ -26,8 +26,8 @@ impl HammingIndex {
 }
 
 impl SearchIndex for HammingIndex {
-    fn name(&self) -> &'static str {
-        "hamming"
+    fn method(&self) -> super::Method {
+        super::Method::Hamming
     }
 
     fn len(&self) -> usize {
@@ -210,7 +210,7 @@ pub(crate) mod tests {
                     MihIndex::planned(codes.clone(), 2 * k).unwrap(),
                 ] {
                     let by_mih = def.clone().with_mih(Arc::new(mih)).unwrap();
-                    assert_eq!(by_mih.name(), "mih_rerank");
+                    assert_eq!(by_mih.method(), crate::index::Method::MihRerank);
                     let mut via = Vec::new();
                     by_mih.search(&query, k, &mut s, &mut via).unwrap();
                     assert_eq!(via, out, "k={k} ex={ex:?}");

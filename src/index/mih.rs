@@ -693,8 +693,8 @@ impl MihIndex {
 }
 
 impl SearchIndex for MihIndex {
-    fn name(&self) -> &'static str {
-        "mih"
+    fn method(&self) -> super::Method {
+        super::Method::Mih
     }
 
     fn len(&self) -> usize {

@@ -14,19 +14,19 @@
 //! not in the database has no effect.
 
 pub mod asymmetric;
-pub mod bench;
 pub mod bounded;
 pub mod exact;
 pub mod hamming;
 pub mod kernels;
+mod method;
 pub mod mih;
 pub mod persist;
 pub mod rerank;
-pub mod scale;
 pub mod scan;
 mod storage;
 mod topk;
 
+pub use method::Method;
 use rayon::prelude::*;
 
 /// One search result: a database id and its score (similarity, or Hamming
@@ -134,7 +134,7 @@ pub enum IndexError {
     /// Two inputs that must describe the same items disagree.
     #[error("inputs disagree: {0}")]
     Mismatch(String),
-    /// An invalid index parameter or benchmark option.
+    /// An invalid index parameter.
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
     /// A persisted index file is malformed (bad magic, truncated, bad checksum, ...).
@@ -151,9 +151,6 @@ pub enum IndexError {
     /// An I/O error while saving, loading or reading input files.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
-    /// An input `.npy` file could not be parsed.
-    #[error("npy: {0}")]
-    Npy(#[from] crate::store::npy::NpyError),
 }
 
 /// Reusable per-thread buffers for [`SearchIndex::search`]; create one per
@@ -182,9 +179,8 @@ pub struct Scratch {
 
 /// A searchable index over a fixed database of `len()` items.
 pub trait SearchIndex: Send + Sync {
-    /// Method name: `"exact"`, `"exact_bounded"`, `"hamming"`, `"hamming_rerank"`, `"mih"` or
-    /// `"asymmetric"`.
-    fn name(&self) -> &'static str;
+    /// The method this index implements.
+    fn method(&self) -> Method;
     /// Number of database items.
     fn len(&self) -> usize;
     /// True when the index has no items (never, for successfully built indexes).
@@ -225,8 +221,8 @@ pub trait SearchIndex: Send + Sync {
 }
 
 impl<T: SearchIndex + ?Sized> SearchIndex for std::sync::Arc<T> {
-    fn name(&self) -> &'static str {
-        (**self).name()
+    fn method(&self) -> Method {
+        (**self).method()
     }
     fn len(&self) -> usize {
         (**self).len()

@@ -40,7 +40,7 @@ use super::mih::MihIndex;
 use super::rerank::{HammingRerankIndex, Shortlist};
 use super::scan::{Codes, words_for};
 use super::storage::Array;
-use super::{Hit, IndexError, Query, Scratch, SearchIndex};
+use super::{Hit, IndexError, Method, Query, Scratch, SearchIndex};
 
 /// File magic.
 pub const MAGIC: &[u8; 8] = b"HRNSIDX\0";
@@ -50,6 +50,29 @@ pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8 + 8 + 4 + 8;
 /// Sections start at multiples of this.
 const ALIGN: usize = 64;
+
+/// The kind number (header field 4) of each method that has a file form.
+const KINDS: [(Method, u32); 6] = [
+    (Method::Exact, 1),
+    (Method::Hamming, 2),
+    (Method::HammingRerank, 3),
+    (Method::Mih, 4),
+    (Method::Asymmetric, 5),
+    (Method::ExactBounded, 6),
+];
+
+/// The kind number of `method`; a method without a file form is stored as the index it
+/// answers like (MIH-shortlisted re-ranking as hash + re-rank).
+fn kind_of(method: Method) -> u32 {
+    let stored = match method {
+        Method::MihRerank => Method::HammingRerank,
+        m => m,
+    };
+    KINDS
+        .iter()
+        .find(|(m, _)| *m == stored)
+        .map_or(0, |&(_, k)| k)
+}
 
 /// Any index this module can persist; also usable directly as a [`SearchIndex`].
 #[derive(Debug, Clone)]
@@ -88,8 +111,8 @@ impl AnyIndex {
 }
 
 impl SearchIndex for AnyIndex {
-    fn name(&self) -> &'static str {
-        self.as_search().name()
+    fn method(&self) -> super::Method {
+        self.as_search().method()
     }
     fn len(&self) -> usize {
         self.as_search().len()
@@ -140,7 +163,7 @@ impl<W: Write> CrcWriter<W> {
     /// Writes the header and, if any, the codes section.
     fn start(
         inner: W,
-        kind: u32,
+        method: Method,
         n: usize,
         d: usize,
         codes: Option<&Codes>,
@@ -154,7 +177,7 @@ impl<W: Write> CrcWriter<W> {
         };
         cw.put(MAGIC)?;
         cw.put(&FORMAT_VERSION.to_le_bytes())?;
-        cw.put(&kind.to_le_bytes())?;
+        cw.put(&kind_of(method).to_le_bytes())?;
         cw.put(&(n as u64).to_le_bytes())?;
         cw.put(&(d as u64).to_le_bytes())?;
         cw.put(&(codes.map_or(0, |c| c.bits()) as u64).to_le_bytes())?;
@@ -211,22 +234,36 @@ fn shortlist_param(s: Shortlist) -> (u32, u64) {
 
 /// Writes `index` to `w` (see the module docs for the format).
 pub fn save<W: Write>(index: &AnyIndex, w: W) -> Result<(), IndexError> {
-    let (kind, codes, exact, (tag, param)): (u32, Option<&Codes>, Option<&ExactIndex>, (u32, u64)) =
-        match index {
-            AnyIndex::Exact(e) => (1, None, Some(e), (0, 0)),
-            AnyIndex::Bounded(b) => (6, None, Some(b.exact()), (0, 0)),
-            AnyIndex::Hamming(h) => (2, Some(&h.codes), None, (0, 0)),
-            AnyIndex::HammingRerank(r) => (
-                3,
-                Some(&r.codes),
-                Some(&r.exact),
-                shortlist_param(r.shortlist),
-            ),
-            AnyIndex::Mih(m) => (4, Some(&m.codes), None, (3, m.substrings() as u64)),
-            AnyIndex::Asymmetric(a) => (5, Some(&a.codes), None, shortlist_param(a.shortlist)),
-        };
+    let (method, codes, exact, (tag, param)): (
+        Method,
+        Option<&Codes>,
+        Option<&ExactIndex>,
+        (u32, u64),
+    ) = match index {
+        AnyIndex::Exact(e) => (Method::Exact, None, Some(e), (0, 0)),
+        AnyIndex::Bounded(b) => (Method::ExactBounded, None, Some(b.exact()), (0, 0)),
+        AnyIndex::Hamming(h) => (Method::Hamming, Some(&h.codes), None, (0, 0)),
+        AnyIndex::HammingRerank(r) => (
+            Method::HammingRerank,
+            Some(&r.codes),
+            Some(&r.exact),
+            shortlist_param(r.shortlist),
+        ),
+        AnyIndex::Mih(m) => (
+            Method::Mih,
+            Some(&m.codes),
+            None,
+            (3, m.substrings() as u64),
+        ),
+        AnyIndex::Asymmetric(a) => (
+            Method::Asymmetric,
+            Some(&a.codes),
+            None,
+            shortlist_param(a.shortlist),
+        ),
+    };
     let d = exact.map_or(0, |e| e.dim());
-    let mut cw = CrcWriter::start(w, kind, index.len(), d, codes, (tag, param))?;
+    let mut cw = CrcWriter::start(w, method, index.len(), d, codes, (tag, param))?;
     if let Some(e) = exact {
         for v in e.padded_rows() {
             cw.put(&v.to_le_bytes())?;
@@ -263,7 +300,14 @@ pub fn save_rerank_streamed<W: Write>(
         ));
     }
     let n = codes.len();
-    let mut cw = CrcWriter::start(w, 3, n, d, Some(codes), shortlist_param(shortlist))?;
+    let mut cw = CrcWriter::start(
+        w,
+        Method::HammingRerank,
+        n,
+        d,
+        Some(codes),
+        shortlist_param(shortlist),
+    )?;
     let (mut raw, mut unit) = (vec![0f32; d], vec![0f32; d]);
     for i in 0..n {
         row(i, &mut raw);
@@ -317,7 +361,7 @@ fn shortlist_from(tag: u32, param: u64) -> Result<Shortlist, IndexError> {
 /// The header fields.
 struct Header {
     version: u32,
-    kind: u32,
+    method: Method,
     n: usize,
     d: usize,
     bits: usize,
@@ -351,25 +395,26 @@ fn header(bytes: &[u8]) -> Result<Header, IndexError> {
     if bytes.len() < HEADER_LEN + 4 {
         return Err(truncated());
     }
+    let kind = u32_at(bytes, 12);
+    let method = KINDS
+        .iter()
+        .find(|&&(_, k)| k == kind)
+        .map(|&(m, _)| m)
+        .ok_or_else(|| IndexError::Corrupt(format!("unknown index kind {kind}")))?;
     let h = Header {
         version,
-        kind: u32_at(bytes, 12),
+        method,
         n: to_usize(u64_at(bytes, 16), "item count")?,
         d: to_usize(u64_at(bytes, 24), "dimension")?,
         bits: to_usize(u64_at(bytes, 32), "code length")?,
         tag: u32_at(bytes, 40),
         param: u64_at(bytes, 44),
     };
-    let (need_d, need_bits) = match h.kind {
-        1 | 6 => (true, false),
-        2 | 4 | 5 => (false, true),
-        3 => (true, true),
-        k => return Err(IndexError::Corrupt(format!("unknown index kind {k}"))),
-    };
+    let (need_d, need_bits) = (h.method.uses_embeddings(), h.method.uses_codes());
     if need_d != (h.d > 0) || need_bits != (h.bits > 0) || h.bits > super::scan::MAX_BITS {
         return Err(IndexError::Corrupt(format!(
-            "kind {} with dimension {} and code length {}",
-            h.kind, h.d, h.bits
+            "{} index with dimension {} and code length {}",
+            h.method, h.d, h.bits
         )));
     }
     Ok(h)
@@ -388,8 +433,8 @@ fn sections(h: &Header) -> Result<Sections, IndexError> {
             h.n.checked_mul(h.d)
                 .and_then(|v| if v1 { Some(v) } else { v.checked_add(LANES) })
         }),
-        (h.kind == 6 && !v1).then(|| h.n.checked_mul(padded(h.d))),
-        (h.kind == 6 && !v1).then(|| h.n.checked_mul(2)),
+        (h.method == Method::ExactBounded && !v1).then(|| h.n.checked_mul(padded(h.d))),
+        (h.method == Method::ExactBounded && !v1).then(|| h.n.checked_mul(2)),
     ];
     let sizes = [8, 4, 1, 4];
     let mut at = if v1 { HEADER_LEN } else { ALIGN };
@@ -501,18 +546,18 @@ fn assemble(
         None => None,
     };
     let (tag, param) = (h.tag, h.param);
-    Ok(match (h.kind, codes, exact) {
-        (1, None, Some(e)) => AnyIndex::Exact(e),
-        (6, None, Some(e)) => AnyIndex::Bounded(match (s[2], s[3]) {
+    Ok(match (h.method, codes, exact) {
+        (Method::Exact, None, Some(e)) => AnyIndex::Exact(e),
+        (Method::ExactBounded, None, Some(e)) => AnyIndex::Bounded(match (s[2], s[3]) {
             (Some(q), Some(b)) => BoundedIndex::from_parts(Arc::new(e), src.i8s(q)?, src.f32s(b)?)?,
             _ => BoundedIndex::new(Arc::new(e)),
         }),
-        (2, Some(c), None) => AnyIndex::Hamming(HammingIndex::new(c)),
-        (3, Some(c), Some(e)) => AnyIndex::HammingRerank(
+        (Method::Hamming, Some(c), None) => AnyIndex::Hamming(HammingIndex::new(c)),
+        (Method::HammingRerank, Some(c), Some(e)) => AnyIndex::HammingRerank(
             HammingRerankIndex::new(c, Arc::new(e), shortlist_from(tag, param)?)
                 .map_err(corrupt)?,
         ),
-        (4, Some(c), None) => {
+        (Method::Mih, Some(c), None) => {
             if tag != 3 {
                 return Err(IndexError::Corrupt(format!(
                     "MIH file has parameter tag {tag}"
@@ -524,7 +569,7 @@ fn assemble(
                 m => MihIndex::with_substrings(c, m).map_err(corrupt)?,
             })
         }
-        (5, Some(c), None) => AnyIndex::Asymmetric(
+        (Method::Asymmetric, Some(c), None) => AnyIndex::Asymmetric(
             AsymmetricIndex::new(c, shortlist_from(tag, param)?).map_err(corrupt)?,
         ),
         _ => return Err(IndexError::Corrupt("inconsistent index kind".into())),
@@ -600,11 +645,11 @@ mod tests {
             let file = tempfile::NamedTempFile::new().unwrap();
             std::fs::write(file.path(), &buf).unwrap();
             let loaded = load_from(std::fs::File::open(file.path()).unwrap()).unwrap();
-            assert_eq!(loaded.name(), index.name());
+            assert_eq!(loaded.method(), index.method());
             let (mut a1, mut a2) = (Vec::new(), Vec::new());
             index.search(&query, 10, &mut s, &mut a1).unwrap();
             loaded.search(&query, 10, &mut s, &mut a2).unwrap();
-            assert_eq!(a1, a2, "{}", index.name());
+            assert_eq!(a1, a2, "{}", index.method());
             assert_eq!(a1.len(), 10);
         }
     }
@@ -678,11 +723,11 @@ mod tests {
                     AnyIndex::Mih(m) => m.codes.is_mapped(),
                     AnyIndex::Asymmetric(a) => a.codes.is_mapped(),
                 };
-                assert!(in_place, "{} was copied", index.name());
+                assert!(in_place, "{} was copied", index.method());
                 let (mut a1, mut a2) = (Vec::new(), Vec::new());
                 index.search(&query, 10, &mut s, &mut a1).unwrap();
                 mapped.search(&query, 10, &mut s, &mut a2).unwrap();
-                assert_eq!(a1, a2, "{}", index.name());
+                assert_eq!(a1, a2, "{}", index.method());
             }
             // A flipped byte is caught when verifying; a cut file always.
             let mut bytes = std::fs::read(file.path()).unwrap();

@@ -99,11 +99,11 @@ impl HammingRerankIndex {
 }
 
 impl SearchIndex for HammingRerankIndex {
-    fn name(&self) -> &'static str {
+    fn method(&self) -> super::Method {
         if self.mih.is_some() {
-            "mih_rerank"
+            super::Method::MihRerank
         } else {
-            "hamming_rerank"
+            super::Method::HammingRerank
         }
     }
 

@@ -102,21 +102,17 @@ pub fn tick_label(v: f64, axis: XAxis, integral: bool) -> String {
 /// The colour of series `label` (the `i`-th): each retrieval method keeps one colour in every
 /// figure, other series take the palette in order.
 pub fn series_color(label: &str, i: usize) -> RGBAColor {
-    const METHODS: [&str; 9] = [
-        "exact",
-        "hamming_rerank",
-        "hamming",
-        "mih",
-        "asymmetric",
-        "iwan",
-        "iwan_db_labels",
-        "exact_bounded",
-        "mih_rerank",
-    ];
-    let slot = METHODS
-        .iter()
-        .position(|m| *m == label)
-        .unwrap_or(METHODS.len() + i);
+    /// The IWAN series, which take the slots after the index methods.
+    const IWAN: [&str; 2] = ["iwan", "iwan_db_labels"];
+    let methods = crate::index::Method::ALL;
+    let slot = crate::index::Method::parse(label)
+        .and_then(|m| methods.iter().position(|x| *x == m))
+        .or_else(|| {
+            IWAN.iter()
+                .position(|w| *w == label)
+                .map(|p| methods.len() + p)
+        })
+        .unwrap_or(methods.len() + IWAN.len() + i);
     Palette99::pick(slot).to_rgba()
 }
 

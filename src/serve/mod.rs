@@ -20,8 +20,8 @@
 //!
 //! Bad parameters get 400, unknown ids or methods 404, both with `{"error": "..."}`.
 
-use crate::artifacts::{self, StoredEmbedding};
-use crate::config::{self, IwanScore, WordModel};
+use crate::artifacts::{self, RunLayout, StoredEmbedding};
+use crate::config::{IwanScore, WordModel};
 use crate::data::DataRoot;
 use crate::data::cifar::{Cifar100, SplitName};
 use crate::embed::{Embedded, Embedder};
@@ -83,13 +83,14 @@ struct ServedIwan {
 impl Served {
     /// Loads the run in `dir`.
     pub fn load(dir: &Path, data_root: Option<&Path>) -> Result<Self, ExperimentError> {
-        if !dir.join("manifest.json").exists() {
+        let layout = RunLayout::new(dir);
+        if !layout.is_run() {
             return Err(ExperimentError::artifact(
                 dir,
                 "not a run folder (no manifest.json); pass a folder that `harness run` printed",
             ));
         }
-        let cfg = config::Loaded::from_path(&dir.join("config.resolved.yaml"))?.config;
+        let cfg = layout.config()?;
         let root = DataRoot::resolve(data_root, cfg.data.root.as_deref())?;
         // One EfficientNet-Lite0 serves the frozen encoder and the ImageNet word model: both
         // use the config's own weights.
@@ -112,18 +113,16 @@ impl Served {
             (Cifar100::load(&root, false)?, None)
         };
         let (_, sim) = artifacts::class_similarity(&root)?;
-        let queries = artifacts::load_embedded(&dir.join("embed"), SplitName::Test)?;
+        let queries = artifacts::load_embedded(&layout.embed(), SplitName::Test)?;
         let mut methods = Vec::new();
         for method in &cfg.index.methods {
-            let path = dir
-                .join("indices")
-                .join(format!("{}-test.idx", method.as_str()));
+            let path = layout.index_file(*method, SplitName::Test);
             // Mapped, not read: the index is searched in the file (checksum verified first).
             let index = persist::load_mapped(&path, true)
                 .map_err(|e| ExperimentError::unreadable(&path, e))?;
             methods.push((method.as_str().to_string(), index));
         }
-        let metrics_path = dir.join("metrics.csv");
+        let metrics_path = layout.metrics();
         let metrics = read_metrics(&metrics_path)
             .map_err(|e| ExperimentError::unreadable(&metrics_path, e))?;
         let mut class_counts = vec![0usize; sim.n()];

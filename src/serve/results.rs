@@ -12,6 +12,7 @@
 //! protocol. `GET /run/<path>/...` — the run's own page and API (see [`super`]).
 
 use super::{ApiError, Served, router};
+use crate::artifacts::RunLayout;
 use crate::experiment::ExperimentError;
 use crate::experiment::compare::HEADLINE;
 use crate::experiment::manifest::Manifest;
@@ -101,7 +102,7 @@ impl Results {
 }
 
 fn find_runs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    if dir.join("manifest.json").is_file() && dir.join("metrics.csv").is_file() {
+    if RunLayout::new(dir).has_metrics() {
         out.push(dir.to_path_buf());
         return;
     }
@@ -123,10 +124,11 @@ fn find_runs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
 
 /// A run's row: what its manifest says and its headline metrics.
 fn summarize(dir: &Path, rel: &str) -> Result<Value, ExperimentError> {
-    let path = dir.join("manifest.json");
+    let run = RunLayout::new(dir);
+    let path = run.manifest();
     let manifest: Manifest = serde_json::from_slice(&crate::store::read(&path)?)
         .map_err(|e| ExperimentError::unreadable(&path, e))?;
-    let metrics_path = dir.join("metrics.csv");
+    let metrics_path = run.metrics();
     let metrics =
         read_metrics(&metrics_path).map_err(|e| ExperimentError::unreadable(&metrics_path, e))?;
     let headline: Vec<Value> = metrics

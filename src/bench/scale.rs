@@ -1,6 +1,6 @@
 //! `harness bench scale`: query time, throughput, recall against exact search, memory and
 //! bytes per image against database size, on databases made from a run's real outputs
-//! ([`crate::index::scale`]), with FAISS's counterparts measured in the same run.
+//! ([`super::made`]), with FAISS's counterparts measured in the same run.
 //!
 //! For each size `N` it writes one memory-mapped index file (codes and normalised rows), then
 //! runs each method in its own `harness bench search --index` process, so that each method's
@@ -10,29 +10,69 @@
 //! `scripts/faiss_scale.py` then searches the same file with FAISS. After each size the table
 //! and the figure are rewritten atomically; `scale.json` says which sizes are done.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
+use super::BenchError;
+use super::made::{RealModelData, SplitOutputs, WithinClass, recall_at_k, within_class};
 use crate::artifacts;
 use crate::config::FigureFormat;
 use crate::data::DataRoot;
 use crate::data::cifar::{Cifar100, SplitName};
+use crate::index::Method;
 use crate::index::persist;
 use crate::index::rerank::Shortlist;
-use crate::index::scale::{RealModelData, SplitOutputs, WithinClass, recall_at_k, within_class};
 use crate::report::figures::{Corner, Figure, LineChart, Series, XAxis};
+use crate::store::frame::{Frame, TableFormat, Values};
 use crate::store::{self, npy};
 
-use super::args::BenchScaleArgs;
+type Result<T> = std::result::Result<T, BenchError>;
+
+/// What `harness bench scale` measures, and where it writes.
+#[derive(Debug, Clone)]
+pub struct ScaleOptions {
+    /// The finished run folder whose embed outputs make the databases.
+    pub run: PathBuf,
+    /// Database sizes.
+    pub sizes: Vec<usize>,
+    /// Methods to measure; `exact` is always measured first (recall is against it).
+    pub methods: Vec<Method>,
+    /// Neighbours per query.
+    pub k: usize,
+    /// Queries in the batch run.
+    pub queries: usize,
+    /// Queries timed one by one.
+    pub single_queries: usize,
+    /// Threads of the batch run.
+    pub threads: usize,
+    /// Shortlist factor of the re-rankers.
+    pub shortlist: f64,
+    /// Seed of the made rows.
+    pub seed: u64,
+    /// Output folder (default `<run>/scale`).
+    pub out: Option<PathBuf>,
+    /// Keep each size's index file.
+    pub keep_data: bool,
+    /// A Python with FAISS, to run the peer script.
+    pub faiss_python: Option<PathBuf>,
+    /// The FAISS peer script.
+    pub faiss_script: PathBuf,
+    /// Only re-render the table and figure from `scale.json`.
+    pub replot: bool,
+}
+
+fn option(what: impl Into<String>) -> BenchError {
+    BenchError::Option(what.into())
+}
 
 /// The FAISS index types the peer script measures (see `scripts/faiss_scale.py`).
 const FAISS_TYPES: [&str; 3] = ["IndexFlatIP", "IndexBinaryFlat", "IndexBinaryFlat+rerank"];
 
-/// One measured point: a method (ours or FAISS's) at one size.
+/// One measured point: a method (ours or FAISS's) at one size. Times are summarised by the
+/// harness's one quantile rule; the FAISS script uses the same (NumPy's default, linear).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScalePoint {
     /// `harness` or `faiss`.
@@ -119,55 +159,54 @@ fn label(n: usize) -> String {
 }
 
 /// Runs the benchmark (see the module docs).
-pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
+/// Runs the benchmark (see the module docs); returns the output folder.
+pub fn run(a: &ScaleOptions, data_root: Option<&Path>) -> Result<PathBuf> {
+    let layout = artifacts::RunLayout::new(&a.run);
+    let out = a.out.clone().unwrap_or_else(|| layout.scale());
     if a.replot {
-        let out = a.out.clone().unwrap_or_else(|| a.run.join("scale"));
         let path = out.join("scale.json");
-        let measured: Measured = serde_json::from_slice(&store::read(&path)?)
-            .with_context(|| format!("{} is not a bench scale summary", path.display()))?;
+        let measured: Measured =
+            serde_json::from_slice(&store::read(&path)?).map_err(|e| BenchError::Peer {
+                what: path.display().to_string(),
+                detail: format!("not a bench scale summary: {e}"),
+            })?;
         write_outputs(&out, &measured)?;
-        println!("results: {}", out.display());
-        return Ok(());
+        return Ok(out);
     }
-    ensure!(!a.sizes.is_empty(), "--sizes needs at least one size");
-    ensure!(a.k >= 1 && a.queries >= 1, "--k and --queries must be >= 1");
+    if a.sizes.is_empty() {
+        return Err(option("--sizes needs at least one size"));
+    }
+    if a.k == 0 || a.queries == 0 {
+        return Err(option("--k and --queries must be >= 1"));
+    }
     let mut sizes = a.sizes.clone();
     sizes.sort_unstable();
     sizes.dedup();
-    ensure!(
-        a.queries <= sizes[0],
-        "--queries {} is more than the smallest size {}",
-        a.queries,
-        sizes[0]
-    );
+    if a.queries > sizes[0] {
+        return Err(option(format!(
+            "--queries {} is more than the smallest size {}",
+            a.queries, sizes[0]
+        )));
+    }
     let mut methods = a.methods.clone();
     // Recall is measured against exact search, so it runs first at every size.
-    methods.retain(|m| m != "exact");
-    methods.insert(0, "exact".into());
-    for m in &methods {
-        ensure!(
-            crate::index::bench::METHODS.contains(&m.as_str()),
-            "unknown method `{m}` (known: {})",
-            crate::index::bench::METHODS.join(", ")
-        );
-    }
+    methods.retain(|m| *m != Method::Exact);
+    methods.insert(0, Method::Exact);
     Shortlist::Factor(a.shortlist).validate()?;
 
-    let run_dir = &a.run;
-    let cfg = crate::config::Loaded::from_path(&run_dir.join("config.resolved.yaml"))
-        .with_context(|| format!("{} is not a finished run folder", run_dir.display()))?
-        .config;
+    let cfg = layout.config()?;
     let root = DataRoot::resolve(data_root, cfg.data.root.as_deref())?;
     let cifar = Cifar100::load(&root, false)?;
     let split = |name: SplitName| -> Result<(SplitOutputs, usize, usize)> {
-        let e = artifacts::load_embedded(&run_dir.join("embed"), name)?;
+        let e = artifacts::load_embedded(&layout.embed(), name)?;
         let labels = &cifar.split(name).fine;
         let n = e.embeddings.len() / e.d.max(1);
-        ensure!(
-            n <= labels.len(),
-            "{name}: {n} embedded images but {} labels",
-            labels.len()
-        );
+        if n > labels.len() {
+            return Err(option(format!(
+                "{name}: {n} embedded images but {} labels",
+                labels.len()
+            )));
+        }
         Ok((
             SplitOutputs {
                 activations: e.activations,
@@ -179,28 +218,28 @@ pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
         ))
     };
     let (test, h, d) = split(SplitName::Test)?;
-    let train = if run_dir.join("embed/embeddings/train.npy").exists() {
+    let train = if layout.has_embeddings(SplitName::Train) {
         Some(split(SplitName::Train)?.0)
     } else {
         eprintln!(
             "note: {} has no training-split embeddings (no train_db protocol); the made rows \
              mix test images",
-            run_dir.display()
+            a.run.display()
         );
         None
     };
-    ensure!(
-        a.queries <= test.labels.len(),
-        "--queries {} is more than the run's {} test images",
-        a.queries,
-        test.labels.len()
-    );
+    if a.queries > test.labels.len() {
+        return Err(option(format!(
+            "--queries {} is more than the run's {} test images",
+            a.queries,
+            test.labels.len()
+        )));
+    }
 
-    let out = a.out.clone().unwrap_or_else(|| run_dir.join("scale"));
     let single = a.single_queries.min(a.queries);
     let mut measured = Measured {
         settings: Settings {
-            run: run_dir.display().to_string(),
+            run: a.run.display().to_string(),
             k: a.k,
             queries: a.queries,
             single_queries: single,
@@ -215,13 +254,14 @@ pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
         points: Vec::new(),
     };
     let data_dir = out.join("data");
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let acts_path = data_dir.join("queries-activations.npy");
     store::write_atomic(&acts_path, |w| {
         npy::write_f32(w, a.queries, h, &test.activations[..a.queries * h])
     })?;
-    let exe = std::env::current_exe().context("cannot find the harness binary")?;
+    let exe = std::env::current_exe().map_err(|e| BenchError::Peer {
+        what: "harness bench search".into(),
+        detail: format!("cannot find the harness binary: {e}"),
+    })?;
 
     for &n in &sizes {
         let t = Instant::now();
@@ -256,7 +296,7 @@ pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
                 .arg(&index_path)
                 .arg("--activations")
                 .arg(&acts_path)
-                .args(["--methods", m])
+                .args(["--methods", m.as_str()])
                 .args(["--k", &a.k.to_string()])
                 .args(["--queries", &a.queries.to_string()])
                 .args(["--single-queries", &single.to_string()])
@@ -267,7 +307,7 @@ pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
             // The file was just written and checksummed by this process.
             cmd.arg("--no-verify");
             let rec = child_record(cmd, &format!("{m} at N={}", label(n)))?;
-            let ids = read_ids(&dump, m)?;
+            let ids = read_ids(&dump, m.as_str())?;
             let recall = match &exact_ids {
                 None => {
                     exact_ids = Some(ids);
@@ -304,14 +344,15 @@ pub fn run(a: &BenchScaleArgs, data_root: Option<&Path>) -> Result<()> {
             }
         }
         if !a.keep_data {
-            std::fs::remove_file(&index_path)
-                .with_context(|| format!("cannot remove {}", index_path.display()))?;
+            std::fs::remove_file(&index_path).map_err(|source| store::StoreError::Write {
+                path: index_path.clone(),
+                source,
+            })?;
         }
         measured.sizes_done.push(n);
         write_outputs(&out, &measured)?;
     }
-    println!("results: {}", out.display());
-    Ok(())
+    Ok(out)
 }
 
 fn point(engine: &str, n: usize, r: ChildRecord, recall: Option<f64>) -> ScalePoint {
@@ -348,36 +389,43 @@ fn describe(p: &ScalePoint) -> String {
 
 /// Runs `cmd` and parses every JSON line of its standard output.
 fn child_records(mut cmd: Command, what: &str) -> Result<Vec<ChildRecord>> {
+    let peer = |detail: String| BenchError::Peer {
+        what: what.to_string(),
+        detail,
+    };
     let out = cmd
         .stderr(std::process::Stdio::inherit())
         .output()
-        .with_context(|| format!("{what}: cannot start {:?}", cmd.get_program()))?;
+        .map_err(|e| peer(format!("cannot start {:?}: {e}", cmd.get_program())))?;
     if !out.status.success() {
-        bail!("{what}: {:?} failed ({})", cmd.get_program(), out.status);
+        return Err(peer(format!(
+            "{:?} failed ({})",
+            cmd.get_program(),
+            out.status
+        )));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .filter(|l| l.trim_start().starts_with('{'))
-        .map(|l| {
-            serde_json::from_str(l).with_context(|| format!("{what}: unexpected record `{l}`"))
-        })
+        .map(|l| serde_json::from_str(l).map_err(|e| peer(format!("unexpected record `{l}`: {e}"))))
         .collect()
 }
 
 fn child_record(cmd: Command, what: &str) -> Result<ChildRecord> {
     let mut records = child_records(cmd, what)?;
-    ensure!(
-        records.len() == 1,
-        "{what}: expected one record, got {}",
-        records.len()
-    );
+    if records.len() != 1 {
+        return Err(BenchError::Peer {
+            what: what.to_string(),
+            detail: format!("expected one record, got {}", records.len()),
+        });
+    }
     Ok(records.remove(0))
 }
 
 fn read_ids(dir: &Path, method: &str) -> Result<Vec<u64>> {
     let path = dir.join(format!("{method}_ids.npy"));
-    let (_, _, ids) = npy::read_u64(&store::read(&path)?)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let (_, _, ids) =
+        npy::read_u64(&store::read(&path)?).map_err(|source| BenchError::Npy { path, source })?;
     Ok(ids)
 }
 
@@ -385,60 +433,50 @@ fn read_ids(dir: &Path, method: &str) -> Result<Vec<u64>> {
 fn write_outputs(out: &Path, measured: &Measured) -> Result<()> {
     let (a, points) = (&measured.settings, &measured.points);
     let (sizes, done) = (&measured.sizes_planned, &measured.sizes_done);
-    let opt = |v: Option<f64>, digits: usize| v.map_or(String::new(), |v| format!("{v:.digits$}"));
-    let mut csv = String::from(
-        "engine,method,n,median_ms,p95_ms,qps,recall,bytes_per_item,peak_rss_mb,anon_rss_mb,build_s,params\n",
-    );
-    let mut md = format!(
-        "Sizes done: {} of {}. k = {}, {} queries ({} timed one by one), {} thread(s).\n\n\
-         | engine | method | N | median ms | p95 ms | queries/s | recall@{} | B/image | peak RSS MB | anon RSS MB |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        done.iter()
-            .map(|&n| label(n))
-            .collect::<Vec<_>>()
-            .join(", "),
-        sizes
-            .iter()
-            .map(|&n| label(n))
-            .collect::<Vec<_>>()
-            .join(", "),
+    let labels = |ns: &[usize]| ns.iter().map(|&n| label(n)).collect::<Vec<_>>().join(", ");
+    // Fixed decimals, so a table re-rendered from `scale.json` (`--replot`) is byte-identical.
+    let fixed = |v: f64, digits: i32| (v * 10f64.powi(digits)).round() / 10f64.powi(digits);
+    let f64s = |f: fn(&ScalePoint) -> f64, digits: i32| {
+        Values::F64(points.iter().map(|p| Some(fixed(f(p), digits))).collect())
+    };
+    let opts = |f: fn(&ScalePoint) -> Option<f64>, digits: i32| {
+        Values::F64(
+            points
+                .iter()
+                .map(|p| f(p).map(|v| fixed(v, digits)))
+                .collect(),
+        )
+    };
+    let strs = |f: fn(&ScalePoint) -> String| Values::Str(points.iter().map(f).collect());
+    let table = Frame::new()
+        .with("engine", strs(|p| p.engine.clone()))
+        .with("method", strs(|p| p.method.clone()))
+        .with(
+            "n",
+            Values::U32(points.iter().map(|p| u32::try_from(p.n).ok()).collect()),
+        )
+        .with("median_ms", f64s(|p| p.median_ms, 6))
+        .with("p95_ms", f64s(|p| p.p95_ms, 6))
+        .with("qps", f64s(|p| p.qps, 3))
+        .with("recall", opts(|p| p.recall, 4))
+        .with("bytes_per_item", f64s(|p| p.bytes_per_item, 1))
+        .with("peak_rss_mb", opts(|p| p.peak_rss_mb, 1))
+        .with("anon_rss_mb", opts(|p| p.anon_rss_mb, 1))
+        .with("build_s", f64s(|p| p.build_s, 3))
+        .with("params", strs(|p| p.params.clone()));
+    table.write(out, "scale", &[TableFormat::Csv])?;
+    let md = format!(
+        "Sizes done: {} of {}. k = {}, {} queries ({} timed one by one), {} thread(s); recall is \
+         recall@{} against exact search; times in ms, memory in MB.\n\n{}",
+        labels(done),
+        labels(sizes),
         a.k,
         a.queries,
         a.single_queries,
         a.threads,
         a.k,
+        table.markdown(4),
     );
-    for p in points {
-        csv.push_str(&format!(
-            "{},{},{},{:.6},{:.6},{:.3},{},{:.1},{},{},{:.3},\"{}\"\n",
-            p.engine,
-            p.method,
-            p.n,
-            p.median_ms,
-            p.p95_ms,
-            p.qps,
-            opt(p.recall, 4),
-            p.bytes_per_item,
-            opt(p.peak_rss_mb, 1),
-            opt(p.anon_rss_mb, 1),
-            p.build_s,
-            p.params.replace('"', "'"),
-        ));
-        md.push_str(&format!(
-            "| {} | {} | {} | {:.3} | {:.3} | {:.1} | {} | {:.0} | {} | {} |\n",
-            p.engine,
-            p.method,
-            label(p.n),
-            p.median_ms,
-            p.p95_ms,
-            p.qps,
-            opt(p.recall, 4),
-            p.bytes_per_item,
-            opt(p.peak_rss_mb, 0),
-            opt(p.anon_rss_mb, 0),
-        ));
-    }
-    store::write_bytes_atomic(&out.join("scale.csv"), csv.as_bytes())?;
     store::write_bytes_atomic(&out.join("scale.md"), md.as_bytes())?;
     store::write_json_atomic(
         &out.join("scale.json"),

@@ -23,8 +23,9 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::IndexError;
-use super::scan::{Codes, hamming, pack_into, words_for};
+use super::BenchError;
+use crate::index::IndexError;
+use crate::index::scan::{Codes, hamming, pack_into, words_for};
 
 /// One split of a run's embed outputs, row-major.
 #[derive(Debug, Clone)]
@@ -76,12 +77,12 @@ impl<'a> RealModelData<'a> {
         d: usize,
         n: usize,
         seed: u64,
-    ) -> Result<Self, IndexError> {
+    ) -> Result<Self, BenchError> {
         let real_train = train.is_some();
         let train = train.unwrap_or(test);
         for (name, s) in [("test", test), ("train", train)] {
             if s.activations.len() != s.len() * h || s.embeddings.len() != s.len() * d {
-                return Err(IndexError::Mismatch(format!(
+                return Err(BenchError::Option(format!(
                     "{name}: {} labels, {} activations ({h} each), {} embedding values ({d} each)",
                     s.len(),
                     s.activations.len(),
@@ -90,7 +91,7 @@ impl<'a> RealModelData<'a> {
             }
         }
         if train.len() == 0 || h == 0 || d == 0 {
-            return Err(IndexError::InvalidParameter(
+            return Err(BenchError::Option(
                 "real-model data needs training images, h >= 1 and d >= 1".into(),
             ));
         }

@@ -6,7 +6,8 @@
 //!   so each query finds itself, as a FAISS run over the same files does).
 //! * Single-query latency: `min(10, Q)` warm-up queries, then each of the
 //!   first `single_queries` queries timed on its own on the calling thread;
-//!   median and p95 (nearest rank) in seconds.
+//!   median and p95 in seconds, by the harness's one quantile rule
+//!   ([`crate::eval::stats::summarize`]).
 //! * Throughput: the `Q` queries as one [`search_batch`] on a pool of
 //!   `threads` threads, repeated up to 3 times (fewer if a run takes over a
 //!   second); `qps = Q / best time`.
@@ -25,34 +26,25 @@
 //!   with probability 0.1 (semantic hashes cluster by class). `Random` draws
 //!   every code bit uniformly.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::asymmetric::AsymmetricIndex;
-use super::bounded::BoundedIndex;
-use super::exact::ExactIndex;
-use super::hamming::HammingIndex;
-use super::mih::MihIndex;
-use super::persist::AnyIndex;
-use super::rerank::{HammingRerankIndex, Shortlist};
-use super::scan::{Codes, words_for};
-use super::{Hit, IndexError, Query, Scratch, SearchIndex, search_batch};
-use crate::store::npy;
-
-/// All method names, in the order they are run.
-pub const METHODS: [&str; 7] = [
-    "exact",
-    "exact_bounded",
-    "hamming",
-    "hamming_rerank",
-    "mih",
-    "mih_rerank",
-    "asymmetric",
-];
+use super::{BenchError, memory_usage};
+use crate::eval::stats::summarize;
+use crate::index::asymmetric::AsymmetricIndex;
+use crate::index::bounded::BoundedIndex;
+use crate::index::exact::ExactIndex;
+use crate::index::hamming::HammingIndex;
+use crate::index::mih::MihIndex;
+use crate::index::persist::{self, AnyIndex};
+use crate::index::rerank::{HammingRerankIndex, Shortlist};
+use crate::index::scan::{self, Codes, words_for};
+use crate::index::{Hit, IndexError, Method, Query, Scratch, SearchIndex, search_batch};
+use crate::store::{self, npy};
 
 /// How synthetic codes are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,8 +92,8 @@ pub struct BenchOptions {
     pub threads: usize,
     /// `--seed S`: seed for synthetic data and activations (default 0).
     pub seed: u64,
-    /// `--methods a,b,c`: subset of [`METHODS`]; empty = all the data allows.
-    pub methods: Vec<String>,
+    /// `--methods a,b,c`: the methods to run; empty = all the data allows.
+    pub methods: Vec<Method>,
     /// `--code-dist clustered|random`: synthetic code distribution.
     pub code_dist: SyntheticCodes,
     /// `--single-queries S`: how many queries to time one by one (default `Q`).
@@ -151,8 +143,8 @@ impl Default for BenchOptions {
 /// One result line of the benchmark (serialised as a JSON object).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchRecord {
-    /// Method name.
-    pub method: String,
+    /// The method.
+    pub method: Method,
     /// Database size.
     pub n: usize,
     /// Embedding dimension, for methods that use embeddings.
@@ -191,19 +183,6 @@ pub struct BenchRecord {
     pub mapped: bool,
 }
 
-/// `(VmHWM, RssAnon, RssFile)` of this process in bytes, from `/proc/self/status`.
-pub fn memory_usage() -> Option<(u64, u64, u64)> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    };
-    Some((field("VmHWM:")?, field("RssAnon:")?, field("RssFile:")?))
-}
-
 /// The loaded or generated benchmark data.
 struct Data {
     n: usize,
@@ -214,10 +193,10 @@ struct Data {
     codes: Option<Arc<Codes>>,
 }
 
-fn load_data(opts: &BenchOptions) -> Result<Data, IndexError> {
+fn load_data(opts: &BenchOptions) -> Result<Data, BenchError> {
     if let Some(n) = opts.synthetic {
         if opts.embeddings.is_some() || opts.codes.is_some() {
-            return Err(IndexError::InvalidParameter(
+            return Err(BenchError::Option(
                 "--synthetic cannot be combined with --embeddings/--codes".into(),
             ));
         }
@@ -225,11 +204,11 @@ fn load_data(opts: &BenchOptions) -> Result<Data, IndexError> {
     }
     if let Some(p) = &opts.index {
         if opts.embeddings.is_some() || opts.codes.is_some() {
-            return Err(IndexError::InvalidParameter(
+            return Err(BenchError::Option(
                 "--index cannot be combined with --embeddings/--codes".into(),
             ));
         }
-        let (codes, exact) = match super::persist::load_mapped(p, opts.verify)? {
+        let (codes, exact) = match persist::load_mapped(p, opts.verify)? {
             AnyIndex::Exact(e) => (None, Some(Arc::new(e))),
             AnyIndex::Bounded(b) => (None, Some(Arc::new(b.exact().clone()))),
             AnyIndex::HammingRerank(r) => (Some(r.codes), Some(r.exact)),
@@ -252,17 +231,17 @@ fn load_data(opts: &BenchOptions) -> Result<Data, IndexError> {
     let mut embeddings = None;
     let mut dim = 0;
     if let Some(p) = &opts.embeddings {
-        let (rows, cols, data) = npy::read_f32(&std::fs::read(p)?)?;
+        let (rows, cols, data) = read_npy(p, npy::read_f32)?;
         n = Some(rows);
         dim = cols;
         embeddings = Some(data);
     }
     let mut codes = None;
     if let Some(p) = &opts.codes {
-        let (rows, cols, data) = npy::read_u64(&std::fs::read(p)?)?;
+        let (rows, cols, data) = read_npy(p, npy::read_u64)?;
         let bits = if opts.bits == 0 { cols * 64 } else { opts.bits };
         if words_for(bits) != cols {
-            return Err(IndexError::Mismatch(format!(
+            return Err(BenchError::Option(format!(
                 "{bits}-bit codes need {} u64 columns, the codes file has {cols}",
                 words_for(bits)
             )));
@@ -270,7 +249,7 @@ fn load_data(opts: &BenchOptions) -> Result<Data, IndexError> {
         if let Some(n) = n
             && n != rows
         {
-            return Err(IndexError::Mismatch(format!(
+            return Err(BenchError::Option(format!(
                 "{n} embeddings but {rows} codes"
             )));
         }
@@ -278,7 +257,7 @@ fn load_data(opts: &BenchOptions) -> Result<Data, IndexError> {
         codes = Some(Arc::new(Codes::new(rows, bits, data)?));
     }
     let n = n.ok_or_else(|| {
-        IndexError::InvalidParameter("give --embeddings and/or --codes, or --synthetic N".into())
+        BenchError::Option("give --embeddings and/or --codes, or --synthetic N".into())
     })?;
     Ok(Data {
         n,
@@ -290,14 +269,14 @@ fn load_data(opts: &BenchOptions) -> Result<Data, IndexError> {
 }
 
 /// Seeded synthetic data (see the module docs).
-fn synthetic(n: usize, opts: &BenchOptions) -> Result<Data, IndexError> {
+fn synthetic(n: usize, opts: &BenchOptions) -> Result<Data, BenchError> {
     const CLUSTERS: usize = 100;
     let (d, bits) = (opts.dim, opts.bits);
     if d == 0 {
-        return Err(IndexError::InvalidParameter("--dim must be >= 1".into()));
+        return Err(BenchError::Option("--dim must be >= 1".into()));
     }
-    if bits == 0 || bits > super::scan::MAX_BITS {
-        return Err(IndexError::InvalidBits(bits));
+    if bits == 0 || bits > scan::MAX_BITS {
+        return Err(IndexError::InvalidBits(bits).into());
     }
     let w = words_for(bits);
     let mut rng = StdRng::seed_from_u64(opts.seed);
@@ -309,7 +288,7 @@ fn synthetic(n: usize, opts: &BenchOptions) -> Result<Data, IndexError> {
         let bitsv: Vec<f32> = (0..bits)
             .map(|_| if rng.random_bool(0.5) { 1.0 } else { 0.0 })
             .collect();
-        super::scan::pack_into(&bitsv, &mut centre_codes[c * w..(c + 1) * w]);
+        scan::pack_into(&bitsv, &mut centre_codes[c * w..(c + 1) * w]);
     }
     let mut emb = Vec::with_capacity(n * d);
     let mut words = vec![0u64; n * w];
@@ -350,34 +329,18 @@ fn synthetic(n: usize, opts: &BenchOptions) -> Result<Data, IndexError> {
     })
 }
 
-fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// Runs the benchmark; see the module docs for the method.
-pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
+pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, BenchError> {
     if opts.k == 0 {
-        return Err(IndexError::ZeroK);
+        return Err(IndexError::ZeroK.into());
     }
     if opts.queries == 0 || opts.threads == 0 {
-        return Err(IndexError::InvalidParameter(
+        return Err(BenchError::Option(
             "--queries and --threads must be >= 1".into(),
         ));
     }
     let shortlist = Shortlist::Factor(opts.shortlist);
     shortlist.validate()?;
-    for m in &opts.methods {
-        if !METHODS.contains(&m.as_str()) {
-            return Err(IndexError::InvalidParameter(format!(
-                "unknown method '{m}' (known: {})",
-                METHODS.join(", ")
-            )));
-        }
-    }
     let data = load_data(opts)?;
     let (n, d) = (data.n, data.dim);
     let nq = opts.queries.min(n);
@@ -385,14 +348,14 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()
-        .map_err(|e| IndexError::InvalidParameter(format!("thread pool: {e}")))?;
+        .map_err(|e| BenchError::Option(format!("thread pool: {e}")))?;
 
     // Query activations for the asymmetric method: from `--activations`, else derived.
     let acts: Vec<f32> = match (&data.codes, &opts.activations) {
         (Some(c), Some(p)) => {
-            let (rows, cols, a) = npy::read_f32(&std::fs::read(p)?)?;
+            let (rows, cols, a) = read_npy(p, npy::read_f32)?;
             if cols != c.bits() || rows < nq {
-                return Err(IndexError::Mismatch(format!(
+                return Err(BenchError::Option(format!(
                     "{}: {rows} x {cols} activations, but {nq} queries of {} bits",
                     p.display(),
                     c.bits()
@@ -433,23 +396,17 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
         })
         .collect();
 
-    let wanted: Vec<&str> = if opts.methods.is_empty() {
-        METHODS
-            .iter()
-            .copied()
-            .filter(|m| match *m {
-                "exact" | "exact_bounded" => has_embeddings,
-                "hamming_rerank" | "mih_rerank" => has_embeddings && data.codes.is_some(),
-                _ => data.codes.is_some(),
-            })
-            .collect()
-    } else {
-        METHODS
-            .iter()
-            .copied()
-            .filter(|m| opts.methods.iter().any(|x| x == m))
-            .collect()
-    };
+    let wanted: Vec<Method> = Method::ALL
+        .into_iter()
+        .filter(|m| {
+            if opts.methods.is_empty() {
+                (!m.uses_embeddings() || has_embeddings)
+                    && (!m.uses_codes() || data.codes.is_some())
+            } else {
+                opts.methods.contains(m)
+            }
+        })
+        .collect();
 
     let mut exact_cache: Option<(Arc<ExactIndex>, f64)> = data.exact.clone().map(|e| (e, 0.0));
     let mut get_exact = |emb: Option<&Vec<f32>>| -> Result<(Arc<ExactIndex>, f64), IndexError> {
@@ -475,23 +432,23 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
     for method in wanted {
         let t = Instant::now();
         let (index, build_s, params): (Box<dyn SearchIndex>, f64, String) = match method {
-            "exact" => {
+            Method::Exact => {
                 let (e, s) = get_exact(data.embeddings.as_ref())?;
                 (Box::new(e), s, String::new())
             }
-            "exact_bounded" => {
+            Method::ExactBounded => {
                 let (e, _) = get_exact(data.embeddings.as_ref())?;
                 // Timed on its own: the int8 copy and bounds of the shared normalised rows.
                 let t2 = Instant::now();
                 let idx = BoundedIndex::new(e);
                 (Box::new(idx), t2.elapsed().as_secs_f64(), String::new())
             }
-            "hamming" => (
+            Method::Hamming => (
                 Box::new(HammingIndex::new(need_codes()?)),
                 0.0,
                 String::new(),
             ),
-            "hamming_rerank" => {
+            Method::HammingRerank => {
                 let codes = need_codes()?;
                 let (e, s) = get_exact(data.embeddings.as_ref())?;
                 let t2 = Instant::now();
@@ -502,12 +459,12 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
                     format!("shortlist={}", opts.shortlist),
                 )
             }
-            "mih" => {
+            Method::Mih => {
                 let idx = mih_index(need_codes()?, opts.k, nq, opts)?;
                 let p = mih_params(&idx);
                 (Box::new(idx), t.elapsed().as_secs_f64(), p)
             }
-            "mih_rerank" => {
+            Method::MihRerank => {
                 let codes = need_codes()?;
                 let (e, s) = get_exact(data.embeddings.as_ref())?;
                 let t2 = Instant::now();
@@ -517,7 +474,7 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
                 let idx = HammingRerankIndex::new(codes, e, shortlist)?.with_mih(Arc::new(mih))?;
                 (Box::new(idx), s + t2.elapsed().as_secs_f64(), p)
             }
-            _ => {
+            Method::Asymmetric => {
                 let idx = AsymmetricIndex::new(need_codes()?, shortlist)?;
                 (Box::new(idx), 0.0, format!("shortlist={}", opts.shortlist))
             }
@@ -529,14 +486,11 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<BenchRecord>, IndexError> {
             single,
             &pool,
             BenchRecord {
-                method: method.to_string(),
+                method,
                 n,
-                dim: matches!(
-                    method,
-                    "exact" | "exact_bounded" | "hamming_rerank" | "mih_rerank"
-                )
-                .then_some(d),
-                bits: (!method.starts_with("exact"))
+                dim: method.uses_embeddings().then_some(d),
+                bits: method
+                    .uses_codes()
                     .then(|| data.codes.as_ref().map_or(0, |c| c.bits())),
                 k: opts.k,
                 threads: opts.threads,
@@ -599,7 +553,7 @@ fn measure(
     single: usize,
     pool: &rayon::ThreadPool,
     mut rec: BenchRecord,
-) -> Result<BenchRecord, IndexError> {
+) -> Result<BenchRecord, BenchError> {
     let mut scratch = Scratch::default();
     let mut out: Vec<Hit> = Vec::new();
     for q in queries.iter().take(10) {
@@ -611,9 +565,8 @@ fn measure(
         index.search(q, opts.k, &mut scratch, &mut out)?;
         times.push(t.elapsed().as_secs_f64());
     }
-    times.sort_by(f64::total_cmp);
-    rec.median_s = nearest_rank(&times, 0.5);
-    rec.p95_s = nearest_rank(&times, 0.95);
+    let latency = summarize(&times)?;
+    (rec.median_s, rec.p95_s) = (latency.median, latency.p95);
 
     let mut best = f64::INFINITY;
     let mut spent = 0.0;
@@ -634,14 +587,14 @@ fn measure(
             (Some(peak), Some(anon), Some(file));
     }
     if let Some(dir) = &opts.dump_dir {
-        dump(dir, &rec.method, &results)?;
+        dump(dir, rec.method, &results)?;
     }
     Ok(rec)
 }
 
-/// Writes batch results as `.npy` (rows padded with id `u64::MAX` / NaN if short).
-fn dump(dir: &std::path::Path, method: &str, results: &[Vec<Hit>]) -> Result<(), IndexError> {
-    std::fs::create_dir_all(dir)?;
+/// Writes batch results as `.npy`, each file atomically (rows padded with id `u64::MAX` / NaN
+/// if short).
+fn dump(dir: &Path, method: Method, results: &[Vec<Hit>]) -> Result<(), BenchError> {
     let cols = results.iter().map(Vec::len).max().unwrap_or(0);
     let mut ids = Vec::with_capacity(results.len() * cols);
     let mut scores = Vec::with_capacity(results.len() * cols);
@@ -651,15 +604,21 @@ fn dump(dir: &std::path::Path, method: &str, results: &[Vec<Hit>]) -> Result<(),
             scores.push(r.get(j).map_or(f32::NAN, |h| h.score));
         }
     }
-    let f = std::io::BufWriter::new(std::fs::File::create(
-        dir.join(format!("{method}_ids.npy")),
-    )?);
-    npy::write_u64(f, results.len(), cols, &ids)?;
-    let f = std::io::BufWriter::new(std::fs::File::create(
-        dir.join(format!("{method}_scores.npy")),
-    )?);
-    npy::write_f32(f, results.len(), cols, &scores)?;
+    store::write_atomic(&dir.join(format!("{method}_ids.npy")), |w| {
+        npy::write_u64(w, results.len(), cols, &ids)
+    })?;
+    store::write_atomic(&dir.join(format!("{method}_scores.npy")), |w| {
+        npy::write_f32(w, results.len(), cols, &scores)
+    })?;
     Ok(())
+}
+
+/// Reads an `.npy` file with `parse`, naming the file in any error.
+fn read_npy<T>(path: &Path, parse: fn(&[u8]) -> Result<T, npy::NpyError>) -> Result<T, BenchError> {
+    parse(&store::read(path)?).map_err(|source| BenchError::Npy {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -682,8 +641,8 @@ mod tests {
                 ..BenchOptions::default()
             };
             let recs = run(&opts).unwrap();
-            let names: Vec<&str> = recs.iter().map(|r| r.method.as_str()).collect();
-            assert_eq!(names, METHODS.to_vec());
+            let names: Vec<Method> = recs.iter().map(|r| r.method).collect();
+            assert_eq!(names, Method::ALL.to_vec());
             for r in &recs {
                 assert!(
                     r.qps > 0.0 && r.median_s > 0.0 && r.p95_s >= r.median_s,
@@ -719,53 +678,51 @@ mod tests {
             threads: 1,
             ..BenchOptions::default()
         };
-        assert_eq!(run(&base).unwrap().len(), METHODS.len());
+        assert_eq!(run(&base).unwrap().len(), Method::ALL.len());
         let only_exact = BenchOptions {
             codes: None,
             ..base.clone()
         };
-        let methods: Vec<String> = run(&only_exact)
+        let methods: Vec<Method> = run(&only_exact)
             .unwrap()
             .into_iter()
             .map(|r| r.method)
             .collect();
-        assert_eq!(methods, ["exact", "exact_bounded"]);
-        let bad = BenchOptions {
-            methods: vec!["nope".into()],
-            ..base.clone()
-        };
-        assert!(matches!(run(&bad), Err(IndexError::InvalidParameter(_))));
+        assert_eq!(methods, [Method::Exact, Method::ExactBounded]);
         let missing = BenchOptions {
             codes: None,
-            methods: vec!["mih".into()],
+            methods: vec![Method::Mih],
             ..base.clone()
         };
         assert!(matches!(
             run(&missing),
-            Err(IndexError::MissingQueryPart(_))
+            Err(BenchError::Index(IndexError::MissingQueryPart(_)))
         ));
         let wrong_bits = BenchOptions {
             bits: 65,
             ..base.clone()
         };
-        assert!(matches!(run(&wrong_bits), Err(IndexError::Mismatch(_))));
+        assert!(matches!(run(&wrong_bits), Err(BenchError::Option(_))));
         let too_few_bits = BenchOptions {
             bits: 8,
             ..base.clone()
         };
         assert!(matches!(
             run(&too_few_bits),
-            Err(IndexError::CodePadding { .. })
+            Err(BenchError::Index(IndexError::CodePadding { .. }))
         ));
         let swapped = BenchOptions {
             embeddings: Some(cp),
             ..base.clone()
         };
-        assert!(matches!(run(&swapped), Err(IndexError::Npy(_))));
+        assert!(matches!(run(&swapped), Err(BenchError::Npy { .. })));
         let factor = BenchOptions {
             shortlist: 0.5,
             ..base
         };
-        assert!(matches!(run(&factor), Err(IndexError::ShortlistFactor(_))));
+        assert!(matches!(
+            run(&factor),
+            Err(BenchError::Index(IndexError::ShortlistFactor(_)))
+        ));
     }
 }
