@@ -9,6 +9,7 @@ mod cli;
 mod data;
 mod faults;
 mod fetch;
+mod gpu_check;
 mod index;
 mod iwan;
 mod report_metrics;

@@ -44,6 +44,16 @@ impl SplitOutputs {
     }
 }
 
+/// The row indices of each class's images, by class id.
+fn members_by_class(labels: &[u32]) -> Vec<Vec<u32>> {
+    let classes = labels.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let mut by_class = vec![Vec::new(); classes];
+    for (i, &c) in labels.iter().enumerate() {
+        by_class[c as usize].push(i as u32);
+    }
+    by_class
+}
+
 /// Row `j` of a row-major array of rows of `w` values.
 fn row(values: &[f32], j: u32, w: usize) -> &[f32] {
     &values[j as usize * w..(j as usize + 1) * w]
@@ -95,16 +105,7 @@ impl<'a> RealModelData<'a> {
                 "real-model data needs training images, h >= 1 and d >= 1".into(),
             ));
         }
-        let classes = train
-            .labels
-            .iter()
-            .copied()
-            .max()
-            .map_or(0, |m| m as usize + 1);
-        let mut by_class: Vec<Vec<u32>> = vec![Vec::new(); classes];
-        for (i, &c) in train.labels.iter().enumerate() {
-            by_class[c as usize].push(i as u32);
-        }
+        let by_class = members_by_class(&train.labels);
         let mut rows = Vec::with_capacity(n);
         rows.extend((0..test.len().min(n) as u32).map(Row::Test));
         if real_train {
@@ -219,22 +220,13 @@ pub fn within_class(
         pack_into(&train.activations[j * h..(j + 1) * h], buf);
     };
     let mut rng = StdRng::seed_from_u64(seed);
-    let classes = train
-        .labels
-        .iter()
-        .copied()
-        .max()
-        .map_or(0, |m| m as usize + 1);
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
-    for (i, &c) in train.labels.iter().enumerate() {
-        by_class[c as usize].push(i);
-    }
+    let by_class = members_by_class(&train.labels);
     let (mut cx, mut cy) = (Vec::new(), Vec::new());
     let mut real = Vec::with_capacity(pairs);
     for _ in 0..pairs {
         let x = rng.random_range(0..train.len());
         let class = &by_class[train.labels[x] as usize];
-        let y = class[rng.random_range(0..class.len())];
+        let y = class[rng.random_range(0..class.len())] as usize;
         if x != y {
             train_code(x, &mut cx);
             train_code(y, &mut cy);
@@ -251,7 +243,7 @@ pub fn within_class(
             continue;
         };
         let class = &by_class[train.labels[x as usize] as usize];
-        let y = class[rng.random_range(0..class.len())];
+        let y = class[rng.random_range(0..class.len())] as usize;
         train_code(y, &mut cy);
         synthetic.push(hamming(codes.code(i), &cy));
     }
