@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Frozen EfficientNet-Lite0 feature pass: harness (burn, CPU) against PyTorch (CPU).
+"""Frozen EfficientNet-Lite feature pass: harness (burn, CPU) against PyTorch (CPU).
 
 Both sides run the same network with the same weights on the same real CIFAR-100 images, at
 each input size, with the same batch, threads, warm-up and timed steps, one after the other in
 one run:
 
-  weights   ../shared/data/pretrained/efficientnet_lite0.safetensors, loaded into timm's
-            `tf_efficientnet_lite0` (TF "SAME" padding, ReLU6) by a fixed name mapping
-            (`pretrained=False`: nothing is downloaded)
+  weights   ../shared/data/pretrained/efficientnet_lite{0,2}.safetensors (--encoder), loaded
+            into timm's `tf_efficientnet_lite{0,2}` (TF "SAME" padding, ReLU6) by a fixed name
+            mapping (`pretrained=False`: nothing is downloaded)
   input     u8 CIFAR images upsampled bicubically from 32 px (align_corners=False, Keys
             a = -0.75), then (x - 127) / 128; the upsampling is inside the timed loop
   output    the 1280-d pooled features (head conv, batch norm, ReLU6, global mean pool)
@@ -37,13 +37,23 @@ import numpy as np
 from peer_common import data_root
 
 
+ENCODER = "efficientnet_lite0"
+
+
 def load_images(root, split, n):
     raw = np.fromfile(root / "cifar-100-binary" / f"{split}.bin", dtype=np.uint8)
     return raw.reshape(-1, 3074)[:n, 2:].reshape(-1, 3, 32, 32)
 
 
-def timm_name(name):
-    """lukemelas/efficientnet_pytorch tensor name -> timm tf_efficientnet_lite0 name, or None."""
+# Blocks per stage of each network (timm groups the blocks by stage).
+STAGE_SIZES = {
+    "efficientnet_lite0": [1, 2, 2, 3, 3, 4, 1],
+    "efficientnet_lite2": [1, 3, 3, 4, 4, 5, 1],
+}
+
+
+def timm_name(name, stage_sizes):
+    """lukemelas/efficientnet_pytorch tensor name -> timm tf_efficientnet_lite* name, or None."""
     if name.endswith("num_batches_tracked"):
         return None
     top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
@@ -52,8 +62,6 @@ def timm_name(name):
     if head in top:
         return f"{top[head]}.{leaf}"
     _, index, layer = head.split(".")
-    # timm groups the 16 blocks by stage: 1, 2, 2, 3, 3, 4, 1.
-    stage_sizes = [1, 2, 2, 3, 3, 4, 1]
     i = int(index)
     stage = 0
     while i >= stage_sizes[stage]:
@@ -68,14 +76,14 @@ def timm_name(name):
     return f"blocks.{stage}.{i}.{layers[layer]}.{leaf}"
 
 
-def torch_model(torch, weights):
+def torch_model(torch, encoder, weights):
     import timm
     from safetensors.torch import load_file
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    model = timm.create_model(f"tf_{encoder}", pretrained=False)
     state = {}
     for name, tensor in load_file(str(weights)).items():
-        mapped = timm_name(name)
+        mapped = timm_name(name, STAGE_SIZES[encoder])
         if mapped is not None:
             state[mapped] = tensor
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -136,7 +144,7 @@ def torch_measure(torch, model, pixels, size, layout, batch, threads, warmup, st
     seconds = time.perf_counter() - start
     return {
         "framework": "torch", "layout": layout, "mode": "infer",
-        "encoder": "efficientnet_lite0", "input_size": size, "batch": batch,
+        "encoder": ENCODER, "input_size": size, "batch": batch,
         "threads": threads, "images": steps * batch, "seconds": seconds,
         "images_per_second": steps * batch / seconds,
     }
@@ -144,7 +152,7 @@ def torch_measure(torch, model, pixels, size, layout, batch, threads, warmup, st
 
 def harness_run(harness, root, split, size, batch, threads, warmup, steps, save=None):
     cmd = [harness, "--data-root", str(root), "bench", "model", "--encoder",
-           "efficientnet_lite0", "--mode", "infer", "--split", split, "--input-size",
+           ENCODER, "--mode", "infer", "--split", split, "--input-size",
            str(size), "--batch", str(batch), "--threads", str(threads), "--warmup",
            str(warmup), "--steps", str(steps)]
     if save:
@@ -177,6 +185,7 @@ def check_agreement(torch, harness, root, model, pixels, size, batch, threads, t
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", help="default: $HARNESS_DATA, else ../shared/data")
+    p.add_argument("--encoder", choices=sorted(STAGE_SIZES), default="efficientnet_lite0")
     p.add_argument("--sizes", default="96,128,160,224", help="comma-separated input sizes")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=os.cpu_count())
@@ -189,7 +198,9 @@ def main():
 
     harness = os.environ.get("HARNESS_BIN", "target/release/harness")
     root = data_root(a.data_root)
-    model = torch_model(torch, root / "pretrained" / "efficientnet_lite0.safetensors")
+    global ENCODER
+    ENCODER = a.encoder
+    model = torch_model(torch, a.encoder, root / "pretrained" / f"{a.encoder}.safetensors")
     pixels = load_images(root, "test", (a.warmup + a.steps) * a.batch)
     sizes = [int(s) for s in a.sizes.split(",")]
     print(f"# torch {torch.__version__}, {os.cpu_count()} CPUs, batch {a.batch}, "

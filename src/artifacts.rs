@@ -19,6 +19,7 @@ use crate::data::{DataError, DataRoot};
 use crate::embed::{Embedded, TOP_CLASSES};
 use crate::eval::retrieval::SplitView;
 use crate::index::Method;
+use crate::model::efficientnet::Lite;
 use crate::semantics::{SemanticsError, SimilarityMatrix, class_embedding};
 use crate::store::frame::{Frame, TableFormat, Values};
 use crate::store::{self, StoreError, npy};
@@ -457,24 +458,24 @@ pub fn class_embedding_f32(root: &DataRoot, d: usize) -> Result<Vec<f32>, Artifa
     Ok(class_embedding(&s, d)?.to_f32())
 }
 
-/// The EfficientNet-Lite0 ImageNet weights under the data root.
-pub fn default_efficientnet_weights(root: &DataRoot) -> PathBuf {
-    root.path.join("pretrained/efficientnet_lite0.safetensors")
+/// The shipped ImageNet weights of `lite` under the data root.
+pub fn shipped_efficientnet_weights(root: &DataRoot, lite: Lite) -> PathBuf {
+    root.path.join(lite.weights_file())
 }
 
-/// The weights file a trained encoder starts from: `model.weights`, else the shipped
-/// EfficientNet-Lite0 weights for that encoder; AlexNet without `model.weights` trains from
+/// The weights file a trained encoder starts from: `model.weights`, else the shipped ImageNet
+/// weights of an EfficientNet-Lite encoder; AlexNet without `model.weights` trains from
 /// scratch.
 pub fn pretrained_weights(root: &DataRoot, model: &ModelConfig) -> Option<PathBuf> {
-    match model.encoder {
-        Encoder::CifarCnn => None,
-        Encoder::EfficientnetLite0 => Some(
+    match (model.encoder, Lite::of(model.encoder)) {
+        (_, Some(lite)) => Some(
             model
                 .weights
                 .clone()
-                .unwrap_or_else(|| default_efficientnet_weights(root)),
+                .unwrap_or_else(|| shipped_efficientnet_weights(root, lite)),
         ),
-        Encoder::Alexnet => model.weights.clone(),
+        (Encoder::Alexnet, None) => model.weights.clone(),
+        (_, None) => None,
     }
 }
 

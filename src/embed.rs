@@ -9,8 +9,8 @@
 
 use crate::codes;
 use crate::data::cifar::IMAGE_BYTES;
-use crate::model::efficientnet::{self, EfficientNetLite0};
-use crate::model::frozen::FrozenLite0;
+use crate::model::efficientnet::{self, EfficientNetLite};
+use crate::model::frozen::FrozenLite;
 use crate::model::{HashNet, ModelError, Preprocess};
 use crate::train::{self, Images, Inputs};
 use burn::prelude::*;
@@ -162,7 +162,7 @@ pub struct Embedder {
     net: HashNet,
     prep: Preprocess,
     /// The fused frozen encoder and its input size, when the network reads cached features.
-    frozen: Option<(FrozenLite0, usize)>,
+    frozen: Option<(FrozenLite, usize)>,
     class_embedding: Vec<f32>,
 }
 
@@ -172,11 +172,11 @@ impl Embedder {
     pub fn new(
         net: HashNet,
         prep: Preprocess,
-        frozen: Option<(&EfficientNetLite0, usize)>,
+        frozen: Option<(&EfficientNetLite, usize)>,
         class_embedding: Vec<f32>,
     ) -> Result<Self, ModelError> {
         let frozen = frozen
-            .map(|(encoder, size)| Ok::<_, ModelError>((FrozenLite0::compile(encoder)?, size)))
+            .map(|(encoder, size)| Ok::<_, ModelError>((FrozenLite::compile(encoder)?, size)))
             .transpose()?;
         Ok(Self {
             net,
@@ -225,13 +225,13 @@ impl Embedder {
 /// Pooled EfficientNet-Lite0 features (`n x 1280`) of 32x32 images (`n * 3072` planar u8),
 /// each upsampled bicubically to `size x size` and normalised as `(x - 127) / 128`.
 ///
-/// Runs the fused channels-last inference of [`FrozenLite0`] (the same function as
-/// [`EfficientNetLite0::forward_features`], one image per worker of the current rayon pool),
+/// Runs the fused channels-last inference of [`FrozenLite`] (the same function as
+/// [`EfficientNetLite::forward_features`], one image per worker of the current rayon pool),
 /// `batch` images between progress updates. With `plain_layers` it runs burn's layers instead
-/// (batches of `batch` through [`EfficientNetLite0::forward_features`]): the reference the
+/// (batches of `batch` through [`EfficientNetLite::forward_features`]): the reference the
 /// fused path is tested and benchmarked against.
 pub fn encoder_features(
-    encoder: &EfficientNetLite0,
+    encoder: &EfficientNetLite,
     pixels: &[u8],
     size: usize,
     batch: usize,
@@ -242,7 +242,7 @@ pub fn encoder_features(
     let device = encoder.fc.weight.val().device();
     let prep = Preprocess::EfficientNet { size };
     let frozen = (!plain_layers)
-        .then(|| FrozenLite0::compile(encoder))
+        .then(|| FrozenLite::compile(encoder))
         .transpose()?;
     let bar = progress.then(|| {
         crate::progress::bar(
@@ -280,7 +280,7 @@ pub fn encoder_features(
 /// The `k` most probable ImageNet classes of each image, from its pooled features (`n x 1280`)
 /// through the pretrained classifier head and a softmax: `(class, probability)`, best first.
 pub fn imagenet_top_labels(
-    encoder: &EfficientNetLite0,
+    encoder: &EfficientNetLite,
     features: &[f32],
     k: usize,
 ) -> Vec<Vec<(u16, f32)>> {
@@ -341,11 +341,10 @@ mod tests {
             .expect("CIFAR-100")
             .test;
         let n = 24;
-        let encoder = EfficientNetLite0::load(
-            &root.path.join("pretrained/efficientnet_lite0.safetensors"),
-            &Device::flex(),
-        )
-        .expect("weights");
+        let lite = efficientnet::Lite::Lite0;
+        let encoder =
+            EfficientNetLite::load(&root.path.join(lite.weights_file()), lite, &Device::flex())
+                .expect("weights");
         let features = encoder_features(
             &encoder,
             &test.pixels[..n * IMAGE_BYTES],

@@ -299,6 +299,43 @@ fn frozen_encoder_features_are_cached_and_feed_the_decoder() {
 }
 
 #[test]
+fn efficientnet_lite2_trains_and_embeds_with_its_real_weights() {
+    // The tiny frozen config with EfficientNet-Lite2 (its shipped ImageNet weights) instead of
+    // Lite0: its own features, a decoder trained on them, embeddings and metrics; and IWAN's
+    // ImageNet word model reads Lite2's own classifier.
+    let out_dir = tempfile::tempdir().unwrap();
+    let exp = out_dir.path().to_str().unwrap();
+    let config = crate::common::TINY_FROZEN;
+    let out = harness(
+        &[
+            "--quiet",
+            "run",
+            config,
+            "model.encoder=efficientnet_lite2",
+            "--out",
+            exp,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let run = run_dirs(out_dir.path()).remove(0);
+    let (n, dim, lite2) = npy_f32(&run.join("features/train.npy"));
+    assert_eq!((n, dim), (256, 1280));
+    assert!(lite2.iter().all(|x| x.is_finite()) && lite2.iter().any(|&x| x != 0.0));
+    let (_, _, lite0) = npy_f32(&crate::common::tiny_frozen_run().join("features/train.npy"));
+    assert_eq!(lite0.len(), lite2.len());
+    assert_ne!(lite0, lite2, "Lite2's features are not Lite0's");
+    let (n, h, _) = npy_f32(&run.join("embed/activations/test.npy"));
+    assert_eq!((n, h), (300, 64));
+    let resolved = std::fs::read_to_string(run.join("config.resolved.yaml")).unwrap();
+    assert!(
+        resolved.contains("encoder: efficientnet_lite2"),
+        "{resolved}"
+    );
+    assert!(crate::common::quality_rows(&run).len() > 10);
+}
+
+#[test]
 fn check_passes_against_itself_and_flags_regressions() {
     let run = crate::common::tiny_run();
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();

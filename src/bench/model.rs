@@ -11,7 +11,8 @@
 use crate::config::ModelConfig;
 use crate::data::cifar::IMAGE_BYTES;
 use crate::embed;
-use crate::model::{self, HashNet, ModelError, Preprocess, efficientnet::EfficientNetLite0};
+use crate::model::efficientnet::{EfficientNetLite, Lite};
+use crate::model::{self, HashNet, ModelError, Preprocess};
 use crate::train::{self, Images, Inputs};
 use burn::optim::{GradientsParams, SgdConfig, momentum::MomentumConfig};
 use burn::prelude::*;
@@ -214,13 +215,12 @@ fn time_inference(
     let Inputs::Pixels(pixels) = images.inputs else {
         unreachable!("measure passes pixels")
     };
-    // The frozen EfficientNet-Lite0 runs as the features stage runs it.
-    if settings.model.encoder == crate::config::Encoder::EfficientnetLite0 && settings.model.freeze
-    {
+    // A frozen EfficientNet-Lite runs as the features stage runs it.
+    if let (Some(lite), true) = (Lite::of(settings.model.encoder), settings.model.freeze) {
         let path = pretrained.ok_or_else(|| {
-            ModelError::Misconfigured("EfficientNet-Lite0 needs its weights file".into())
+            ModelError::Misconfigured(format!("{} needs its weights file", lite.name()))
         })?;
-        let encoder = EfficientNetLite0::load(path, &device)?;
+        let encoder = EfficientNetLite::load(path, lite, &device)?;
         let warm = settings.warmup * settings.batch * IMAGE_BYTES;
         let run = |pixels: &[u8]| {
             embed::encoder_features(

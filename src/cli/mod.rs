@@ -409,11 +409,8 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
     );
     let model = Loaded::from_text("bench model options", text)?.config.model;
     let modes = &a.mode;
-    if modes.contains(&Mode::Train)
-        && model.encoder == config::Encoder::EfficientnetLite0
-        && model.freeze
-    {
-        bail!("training a frozen EfficientNet-Lite0 trains only the decoder; pass --fine-tune");
+    if modes.contains(&Mode::Train) && model.encoder.is_efficientnet() && model.freeze {
+        bail!("training a frozen EfficientNet-Lite trains only the decoder; pass --fine-tune");
     }
     let device = a.backend.device()?;
     let backend = a.backend.as_str();
@@ -438,14 +435,14 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
     };
     let split = cifar.split(a.split);
     if let Some(path) = &a.save_features {
+        let Some(lite) = crate::model::efficientnet::Lite::of(settings.model.encoder) else {
+            bail!("--save-features is for --encoder efficientnet_lite0 or efficientnet_lite2");
+        };
         let pretrained = pretrained
             .as_deref()
-            .context("EfficientNet-Lite0 weights")?;
-        if settings.model.encoder != config::Encoder::EfficientnetLite0 {
-            bail!("--save-features is for --encoder efficientnet_lite0");
-        }
+            .with_context(|| format!("{} weights", lite.name()))?;
         let encoder =
-            crate::model::efficientnet::EfficientNetLite0::load(pretrained, &settings.device)?;
+            crate::model::efficientnet::EfficientNetLite::load(pretrained, lite, &settings.device)?;
         let n = settings.batch.min(split.len());
         let features = crate::model::with_threads(settings.threads, || {
             crate::embed::encoder_features(

@@ -121,6 +121,9 @@ pub enum Encoder {
     CifarCnn,
     /// EfficientNet-Lite0 with ImageNet weights, on bicubically upsampled inputs.
     EfficientnetLite0,
+    /// EfficientNet-Lite2 (width 1.1, depth 1.2; trained at 260 px) with ImageNet weights, on
+    /// bicubically upsampled inputs.
+    EfficientnetLite2,
     /// The report's AlexNet at 224x224 (4096-d features).
     Alexnet,
 }
@@ -128,25 +131,44 @@ pub enum Encoder {
 impl std::str::FromStr for Encoder {
     type Err = String;
 
-    /// The name configs use: `cifar_cnn`, `efficientnet_lite0` or `alexnet`.
+    /// The name configs use: `cifar_cnn`, `efficientnet_lite0`, `efficientnet_lite2` or
+    /// `alexnet`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::CifarCnn, Self::EfficientnetLite0, Self::Alexnet]
+        Self::ALL
             .into_iter()
             .find(|e| e.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown encoder `{s}`; expected cifar_cnn, efficientnet_lite0 or alexnet")
+                format!(
+                    "unknown encoder `{s}`; expected cifar_cnn, efficientnet_lite0, \
+                     efficientnet_lite2 or alexnet"
+                )
             })
     }
 }
 
 impl Encoder {
+    /// Every encoder.
+    pub const ALL: [Encoder; 4] = [
+        Self::CifarCnn,
+        Self::EfficientnetLite0,
+        Self::EfficientnetLite2,
+        Self::Alexnet,
+    ];
+
     /// The name configs use.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::CifarCnn => "cifar_cnn",
             Self::EfficientnetLite0 => "efficientnet_lite0",
+            Self::EfficientnetLite2 => "efficientnet_lite2",
             Self::Alexnet => "alexnet",
         }
+    }
+
+    /// Whether the encoder is an EfficientNet-Lite with shipped ImageNet weights (frozen
+    /// features, the ImageNet word model).
+    pub const fn is_efficientnet(self) -> bool {
+        matches!(self, Self::EfficientnetLite0 | Self::EfficientnetLite2)
     }
 
     /// Smallest input side the encoder's convolution and pooling stack accepts (AlexNet's
@@ -154,7 +176,7 @@ impl Encoder {
     pub const fn min_input_size(self) -> u32 {
         match self {
             Self::Alexnet => 63,
-            Self::CifarCnn | Self::EfficientnetLite0 => 16,
+            Self::CifarCnn | Self::EfficientnetLite0 | Self::EfficientnetLite2 => 16,
         }
     }
 }

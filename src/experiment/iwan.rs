@@ -16,8 +16,8 @@ use crate::embed;
 use crate::iwan::annotate::{self, Annotator, MAX_TOP_IWK, SplitAnnotations, WordList};
 use crate::iwan::graph::{GraphConfig, Iwan};
 use crate::iwan::words::Vocabulary;
-use crate::model::efficientnet::EfficientNetLite0;
-use crate::model::frozen::FrozenLite0;
+use crate::model::efficientnet::EfficientNetLite;
+use crate::model::frozen::FrozenLite;
 use crate::store;
 use crate::train::TrainError;
 use std::path::{Path, PathBuf};
@@ -347,7 +347,7 @@ impl IwanRun {
 /// The `imagenet` word model's labels: the `keep` most probable ImageNet classes of each image's
 /// pooled features (`n x 1280`).
 fn imagenet_labels(
-    encoder: &EfficientNetLite0,
+    encoder: &EfficientNetLite,
     features: &[f32],
     keep: usize,
 ) -> Vec<Vec<(u32, f32)>> {
@@ -384,7 +384,7 @@ pub enum WordModelRun {
     /// Class strengths of the embedding: the class embedding `C` (`classes x d`), `d`, `tau`.
     Classes(Vec<f32>, usize, f32),
     /// The ImageNet head on the fused encoder's features at the word model's input size.
-    Imagenet(Box<EfficientNetLite0>, Box<FrozenLite0>, usize),
+    Imagenet(Box<EfficientNetLite>, Box<FrozenLite>, usize),
 }
 
 impl WordModelRun {
@@ -394,7 +394,7 @@ impl WordModelRun {
     pub fn open(
         root: &DataRoot,
         cfg: &Config,
-        loaded: Option<EfficientNetLite0>,
+        loaded: Option<EfficientNetLite>,
     ) -> Result<Self, ExperimentError> {
         Ok(match cfg.iwan.word_model {
             WordModel::Classes => {
@@ -407,7 +407,7 @@ impl WordModelRun {
                     Some(encoder) => encoder,
                     None => load_efficientnet(root, own_weights(cfg))?,
                 };
-                let frozen = FrozenLite0::compile(&encoder).map_err(TrainError::Model)?;
+                let frozen = FrozenLite::compile(&encoder).map_err(TrainError::Model)?;
                 Self::Imagenet(
                     Box::new(encoder),
                     Box::new(frozen),

@@ -5,8 +5,10 @@
 //! The JSON layouts below are part of the cache format: changing one orphans every cached
 //! folder of that stage (it is then computed again, never reused wrongly).
 
+use super::stages::LiteWeights;
 use crate::config::{self, Config, Encoder};
 use crate::data::cifar::SplitName;
+use crate::model::efficientnet::Lite;
 use std::path::{Path, PathBuf};
 
 /// A stage's cache key and folder.
@@ -26,19 +28,25 @@ impl CacheKey {
     }
 }
 
-/// The frozen EfficientNet-Lite0 features at `size` px of the configured subsets, computed with
-/// `weights` (the shipped ImageNet weights when `None`); `mirrored` for the training images
-/// mirrored left to right.
+/// The frozen EfficientNet-Lite features at `size` px of the configured subsets, computed with
+/// `own`'s network and weights (the shipped ImageNet weights when `None`); `mirrored` for the
+/// training images mirrored left to right. (Lite0's keys are those of the versions before
+/// Lite2 existed, so their cache entries stay valid.)
 pub(crate) fn features(
     cache: &Path,
     cfg: &Config,
     size: u32,
-    weights: Option<&PathBuf>,
+    own: LiteWeights<'_>,
     mirrored: bool,
 ) -> CacheKey {
+    let encoder = match own.lite {
+        Lite::Lite0 => Encoder::EfficientnetLite0,
+        Lite::Lite2 => Encoder::EfficientnetLite2,
+    };
+    let weights = own.weights;
     let mut value = serde_json::json!({
         "stage": "features",
-        "encoder": Encoder::EfficientnetLite0,
+        "encoder": encoder,
         // The fused channels-last inference (model::frozen) sums in another order than burn's
         // layers, so its features get their own cache entries.
         "implementation": "fused-nhwc",
@@ -91,6 +99,13 @@ pub(crate) fn embed(cache: &Path, train: &CacheKey, splits: &[(SplitName, usize)
 mod tests {
     use super::*;
 
+    fn lite0(weights: Option<&PathBuf>) -> LiteWeights<'_> {
+        LiteWeights {
+            lite: Lite::Lite0,
+            weights,
+        }
+    }
+
     fn default_config() -> Config {
         config::Loaded::embedded_default().unwrap().config
     }
@@ -106,8 +121,8 @@ mod tests {
         other.eval.timing_queries += 1;
         assert_eq!(train(cache, &base), train(cache, &other));
         assert_eq!(
-            features(cache, &base, 160, None, false),
-            features(cache, &other, 160, None, false)
+            features(cache, &base, 160, lite0(None), false),
+            features(cache, &other, 160, lite0(None), false)
         );
         // The decoder and the training settings change the network, not the features.
         let mut retrained = base.clone();
@@ -115,8 +130,8 @@ mod tests {
         retrained.train.epochs += 1;
         assert_ne!(train(cache, &base), train(cache, &retrained));
         assert_eq!(
-            features(cache, &base, 160, None, false),
-            features(cache, &retrained, 160, None, false)
+            features(cache, &base, 160, lite0(None), false),
+            features(cache, &retrained, 160, lite0(None), false)
         );
     }
 
@@ -124,14 +139,22 @@ mod tests {
     fn every_input_of_a_stage_changes_its_key() {
         let cache = Path::new("cache");
         let cfg = default_config();
-        let plain = features(cache, &cfg, 160, None, false);
-        assert_ne!(plain, features(cache, &cfg, 224, None, false));
-        assert_ne!(plain, features(cache, &cfg, 160, None, true));
+        let plain = features(cache, &cfg, 160, lite0(None), false);
+        assert_ne!(plain, features(cache, &cfg, 224, lite0(None), false));
+        assert_ne!(plain, features(cache, &cfg, 160, lite0(None), true));
         let weights = PathBuf::from("other.safetensors");
-        assert_ne!(plain, features(cache, &cfg, 160, Some(&weights), false));
+        assert_ne!(
+            plain,
+            features(cache, &cfg, 160, lite0(Some(&weights)), false)
+        );
+        let lite2 = LiteWeights {
+            lite: Lite::Lite2,
+            weights: None,
+        };
+        assert_ne!(plain, features(cache, &cfg, 160, lite2, false));
         let mut subset = cfg.clone();
         subset.data.train_subset = Some(1000);
-        assert_ne!(plain, features(cache, &subset, 160, None, false));
+        assert_ne!(plain, features(cache, &subset, 160, lite0(None), false));
         assert_ne!(train(cache, &cfg), train(cache, &subset));
         let mut seeded = cfg.clone();
         seeded.seed += 1;
@@ -148,7 +171,7 @@ mod tests {
 
     #[test]
     fn folders_are_named_by_stage_and_key_prefix() {
-        let k = features(Path::new("/c"), &default_config(), 160, None, false);
+        let k = features(Path::new("/c"), &default_config(), 160, lite0(None), false);
         assert_eq!(
             k.dir,
             Path::new("/c").join(format!("features-{}", &k.key[..16]))
@@ -161,7 +184,7 @@ mod tests {
     /// orphan every user's cached feature pass, so a change here must be deliberate.
     #[test]
     fn the_default_features_key_is_unchanged() {
-        let k = features(Path::new("c"), &default_config(), 160, None, false);
+        let k = features(Path::new("c"), &default_config(), 160, lite0(None), false);
         assert_eq!(&k.key[..16], DEFAULT_FEATURES_PREFIX);
     }
 

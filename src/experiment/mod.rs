@@ -364,19 +364,22 @@ fn run_stages(
 
     // A frozen pretrained encoder runs once per (encoder, input size, weights, images); its
     // pooled features are cached and the decoder trains on them.
-    let mut features_at =
-        |st: &mut Stages<'_>, name: &str, size: u32, weights: Option<&PathBuf>, mirrored: bool| {
-            let key = keys::features(cache, cfg, size, weights, mirrored);
-            let [train, test] = split_sizes(cfg);
-            st.images = Some(train.1 + if mirrored { 0 } else { test.1 });
-            st.run_cached(name, &key.key, &key.dir, |out| {
-                let data = stages::load_cifar(&mut cifar, root, verify)?;
-                model::with_threads(cfg.train.threads, || {
-                    stages::features_stage(root, cfg, data, size, weights, mirrored, out, progress)
-                })
-            })?;
-            Ok::<PathBuf, ExperimentError>(key.dir)
-        };
+    let mut features_at = |st: &mut Stages<'_>,
+                           name: &str,
+                           size: u32,
+                           own: stages::LiteWeights<'_>,
+                           mirrored: bool| {
+        let key = keys::features(cache, cfg, size, own, mirrored);
+        let [train, test] = split_sizes(cfg);
+        st.images = Some(train.1 + if mirrored { 0 } else { test.1 });
+        st.run_cached(name, &key.key, &key.dir, |out| {
+            let data = stages::load_cifar(&mut cifar, root, verify)?;
+            model::with_threads(cfg.train.threads, || {
+                stages::features_stage(root, cfg, data, size, own, mirrored, out, progress)
+            })
+        })?;
+        Ok::<PathBuf, ExperimentError>(key.dir)
+    };
     let own_weights = stages::own_weights(cfg);
     let frozen = stages::frozen_encoder(cfg);
     let size = cfg.model.input_size;

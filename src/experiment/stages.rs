@@ -4,8 +4,8 @@
 
 use super::ExperimentError;
 use crate::artifacts::{
-    self, RunLayout, class_embedding_f32, class_similarity, default_efficientnet_weights,
-    pretrained_weights,
+    self, RunLayout, class_embedding_f32, class_similarity, pretrained_weights,
+    shipped_efficientnet_weights,
 };
 use crate::config;
 use crate::data::DataRoot;
@@ -14,7 +14,10 @@ use crate::data::hierarchy::Hierarchy;
 use crate::data::summary::{DataSummary, class_counts_csv};
 use crate::data::usf::UsfNorms;
 use crate::embed;
-use crate::model::{self, efficientnet::EfficientNetLite0};
+use crate::model::{
+    self,
+    efficientnet::{EfficientNetLite, Lite},
+};
 use crate::semantics::{class_embedding, embedding_csv, similarity_csv};
 use crate::store::{self, npy};
 use crate::train::{self, Images, Inputs, TrainError, TrainJob};
@@ -33,23 +36,40 @@ pub(super) fn load_cifar<'c>(
     Ok(slot.as_ref().expect("just loaded"))
 }
 
-/// EfficientNet-Lite0 with `weights`, or the shipped ImageNet weights under the data root.
-pub(crate) fn load_efficientnet(
-    root: &DataRoot,
-    weights: Option<&PathBuf>,
-) -> Result<EfficientNetLite0, ExperimentError> {
-    let path = weights
-        .cloned()
-        .unwrap_or_else(|| default_efficientnet_weights(root));
-    Ok(EfficientNetLite0::load(&path, &model::cpu_device()).map_err(TrainError::Model)?)
+/// An EfficientNet-Lite and the weights file a config names for it (`None`: the shipped
+/// ImageNet weights under the data root).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LiteWeights<'a> {
+    pub lite: Lite,
+    pub weights: Option<&'a PathBuf>,
 }
 
-/// The EfficientNet-Lite0 weights a config names for its own encoder (`None`: the shipped
-/// ImageNet weights, also for configs whose encoder is another network).
-pub(crate) fn own_weights(cfg: &config::Config) -> Option<&PathBuf> {
-    (cfg.model.encoder == config::Encoder::EfficientnetLite0)
-        .then_some(cfg.model.weights.as_ref())
-        .flatten()
+/// The EfficientNet-Lite `own` names, loaded on the CPU.
+pub(crate) fn load_efficientnet(
+    root: &DataRoot,
+    own: LiteWeights<'_>,
+) -> Result<EfficientNetLite, ExperimentError> {
+    let path = own
+        .weights
+        .cloned()
+        .unwrap_or_else(|| shipped_efficientnet_weights(root, own.lite));
+    Ok(EfficientNetLite::load(&path, own.lite, &model::cpu_device()).map_err(TrainError::Model)?)
+}
+
+/// The EfficientNet-Lite a config runs: its own encoder with the weights it names, or, for a
+/// config whose encoder is another network (whose ImageNet word model still needs one),
+/// EfficientNet-Lite0 with its shipped weights.
+pub(crate) fn own_weights(cfg: &config::Config) -> LiteWeights<'_> {
+    match Lite::of(cfg.model.encoder) {
+        Some(lite) => LiteWeights {
+            lite,
+            weights: cfg.model.weights.as_ref(),
+        },
+        None => LiteWeights {
+            lite: Lite::Lite0,
+            weights: None,
+        },
+    }
 }
 
 /// The class embedding `C` and the network trained into `train_dir/model.bpk`.
@@ -76,7 +96,7 @@ pub fn embedder(
     root: &DataRoot,
     cfg: &config::Config,
     run_dir: &Path,
-    loaded: Option<&EfficientNetLite0>,
+    loaded: Option<&EfficientNetLite>,
 ) -> Result<embed::Embedder, ExperimentError> {
     let (c, net) = trained_network(root, cfg, &RunLayout::new(run_dir).train())?;
     let own;
@@ -100,7 +120,7 @@ pub fn embedder(
 
 /// Whether the config trains only a decoder on a frozen pretrained encoder's features.
 pub(crate) fn frozen_encoder(cfg: &config::Config) -> bool {
-    cfg.model.encoder == config::Encoder::EfficientnetLite0 && cfg.model.freeze
+    cfg.model.encoder.is_efficientnet() && cfg.model.freeze
 }
 
 /// Frozen-encoder features of the train and test prefixes, `n x dim` each.
@@ -168,7 +188,7 @@ pub(super) fn load_features(
     })
 }
 
-/// Runs the frozen EfficientNet-Lite0 over the train and test prefixes at `model.input_size`;
+/// Runs the frozen EfficientNet-Lite over the train and test prefixes at `model.input_size`;
 /// writes `train.npy` and `test.npy` (f32, `n x 1280`) into `out`. `mirrored` computes only the
 /// training images, each mirrored left to right (the augmentation `train.augment` draws from).
 #[allow(clippy::too_many_arguments)]
@@ -177,12 +197,12 @@ pub(super) fn features_stage(
     cfg: &config::Config,
     data: &Cifar100,
     size: u32,
-    weights: Option<&PathBuf>,
+    own: LiteWeights<'_>,
     mirrored: bool,
     out: &Path,
     progress: bool,
 ) -> Result<(), ExperimentError> {
-    let encoder = load_efficientnet(root, weights)?;
+    let encoder = load_efficientnet(root, own)?;
     let size = size as usize;
     let [train, test] = split_sizes(cfg);
     let splits = if mirrored {

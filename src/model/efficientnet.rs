@@ -1,18 +1,23 @@
-//! EfficientNet-Lite0 (ImageNet-1k) as a burn module, loaded from a safetensors file whose
+//! The EfficientNet-Lite family (ImageNet-1k) as a burn module, loaded from a safetensors file whose
 //! tensor names follow `lukemelas/efficientnet_pytorch` (`_conv_stem`, `_bn0`,
 //! `_blocks.N._expand_conv` / `_bn0` / `_depthwise_conv` / `_bn1` / `_project_conv` / `_bn2`,
 //! `_conv_head`, `_bn1`, `_fc`).
 //!
-//! Architecture (the "lite" variant: ReLU6, no squeeze-and-excitation, fixed stem and head):
-//! stem 3x3/2 conv to 32 channels, 16 MBConv blocks in 7 stages (see [`STAGES`]), 1x1 head conv
-//! to 1280 channels, global mean pool, fully connected 1280 -> 1000. Every convolution has no
+//! Architecture (the "lite" variants: ReLU6, no squeeze-and-excitation, fixed stem and head):
+//! stem 3x3/2 conv to 32 channels, MBConv blocks in 7 stages, 1x1 head conv to 1280 channels,
+//! global mean pool, fully connected 1280 -> 1000. Lite0's stages are [`STAGES`]; every other
+//! member scales them by its width and depth multipliers ([`Lite::stages`]): channels
+//! `c * width` rounded to a multiple of 8 (never below 90% of `c * width`), blocks
+//! `ceil(r * depth)` except in the first and the last stage, the stem's 32 and the head's 1280
+//! channels fixed. Every convolution has no
 //! bias and is followed by BatchNorm (eps 1e-3; at inference its running statistics are folded
 //! into the convolution on the fly, see [`ConvBn`]). Padding is
 //! TensorFlow "SAME": for stride 2 and an even input the odd extra row/column goes to the
 //! bottom/right, which is applied as an explicit zero pad before the convolution.
 //!
 //! Inputs are `[batch, 3, S, S]` RGB tensors normalised as `(x - 127) / 128` with `x` in
-//! `0..=255` (see [`normalize_u8`]); the weights were trained at `S = 224`, but any `S` works.
+//! `0..=255` (see [`normalize_u8`]); the weights were trained at [`Lite::native_size`] (224 for
+//! Lite0, 260 for Lite2), but any `S` works.
 //!
 //! The file is read by [`super::safetensors`], so that every failure names the file, the tensor
 //! and the shapes involved.
@@ -30,11 +35,11 @@ use super::ModelError;
 use super::safetensors::SafeTensors;
 
 /// Number of channels of the pooled feature vector returned by
-/// [`EfficientNetLite0::forward_features`].
+/// [`EfficientNetLite::forward_features`].
 pub const FEATURE_DIM: usize = 1280;
-/// Number of ImageNet-1k classes predicted by [`EfficientNetLite0::forward`].
+/// Number of ImageNet-1k classes predicted by [`EfficientNetLite::forward`].
 pub const NUM_CLASSES: usize = 1000;
-/// Input resolution the ImageNet weights were trained at.
+/// Input resolution Lite0's ImageNet weights were trained at.
 pub const TRAINED_INPUT_SIZE: usize = 224;
 /// BatchNorm epsilon of the TensorFlow reference implementation.
 pub const BN_EPSILON: f64 = 1e-3;
@@ -60,6 +65,91 @@ pub struct StageSpec {
     pub in_channels: usize,
     /// Output channels of every block.
     pub out_channels: usize,
+}
+
+/// A member of the EfficientNet-Lite family with shipped ImageNet weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lite {
+    /// Width 1.0, depth 1.0, 224 px.
+    Lite0,
+    /// Width 1.1, depth 1.2, 260 px.
+    Lite2,
+}
+
+impl Lite {
+    /// `(width, depth)` multipliers.
+    pub const fn multipliers(self) -> (f64, f64) {
+        match self {
+            Lite::Lite0 => (1.0, 1.0),
+            Lite::Lite2 => (1.1, 1.2),
+        }
+    }
+
+    /// The input side its ImageNet weights were trained at.
+    pub const fn native_size(self) -> usize {
+        match self {
+            Lite::Lite0 => TRAINED_INPUT_SIZE,
+            Lite::Lite2 => 260,
+        }
+    }
+
+    /// Its name, as in `efficientnet_lite2`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Lite::Lite0 => "EfficientNet-Lite0",
+            Lite::Lite2 => "EfficientNet-Lite2",
+        }
+    }
+
+    /// Its weights file under the data root.
+    pub const fn weights_file(self) -> &'static str {
+        match self {
+            Lite::Lite0 => "pretrained/efficientnet_lite0.safetensors",
+            Lite::Lite2 => "pretrained/efficientnet_lite2.safetensors",
+        }
+    }
+
+    /// Its seven stages: Lite0's [`STAGES`] scaled by [`Lite::multipliers`] (module docs).
+    pub fn stages(self) -> [StageSpec; 7] {
+        let (width, depth) = self.multipliers();
+        let channels = |c: usize| {
+            let scaled = c as f64 * width;
+            let rounded = ((scaled + 4.0) as usize / 8 * 8).max(8);
+            if (rounded as f64) < 0.9 * scaled {
+                rounded + 8
+            } else {
+                rounded
+            }
+        };
+        let last = STAGES.len() - 1;
+        let mut stages = STAGES;
+        for (i, s) in stages.iter_mut().enumerate() {
+            if i != 0 && i != last {
+                s.repeats = (s.repeats as f64 * depth).ceil() as usize;
+            }
+            s.out_channels = channels(s.out_channels);
+            s.in_channels = if i == 0 {
+                STEM_CHANNELS
+            } else {
+                channels(s.in_channels)
+            };
+        }
+        stages
+    }
+
+    /// The member a config's `model.encoder` names, if it is one.
+    pub const fn of(encoder: crate::config::Encoder) -> Option<Lite> {
+        match encoder {
+            crate::config::Encoder::EfficientnetLite0 => Some(Lite::Lite0),
+            crate::config::Encoder::EfficientnetLite2 => Some(Lite::Lite2),
+            _ => None,
+        }
+    }
+
+    /// MBConv blocks in all.
+    pub fn blocks(self) -> usize {
+        self.stages().iter().map(|s| s.repeats).sum()
+    }
 }
 
 /// The seven stages of EfficientNet-Lite0.
@@ -196,26 +286,26 @@ impl MbConvBlock {
     }
 }
 
-/// EfficientNet-Lite0 with ImageNet-1k classifier.
+/// An EfficientNet-Lite network with its ImageNet-1k classifier.
 #[derive(Module, Debug)]
-pub struct EfficientNetLite0 {
+pub struct EfficientNetLite {
     /// Stem: 3x3 stride-2 convolution to 32 channels.
     pub stem: ConvBn,
-    /// The 16 MBConv blocks.
+    /// The MBConv blocks (16 in Lite0, 21 in Lite2).
     pub blocks: Vec<MbConvBlock>,
-    /// Head: 1x1 convolution 320 -> 1280.
+    /// Head: 1x1 convolution from the last stage's channels to 1280.
     pub head: ConvBn,
     /// Classifier 1280 -> 1000 (weight stored `[1280, 1000]`).
     pub fc: Linear,
 }
 
-impl EfficientNetLite0 {
-    /// Loads the model from a safetensors file; see [`load`].
+impl EfficientNetLite {
+    /// Loads the `lite` network from a safetensors file; see [`load`].
     ///
     /// # Errors
     /// As [`load`].
-    pub fn load(path: &Path, device: &Device) -> Result<Self, ModelError> {
-        load(path, device)
+    pub fn load(path: &Path, lite: Lite, device: &Device) -> Result<Self, ModelError> {
+        load(path, lite, device)
     }
 
     /// Pooled penultimate features: `[batch, 3, S, S]` -> `[batch, 1280]` (after the head
@@ -295,7 +385,7 @@ pub fn input_batch(
 /// read, [`ModelError::CorruptWeights`] if it is truncated or malformed,
 /// [`ModelError::MissingTensor`], [`ModelError::WrongShape`] or
 /// [`ModelError::UnsupportedDtype`] for a tensor the model needs.
-pub fn load(path: &Path, device: &Device) -> Result<EfficientNetLite0, ModelError> {
+pub fn load(path: &Path, lite: Lite, device: &Device) -> Result<EfficientNetLite, ModelError> {
     let file = SafeTensors::read(path)?;
     let loader = Loader {
         file: &file,
@@ -304,8 +394,9 @@ pub fn load(path: &Path, device: &Device) -> Result<EfficientNetLite0, ModelErro
 
     let stem = loader.conv_bn("_conv_stem", "_bn0", 3, STEM_CHANNELS, 3, 2, 1)?;
 
+    let stages = lite.stages();
     let mut blocks = Vec::new();
-    for spec in &STAGES {
+    for spec in &stages {
         for repeat in 0..spec.repeats {
             let (in_ch, stride) = if repeat == 0 {
                 (spec.in_channels, spec.stride)
@@ -354,7 +445,7 @@ pub fn load(path: &Path, device: &Device) -> Result<EfficientNetLite0, ModelErro
         }
     }
 
-    let last = STAGES[STAGES.len() - 1].out_channels;
+    let last = stages[stages.len() - 1].out_channels;
     let head = loader.conv_bn("_conv_head", "_bn1", last, FEATURE_DIM, 1, 1, 1)?;
 
     // PyTorch stores the classifier as [out, in]; burn's Linear wants [in, out].
@@ -373,7 +464,7 @@ pub fn load(path: &Path, device: &Device) -> Result<EfficientNetLite0, ModelErro
         bias: Some(loader.param("_fc.bias", [NUM_CLASSES])?),
     };
 
-    Ok(EfficientNetLite0 {
+    Ok(EfficientNetLite {
         stem,
         blocks,
         head,
@@ -477,6 +568,12 @@ mod tests {
 
     /// Decodes a JPEG, resizes shorter side to 256 (bilinear), centre-crops 224, normalises.
     fn imagenet_input(name: &str, device: &Device) -> Tensor<4> {
+        imagenet_input_at(name, 256, 224, device)
+    }
+
+    /// Decodes a JPEG, resizes shorter side to `shorter` (bilinear), centre-crops `crop`,
+    /// normalises.
+    fn imagenet_input_at(name: &str, shorter: usize, crop: usize, device: &Device) -> Tensor<4> {
         let path = data_root().join("pretrained/test_images").join(name);
         let rgb = image::ImageReader::open(&path)
             .expect("open test image")
@@ -490,13 +587,17 @@ mod tests {
                 planar[c * h * w + i] = px.0[c];
             }
         }
-        let mut x = resize_shorter_center_crop(&planar, h, w, 256, 224).expect("resize");
+        let mut x = resize_shorter_center_crop(&planar, h, w, shorter, crop).expect("resize");
         normalize_f32_in_place(&mut x);
-        input_batch(x, 1, 224, device).expect("input batch")
+        input_batch(x, 1, crop, device).expect("input batch")
     }
 
-    fn top2(model: &EfficientNetLite0, name: &str, device: &Device) -> [(usize, f32); 2] {
-        let logits = model.forward(imagenet_input(name, device));
+    fn top2(model: &EfficientNetLite, name: &str, device: &Device) -> [(usize, f32); 2] {
+        top2_of(model, name, imagenet_input(name, device))
+    }
+
+    fn top2_of(model: &EfficientNetLite, name: &str, input: Tensor<4>) -> [(usize, f32); 2] {
+        let logits = model.forward(input);
         assert_eq!(logits.dims(), [1, NUM_CLASSES]);
         let probs: Vec<f32> = softmax(logits, 1)
             .into_data()
@@ -512,6 +613,50 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         [(order[0], probs[order[0]]), (order[1], probs[order[1]])]
+    }
+
+    #[test]
+    fn the_family_scales_lite0_by_width_and_depth() {
+        assert_eq!(Lite::Lite0.stages(), STAGES);
+        assert_eq!(Lite::Lite0.blocks(), 16);
+        // EfficientNet-Lite2 (width 1.1, depth 1.2), as `../shared/data/SOURCES.txt` gives its
+        // blocks per stage and as timm's `tf_efficientnet_lite2` lays out its channels.
+        let lite2 = Lite::Lite2.stages();
+        let repeats: Vec<usize> = lite2.iter().map(|s| s.repeats).collect();
+        assert_eq!(repeats, [1, 3, 3, 4, 4, 5, 1]);
+        let outs: Vec<usize> = lite2.iter().map(|s| s.out_channels).collect();
+        assert_eq!(outs, [16, 24, 48, 88, 120, 208, 352]);
+        let ins: Vec<usize> = lite2.iter().map(|s| s.in_channels).collect();
+        assert_eq!(ins, [32, 16, 24, 48, 88, 120, 208]);
+    }
+
+    #[test]
+    fn lite2_imagenet_sanity_on_the_shipped_test_images() {
+        // The classification check of `../shared/data/SOURCES.txt` (timm, shorter side 292,
+        // centre crop 260): dog -> 249 malamute (0.23), eagle -> 21 kite (0.27) then 22 bald
+        // eagle, giraffe -> 340 zebra (0.20).
+        let device = Device::flex();
+        let path = data_root().join(Lite::Lite2.weights_file());
+        let model = load(&path, Lite::Lite2, &device).expect("load Lite2 weights");
+        assert_eq!(model.blocks.len(), 21);
+        let input = |name: &str| imagenet_input_at(name, 292, 260, &device);
+        let [(top1, p1), _] = top2_of(&model, "dog.jpg", input("dog.jpg"));
+        assert_eq!(top1, 249, "dog.jpg should be malamute");
+        assert!((p1 - 0.23).abs() <= 0.03, "dog.jpg p = {p1}");
+        let [(top1, p1), (second, _)] = top2_of(&model, "eagle.jpg", input("eagle.jpg"));
+        assert_eq!((top1, second), (21, 22), "eagle.jpg: kite, then bald eagle");
+        assert!((p1 - 0.27).abs() <= 0.03, "eagle.jpg p = {p1}");
+        let [(top1, p1), _] = top2_of(&model, "giraffe.jpg", input("giraffe.jpg"));
+        assert_eq!(top1, 340, "giraffe.jpg should be zebra");
+        assert!((p1 - 0.20).abs() <= 0.03, "giraffe.jpg p = {p1}");
+        // Lite0's weights under Lite2's shapes: a named shape error, not a panic.
+        let wrong = load(&weights_path(), Lite::Lite2, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            wrong.contains("_blocks.") && wrong.contains("shape"),
+            "{wrong}"
+        );
     }
 
     #[test]
@@ -532,7 +677,7 @@ mod tests {
     #[test]
     fn imagenet_sanity_on_the_shipped_test_images() {
         let device = Device::flex();
-        let model = load(&weights_path(), &device).expect("load weights");
+        let model = load(&weights_path(), Lite::Lite0, &device).expect("load weights");
         assert_eq!(model.blocks.len(), 16);
 
         let [(top1, p1), _] = top2(&model, "dog.jpg", &device);
@@ -561,7 +706,7 @@ mod tests {
     #[test]
     fn folded_batchnorm_matches_conv_then_batchnorm() {
         let device = Device::flex();
-        let model = load(&weights_path(), &device).expect("load weights");
+        let model = load(&weights_path(), Lite::Lite0, &device).expect("load weights");
         // Stem (3x3 stride 2, odd and even sizes) and a 5x5 stride-2 depthwise layer.
         let cases: [(&ConvBn, usize, usize); 3] = [
             (&model.stem, 3, 17),
@@ -587,7 +732,7 @@ mod tests {
     #[test]
     fn missing_file_is_reported() {
         let path = data_root().join("pretrained/no_such_weights.safetensors");
-        match load(&path, &Device::flex()) {
+        match load(&path, Lite::Lite0, &Device::flex()) {
             Err(ModelError::WeightsNotFound { path: p }) => assert_eq!(p, path),
             other => panic!("expected WeightsNotFound, got {other:?}"),
         }
@@ -598,7 +743,7 @@ mod tests {
         let bytes = std::fs::read(weights_path()).expect("read weights");
         let path = unique_temp_path("truncated");
         std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("write truncated copy");
-        let result = load(&path, &Device::flex());
+        let result = load(&path, Lite::Lite0, &Device::flex());
         let _ = std::fs::remove_file(&path);
         match result {
             Err(err @ ModelError::CorruptWeights { .. }) => {
@@ -612,7 +757,7 @@ mod tests {
         for cut in [5, 1000] {
             let path = unique_temp_path("cut");
             std::fs::write(&path, &bytes[..cut]).expect("write truncated copy");
-            let result = load(&path, &Device::flex());
+            let result = load(&path, Lite::Lite0, &Device::flex());
             let _ = std::fs::remove_file(&path);
             assert!(
                 matches!(result, Err(ModelError::CorruptWeights { .. })),
@@ -652,7 +797,7 @@ mod tests {
             tiny_safetensors(&[("_conv_stem.weight", &[16, 3, 3, 3])]),
         )
         .expect("write tiny file");
-        let result = load(&path, &Device::flex());
+        let result = load(&path, Lite::Lite0, &Device::flex());
         let _ = std::fs::remove_file(&path);
         let err = match result {
             Err(err) => err,
@@ -684,7 +829,7 @@ mod tests {
             tiny_safetensors(&[("_conv_stem.weight", &[32, 3, 3, 3])]),
         )
         .expect("write tiny file");
-        let result = load(&path, &Device::flex());
+        let result = load(&path, Lite::Lite0, &Device::flex());
         let _ = std::fs::remove_file(&path);
         match result {
             Err(ModelError::MissingTensor { name }) => assert_eq!(name, "_bn0.weight"),

@@ -1,10 +1,11 @@
-//! The frozen EfficientNet-Lite0 compiled for CPU inference: the features stage's hot loop.
+//! A frozen EfficientNet-Lite (Lite0, Lite2) compiled for CPU inference: the features stage's
+//! hot loop.
 //!
-//! [`FrozenLite0::compile`] takes the burn module ([`EfficientNetLite0`], loaded from the
+//! [`FrozenLite::compile`] takes the burn module ([`EfficientNetLite`], loaded from the
 //! safetensors file) and folds every batch norm into its convolution (the same fold as
 //! [`super::fold_batch_norm`]), then lays the weights out for channels-last (NHWC) inference.
-//! [`FrozenLite0::features`] computes the same function as
-//! [`EfficientNetLite0::forward_features`] on upsampled CIFAR images, restructured for the
+//! [`FrozenLite::features`] computes the same function as
+//! [`EfficientNetLite::forward_features`] on upsampled CIFAR images, restructured for the
 //! memory hierarchy of a CPU:
 //!
 //! - **one image per thread**: images are independent, so a worker runs a whole image through
@@ -24,13 +25,14 @@
 //! number of threads or on how images are batched, so features are reproducible across both.
 
 use super::ModelError;
-use super::efficientnet::{ConvBn, EfficientNetLite0, FEATURE_DIM, STAGES, tf_same_padding};
+use super::efficientnet::{ConvBn, EfficientNetLite, FEATURE_DIM, tf_same_padding};
 use super::resize;
 use crate::simd::{Level, level};
 use burn::prelude::*;
 use rayon::prelude::*;
 
-/// Channel block of the vectorised depthwise and stem loops (every Lite0 width is a multiple).
+/// Channel block of the vectorised depthwise and stem loops (every expanded width of Lite0 and
+/// Lite2 is a multiple; [`FrozenLite::compile`] checks it).
 const LANES: usize = 16;
 /// Output pixels the depthwise fast path computes at once (independent accumulator chains).
 const PIXELS: usize = 4;
@@ -79,10 +81,10 @@ struct Block {
     residual: bool,
 }
 
-/// EfficientNet-Lite0's feature extractor with folded, NHWC-ordered weights; see the module
-/// docs. Built from the burn module by [`FrozenLite0::compile`].
+/// An EfficientNet-Lite feature extractor with folded, NHWC-ordered weights; see the module
+/// docs. Built from the burn module by [`FrozenLite::compile`].
 #[derive(Debug, Clone)]
-pub struct FrozenLite0 {
+pub struct FrozenLite {
     stem: Stem,
     blocks: Vec<Block>,
     head: Pointwise,
@@ -114,7 +116,7 @@ fn folded(layer: &ConvBn) -> Result<Folded, ModelError> {
     let host = |data: TensorData| {
         data.try_to_vec::<f32>()
             .map_err(|e| ModelError::InvalidInput {
-                what: format!("EfficientNet-Lite0 weights are not f32: {e:?}"),
+                what: format!("EfficientNet-Lite weights are not f32: {e:?}"),
             })
     };
     Ok(Folded {
@@ -154,6 +156,14 @@ impl Depthwise {
             bias,
             dims: [channels, _, kernel, _],
         } = folded(layer)?;
+        if !channels.is_multiple_of(LANES) {
+            return Err(ModelError::InvalidInput {
+                what: format!(
+                    "a depthwise layer of {channels} channels; the fused inference needs a \
+                     multiple of {LANES} (use the plain layers)"
+                ),
+            });
+        }
         // [c, 1, k, k] -> [k, k, c]
         let mut weight = vec![0.0; w.len()];
         for c in 0..channels {
@@ -196,12 +206,13 @@ impl Stem {
     }
 }
 
-impl FrozenLite0 {
+impl FrozenLite {
     /// Folds and re-lays the weights of `net` (any device; they are read back to the host).
     ///
     /// # Errors
-    /// [`ModelError::InvalidInput`] if the module's shapes are not EfficientNet-Lite0's.
-    pub fn compile(net: &EfficientNetLite0) -> Result<Self, ModelError> {
+    /// [`ModelError::InvalidInput`] if a depthwise layer's width is not a multiple of the
+    /// vector block.
+    pub fn compile(net: &EfficientNetLite) -> Result<Self, ModelError> {
         let blocks = net
             .blocks
             .iter()
@@ -214,12 +225,6 @@ impl FrozenLite0 {
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
-        let expected: usize = STAGES.iter().map(|s| s.repeats).sum();
-        if blocks.len() != expected {
-            return Err(ModelError::InvalidInput {
-                what: format!("{} MBConv blocks, expected {expected}", blocks.len()),
-            });
-        }
         Ok(Self {
             stem: Stem::compile(&net.stem)?,
             blocks,
@@ -230,7 +235,7 @@ impl FrozenLite0 {
     /// Pooled 1280-d features of planar u8 `[3, 32, 32]` CIFAR images (`pixels` holds them one
     /// after the other), each upsampled bicubically to `size` and normalised as
     /// [`super::efficientnet::normalize_f32_in_place`] does: the same values as
-    /// [`EfficientNetLite0::forward_features`] on [`super::Preprocess::EfficientNet`] input.
+    /// [`EfficientNetLite::forward_features`] on [`super::Preprocess::EfficientNet`] input.
     /// Images are spread over the current rayon pool, one per worker at a time.
     ///
     /// # Errors
@@ -631,16 +636,17 @@ mod tests {
     //! statistics, then `relu6`), on the real ImageNet weights.
     use super::*;
     use crate::data::cifar::IMAGE_BYTES;
-    use crate::model::efficientnet::{self, MbConvBlock};
+    use crate::model::efficientnet::{self, Lite, MbConvBlock};
     use burn::tensor::activation::relu6 as burn_relu6;
 
-    fn net() -> EfficientNetLite0 {
+    fn net() -> EfficientNetLite {
+        lite(Lite::Lite0)
+    }
+
+    fn lite(lite: Lite) -> EfficientNetLite {
         let root = crate::data::DataRoot::resolve(None, None).expect("real data root");
-        EfficientNetLite0::load(
-            &root.path.join("pretrained/efficientnet_lite0.safetensors"),
-            &Device::flex(),
-        )
-        .expect("load weights")
+        EfficientNetLite::load(&root.path.join(lite.weights_file()), lite, &Device::flex())
+            .expect("load weights")
     }
 
     fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
@@ -772,8 +778,8 @@ mod tests {
         assert_close(&out, &reference, 1e-4, "projection 144 -> 24 + residual");
     }
 
-    /// EfficientNet-Lite0's pooled features through burn's plain layers only (no folding).
-    fn plain_features(net: &EfficientNetLite0, x: Tensor<4>) -> Vec<f32> {
+    /// An EfficientNet-Lite's pooled features through burn's plain layers only (no folding).
+    fn plain_features(net: &EfficientNetLite, x: Tensor<4>) -> Vec<f32> {
         let convbn = |l: &ConvBn, x: Tensor<4>| l.bn.forward(l.conv.forward(x));
         let mut x = burn_relu6(convbn(&net.stem, x));
         for b in &net.blocks {
@@ -798,8 +804,17 @@ mod tests {
 
     #[test]
     fn whole_network_equals_burn_layers_on_real_images() {
-        let net = net();
-        let frozen = FrozenLite0::compile(&net).expect("compile");
+        whole_network_equals_burn_layers(Lite::Lite0);
+    }
+
+    #[test]
+    fn whole_lite2_equals_burn_layers_on_real_images() {
+        whole_network_equals_burn_layers(Lite::Lite2);
+    }
+
+    fn whole_network_equals_burn_layers(which: Lite) {
+        let net = lite(which);
+        let frozen = FrozenLite::compile(&net).expect("compile");
         let root = crate::data::DataRoot::resolve(None, None).expect("real data root");
         let test = crate::data::cifar::Cifar100::load(&root, false)
             .expect("CIFAR-100")

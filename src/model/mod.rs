@@ -268,7 +268,7 @@ pub enum ImageEncoder {
     /// The compact from-scratch CNN.
     CifarCnn(cifar_cnn::CifarCnn),
     /// EfficientNet-Lite0 being fine-tuned (`freeze: false`).
-    EfficientNet(efficientnet::EfficientNetLite0),
+    EfficientNet(efficientnet::EfficientNetLite),
     /// The report's AlexNet.
     AlexNet(alexnet::AlexNet),
 }
@@ -423,14 +423,18 @@ impl HashNet {
                 Some(ImageEncoder::CifarCnn(cifar_cnn::CifarCnn::new(device))),
                 cifar_cnn::FEATURES,
             ),
-            (Encoder::EfficientnetLite0, true) => (None, efficientnet::FEATURE_DIM),
-            (Encoder::EfficientnetLite0, false) => {
+            (Encoder::EfficientnetLite0 | Encoder::EfficientnetLite2, true) => {
+                (None, efficientnet::FEATURE_DIM)
+            }
+            (Encoder::EfficientnetLite0 | Encoder::EfficientnetLite2, false) => {
+                let lite = efficientnet::Lite::of(cfg.encoder).expect("an EfficientNet-Lite");
                 let path = pretrained.ok_or_else(|| {
-                    ModelError::Misconfigured(
-                        "fine-tuning efficientnet_lite0 needs its pretrained weights file".into(),
-                    )
+                    ModelError::Misconfigured(format!(
+                        "fine-tuning {} needs its pretrained weights file",
+                        cfg.encoder.as_str()
+                    ))
                 })?;
-                let net = efficientnet::EfficientNetLite0::load(path, device)?;
+                let net = efficientnet::EfficientNetLite::load(path, lite, device)?;
                 (
                     Some(ImageEncoder::EfficientNet(net)),
                     efficientnet::FEATURE_DIM,
@@ -545,7 +549,7 @@ impl Preprocess {
         let size = cfg.input_size as usize;
         match cfg.encoder {
             Encoder::CifarCnn => Self::Cifar,
-            Encoder::EfficientnetLite0 => Self::EfficientNet { size },
+            Encoder::EfficientnetLite0 | Encoder::EfficientnetLite2 => Self::EfficientNet { size },
             Encoder::Alexnet => Self::ImageNet { size },
         }
     }
