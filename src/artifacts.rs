@@ -105,6 +105,12 @@ impl StoredEmbedding {
 
 const DATASET_SUMMARY: &str = "dataset_summary.json";
 const CLASS_COUNTS: &str = "class_counts.csv";
+const METRICS: &str = "metrics.csv";
+const HP_CURVES: &str = "hp_curves.csv";
+const INDICES: &str = "indices";
+const RANKINGS: &str = "rankings";
+const IWAN: &str = "iwan";
+const IWAN_GRAPH: &str = "iwan_graph.json";
 
 /// The files of a run folder, `results/<experiment>/<run-id>/`.
 ///
@@ -128,14 +134,8 @@ impl RunLayout {
     /// What the data stage writes, relative to the run folder.
     pub const DATA_OUTPUTS: &'static [&'static str] = &[DATASET_SUMMARY, CLASS_COUNTS];
     /// What the eval stage writes, relative to the run folder.
-    pub const EVAL_OUTPUTS: &'static [&'static str] = &[
-        "metrics.csv",
-        "hp_curves.csv",
-        "indices",
-        "rankings",
-        "iwan",
-        "iwan_graph.json",
-    ];
+    pub const EVAL_OUTPUTS: &'static [&'static str] =
+        &[METRICS, HP_CURVES, INDICES, RANKINGS, IWAN, IWAN_GRAPH];
 
     /// The layout of the run folder `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -214,12 +214,12 @@ impl RunLayout {
 
     /// `metrics.csv`: every metric, long format.
     pub fn metrics(&self) -> PathBuf {
-        self.dir.join("metrics.csv")
+        self.dir.join(METRICS)
     }
 
     /// `hp_curves.csv`: the HP@k curves.
     pub fn hp_curves(&self) -> PathBuf {
-        self.dir.join("hp_curves.csv")
+        self.dir.join(HP_CURVES)
     }
 
     /// `tables/`: rendered tables.
@@ -234,17 +234,17 @@ impl RunLayout {
 
     /// `rankings/`: the optional ranking dumps.
     pub fn rankings(&self) -> PathBuf {
-        self.dir.join("rankings")
+        self.dir.join(RANKINGS)
     }
 
     /// `indices/<method>-<db>.idx`: the index the eval stage built over database split `db`.
     pub fn index_file(&self, method: Method, db: SplitName) -> PathBuf {
-        self.dir.join("indices").join(format!("{method}-{db}.idx"))
+        self.dir.join(INDICES).join(format!("{method}-{db}.idx"))
     }
 
     /// `iwan/`: the word model's outputs.
     pub fn iwan(&self) -> PathBuf {
-        self.dir.join("iwan")
+        self.dir.join(IWAN)
     }
 
     /// `iwan/predicted-<split>.csv`: the words predicted for each image of `split`.
@@ -269,7 +269,7 @@ impl RunLayout {
 
     /// `iwan_graph.json`: our IWAN graph's summary.
     pub fn iwan_graph(&self) -> PathBuf {
-        self.dir.join("iwan_graph.json")
+        self.dir.join(IWAN_GRAPH)
     }
 
     /// The embed stage's summary, if the run stored one that parses.

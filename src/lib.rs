@@ -13,7 +13,7 @@
 //! | [`config`] | the YAML schema, validation with line numbers, `base:` composition, command-line overrides, sweeps, config hashes |
 //! | [`data`] | CIFAR-100 binary, WordNet hierarchy, USF norms, ImageNet labels; `fetch`: every file from its public source (resumable HTTP, a zip member reader, a legacy `torch.save` reader), verified by pinned sha256 |
 //! | [`semantics`] | class similarity S and the Barz & Denzler class embedding |
-//! | [`model`] | burn networks (compact CNN, AlexNet, EfficientNet-Lite0, fused frozen inference) |
+//! | [`model`] | burn networks (compact CNN, AlexNet, the EfficientNet-Lite family (Lite0, Lite2), fused frozen inference) |
 //! | [`train`] | the training loop (losses, optimiser, checkpoints) |
 //! | [`embed`] | network outputs: embeddings, hash activations, codes, top classes |
 //! | [`iwan`] | the image-word association network and its Dijkstra search; the report's own graph |
