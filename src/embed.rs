@@ -222,7 +222,7 @@ impl Embedder {
     }
 }
 
-/// Pooled EfficientNet-Lite0 features (`n x 1280`) of 32x32 images (`n * 3072` planar u8),
+/// Pooled EfficientNet-Lite features (`n x 1280`) of 32x32 images (`n * 3072` planar u8),
 /// each upsampled bicubically to `size x size` and normalised as `(x - 127) / 128`.
 ///
 /// Runs the fused channels-last inference of [`FrozenLite`] (the same function as

@@ -396,7 +396,7 @@ pub enum BenchCommand {
     /// Time training steps and inference of a network on real CIFAR-100 training images.
     ///
     /// Training: batch from u8 pixels, forward, cosine loss, backward, SGD step (momentum
-    /// 0.9). Inference: forward passes without gradients; for a frozen EfficientNet-Lite0 the
+    /// 0.9). Inference: forward passes without gradients; for a frozen EfficientNet-Lite the
     /// feature pass of the features stage, bicubic upsampling included. Prints one JSON line
     /// per mode: framework, mode, encoder, input_size, batch, threads, images, seconds,
     /// images_per_second. scripts/bench_torch.sh runs the same cifar_cnn in PyTorch.
@@ -480,7 +480,7 @@ pub struct BenchModelArgs {
     /// Input side in pixels (cifar_cnn: 32; default 224 for the others).
     #[arg(long)]
     pub input_size: Option<u32>,
-    /// Train EfficientNet-Lite0 end to end (`freeze: false`) instead of timing its frozen
+    /// Train an EfficientNet-Lite end to end (`freeze: false`) instead of timing its frozen
     /// feature pass.
     #[arg(long)]
     pub fine_tune: bool,
@@ -511,11 +511,11 @@ pub struct BenchModelArgs {
     /// CIFAR-100 split whose first images are timed: train or test.
     #[arg(long, default_value = "train")]
     pub split: SplitName,
-    /// Frozen EfficientNet-Lite0: time burn's plain layers (conv2d, batch norm, relu6 on NCHW
+    /// Frozen EfficientNet-Lite: time burn's plain layers (conv2d, batch norm, relu6 on NCHW
     /// batches) instead of the fused channels-last inference the features stage runs.
     #[arg(long)]
     pub plain_layers: bool,
-    /// Frozen EfficientNet-Lite0: also write the pooled features of the first `--batch`
+    /// Frozen EfficientNet-Lite: also write the pooled features of the first `--batch`
     /// images of the split to this .npy file (f32, batch x 1280), untimed, for the PyTorch
     /// agreement check of scripts/bench_efficientnet.sh.
     #[arg(long, value_name = "FILE")]

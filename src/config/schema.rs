@@ -207,8 +207,8 @@ pub struct ModelConfig {
     pub input_size: u32,
     /// Keep the pretrained encoder fixed and cache its features (EfficientNet only).
     pub freeze: bool,
-    /// Optional weights file for the encoder (AlexNet) or a replacement for the default
-    /// EfficientNet-Lite0 weights.
+    /// Optional weights file for the encoder (AlexNet) or a replacement for an EfficientNet-Lite
+    /// encoder's shipped ImageNet weights.
     pub weights: Option<PathBuf>,
     /// Hash bits: the number of sigmoid units in the hidden layer (report: 48).
     pub h: u32,
@@ -356,7 +356,8 @@ impl Default for IndexConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WordModel {
-    /// Top ImageNet labels of the pretrained EfficientNet-Lite0 classifier.
+    /// Top ImageNet labels of the pretrained EfficientNet-Lite classifier: the encoder's own
+    /// (Lite0 or Lite2), else Lite0's.
     #[default]
     Imagenet,
     /// The trained embedding network's nearest CIFAR-100 classes.

@@ -389,7 +389,7 @@ pub enum WordModelRun {
 
 impl WordModelRun {
     /// The word model of `cfg` (`iwan.word_model` and its input size). `loaded` is the
-    /// config's EfficientNet-Lite0 when the caller has it already; otherwise the ImageNet word
+    /// config's EfficientNet-Lite when the caller has it already; otherwise the ImageNet word
     /// model loads it.
     pub fn open(
         root: &DataRoot,

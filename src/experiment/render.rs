@@ -8,6 +8,7 @@ use super::{ExperimentError, check_format, split_sizes};
 use crate::artifacts::{EmbedSplitSummary, ExperimentLayout, RunLayout};
 use crate::config;
 use crate::data::cifar::SplitName;
+use crate::model::efficientnet::Lite;
 use crate::report::check::{Key, groups_and_ks, lookup, read_metrics};
 use crate::report::figures::{Figure, hp_chart, pareto_chart};
 use crate::report::paper::{RunFacts, paper_tables};
@@ -35,9 +36,10 @@ fn run_facts(run: &RunLayout, cfg: &config::Config) -> RunFacts {
         inference_s: decoder.map(|d| d + encoder.unwrap_or(0.0)),
         word_model_s: word_model,
         word_model: cfg.iwan.enabled.then_some(match cfg.iwan.word_model {
-            config::WordModel::Imagenet => {
-                "EfficientNet-Lite0's ImageNet labels (the report: ResNet-50's)"
-            }
+            config::WordModel::Imagenet => match super::stages::own_weights(cfg).lite {
+                Lite::Lite0 => "EfficientNet-Lite0's ImageNet labels (the report: ResNet-50's)",
+                Lite::Lite2 => "EfficientNet-Lite2's ImageNet labels (the report: ResNet-50's)",
+            },
             config::WordModel::Classes => {
                 "the trained network's CIFAR-100 classes (the report: ResNet-50's ImageNet labels)"
             }

@@ -376,7 +376,7 @@ pub fn input_batch(
     ))
 }
 
-/// Loads EfficientNet-Lite0 from a safetensors file (F32 tensors, lukemelas naming) onto
+/// Loads the EfficientNet-Lite `lite` from a safetensors file (F32 tensors, lukemelas naming) onto
 /// `device`. BatchNorm layers are created with `eps = 1e-3` and their running statistics;
 /// they use those statistics whenever the input is not on an autodiff device.
 ///

@@ -267,7 +267,7 @@ impl CpuBackend {
 pub enum ImageEncoder {
     /// The compact from-scratch CNN.
     CifarCnn(cifar_cnn::CifarCnn),
-    /// EfficientNet-Lite0 being fine-tuned (`freeze: false`).
+    /// An EfficientNet-Lite being fine-tuned (`freeze: false`).
     EfficientNet(efficientnet::EfficientNetLite),
     /// The report's AlexNet.
     AlexNet(alexnet::AlexNet),
@@ -346,7 +346,7 @@ pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 #[derive(Module, Debug)]
 pub struct HashNet {
     /// Image encoder trained with the decoder; `None` when the network consumes precomputed
-    /// features of a frozen encoder (EfficientNet-Lite0 with `freeze: true`).
+    /// features of a frozen encoder (an EfficientNet-Lite with `freeze: true`).
     pub encoder: Option<ImageEncoder>,
     /// The wide decoder's hidden layer; `None` for the report's decoder.
     pub trunk: Option<Trunk>,
@@ -410,7 +410,7 @@ pub struct Output {
 impl HashNet {
     /// A freshly initialised network for `cfg` (the device's seed decides the initial weights).
     ///
-    /// `pretrained` is the encoder's weights file: required for a fine-tuned EfficientNet-Lite0,
+    /// `pretrained` is the encoder's weights file: required for a fine-tuned EfficientNet-Lite,
     /// optional for AlexNet (from scratch without it), ignored otherwise.
     pub fn new(
         cfg: &ModelConfig,
@@ -530,7 +530,7 @@ impl HashNet {
 pub enum Preprocess {
     /// 32x32, standardised with the CIFAR-100 channel statistics (`cifar_cnn`).
     Cifar,
-    /// Bicubic upsampling to `size`, then `(x - 127) / 128` (EfficientNet-Lite0).
+    /// Bicubic upsampling to `size`, then `(x - 127) / 128` (EfficientNet-Lite).
     EfficientNet {
         /// Output side in pixels.
         size: usize,

@@ -92,7 +92,7 @@ impl Served {
         }
         let cfg = layout.config()?;
         let root = DataRoot::resolve(data_root, cfg.data.root.as_deref())?;
-        // One EfficientNet-Lite0 serves the frozen encoder and the ImageNet word model: both
+        // One EfficientNet-Lite serves the frozen encoder and the ImageNet word model: both
         // use the config's own weights.
         let imagenet_words = cfg.iwan.enabled && cfg.iwan.word_model == WordModel::Imagenet;
         let encoder = (experiment::frozen_encoder(&cfg) || imagenet_words)
