@@ -37,9 +37,6 @@ import numpy as np
 from peer_common import data_root
 
 
-ENCODER = "efficientnet_lite0"
-
-
 def load_images(root, split, n):
     raw = np.fromfile(root / "cifar-100-binary" / f"{split}.bin", dtype=np.uint8)
     return raw.reshape(-1, 3074)[:n, 2:].reshape(-1, 3, 32, 32)
@@ -133,7 +130,7 @@ def torch_network(torch, model, layout, batch, size):
         return torch.jit.freeze(torch.jit.trace(net, example))
 
 
-def torch_measure(torch, model, pixels, size, layout, batch, threads, warmup, steps):
+def torch_measure(torch, encoder, model, pixels, size, layout, batch, threads, warmup, steps):
     torch.set_num_threads(threads)
     net = torch_network(torch, model, layout, batch, size)
     with torch.inference_mode():
@@ -144,15 +141,15 @@ def torch_measure(torch, model, pixels, size, layout, batch, threads, warmup, st
     seconds = time.perf_counter() - start
     return {
         "framework": "torch", "layout": layout, "mode": "infer",
-        "encoder": ENCODER, "input_size": size, "batch": batch,
+        "encoder": encoder, "input_size": size, "batch": batch,
         "threads": threads, "images": steps * batch, "seconds": seconds,
         "images_per_second": steps * batch / seconds,
     }
 
 
-def harness_run(harness, root, split, size, batch, threads, warmup, steps, save=None):
+def harness_run(harness, encoder, root, split, size, batch, threads, warmup, steps, save=None):
     cmd = [harness, "--data-root", str(root), "bench", "model", "--encoder",
-           ENCODER, "--mode", "infer", "--split", split, "--input-size",
+           encoder, "--mode", "infer", "--split", split, "--input-size",
            str(size), "--batch", str(batch), "--threads", str(threads), "--warmup",
            str(warmup), "--steps", str(steps)]
     if save:
@@ -161,11 +158,12 @@ def harness_run(harness, root, split, size, batch, threads, warmup, steps, save=
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def check_agreement(torch, harness, root, model, pixels, size, batch, threads, tolerance):
+def check_agreement(torch, harness, encoder, root, model, pixels, size, batch, threads,
+                    tolerance):
     """Largest |harness - PyTorch| over the pooled features of the first `batch` images."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "features.npy")
-        harness_run(harness, root, "test", size, batch, threads, 0, 1, save=path)
+        harness_run(harness, encoder, root, "test", size, batch, threads, 0, 1, save=path)
         ours = np.load(path)
     torch.set_num_threads(threads)
     with torch.inference_mode():
@@ -198,8 +196,6 @@ def main():
 
     harness = os.environ.get("HARNESS_BIN", "target/release/harness")
     root = data_root(a.data_root)
-    global ENCODER
-    ENCODER = a.encoder
     model = torch_model(torch, a.encoder, root / "pretrained" / f"{a.encoder}.safetensors")
     pixels = load_images(root, "test", (a.warmup + a.steps) * a.batch)
     sizes = [int(s) for s in a.sizes.split(",")]
@@ -208,10 +204,11 @@ def main():
           f"test images", file=sys.stderr)
     records, rows = [], []
     for size in sizes:
-        diff = check_agreement(torch, harness, root, model, pixels, size, a.batch, a.threads,
-                               a.tolerance)
-        ours = harness_run(harness, root, "test", size, a.batch, a.threads, a.warmup, a.steps)
-        peers = [torch_measure(torch, model, pixels, size, layout, a.batch, a.threads,
+        diff = check_agreement(torch, harness, a.encoder, root, model, pixels, size, a.batch,
+                               a.threads, a.tolerance)
+        ours = harness_run(harness, a.encoder, root, "test", size, a.batch, a.threads, a.warmup,
+                           a.steps)
+        peers = [torch_measure(torch, a.encoder, model, pixels, size, layout, a.batch, a.threads,
                                a.warmup, a.steps)
                  for layout in ["nchw", "channels_last", "frozen_channels_last"]]
         ours["max_abs_diff_vs_torch"] = diff

@@ -409,7 +409,10 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
     );
     let model = Loaded::from_text("bench model options", text)?.config.model;
     let modes = &a.mode;
-    if modes.contains(&Mode::Train) && model.encoder.is_efficientnet() && model.freeze {
+    if modes.contains(&Mode::Train)
+        && crate::model::efficientnet::Lite::of(model.encoder).is_some()
+        && model.freeze
+    {
         bail!("training a frozen EfficientNet-Lite trains only the decoder; pass --fine-tune");
     }
     let device = a.backend.device()?;

@@ -165,12 +165,6 @@ impl Encoder {
         }
     }
 
-    /// Whether the encoder is an EfficientNet-Lite with shipped ImageNet weights (frozen
-    /// features, the ImageNet word model).
-    pub const fn is_efficientnet(self) -> bool {
-        matches!(self, Self::EfficientnetLite0 | Self::EfficientnetLite2)
-    }
-
     /// Smallest input side the encoder's convolution and pooling stack accepts (AlexNet's
     /// 11x11/4 stem and three 3x3/2 pools need 63 pixels).
     pub const fn min_input_size(self) -> u32 {

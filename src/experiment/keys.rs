@@ -6,9 +6,8 @@
 //! folder of that stage (it is then computed again, never reused wrongly).
 
 use super::stages::LiteWeights;
-use crate::config::{self, Config, Encoder};
+use crate::config::{self, Config};
 use crate::data::cifar::SplitName;
-use crate::model::efficientnet::Lite;
 use std::path::{Path, PathBuf};
 
 /// A stage's cache key and folder.
@@ -39,19 +38,14 @@ pub(crate) fn features(
     own: LiteWeights<'_>,
     mirrored: bool,
 ) -> CacheKey {
-    let encoder = match own.lite {
-        Lite::Lite0 => Encoder::EfficientnetLite0,
-        Lite::Lite2 => Encoder::EfficientnetLite2,
-    };
-    let weights = own.weights;
     let mut value = serde_json::json!({
         "stage": "features",
-        "encoder": encoder,
+        "encoder": own.lite.encoder(),
         // The fused channels-last inference (model::frozen) sums in another order than burn's
         // layers, so its features get their own cache entries.
         "implementation": "fused-nhwc",
         "input_size": size,
-        "weights": weights,
+        "weights": own.weights,
         "train_subset": cfg.data.train_subset,
         "test_subset": cfg.data.test_subset,
     });
@@ -98,6 +92,7 @@ pub(crate) fn embed(cache: &Path, train: &CacheKey, splits: &[(SplitName, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::efficientnet::Lite;
 
     fn lite0(weights: Option<&PathBuf>) -> LiteWeights<'_> {
         LiteWeights {

@@ -195,6 +195,7 @@ pub fn experiment_dir(loaded: &Loaded, opts: &RunOptions) -> PathBuf {
 pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<RunOutcome>, ExperimentError> {
     let runs = loaded.runs()?;
     let exp_dir = experiment_dir(loaded, opts);
+    let exp = ExperimentLayout::new(&exp_dir);
     let cache = cache_dir(loaded, opts);
     if let Some(i) = opts.run_index {
         // One run of a sweep, as a cluster task runs it: other runs may be running at the same
@@ -203,13 +204,13 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<RunOutcome>, Experi
             index: i,
             runs: runs.len(),
         })?;
-        if !ExperimentLayout::new(&exp_dir).sweep().exists() && runs.len() > 1 {
+        if !exp.sweep().exists() && runs.len() > 1 {
             record_sweep(&exp_dir, &runs)?;
         }
         return Ok(vec![run_one(
             run,
             &loaded.command_line,
-            ExperimentLayout::new(&exp_dir).run(&run.id).dir(),
+            exp.run(&run.id).dir(),
             &cache,
             opts,
         )?]);
@@ -226,7 +227,7 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<RunOutcome>, Experi
         let result = run_one(
             run,
             &loaded.command_line,
-            ExperimentLayout::new(&exp_dir).run(&run.id).dir(),
+            exp.run(&run.id).dir(),
             &cache,
             opts,
         );
@@ -248,9 +249,10 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<Vec<RunOutcome>, Experi
 
 /// Writes `sweep.json` for `runs` with each run's state as its folder shows it now.
 pub fn record_sweep(exp_dir: &Path, runs: &[Run]) -> Result<(), StoreError> {
+    let exp = ExperimentLayout::new(exp_dir);
     let states: Vec<status::RunState> = runs
         .iter()
-        .map(|r| status::run_state(ExperimentLayout::new(exp_dir).run(&r.id).dir()))
+        .map(|r| status::run_state(exp.run(&r.id).dir()))
         .collect();
     let statuses: Vec<&str> = states.iter().map(status::RunState::sweep_status).collect();
     write_sweep(exp_dir, runs, &statuses)

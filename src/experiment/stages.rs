@@ -120,7 +120,7 @@ pub fn embedder(
 
 /// Whether the config trains only a decoder on a frozen pretrained encoder's features.
 pub(crate) fn frozen_encoder(cfg: &config::Config) -> bool {
-    cfg.model.encoder.is_efficientnet() && cfg.model.freeze
+    Lite::of(cfg.model.encoder).is_some() && cfg.model.freeze
 }
 
 /// Frozen-encoder features of the train and test prefixes, `n x dim` each.

@@ -61,17 +61,13 @@ const KINDS: [(Method, u32); 6] = [
     (Method::ExactBounded, 6),
 ];
 
-/// The kind number of `method`; a method without a file form is stored as the index it
-/// answers like (MIH-shortlisted re-ranking as hash + re-rank).
+/// The kind number of `method`, one of [`KINDS`] (`save` names each stored variant's method).
 fn kind_of(method: Method) -> u32 {
-    let stored = match method {
-        Method::MihRerank => Method::HammingRerank,
-        m => m,
-    };
     KINDS
         .iter()
-        .find(|(m, _)| *m == stored)
-        .map_or(0, |&(_, k)| k)
+        .find(|(m, _)| *m == method)
+        .map(|&(_, k)| k)
+        .expect("every method save writes has a kind number")
 }
 
 /// Any index this module can persist; also usable directly as a [`SearchIndex`].

@@ -146,6 +146,14 @@ impl Lite {
         }
     }
 
+    /// The `model.encoder` that names it.
+    pub const fn encoder(self) -> crate::config::Encoder {
+        match self {
+            Lite::Lite0 => crate::config::Encoder::EfficientnetLite0,
+            Lite::Lite2 => crate::config::Encoder::EfficientnetLite2,
+        }
+    }
+
     /// MBConv blocks in all.
     pub fn blocks(self) -> usize {
         self.stages().iter().map(|s| s.repeats).sum()
