@@ -40,6 +40,36 @@ pub struct Embedded {
     pub seconds_per_image: f64,
 }
 
+impl Embedded {
+    /// The outputs of the images whose mirror images gave `mirrored` (same rows) averaged with
+    /// them: the mean embedding and the mean hash activations, the bits (activation >= 0.5) and
+    /// the top classes (cosine to `class_embedding`) taken from the means; the time per image
+    /// is both passes'.
+    pub fn mirror_averaged(&self, mirrored: &Embedded, class_embedding: &[f32]) -> Embedded {
+        debug_assert_eq!(
+            (self.n, self.d, self.h),
+            (mirrored.n, mirrored.d, mirrored.h)
+        );
+        let mean = |a: &[f32], b: &[f32]| -> Vec<f32> {
+            a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect()
+        };
+        let embeddings = mean(&self.embeddings, &mirrored.embeddings);
+        let activations = mean(&self.activations, &mirrored.activations);
+        let codes = codes::pack_codes(&activations, self.h);
+        let classes = top_classes_of_rows(&embeddings, self.d, class_embedding);
+        Embedded {
+            n: self.n,
+            d: self.d,
+            h: self.h,
+            embeddings,
+            activations,
+            codes,
+            classes,
+            seconds_per_image: self.seconds_per_image + mirrored.seconds_per_image,
+        }
+    }
+}
+
 /// The `k` classes whose embedding rows (`classes x d`, unit norm) have the largest cosine with
 /// `e`, best first, ties by lower class id.
 pub fn top_classes(e: &[f32], class_embedding: &[f32], k: usize) -> Vec<(u8, f32)> {
@@ -58,6 +88,14 @@ pub fn top_classes(e: &[f32], class_embedding: &[f32], k: usize) -> Vec<(u8, f32
     scores.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     scores.truncate(k);
     scores
+}
+
+/// The [`TOP_CLASSES`] classes of each `d`-wide row of `embeddings`, one row after the other.
+fn top_classes_of_rows(embeddings: &[f32], d: usize, class_embedding: &[f32]) -> Vec<(u8, f32)> {
+    embeddings
+        .chunks_exact(d.max(1))
+        .flat_map(|e| top_classes(e, class_embedding, TOP_CLASSES))
+        .collect()
 }
 
 /// Rows a forward pass computes at least (when its batch size allows): a shorter batch, such as
@@ -138,10 +176,7 @@ pub fn embed(
         }
     }
     let codes = codes::pack_codes(&activations, h);
-    let classes = embeddings
-        .chunks_exact(d)
-        .flat_map(|e| top_classes(e, class_embedding, TOP_CLASSES))
-        .collect();
+    let classes = top_classes_of_rows(&embeddings, d, class_embedding);
     Ok(Embedded {
         n,
         d,
@@ -164,16 +199,19 @@ pub struct Embedder {
     /// The fused frozen encoder and its input size, when the network reads cached features.
     frozen: Option<(FrozenLite, usize)>,
     class_embedding: Vec<f32>,
+    /// Average each image's outputs with its mirror image's (`model.mirror_average`).
+    mirror_average: bool,
 }
 
 impl Embedder {
     /// `net` with its preprocessing; `frozen` is the encoder and input size of the features the
-    /// network was trained on, if it was.
+    /// network was trained on, if it was; `mirror_average` as the run's `model.mirror_average`.
     pub fn new(
         net: HashNet,
         prep: Preprocess,
         frozen: Option<(&EfficientNetLite, usize)>,
         class_embedding: Vec<f32>,
+        mirror_average: bool,
     ) -> Result<Self, ModelError> {
         let frozen = frozen
             .map(|(encoder, size)| Ok::<_, ModelError>((FrozenLite::compile(encoder)?, size)))
@@ -183,6 +221,7 @@ impl Embedder {
             prep,
             frozen,
             class_embedding,
+            mirror_average,
         })
     }
 
@@ -193,6 +232,23 @@ impl Embedder {
                 what: format!("{} bytes are not whole 32x32 RGB images", pixels.len()),
             });
         }
+        let plain = self.embed_as_they_are(pixels)?;
+        if !self.mirror_average {
+            return Ok(plain);
+        }
+        let mut mirrored = vec![0u8; pixels.len()];
+        for (img, dst) in pixels
+            .chunks_exact(IMAGE_BYTES)
+            .zip(mirrored.chunks_exact_mut(IMAGE_BYTES))
+        {
+            train::shift_flip(img, 0, 0, true, dst);
+        }
+        let mirrored = self.embed_as_they_are(&mirrored)?;
+        Ok(plain.mirror_averaged(&mirrored, &self.class_embedding))
+    }
+
+    /// The network's outputs on whole images, without the mirror average.
+    fn embed_as_they_are(&self, pixels: &[u8]) -> Result<Embedded, ModelError> {
         let labels = vec![0u8; pixels.len() / IMAGE_BYTES];
         let features;
         let inputs = match &self.frozen {
@@ -201,7 +257,7 @@ impl Embedder {
                 Inputs::Features {
                     values: &features,
                     dim: efficientnet::FEATURE_DIM,
-                    mirrored: None,
+                    views: &[],
                 }
             }
             None => Inputs::Pixels(pixels),
@@ -317,6 +373,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_mirror_average_takes_bits_and_classes_from_the_means() {
+        // Hand-made outputs for a pure-function unit test: two images, d = 2, h = 3, and a
+        // class embedding of two unit rows (class 0 = x axis, class 1 = y axis).
+        const C: [f32; 4] = [1.0, 0.0, 0.0, 1.0];
+        let outputs = |embeddings: Vec<f32>, activations: Vec<f32>| {
+            let codes = codes::pack_codes(&activations, 3);
+            Embedded {
+                n: 2,
+                d: 2,
+                h: 3,
+                classes: top_classes_of_rows(&embeddings, 2, &C),
+                embeddings,
+                activations,
+                codes,
+                seconds_per_image: 0.25,
+            }
+        };
+        // (Dyadic values, so that the means are exact.)
+        let plain = outputs(
+            vec![1.0, 0.25, 0.0, 1.0],
+            vec![0.75, 0.25, 0.125, 0.5, 0.625, 0.0],
+        );
+        let mirrored = outputs(
+            vec![0.0, 1.75, 0.0, 3.0],
+            vec![0.25, 0.875, 0.25, 0.75, 0.25, 0.0],
+        );
+        let m = plain.mirror_averaged(&mirrored, &C);
+        assert_eq!(m.embeddings, [0.5, 1.0, 0.0, 2.0]);
+        assert_eq!(m.activations, [0.5, 0.5625, 0.1875, 0.625, 0.4375, 0.0]);
+        // Bits 0 and 1 of image 0 (0.5, 0.5625 >= 0.5), bit 0 of image 1; bit 1 of image 0 was
+        // clear in the plain outputs and set in the mean.
+        assert_eq!(m.codes, [0b011, 0b001]);
+        assert_eq!(plain.classes[0].0, 0, "plain image 0 is nearest class 0");
+        assert_eq!(m.classes[0].0, 1, "its mean is nearest class 1");
+        assert_eq!(m.classes[2].0, 1);
+        assert_eq!(m.seconds_per_image, 0.5);
+    }
+
+    #[test]
     fn short_passes_are_filled_with_copies_of_their_rows() {
         assert_eq!(filled(&[7, 8], 5), vec![7, 8, 7, 8, 7]);
         assert_eq!(filled(&[1, 2, 3], 2), vec![1, 2, 3]);
@@ -372,7 +467,7 @@ mod tests {
             inputs: train::Inputs::Features {
                 values: &features,
                 dim: efficientnet::FEATURE_DIM,
-                mirrored: None,
+                views: &[],
             },
             labels: &test.fine[..n],
         };

@@ -71,9 +71,9 @@ pub enum Inputs<'a> {
         values: &'a [f32],
         /// Feature width.
         dim: usize,
-        /// Features of the same images mirrored left to right (same rows), which `augment`
-        /// draws instead of `values` with probability 1/2.
-        mirrored: Option<&'a [f32]>,
+        /// Features of cached views of the same images (same rows: the mirror images, shifted
+        /// copies), which `augment` draws instead of `values` with probability 1/2.
+        views: &'a [Vec<f32>],
     },
 }
 
@@ -295,9 +295,9 @@ pub fn cosine_loss(output: Tensor<2>, target: Tensor<2>) -> Tensor<1> {
 
 /// Builds a batch (images preprocessed by `prep`, or features) and its labels; with `augment`,
 /// each 32x32 image is randomly cropped from a 4-pixel zero-padded copy and flipped
-/// horizontally with probability 1/2 before preprocessing, and a frozen encoder's features are
-/// those of the mirrored image with probability 1/2 where they were computed (otherwise they
-/// are used as they are).
+/// horizontally with probability 1/2 before preprocessing, and a frozen encoder's features are,
+/// with probability 1/2, those of one of the cached views, drawn uniformly (where views were
+/// computed; otherwise they are used as they are).
 pub fn batch(
     images: Images<'_>,
     ids: &[usize],
@@ -310,22 +310,19 @@ pub fn batch(
     let labels = Tensor::from_data(TensorData::new(labels, [n]), device);
     let pixels_all = match images.inputs {
         Inputs::Pixels(p) => p,
-        Inputs::Features {
-            values,
-            dim,
-            mirrored,
-        } => {
+        Inputs::Features { values, dim, views } => {
+            use rand::RngExt;
             let mut f = Vec::with_capacity(n * dim);
-            let mut aug = augment;
+            let mut aug = augment.filter(|_| !views.is_empty());
             for &i in ids {
-                let flip = match (mirrored, aug.as_deref_mut()) {
-                    (Some(_), Some(rng)) => rand::RngExt::random_bool(rng, 0.5),
-                    _ => false,
-                };
-                let source = match mirrored {
-                    Some(m) if flip => m,
-                    _ => values,
-                };
+                let view = aug.as_deref_mut().and_then(|rng| {
+                    // One view draws no second number, as before there were several.
+                    rng.random_bool(0.5).then(|| match views.len() {
+                        1 => 0,
+                        k => rng.random_range(0..k),
+                    })
+                });
+                let source = view.map_or(values, |v| &views[v]);
                 f.extend_from_slice(&source[i * dim..(i + 1) * dim]);
             }
             return Ok((
@@ -342,9 +339,7 @@ pub fn batch(
         let img = &pixels_all[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES];
         match aug.as_deref_mut() {
             Some(rng) => {
-                use rand::RngExt;
-                let (dx, dy) = (rng.random_range(-4i32..=4), rng.random_range(-4i32..=4));
-                let flip = rng.random_bool(0.5);
+                let (dx, dy, flip) = random_shift(rng);
                 shift_flip(img, dx, dy, flip, &mut scratch);
                 prep.append(&scratch, &mut pixels)?;
             }
@@ -352,6 +347,14 @@ pub fn batch(
         }
     }
     Ok((Batch::Images(prep.tensor(pixels, n, device)), labels))
+}
+
+/// The augmentation's draw for one image: a shift `(dx, dy)` in `[-4, 4]^2` and whether to
+/// mirror it (probability 1/2).
+pub fn random_shift(rng: &mut StdRng) -> (i32, i32, bool) {
+    use rand::RngExt;
+    let (dx, dy) = (rng.random_range(-4i32..=4), rng.random_range(-4i32..=4));
+    (dx, dy, rng.random_bool(0.5))
 }
 
 /// Translates a `[3, 32, 32]` image by `(dx, dy)` with zero fill, optionally mirrored: the same
@@ -562,39 +565,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn augmented_feature_batches_draw_mirrored_rows_half_the_time() {
+    fn augmented_feature_batches_draw_a_view_half_the_time() {
         // Hand-made feature rows for a pure-function unit test: row i of the plain features is
-        // all i, of the mirrored ones all -i, so each batch row says where it came from.
-        let (n, dim) = (64usize, 3usize);
+        // all i, of view v all -i - 1000 (v + 1), so each batch row says where it came from.
+        let (n, dim) = (256usize, 3usize);
         let plain: Vec<f32> = (0..n).flat_map(|i| [i as f32; 3]).collect();
-        let mirrored: Vec<f32> = plain.iter().map(|v| -v - 1000.0).collect();
+        let view =
+            |v: usize| -> Vec<f32> { plain.iter().map(|x| -x - 1000.0 * (v + 1) as f32).collect() };
         let labels = vec![0u8; n];
-        let images = Images {
-            inputs: Inputs::Features {
-                values: &plain,
-                dim,
-                mirrored: Some(&mirrored),
-            },
-            labels: &labels,
-        };
         let ids: Vec<usize> = (0..n).collect();
         let device = Device::flex();
-        let rows = |augment: Option<&mut StdRng>| -> Vec<f32> {
+        let rows = |views: &[Vec<f32>], augment: Option<&mut StdRng>| -> Vec<f32> {
+            let images = Images {
+                inputs: Inputs::Features {
+                    values: &plain,
+                    dim,
+                    views,
+                },
+                labels: &labels,
+            };
             let (batch, _) = batch(images, &ids, augment, Preprocess::Cifar, &device).unwrap();
             let Batch::Features(x) = batch else {
                 panic!("features in, features out")
             };
             x.into_data().iter::<f32>().step_by(dim).collect()
         };
-        // Without augmentation: the plain rows, in order.
-        assert_eq!(rows(None), (0..n).map(|i| i as f32).collect::<Vec<_>>());
-        // With it: each row is image i, plain or mirrored, and both occur.
-        let got = rows(Some(&mut StdRng::seed_from_u64(9)));
-        let flipped = got.iter().filter(|&&v| v <= -1000.0).count();
-        for (i, &v) in got.iter().enumerate() {
-            assert!(v == i as f32 || v == -(i as f32) - 1000.0, "row {i}: {v}");
+        let in_order: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let views = [view(0), view(1), view(2)];
+        // Without augmentation, or without views: the plain rows, in order.
+        assert_eq!(rows(&views, None), in_order);
+        assert_eq!(rows(&[], Some(&mut StdRng::seed_from_u64(9))), in_order);
+        // With them: each row is image i, as it is or from one view; each occurs.
+        for k in [1, 3] {
+            let got = rows(&views[..k], Some(&mut StdRng::seed_from_u64(9)));
+            let mut counts = vec![0usize; k + 1];
+            for (i, &x) in got.iter().enumerate() {
+                let source = (0..=k)
+                    .find(|&s| match s {
+                        0 => x == i as f32,
+                        v => x == -(i as f32) - 1000.0 * v as f32,
+                    })
+                    .unwrap_or_else(|| panic!("row {i}: {x} is from no view"));
+                counts[source] += 1;
+            }
+            // Half the rows as they are, the rest spread over the views (binomial bounds far
+            // past four standard deviations).
+            assert!((96..=160).contains(&counts[0]), "{k} views: {counts:?}");
+            for &c in &counts[1..] {
+                assert!(c >= 128 / k - 40, "{k} views: {counts:?}");
+            }
         }
-        assert!((16..=48).contains(&flipped), "{flipped} of {n} mirrored");
     }
 
     #[test]

@@ -285,6 +285,11 @@ fn post_json(path: &str, body: &[u8]) -> (u16, Value) {
 /// records: two label bytes, then planar RGB) and written as a PNG by the `image` crate, so
 /// neither the loader nor the server's own PNG code is involved.
 fn cifar_test_png(id: usize) -> Vec<u8> {
+    cifar_png(id, false)
+}
+
+/// Test image `id` as a PNG, mirrored left to right when `mirror`.
+fn cifar_png(id: usize, mirror: bool) -> Vec<u8> {
     use std::io::{Read, Seek};
     let path = data_root().path.join("cifar-100-binary/test.bin");
     let mut f = std::fs::File::open(path).unwrap();
@@ -293,6 +298,7 @@ fn cifar_test_png(id: usize) -> Vec<u8> {
     let mut planar = vec![0u8; 3072];
     f.read_exact(&mut planar).unwrap();
     let img = image::RgbImage::from_fn(32, 32, |x, y| {
+        let x = if mirror { 31 - x } else { x };
         let p = (y * 32 + x) as usize;
         image::Rgb([planar[p], planar[1024 + p], planar[2048 + p]])
     });
@@ -487,6 +493,54 @@ fn uploads_to_a_frozen_encoder_run_embed_through_its_encoder() {
             assert_eq!(ranking(&up), ranking(&by_id), "image {id}, {method}");
         }
     }
+}
+
+#[test]
+fn the_mirror_average_embeds_an_image_and_its_mirror_image_alike() {
+    // tiny_frozen trained with augmentation from the mirror images and one shifted view, and
+    // embedded with the mirror average. Averaged, an image and its mirror image have the same
+    // outputs (the same two passes, added in the other order), so uploading the mirror image of
+    // a test image must find what the stage's embedding of the image finds, score for score;
+    // without the average it is another query.
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::common::harness(
+        &[
+            "--quiet",
+            "run",
+            crate::common::TINY_FROZEN,
+            "train.augment=true",
+            "train.shifted_views=1",
+            "model.mirror_average=true",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", crate::common::text(&out).1);
+    let run = crate::common::run_dirs(dir.path()).remove(0);
+    for stage in [
+        "features_mirrored",
+        "features_shifted_0",
+        "features_mirrored_test",
+    ] {
+        let record = run.join("stages").join(format!("{stage}.json"));
+        assert!(record.is_file(), "{} is missing", record.display());
+    }
+    let averaged = Served::load(&run, None).unwrap();
+    let plain = Served::load(tiny_frozen_run(), None).unwrap();
+    let mut differs_without = 0;
+    for id in [0u32, 42, 299] {
+        let mirror = cifar_png(id as usize, true);
+        for method in ["exact", "mih"] {
+            let up = averaged.search_image(&mirror, method, 10).unwrap();
+            let by_id = averaged.search(id, method, 10, false).unwrap();
+            assert_eq!(ranking(&up), ranking(&by_id), "image {id}, {method}");
+            let up = plain.search_image(&mirror, method, 10).unwrap();
+            let by_id = plain.search(id, method, 10, false).unwrap();
+            differs_without += usize::from(ranking(&up) != ranking(&by_id));
+        }
+    }
+    assert!(differs_without > 0, "the plain run ranks mirror images alike");
 }
 
 #[test]

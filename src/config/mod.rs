@@ -23,6 +23,8 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../configs/default.yaml");
 pub const MAX_HASH_BITS: u32 = 1024;
 /// Largest width of the wide decoder's hidden layer.
 pub const MAX_TRUNK: u32 = 8192;
+/// Most cached shifted views of the training images (`train.shifted_views`).
+pub const MAX_SHIFTED_VIEWS: usize = 16;
 /// Number of CIFAR-100 fine classes: the largest embedding dimension the class embedding has.
 pub const MAX_EMBEDDING_DIM: u32 = 100;
 /// Largest config file read (a config is a few kB; a sweep with long lists stays far below).
@@ -516,6 +518,33 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
         return fail(
             "train.subset",
             "expected at least 1 training image, or null for all of them",
+        );
+    }
+    // Cached views and the mirror average read a frozen encoder's features.
+    let frozen = m.frozen_features();
+    if m.mirror_average && !frozen {
+        return fail(
+            "model.mirror_average",
+            "the mirror average embeds cached features of the mirror images: it needs a frozen \
+             efficientnet_lite0 or efficientnet_lite2 encoder (freeze: true)",
+        );
+    }
+    if t.shifted_views > MAX_SHIFTED_VIEWS {
+        return fail(
+            "train.shifted_views",
+            format!(
+                "expected 0..={MAX_SHIFTED_VIEWS} views (each is a feature pass over the training \
+                 images), got {}",
+                t.shifted_views
+            ),
+        );
+    }
+    if t.shifted_views > 0 && !(frozen && t.augment) {
+        return fail(
+            "train.shifted_views",
+            "shifted views are cached features that `train.augment` draws from: they need a \
+             frozen efficientnet_lite0 or efficientnet_lite2 encoder and augment: true (a \
+             trained encoder's augmentation already shifts every batch)",
         );
     }
     let ix = &c.index;
@@ -1021,6 +1050,51 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("mih_rerank") && e.contains("asymmetric"), "{e}");
+    }
+
+    #[test]
+    fn cached_views_and_the_mirror_average_need_a_frozen_lite() {
+        let lite = "model: {encoder: efficientnet_lite2, input_size: 224, freeze: true}\n";
+        let ok = |text: String| Loaded::from_text("a", format!("name: x\n{text}")).unwrap();
+        let err = |text: String| {
+            Loaded::from_text("a", format!("name: x\n{text}"))
+                .unwrap_err()
+                .to_string()
+        };
+        let with = |model: &str, train: &str| format!("{}train: {{{train}}}\n", model);
+        // Without these fields a config hashes as before they existed.
+        let plain = ok(with(lite, "augment: true"));
+        let views = ok(with(lite, "augment: true, shifted_views: 2"));
+        assert_eq!(views.config.train.shifted_views, 2);
+        assert_ne!(hash(&plain.config), hash(&views.config));
+        assert!(!to_yaml(&plain.config).contains("shifted_views"));
+        assert!(!to_yaml(&plain.config).contains("mirror_average"));
+        for (text, field) in [
+            (
+                with(lite, "augment: false, shifted_views: 1"),
+                "train.shifted_views",
+            ),
+            (
+                with(lite, "augment: true, shifted_views: 17"),
+                "train.shifted_views",
+            ),
+            (
+                with(
+                    "model: {encoder: cifar_cnn}\n",
+                    "augment: true, shifted_views: 1",
+                ),
+                "train.shifted_views",
+            ),
+            (
+                "model: {encoder: efficientnet_lite0, freeze: false, mirror_average: true}\n"
+                    .into(),
+                "model.mirror_average",
+            ),
+        ] {
+            let e = err(text);
+            assert!(e.contains(field), "{e}");
+        }
+        ok("model: {encoder: efficientnet_lite0, input_size: 96, mirror_average: true}\n".into());
     }
 
     #[test]

@@ -218,6 +218,24 @@ pub struct ModelConfig {
     /// Dropout probability after the wide decoder's hidden layer while training (ignored by
     /// `paper`).
     pub dropout: f64,
+    /// Embed every image as the mean of the network's outputs on it and on its mirror image
+    /// (embedding and hash activations averaged, the bits and classes taken from the means):
+    /// test-time augmentation, for a frozen encoder, at twice the encoder's cost per query. The
+    /// trained network is the same with or without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mirror_average: bool,
+}
+
+impl ModelConfig {
+    /// Whether only the decoder trains, on cached features of a frozen pretrained
+    /// EfficientNet-Lite.
+    pub const fn frozen_features(&self) -> bool {
+        self.freeze
+            && matches!(
+                self.encoder,
+                Encoder::EfficientnetLite0 | Encoder::EfficientnetLite2
+            )
+    }
 }
 
 impl Default for ModelConfig {
@@ -233,6 +251,7 @@ impl Default for ModelConfig {
             decoder: Decoder::Paper,
             trunk: 1024,
             dropout: 0.0,
+            mirror_average: false,
         }
     }
 }
@@ -282,8 +301,16 @@ pub struct TrainConfig {
     pub subset: Option<usize>,
     /// Learning-rate schedule.
     pub schedule: Schedule,
-    /// Random crop (pad 4) and horizontal flip.
+    /// Random crop (pad 4) and horizontal flip. With a frozen encoder: each training image's
+    /// features are, with probability 1/2, those of a cached view of it instead (the mirror
+    /// image, or one of `shifted_views`).
     pub augment: bool,
+    /// With a frozen encoder and `augment`: this many more cached views of the training images,
+    /// each image shifted by a random `(dx, dy)` in `[-4, 4]^2` (zero fill) and mirrored with
+    /// probability 1/2, drawn from a seed of the view's own (not the run's), so that runs share
+    /// them. Each costs one feature pass over the training images.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shifted_views: usize,
     /// Worker threads for the CPU backend's feature, training and embedding passes; `0` means
     /// all cores.
     pub threads: usize,
@@ -301,6 +328,7 @@ impl Default for TrainConfig {
             subset: None,
             schedule: Schedule::Constant,
             augment: false,
+            shifted_views: 0,
             threads: 0,
         }
     }
@@ -573,6 +601,10 @@ impl MetricName {
 
 fn all_metrics() -> Vec<MetricName> {
     MetricName::ALL.to_vec()
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn is_all_metrics(m: &[MetricName]) -> bool {

@@ -77,7 +77,9 @@ pub(super) fn eval_stage(
         }
     }
     if cfg.iwan.enabled {
-        let features = iwan_features.map(|d| load_features(d, None)).transpose()?;
+        let features = iwan_features
+            .map(|d| load_features(d, &[], None))
+            .transpose()?;
         // The encoder pass behind the word model: the frozen features it reads (the ImageNet
         // head) or those the embedding network's decoder ran on (the classes model).
         let images: usize = split_sizes(cfg).iter().map(|s| s.1).sum();

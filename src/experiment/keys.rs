@@ -5,7 +5,7 @@
 //! The JSON layouts below are part of the cache format: changing one orphans every cached
 //! folder of that stage (it is then computed again, never reused wrongly).
 
-use super::stages::LiteWeights;
+use super::stages::{LiteWeights, View};
 use crate::config::{self, Config};
 use crate::data::cifar::SplitName;
 use std::path::{Path, PathBuf};
@@ -27,16 +27,16 @@ impl CacheKey {
     }
 }
 
-/// The frozen EfficientNet-Lite features at `size` px of the configured subsets, computed with
-/// `own`'s network and weights (the shipped ImageNet weights when `None`); `mirrored` for the
-/// training images mirrored left to right. (Lite0's keys are those of the versions before
-/// Lite2 existed, so their cache entries stay valid.)
+/// The frozen EfficientNet-Lite features at `size` px of `view` of the configured subsets,
+/// computed with `own`'s network and weights (the shipped ImageNet weights when `None`).
+/// (Lite0's keys, and those of the plain and mirrored training images, are those of the
+/// versions before Lite2 and the other views existed, so their cache entries stay valid.)
 pub(crate) fn features(
     cache: &Path,
     cfg: &Config,
     size: u32,
     own: LiteWeights<'_>,
-    mirrored: bool,
+    view: View,
 ) -> CacheKey {
     let mut value = serde_json::json!({
         "stage": "features",
@@ -49,8 +49,15 @@ pub(crate) fn features(
         "train_subset": cfg.data.train_subset,
         "test_subset": cfg.data.test_subset,
     });
-    if mirrored {
-        value["mirrored"] = serde_json::Value::Bool(true);
+    match view {
+        View::Plain => {}
+        View::Mirrored(split) => {
+            value["mirrored"] = serde_json::Value::Bool(true);
+            if split == SplitName::Test {
+                value["split"] = serde_json::json!(split);
+            }
+        }
+        View::Shifted(v) => value["shifted_view"] = serde_json::json!(v),
     }
     CacheKey::new(cache, "features", &value)
 }
@@ -58,6 +65,11 @@ pub(crate) fn features(
 /// The trained network: the data subsets, seed, backend, model and training settings. (The
 /// test prefix only enters the per-epoch accuracy in `train_log.csv`.)
 pub(crate) fn train(cache: &Path, cfg: &Config) -> CacheKey {
+    // The mirror average only changes how the trained network embeds.
+    let model = config::ModelConfig {
+        mirror_average: false,
+        ..cfg.model.clone()
+    };
     CacheKey::new(
         cache,
         "train",
@@ -67,26 +79,32 @@ pub(crate) fn train(cache: &Path, cfg: &Config) -> CacheKey {
             "backend": cfg.backend,
             "train_subset": cfg.data.train_subset,
             "test_subset": cfg.data.test_subset,
-            "model": cfg.model,
+            "model": model,
             "train": cfg.train,
         }),
     )
 }
 
-/// The embedded `splits` (with their sizes) under the network of `train`.
-pub(crate) fn embed(cache: &Path, train: &CacheKey, splits: &[(SplitName, usize)]) -> CacheKey {
-    CacheKey::new(
-        cache,
-        "embed",
-        &serde_json::json!({
-            "stage": "embed",
-            "train": train.key,
-            "splits": splits,
-            // Every forward pass fills up to `embed::MIN_PASS_ROWS` rows, which changes the last
-            // bits of a split's short final batch: its outputs get their own cache entries.
-            "passes": "filled-128",
-        }),
-    )
+/// The embedded `splits` (with their sizes) under the network of `train`, as `cfg` embeds
+/// them (`model.mirror_average`).
+pub(crate) fn embed(
+    cache: &Path,
+    cfg: &Config,
+    train: &CacheKey,
+    splits: &[(SplitName, usize)],
+) -> CacheKey {
+    let mut value = serde_json::json!({
+        "stage": "embed",
+        "train": train.key,
+        "splits": splits,
+        // Every forward pass fills up to `embed::MIN_PASS_ROWS` rows, which changes the last
+        // bits of a split's short final batch: its outputs get their own cache entries.
+        "passes": "filled-128",
+    });
+    if cfg.model.mirror_average {
+        value["mirror_average"] = serde_json::Value::Bool(true);
+    }
+    CacheKey::new(cache, "embed", &value)
 }
 
 #[cfg(test)]
@@ -116,8 +134,8 @@ mod tests {
         other.eval.timing_queries += 1;
         assert_eq!(train(cache, &base), train(cache, &other));
         assert_eq!(
-            features(cache, &base, 160, lite0(None), false),
-            features(cache, &other, 160, lite0(None), false)
+            features(cache, &base, 160, lite0(None), View::Plain),
+            features(cache, &other, 160, lite0(None), View::Plain)
         );
         // The decoder and the training settings change the network, not the features.
         let mut retrained = base.clone();
@@ -125,8 +143,8 @@ mod tests {
         retrained.train.epochs += 1;
         assert_ne!(train(cache, &base), train(cache, &retrained));
         assert_eq!(
-            features(cache, &base, 160, lite0(None), false),
-            features(cache, &retrained, 160, lite0(None), false)
+            features(cache, &base, 160, lite0(None), View::Plain),
+            features(cache, &retrained, 160, lite0(None), View::Plain)
         );
     }
 
@@ -134,22 +152,34 @@ mod tests {
     fn every_input_of_a_stage_changes_its_key() {
         let cache = Path::new("cache");
         let cfg = default_config();
-        let plain = features(cache, &cfg, 160, lite0(None), false);
-        assert_ne!(plain, features(cache, &cfg, 224, lite0(None), false));
-        assert_ne!(plain, features(cache, &cfg, 160, lite0(None), true));
+        let plain = features(cache, &cfg, 160, lite0(None), View::Plain);
+        assert_ne!(plain, features(cache, &cfg, 224, lite0(None), View::Plain));
+        assert_ne!(
+            plain,
+            features(
+                cache,
+                &cfg,
+                160,
+                lite0(None),
+                View::Mirrored(SplitName::Train)
+            )
+        );
         let weights = PathBuf::from("other.safetensors");
         assert_ne!(
             plain,
-            features(cache, &cfg, 160, lite0(Some(&weights)), false)
+            features(cache, &cfg, 160, lite0(Some(&weights)), View::Plain)
         );
         let lite2 = LiteWeights {
             lite: Lite::Lite2,
             weights: None,
         };
-        assert_ne!(plain, features(cache, &cfg, 160, lite2, false));
+        assert_ne!(plain, features(cache, &cfg, 160, lite2, View::Plain));
         let mut subset = cfg.clone();
         subset.data.train_subset = Some(1000);
-        assert_ne!(plain, features(cache, &subset, 160, lite0(None), false));
+        assert_ne!(
+            plain,
+            features(cache, &subset, 160, lite0(None), View::Plain)
+        );
         assert_ne!(train(cache, &cfg), train(cache, &subset));
         let mut seeded = cfg.clone();
         seeded.seed += 1;
@@ -157,16 +187,66 @@ mod tests {
         let t = train(cache, &cfg);
         let test_only = [(SplitName::Test, 10_000)];
         let both = [(SplitName::Test, 10_000), (SplitName::Train, 50_000)];
-        assert_ne!(embed(cache, &t, &test_only), embed(cache, &t, &both));
         assert_ne!(
-            embed(cache, &t, &both),
-            embed(cache, &train(cache, &seeded), &both)
+            embed(cache, &cfg, &t, &test_only),
+            embed(cache, &cfg, &t, &both)
+        );
+        assert_ne!(
+            embed(cache, &cfg, &t, &both),
+            embed(cache, &cfg, &train(cache, &seeded), &both)
         );
     }
 
     #[test]
+    fn every_view_has_its_own_features() {
+        let cache = Path::new("cache");
+        let cfg = default_config();
+        let views = [
+            View::Plain,
+            View::Mirrored(SplitName::Train),
+            View::Mirrored(SplitName::Test),
+            View::Shifted(0),
+            View::Shifted(1),
+        ];
+        let keys: Vec<CacheKey> = views
+            .iter()
+            .map(|&v| features(cache, &cfg, 224, lite0(None), v))
+            .collect();
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a.key, b.key);
+            }
+        }
+    }
+
+    #[test]
+    fn the_mirror_average_changes_the_embeddings_not_the_network() {
+        let cache = Path::new("cache");
+        let base = default_config();
+        let mut averaged = base.clone();
+        averaged.model.mirror_average = true;
+        assert_eq!(train(cache, &base), train(cache, &averaged));
+        let t = train(cache, &base);
+        let splits = [(SplitName::Test, 10_000)];
+        assert_ne!(
+            embed(cache, &base, &t, &splits),
+            embed(cache, &averaged, &t, &splits)
+        );
+        // More cached views change what the network trained on.
+        let mut shifted = base.clone();
+        shifted.train.shifted_views = 2;
+        assert_ne!(train(cache, &base), train(cache, &shifted));
+    }
+
+    #[test]
     fn folders_are_named_by_stage_and_key_prefix() {
-        let k = features(Path::new("/c"), &default_config(), 160, lite0(None), false);
+        let k = features(
+            Path::new("/c"),
+            &default_config(),
+            160,
+            lite0(None),
+            View::Plain,
+        );
         assert_eq!(
             k.dir,
             Path::new("/c").join(format!("features-{}", &k.key[..16]))
@@ -179,9 +259,29 @@ mod tests {
     /// orphan every user's cached feature pass, so a change here must be deliberate.
     #[test]
     fn the_default_features_key_is_unchanged() {
-        let k = features(Path::new("c"), &default_config(), 160, lite0(None), false);
+        let k = features(
+            Path::new("c"),
+            &default_config(),
+            160,
+            lite0(None),
+            View::Plain,
+        );
         assert_eq!(&k.key[..16], DEFAULT_FEATURES_PREFIX);
     }
 
     const DEFAULT_FEATURES_PREFIX: &str = "ca2b6e9ee0f3ed84";
+
+    /// The EfficientNet-Lite2 224 px folders cpu_best's run-319267fa (commit ecd9619, before
+    /// the other views existed) wrote: the images as they are and the mirrored training images.
+    #[test]
+    fn the_lite2_keys_of_cpu_best_are_unchanged() {
+        let lite2 = LiteWeights {
+            lite: Lite::Lite2,
+            weights: None,
+        };
+        let cfg = default_config();
+        let key = |view| features(Path::new("c"), &cfg, 224, lite2, view).key[..16].to_string();
+        assert_eq!(key(View::Plain), "44af47f957df1881");
+        assert_eq!(key(View::Mirrored(SplitName::Train)), "03b1b48d5e9790e8");
+    }
 }

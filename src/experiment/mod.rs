@@ -36,6 +36,7 @@ pub use stages::{embedder, semantics_stage};
 
 use crate::artifacts::{ExperimentLayout, RunLayout};
 use crate::config::{self, Loaded, Run};
+use crate::data::cifar::SplitName;
 use crate::data::{DataError, DataRoot};
 use crate::model;
 use crate::semantics::SemanticsError;
@@ -45,6 +46,7 @@ use engine::Stages;
 use lock::{LockError, RunLock};
 use manifest::Manifest;
 use serde::Serialize;
+use stages::{View, split_size};
 use std::path::{Path, PathBuf};
 
 /// Why a run failed.
@@ -364,43 +366,42 @@ fn run_stages(
         semantics_stage(root, cfg.model.d as usize, &layout.semantics())
     })?;
 
-    // A frozen pretrained encoder runs once per (encoder, input size, weights, images); its
-    // pooled features are cached and the decoder trains on them.
-    let mut features_at = |st: &mut Stages<'_>,
-                           name: &str,
-                           size: u32,
-                           own: stages::LiteWeights<'_>,
-                           mirrored: bool| {
-        let key = keys::features(cache, cfg, size, own, mirrored);
-        let [train, test] = split_sizes(cfg);
-        st.images = Some(train.1 + if mirrored { 0 } else { test.1 });
-        st.run_cached(name, &key.key, &key.dir, |out| {
-            let data = stages::load_cifar(&mut cifar, root, verify)?;
-            model::with_threads(cfg.train.threads, || {
-                stages::features_stage(root, cfg, data, size, own, mirrored, out, progress)
-            })
-        })?;
-        Ok::<PathBuf, ExperimentError>(key.dir)
-    };
+    // A frozen pretrained encoder runs once per (encoder, input size, weights, images, view);
+    // its pooled features are cached and the decoder trains on them.
+    let mut features_at =
+        |st: &mut Stages<'_>, name: &str, size: u32, own: stages::LiteWeights<'_>, view: View| {
+            let key = keys::features(cache, cfg, size, own, view);
+            st.images = Some(view.splits().iter().map(|&s| split_size(cfg, s)).sum());
+            st.run_cached(name, &key.key, &key.dir, |out| {
+                let data = stages::load_cifar(&mut cifar, root, verify)?;
+                model::with_threads(cfg.train.threads, || {
+                    stages::features_stage(root, cfg, data, size, own, view, out, progress)
+                })
+            })?;
+            Ok::<PathBuf, ExperimentError>(key.dir)
+        };
     let own_weights = stages::own_weights(cfg);
     let frozen = stages::frozen_encoder(cfg);
     let size = cfg.model.input_size;
     let features_dir = if frozen {
-        Some(features_at(st, "features", size, own_weights, false)?)
+        Some(features_at(st, "features", size, own_weights, View::Plain)?)
     } else {
         None
     };
-    // Augmentation for a frozen encoder: features of the mirrored training images.
-    let mirrored_dir = if frozen && cfg.train.augment {
-        Some(features_at(
-            st,
-            "features_mirrored",
-            size,
-            own_weights,
-            true,
-        )?)
-    } else {
-        None
+    // The other views of the images (augmentation, the mirror average), each cached once.
+    let (mut train_views, mut test_mirrored) = (Vec::new(), None);
+    for view in stages::views(cfg) {
+        let dir = features_at(st, &view.stage(), size, own_weights, view)?;
+        match view {
+            View::Mirrored(SplitName::Test) => test_mirrored = Some(dir),
+            _ => train_views.push(dir),
+        }
+    }
+    // Training reads the training images' views; embedding, with the mirror average, the
+    // mirror images (the first training view) and the mirrored test images.
+    let embed_views = match cfg.model.mirror_average {
+        true => &train_views[..train_views.len().min(1)],
+        false => &[],
     };
     // IWAN's ImageNet word model reads the classifier head on the same encoder's features,
     // shared with the model's features when the input size agrees.
@@ -409,7 +410,13 @@ fn run_stages(
             features_dir.clone()
         } else {
             let size = cfg.iwan.input_size;
-            Some(features_at(st, "iwan_features", size, own_weights, false)?)
+            Some(features_at(
+                st,
+                "iwan_features",
+                size,
+                own_weights,
+                View::Plain,
+            )?)
         }
     } else {
         None
@@ -423,20 +430,20 @@ fn run_stages(
         let data = stages::load_cifar(&mut cifar, root, verify)?;
         let features = features_dir
             .as_deref()
-            .map(|d| stages::load_features(d, mirrored_dir.as_deref()))
+            .map(|d| stages::load_features(d, &train_views, None))
             .transpose()?;
         model::with_threads(cfg.train.threads, || {
             stages::train_stage(root, cfg, data, features.as_ref(), out, progress)
         })
     })?;
     let splits = embed_splits(cfg);
-    let embed = keys::embed(cache, &train, &splits);
+    let embed = keys::embed(cache, cfg, &train, &splits);
     st.images = Some(splits.iter().map(|s| s.1).sum());
     st.run_cached("embed", &embed.key, &embed.dir, |out| {
         let data = stages::load_cifar(&mut cifar, root, verify)?;
         let features = features_dir
             .as_deref()
-            .map(|d| stages::load_features(d, None))
+            .map(|d| stages::load_features(d, embed_views, test_mirrored.as_deref()))
             .transpose()?;
         model::with_threads(cfg.train.threads, || {
             stages::embed_stage(

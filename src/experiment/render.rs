@@ -217,14 +217,25 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
             })
             .unwrap_or_default();
         let accuracy = embedded(&run, SplitName::Test).map(|e| e.nearest_class_accuracy);
+        let config = run.config().ok();
+        let views: Vec<String> = config
+            .as_ref()
+            .map(|c| super::stages::views(c).iter().map(|v| v.stage()).collect())
+            .unwrap_or_default();
         let stage_seconds = TIMED_STAGES
             .iter()
-            .filter_map(|s| {
-                let record = stage_record(&run, s)?;
-                Some((s.to_string(), record.seconds))
+            .filter_map(|&s| {
+                let seconds = match s {
+                    "views" if views.is_empty() => None,
+                    "views" => views
+                        .iter()
+                        .map(|v| stage_record(&run, v).map(|r| r.seconds))
+                        .sum::<Option<f64>>(),
+                    _ => stage_record(&run, s).map(|r| r.seconds),
+                }?;
+                Some((s.to_string(), seconds))
             })
             .collect();
-        let config = run.config().ok();
         runs.push(SweepRun {
             decoder: config.as_ref().map(|c| decoder_label(&c.model)),
             top_iwk: config

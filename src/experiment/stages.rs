@@ -114,14 +114,102 @@ pub fn embedder(
         model::Preprocess::of(&cfg.model),
         encoder.map(|e| (e, size)),
         c,
+        cfg.model.mirror_average,
     )
     .map_err(TrainError::Model)?)
 }
 
 /// Whether the config trains only a decoder on a frozen pretrained encoder's features.
 pub(crate) fn frozen_encoder(cfg: &config::Config) -> bool {
-    Lite::of(cfg.model.encoder).is_some() && cfg.model.freeze
+    cfg.model.frozen_features()
 }
+
+/// Which images a features stage encodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum View {
+    /// The train and test images as they are.
+    Plain,
+    /// The images of one split, mirrored left to right (the training images for
+    /// `train.augment`, both splits for `model.mirror_average`).
+    Mirrored(SplitName),
+    /// The training images, each shifted and maybe mirrored by the draws of view `v`
+    /// (`train.shifted_views`).
+    Shifted(usize),
+}
+
+impl View {
+    /// The splits the stage encodes.
+    pub(crate) fn splits(self) -> &'static [SplitName] {
+        match self {
+            View::Plain => &[SplitName::Train, SplitName::Test],
+            View::Mirrored(SplitName::Train) | View::Shifted(_) => &[SplitName::Train],
+            View::Mirrored(SplitName::Test) => &[SplitName::Test],
+        }
+    }
+
+    /// The name of the stage that computes the view's features.
+    pub(crate) fn stage(self) -> String {
+        match self {
+            View::Plain => "features".into(),
+            View::Mirrored(SplitName::Train) => "features_mirrored".into(),
+            View::Mirrored(SplitName::Test) => "features_mirrored_test".into(),
+            View::Shifted(v) => format!("features_shifted_{v}"),
+        }
+    }
+
+    /// `pixels` (whole images) as this view sees them.
+    fn apply(self, pixels: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+        let mut out = vec![0u8; pixels.len()];
+        let images = pixels
+            .chunks_exact(IMAGE_BYTES)
+            .zip(out.chunks_exact_mut(IMAGE_BYTES));
+        match self {
+            View::Plain => return std::borrow::Cow::Borrowed(pixels),
+            View::Mirrored(_) => {
+                for (img, dst) in images {
+                    train::shift_flip(img, 0, 0, true, dst);
+                }
+            }
+            View::Shifted(v) => {
+                let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(
+                    SHIFTED_VIEW_SEED + v as u64,
+                );
+                for (img, dst) in images {
+                    let (dx, dy, flip) = train::random_shift(&mut rng);
+                    train::shift_flip(img, dx, dy, flip, dst);
+                }
+            }
+        }
+        std::borrow::Cow::Owned(out)
+    }
+}
+
+/// The views a run caches besides the images as they are, in order: those of the training
+/// images that `train.augment` draws from (the mirror images first, then the shifted views),
+/// then, for `model.mirror_average`, the mirror images of every embedded split (the training
+/// images' being the first view). None without a frozen encoder.
+pub(crate) fn views(cfg: &config::Config) -> Vec<View> {
+    if !frozen_encoder(cfg) {
+        return Vec::new();
+    }
+    let (augment, average) = (cfg.train.augment, cfg.model.mirror_average);
+    let embeds_train = embed_splits(cfg).iter().any(|s| s.0 == SplitName::Train);
+    let mut views = Vec::new();
+    if augment || (average && embeds_train) {
+        views.push(View::Mirrored(SplitName::Train));
+    }
+    if augment {
+        views.extend((0..cfg.train.shifted_views).map(View::Shifted));
+    }
+    if average {
+        views.push(View::Mirrored(SplitName::Test));
+    }
+    views
+}
+
+/// The seed of shifted view 0's draws (view `v` uses this plus `v`): fixed, not the run's, so
+/// that runs with different seeds share the cached views.
+const SHIFTED_VIEW_SEED: u64 = 0x5EED_5A1F_0000;
 
 /// Frozen-encoder features of the train and test prefixes, `n x dim` each.
 pub(super) struct Features {
@@ -131,29 +219,47 @@ pub(super) struct Features {
     pub train: Vec<f32>,
     /// `n_test x dim`.
     pub test: Vec<f32>,
-    /// Features of the mirrored training images (`train.augment` with a frozen encoder).
-    pub train_mirrored: Option<Vec<f32>>,
+    /// Cached views of the training images, same rows: the mirror images first (when
+    /// computed), then the shifted views. `train.augment` draws from them.
+    pub train_views: Vec<Vec<f32>>,
+    /// Features of the mirrored test images (`model.mirror_average`).
+    pub test_mirrored: Option<Vec<f32>>,
 }
 
 impl Features {
     /// The network inputs of `split`: features of its first rows.
     fn inputs(&self, split: SplitName) -> Inputs<'_> {
-        let (values, mirrored) = match split {
-            SplitName::Train => (&self.train, self.train_mirrored.as_deref()),
-            SplitName::Test => (&self.test, None),
+        let (values, views) = match split {
+            SplitName::Train => (&self.train, self.train_views.as_slice()),
+            SplitName::Test => (&self.test, &[][..]),
         };
         Inputs::Features {
             values,
             dim: self.dim,
-            mirrored,
+            views,
         }
+    }
+
+    /// The features of `split`'s mirror images, same rows, when they were loaded.
+    fn mirrored(&self, split: SplitName) -> Option<Inputs<'_>> {
+        let values = match split {
+            SplitName::Train => self.train_views.first(),
+            SplitName::Test => self.test_mirrored.as_ref(),
+        }?;
+        Some(Inputs::Features {
+            values,
+            dim: self.dim,
+            views: &[],
+        })
     }
 }
 
-/// The cached features in `dir`, and the mirrored training images' features in `mirrored`.
+/// The cached features in `dir`, the training images' views in `train_views` (the mirror
+/// images first, when computed) and the mirrored test images' in `test_mirrored`.
 pub(super) fn load_features(
     dir: &Path,
-    mirrored: Option<&Path>,
+    train_views: &[PathBuf],
+    test_mirrored: Option<&Path>,
 ) -> Result<Features, ExperimentError> {
     let read = |dir: &Path, split: SplitName| -> Result<(usize, Vec<f32>), ExperimentError> {
         let path = dir.join(format!("{split}.npy"));
@@ -163,34 +269,40 @@ pub(super) fn load_features(
     };
     let (dim, train) = read(dir, SplitName::Train)?;
     let (_, test) = read(dir, SplitName::Test)?;
-    let train_mirrored = match mirrored {
-        Some(m) => {
-            let (d, v) = read(m, SplitName::Train)?;
-            if d != dim || v.len() != train.len() {
-                return Err(ExperimentError::artifact(
-                    &m.join("train.npy"),
-                    format!(
-                        "{} x {d} mirrored features do not match the {} x {dim} features",
-                        v.len() / d.max(1),
-                        train.len() / dim.max(1)
-                    ),
-                ));
-            }
-            Some(v)
+    // A view must have the plain features' shape: same images, same width.
+    let same_shape = |view: &Path, split: SplitName, like: &[f32]| {
+        let (d, v) = read(view, split)?;
+        if d != dim || v.len() != like.len() {
+            return Err(ExperimentError::artifact(
+                &view.join(format!("{split}.npy")),
+                format!(
+                    "{} x {d} features of a view do not match the {} x {dim} features of the \
+                     images as they are",
+                    v.len() / d.max(1),
+                    like.len() / dim.max(1)
+                ),
+            ));
         }
-        None => None,
+        Ok(v)
     };
+    let train_views = train_views
+        .iter()
+        .map(|view| same_shape(view, SplitName::Train, &train))
+        .collect::<Result<_, _>>()?;
+    let test_mirrored = test_mirrored
+        .map(|view| same_shape(view, SplitName::Test, &test))
+        .transpose()?;
     Ok(Features {
         dim,
         train,
         test,
-        train_mirrored,
+        train_views,
+        test_mirrored,
     })
 }
 
-/// Runs the frozen EfficientNet-Lite over the train and test prefixes at `model.input_size`;
-/// writes `train.npy` and `test.npy` (f32, `n x 1280`) into `out`. `mirrored` computes only the
-/// training images, each mirrored left to right (the augmentation `train.augment` draws from).
+/// Runs the frozen EfficientNet-Lite over `view` of the train and test prefixes at `size` px;
+/// writes `<split>.npy` (f32, `n x 1280`) for each of the view's splits into `out`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn features_stage(
     root: &DataRoot,
@@ -198,37 +310,17 @@ pub(super) fn features_stage(
     data: &Cifar100,
     size: u32,
     own: LiteWeights<'_>,
-    mirrored: bool,
+    view: View,
     out: &Path,
     progress: bool,
 ) -> Result<(), ExperimentError> {
     let encoder = load_efficientnet(root, own)?;
     let size = size as usize;
-    let [train, test] = split_sizes(cfg);
-    let splits = if mirrored {
-        vec![train]
-    } else {
-        vec![train, test]
-    };
-    for (split, n) in splits {
+    for &split in view.splits() {
         let s = data.split(split);
-        let n = n.min(s.len());
-        let pixels = &s.pixels[..n * IMAGE_BYTES];
-        let flipped: Vec<u8>;
-        let pixels = if mirrored {
-            let mut out = vec![0u8; pixels.len()];
-            for (img, dst) in pixels
-                .chunks_exact(IMAGE_BYTES)
-                .zip(out.chunks_exact_mut(IMAGE_BYTES))
-            {
-                train::shift_flip(img, 0, 0, true, dst);
-            }
-            flipped = out;
-            &flipped
-        } else {
-            pixels
-        };
-        let f = embed::encoder_features(&encoder, pixels, size, 64, progress, false)
+        let n = split_size(cfg, split).min(s.len());
+        let pixels = view.apply(&s.pixels[..n * IMAGE_BYTES]);
+        let f = embed::encoder_features(&encoder, &pixels, size, 64, progress, false)
             .map_err(TrainError::Model)?;
         store::write_atomic(&out.join(format!("{split}.npy")), |w| {
             npy::write_f32(w, n, f.len() / n.max(1), &f)
@@ -288,10 +380,15 @@ pub(super) fn train_stage(
 /// Writes `<dir>/<method>-<protocol>.parquet`: `query_id, rank, db_id` (u32; ids index the
 /// Both splits with the number of images of each in use (the features stage encodes both).
 pub(crate) fn split_sizes(cfg: &config::Config) -> [(SplitName, usize); 2] {
-    [
-        (SplitName::Train, cfg.data.train_images()),
-        (SplitName::Test, cfg.data.test_images()),
-    ]
+    SplitName::ALL.map(|s| (s, split_size(cfg, s)))
+}
+
+/// The number of images of `split` a config uses.
+pub(crate) fn split_size(cfg: &config::Config, split: SplitName) -> usize {
+    match split {
+        SplitName::Train => cfg.data.train_images(),
+        SplitName::Test => cfg.data.test_images(),
+    }
 }
 
 /// The splits to embed: the test split, and the train split when a protocol searches it.
@@ -324,7 +421,26 @@ pub(super) fn embed_stage(
         let split = data.split(name);
         let images = inputs(data, features, name, n);
         let batch = train::inference_batch(images, prep);
-        let e = embed::embed(&net, images, prep, &c, batch, progress).map_err(TrainError::Model)?;
+        let mut e =
+            embed::embed(&net, images, prep, &c, batch, progress).map_err(TrainError::Model)?;
+        if cfg.model.mirror_average {
+            let mirrored = features.and_then(|f| f.mirrored(name)).ok_or_else(|| {
+                ExperimentError::artifact(
+                    out,
+                    format!(
+                        "model.mirror_average needs the features of the {name} split's mirror \
+                         images, and none were loaded"
+                    ),
+                )
+            })?;
+            let images = Images {
+                inputs: mirrored,
+                labels: images.labels,
+            };
+            let m =
+                embed::embed(&net, images, prep, &c, batch, progress).map_err(TrainError::Model)?;
+            e = e.mirror_averaged(&m, &c);
+        }
         let correct = e
             .classes
             .chunks(embed::TOP_CLASSES)
@@ -408,28 +524,35 @@ mod tests {
     }
 
     #[test]
-    fn features_are_read_back_with_their_mirrored_twin() {
+    fn features_are_read_back_with_their_views() {
         let tmp = tempfile::tempdir().unwrap();
-        let (plain, mirrored) = (tmp.path().join("plain"), tmp.path().join("mirrored"));
-        write_features(&plain, SplitName::Train, 4, 3);
-        write_features(&plain, SplitName::Test, 2, 3);
-        write_features(&mirrored, SplitName::Train, 4, 3);
-        let f = load_features(&plain, Some(&mirrored)).unwrap();
+        let dir = |name: &str| tmp.path().join(name);
+        write_features(&dir("plain"), SplitName::Train, 4, 3);
+        write_features(&dir("plain"), SplitName::Test, 2, 3);
+        write_features(&dir("mirrored"), SplitName::Train, 4, 3);
+        write_features(&dir("shifted"), SplitName::Train, 4, 3);
+        write_features(&dir("mirrored_test"), SplitName::Test, 2, 3);
+        let views = [dir("mirrored"), dir("shifted")];
+        let f = load_features(&dir("plain"), &views, Some(&dir("mirrored_test"))).unwrap();
         assert_eq!((f.dim, f.train.len(), f.test.len()), (3, 12, 6));
-        assert_eq!(f.train_mirrored.as_deref().map(<[f32]>::len), Some(12));
-        let Inputs::Features {
-            values,
-            dim,
-            mirrored,
-        } = f.inputs(SplitName::Train)
-        else {
+        assert_eq!(f.train_views.len(), 2);
+        let Inputs::Features { values, dim, views } = f.inputs(SplitName::Train) else {
             panic!("features give feature inputs")
         };
-        assert_eq!((values.len(), dim, mirrored.is_some()), (12, 3, true));
-        let Inputs::Features { mirrored, .. } = f.inputs(SplitName::Test) else {
+        assert_eq!((values.len(), dim, views.len()), (12, 3, 2));
+        let Inputs::Features { views, .. } = f.inputs(SplitName::Test) else {
             panic!("features give feature inputs")
         };
-        assert!(mirrored.is_none(), "test images are never augmented");
+        assert!(views.is_empty(), "test images are never augmented");
+        for (split, rows) in [(SplitName::Train, 12), (SplitName::Test, 6)] {
+            let Some(Inputs::Features { values, .. }) = f.mirrored(split) else {
+                panic!("{split}: mirror images loaded")
+            };
+            assert_eq!(values.len(), rows);
+        }
+        let without = load_features(&dir("plain"), &[], None).unwrap();
+        assert!(without.mirrored(SplitName::Train).is_none());
+        assert!(without.mirrored(SplitName::Test).is_none());
     }
 
     #[test]
@@ -439,20 +562,88 @@ mod tests {
         write_features(&plain, SplitName::Train, 4, 3);
         write_features(&plain, SplitName::Test, 2, 3);
         write_features(&mirrored, SplitName::Train, 3, 3);
-        let err = load_features(&plain, Some(&mirrored))
+        write_features(&mirrored, SplitName::Test, 2, 4);
+        for (views, test) in [(&[mirrored.clone()][..], None), (&[][..], Some(&*mirrored))] {
+            let err = load_features(&plain, views, test)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                err.contains("mirrored") && err.contains("features of a view do not match"),
+                "{err}"
+            );
+        }
+        let err = load_features(&plain, std::slice::from_ref(&mirrored), None)
             .err()
             .unwrap()
             .to_string();
-        assert!(
-            err.contains("mirrored") && err.contains("3 x 3") && err.contains("4 x 3"),
-            "{err}"
-        );
+        assert!(err.contains("3 x 3") && err.contains("4 x 3"), "{err}");
         std::fs::write(plain.join("test.npy"), b"not an npy file").unwrap();
-        let err = load_features(&plain, None).err().unwrap();
+        let err = load_features(&plain, &[], None).err().unwrap();
         assert!(err.to_string().contains("test.npy"), "{err}");
         assert!(
             std::error::Error::source(&err).is_some(),
             "the npy error is kept as the source"
+        );
+    }
+
+    #[test]
+    fn views_follow_augmentation_and_the_mirror_average() {
+        let mut cfg = config::Loaded::embedded_default().unwrap().config;
+        assert!(cfg.eval.protocols.contains(&config::Protocol::TrainDb));
+        assert!(views(&cfg).is_empty());
+        cfg.train.augment = true;
+        cfg.train.shifted_views = 2;
+        assert_eq!(
+            views(&cfg),
+            [
+                View::Mirrored(SplitName::Train),
+                View::Shifted(0),
+                View::Shifted(1)
+            ]
+        );
+        cfg.model.mirror_average = true;
+        assert_eq!(views(&cfg).last(), Some(&View::Mirrored(SplitName::Test)));
+        // The mirror average alone: the mirror images of the embedded splits.
+        cfg.train.augment = false;
+        assert_eq!(
+            views(&cfg),
+            [
+                View::Mirrored(SplitName::Train),
+                View::Mirrored(SplitName::Test)
+            ]
+        );
+        cfg.eval.protocols = vec![config::Protocol::LeaveOneOut];
+        assert_eq!(views(&cfg), [View::Mirrored(SplitName::Test)]);
+        let names: Vec<String> = [View::Plain, View::Shifted(3)].map(View::stage).into();
+        assert_eq!(names, ["features", "features_shifted_3"]);
+    }
+
+    #[test]
+    fn shifted_views_are_fixed_draws_of_shifts_and_mirrors() {
+        // Real CIFAR-100 test images are not needed: any bytes show the view's geometry.
+        // (hand-made pixels for a pure-function unit test: image i is all value i + 1)
+        let pixels: Vec<u8> = (0..8u8).flat_map(|i| vec![i + 1; IMAGE_BYTES]).collect();
+        let a = View::Shifted(0).apply(&pixels).into_owned();
+        assert_eq!(
+            a,
+            View::Shifted(0).apply(&pixels).into_owned(),
+            "fixed draws"
+        );
+        assert_ne!(a, View::Shifted(1).apply(&pixels).into_owned());
+        for (i, img) in a.chunks_exact(IMAGE_BYTES).enumerate() {
+            // Each pixel is the image's value or zero fill from the shift.
+            assert!(img.iter().all(|&v| v == 0 || v == i as u8 + 1));
+        }
+        assert!(matches!(
+            View::Plain.apply(&pixels),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        let m = View::Mirrored(SplitName::Train).apply(&pixels);
+        assert_eq!(
+            &m[..],
+            &pixels[..],
+            "a uniform image is its own mirror image"
         );
     }
 

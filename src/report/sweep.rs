@@ -25,8 +25,9 @@ pub struct SweepRun {
     pub top_iwk: Option<usize>,
 }
 
-/// The stages whose wall time the model table shows, in pipeline order.
-pub const TIMED_STAGES: [&str; 4] = ["features", "train", "embed", "eval"];
+/// The stages whose wall time the model table shows, in pipeline order; `views` is the sum of
+/// the feature passes over other views of the images (mirror images, shifted copies).
+pub const TIMED_STAGES: [&str; 5] = ["features", "views", "train", "embed", "eval"];
 
 /// Markdown and a long frame: per (method, protocol), a Markdown table of runs with mP@k for
 /// every k found, mAHP@250 and the median query time; the frame has the columns
