@@ -540,7 +540,10 @@ fn the_mirror_average_embeds_an_image_and_its_mirror_image_alike() {
             differs_without += usize::from(ranking(&up) != ranking(&by_id));
         }
     }
-    assert!(differs_without > 0, "the plain run ranks mirror images alike");
+    assert!(
+        differs_without > 0,
+        "the plain run ranks mirror images alike"
+    );
 }
 
 #[test]

@@ -26,11 +26,14 @@ fn embedded(run: &RunLayout, split: SplitName) -> Option<EmbedSplitSummary> {
 /// What the tables need from a run folder besides `metrics.csv`.
 fn run_facts(run: &RunLayout, cfg: &config::Config) -> RunFacts {
     let images: usize = split_sizes(cfg).iter().map(|s| s.1).sum();
-    let encoder = stage_record(run, "features").map(|r| r.seconds / images.max(1) as f64);
+    // With the mirror average every image takes two encoder passes (the decoder's two are in
+    // the embed summary's time).
+    let passes = if cfg.model.mirror_average { 2.0 } else { 1.0 };
+    let encoder = stage_record(run, "features").map(|r| passes * r.seconds / images.max(1) as f64);
     let decoder = embedded(run, SplitName::Test).map(|e| e.seconds_per_image);
     let word_model = run.read_word_model().map(|c| c.total_s_per_image());
     RunFacts {
-        decoder: Some(decoder_label(&cfg.model)),
+        model: Some(model_label(&cfg.model)),
         top_iwk: cfg.iwan.enabled.then_some(cfg.iwan.top_iwk),
         top_wwk: cfg.iwan.enabled.then_some(cfg.iwan.top_wwk),
         inference_s: decoder.map(|d| d + encoder.unwrap_or(0.0)),
@@ -47,15 +50,33 @@ fn run_facts(run: &RunLayout, cfg: &config::Config) -> RunFacts {
     }
 }
 
-/// How tables name the decoder that produced a run's embeddings and codes.
-pub(crate) fn decoder_label(m: &config::ModelConfig) -> String {
-    match m.decoder {
-        config::Decoder::Paper => format!("the report's (h = {}, d = {})", m.h, m.d),
+/// How tables name the network that produced a run's embeddings and codes: the encoder (its
+/// input size, whether frozen, the mirror average) and the decoder.
+pub(crate) fn model_label(m: &config::ModelConfig) -> String {
+    let training = match (m.encoder, m.frozen_features(), m.weights.is_some()) {
+        (config::Encoder::CifarCnn, ..) => "from scratch",
+        (_, true, _) => "frozen",
+        (_, false, true) => "trained from the given weights",
+        (config::Encoder::Alexnet, false, false) => "from scratch",
+        (_, false, false) => "fine-tuned",
+    };
+    let average = if m.mirror_average {
+        ", mirror average"
+    } else {
+        ""
+    };
+    let decoder = match m.decoder {
+        config::Decoder::Paper => format!("the report's decoder (h = {}, d = {})", m.h, m.d),
         config::Decoder::Wide => format!(
-            "wide (T = {}, dropout {}, hash branch h = {}, d = {})",
+            "wide decoder (T = {}, dropout {}, hash branch h = {}, d = {})",
             m.trunk, m.dropout, m.h, m.d
         ),
-    }
+    };
+    format!(
+        "{} at {} px, {training}{average} -> {decoder}",
+        m.encoder.as_str(),
+        m.input_size
+    )
 }
 
 /// The long `metrics.csv` rows as a frame (`method,protocol,metric,k,value`).
@@ -237,7 +258,7 @@ pub fn render_sweep(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
             })
             .collect();
         runs.push(SweepRun {
-            decoder: config.as_ref().map(|c| decoder_label(&c.model)),
+            model: config.as_ref().map(|c| model_label(&c.model)),
             top_iwk: config
                 .as_ref()
                 .and_then(|c| c.iwan.enabled.then_some(c.iwan.top_iwk)),
@@ -412,4 +433,31 @@ pub fn console_summary(exp_dir: &Path, runs: &[PathBuf]) -> Result<String, Exper
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_label_names_encoder_and_decoder() {
+        let mut m = config::Loaded::embedded_default().unwrap().config.model;
+        assert_eq!(
+            model_label(&m),
+            "efficientnet_lite0 at 160 px, frozen -> wide decoder (T = 1024, dropout 0, hash \
+             branch h = 48, d = 100)"
+        );
+        m.encoder = config::Encoder::EfficientnetLite2;
+        m.mirror_average = true;
+        assert!(
+            model_label(&m).starts_with("efficientnet_lite2 at 160 px, frozen, mirror average -> ")
+        );
+        m.freeze = false;
+        m.mirror_average = false;
+        m.decoder = config::Decoder::Paper;
+        assert_eq!(
+            model_label(&m),
+            "efficientnet_lite2 at 160 px, fine-tuned -> the report's decoder (h = 48, d = 100)"
+        );
+    }
 }

@@ -211,8 +211,9 @@ pub struct RunFacts {
     pub word_model_s: Option<f64>,
     /// IWAN's word model, as the tables name it.
     pub word_model: Option<&'static str>,
-    /// The decoder that produced the embeddings and codes, e.g. `wide (T = 1024, h = 48)`.
-    pub decoder: Option<String>,
+    /// The network that produced the embeddings and codes, encoder and decoder, e.g.
+    /// `efficientnet_lite0 at 160 px, frozen -> wide (T = 1024, ...)`.
+    pub model: Option<String>,
 }
 
 const PROTOCOLS: [&str; 3] = ["report", "leave_one_out", "train_db"];
@@ -330,9 +331,9 @@ fn published_section(md: &mut String, rows: &mut Rows, t: &Published, facts: &Ru
     if protocols.is_empty() {
         return;
     }
-    let setup = match (t.top_iwk, facts.word_model, &facts.decoder) {
+    let setup = match (t.top_iwk, facts.word_model, &facts.model) {
         (Some(_), Some(s), _) => format!("; word model: {s}"),
-        (None, _, Some(d)) => format!("; decoder: {d}"),
+        (None, _, Some(m)) => format!("; model: {m}"),
         _ => String::new(),
     };
     let others: Vec<&str> = protocols

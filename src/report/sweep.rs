@@ -19,8 +19,9 @@ pub struct SweepRun {
     pub accuracy: Option<f64>,
     /// Wall seconds of each stage that ran for it (cached stages count the run that made them).
     pub stage_seconds: Vec<(String, f64)>,
-    /// The decoder that produced its embeddings and codes, as the tables name it.
-    pub decoder: Option<String>,
+    /// The network (encoder and decoder) that produced its embeddings and codes, as the
+    /// tables name it.
+    pub model: Option<String>,
     /// Its IWAN topIWK (which of the report's Tables 3-4 it can fill), when IWAN ran.
     pub top_iwk: Option<usize>,
 }
@@ -56,7 +57,7 @@ pub fn sweep_tables(name: &str, runs: &[SweepRun]) -> (String, Frame) {
         }
         let _ = writeln!(
             md,
-            " decoder | accuracy | mAHP@250 |{}\n|{}---|{}",
+            " model | accuracy | mAHP@250 |{}\n|{}---|{}",
             TIMED_STAGES.map(|s| format!(" {s} s |")).concat(),
             "---|".repeat(params.len()),
             "---:|".repeat(2 + TIMED_STAGES.len())
@@ -71,10 +72,10 @@ pub fn sweep_tables(name: &str, runs: &[SweepRun]) -> (String, Frame) {
                 v.map(|v| format!("{v:.digits$}"))
                     .unwrap_or_else(|| "—".into())
             };
-            let decoder = r.decoder.as_deref().unwrap_or("—");
+            let model = r.model.as_deref().unwrap_or("—");
             let _ = write!(
                 md,
-                " {decoder} | {} | {} |",
+                " {model} | {} | {} |",
                 cell(r.accuracy, 4),
                 cell(mahp, 4)
             );
@@ -496,7 +497,7 @@ mod tests {
                 ),
             ],
             accuracy: None,
-            decoder: None,
+            model: None,
             stage_seconds: Vec::new(),
             top_iwk: None,
         };
@@ -562,7 +563,7 @@ mod tests {
             )],
             accuracy: Some(v),
             stage_seconds: Vec::new(),
-            decoder: None,
+            model: None,
             top_iwk: None,
         };
         let runs = [
@@ -604,13 +605,17 @@ mod tests {
                 0.75,
             )],
             accuracy: Some(0.6),
-            stage_seconds: vec![("features".into(), 1200.0), ("train".into(), 30.5)],
-            decoder: Some("wide".into()),
+            stage_seconds: vec![
+                ("features".into(), 1200.0),
+                ("views".into(), 900.0),
+                ("train".into(), 30.5),
+            ],
+            model: Some("wide".into()),
             top_iwk: None,
         };
         let (md, frame) = sweep_tables("s", &[run]);
         assert!(
-            md.contains("| 224 | wide | 0.6000 | 0.7500 | 1200.0 | 30.5 | — | — |"),
+            md.contains("| 224 | wide | 0.6000 | 0.7500 | 1200.0 | 900.0 | 30.5 | — | — |"),
             "{md}"
         );
         let csv = frame.markdown(3);
@@ -619,5 +624,6 @@ mod tests {
             "{csv}"
         );
         assert!(csv.contains("seconds_features"), "{csv}");
+        assert!(csv.contains("seconds_views"), "{csv}");
     }
 }
