@@ -236,14 +236,7 @@ impl Embedder {
         if !self.mirror_average {
             return Ok(plain);
         }
-        let mut mirrored = vec![0u8; pixels.len()];
-        for (img, dst) in pixels
-            .chunks_exact(IMAGE_BYTES)
-            .zip(mirrored.chunks_exact_mut(IMAGE_BYTES))
-        {
-            train::shift_flip(img, 0, 0, true, dst);
-        }
-        let mirrored = self.embed_as_they_are(&mirrored)?;
+        let mirrored = self.embed_as_they_are(&train::mirrored(pixels))?;
         Ok(plain.mirror_averaged(&mirrored, &self.class_embedding))
     }
 

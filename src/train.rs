@@ -357,6 +357,18 @@ pub fn random_shift(rng: &mut StdRng) -> (i32, i32, bool) {
     (dx, dy, rng.random_bool(0.5))
 }
 
+/// Whole `[3, 32, 32]` images (one after the other), each mirrored left to right.
+pub fn mirrored(pixels: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; pixels.len()];
+    for (img, dst) in pixels
+        .chunks_exact(IMAGE_BYTES)
+        .zip(out.chunks_exact_mut(IMAGE_BYTES))
+    {
+        shift_flip(img, 0, 0, true, dst);
+    }
+    out
+}
+
 /// Translates a `[3, 32, 32]` image by `(dx, dy)` with zero fill, optionally mirrored: the same
 /// as cropping a 32x32 window from the 4-pixel zero-padded image.
 pub fn shift_flip(img: &[u8], dx: i32, dy: i32, flip: bool, out: &mut [u8]) {
@@ -615,6 +627,21 @@ mod tests {
                 assert!(c >= 128 / k - 40, "{k} views: {counts:?}");
             }
         }
+    }
+
+    #[test]
+    fn mirrored_images_reverse_every_row_of_every_image() {
+        // hand-made pixels for a pure-function unit test: two images, value = x + image.
+        let pixels: Vec<u8> = (0..2 * IMAGE_BYTES)
+            .map(|i| ((i % 32) + i / IMAGE_BYTES) as u8)
+            .collect();
+        let m = mirrored(&pixels);
+        for (i, (&a, &b)) in pixels.iter().zip(&m).enumerate() {
+            let x = i % 32;
+            assert_eq!(b, pixels[i - x + (31 - x)], "pixel {i}");
+            assert_eq!(a + b, 31 + 2 * (i / IMAGE_BYTES) as u8);
+        }
+        assert_eq!(mirrored(&m), pixels);
     }
 
     #[test]

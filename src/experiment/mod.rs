@@ -399,9 +399,10 @@ fn run_stages(
     }
     // Training reads the training images' views; embedding, with the mirror average, the
     // mirror images (the first training view) and the mirrored test images.
-    let embed_views = match cfg.model.mirror_average {
-        true => &train_views[..train_views.len().min(1)],
-        false => &[],
+    let embed_views = if cfg.model.mirror_average {
+        &train_views[..train_views.len().min(1)]
+    } else {
+        &[]
     };
     // IWAN's ImageNet word model reads the classifier head on the same encoder's features,
     // shared with the model's features when the input size agrees.

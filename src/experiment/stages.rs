@@ -159,28 +159,24 @@ impl View {
 
     /// `pixels` (whole images) as this view sees them.
     fn apply(self, pixels: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-        let mut out = vec![0u8; pixels.len()];
-        let images = pixels
-            .chunks_exact(IMAGE_BYTES)
-            .zip(out.chunks_exact_mut(IMAGE_BYTES));
         match self {
-            View::Plain => return std::borrow::Cow::Borrowed(pixels),
-            View::Mirrored(_) => {
-                for (img, dst) in images {
-                    train::shift_flip(img, 0, 0, true, dst);
-                }
-            }
+            View::Plain => std::borrow::Cow::Borrowed(pixels),
+            View::Mirrored(_) => std::borrow::Cow::Owned(train::mirrored(pixels)),
             View::Shifted(v) => {
                 let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(
                     SHIFTED_VIEW_SEED + v as u64,
                 );
-                for (img, dst) in images {
+                let mut out = vec![0u8; pixels.len()];
+                for (img, dst) in pixels
+                    .chunks_exact(IMAGE_BYTES)
+                    .zip(out.chunks_exact_mut(IMAGE_BYTES))
+                {
                     let (dx, dy, flip) = train::random_shift(&mut rng);
                     train::shift_flip(img, dx, dy, flip, dst);
                 }
+                std::borrow::Cow::Owned(out)
             }
         }
-        std::borrow::Cow::Owned(out)
     }
 }
 
