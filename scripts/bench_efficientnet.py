@@ -17,15 +17,23 @@ features of the check images (`harness bench model --save-features`), PyTorch co
 own, and the largest absolute difference must stay within --tolerance (1e-3). That also checks
 the harness's EfficientNet against an implementation that shares no code with it.
 
-PyTorch is timed three ways: eager NCHW, eager channels_last, and channels_last traced and
-frozen with TorchScript (`torch.jit.trace` + `torch.jit.freeze`, which folds batch norm and
+PyTorch is timed two ways (three with --nchw): eager channels_last, and channels_last traced
+and frozen with TorchScript (`torch.jit.trace` + `torch.jit.freeze`, which folds batch norm and
 fuses ReLU6 into oneDNN's convolutions: PyTorch's fastest CPU path here, about twice eager
-channels_last). The ratio is taken against the fastest of the three. Prints one JSON line per measurement and a table of ratios (harness
-images/s over PyTorch images/s; above 1 means the harness is faster).
+channels_last). The harness is timed in fp32 and, with --bf16, with `--precision bf16`.
+
+The sizes run --rounds times (default 3), interleaved: every side at every size in round 1,
+then again in round 2, so that a noisy neighbour hits all of them alike. Per round the ratio is
+harness images/s over the fastest PyTorch form's (above 1: the harness is faster); the table
+gives the median ratio and its range. `harness bench peak` runs first: the table gives each
+harness pass's arithmetic rate (2 x multiply-adds per image x images/s) as a fraction of the
+cores' FMA peak (fp32; vdpbf16ps for bf16) and of the sustained 2048^2 matrix-product rate.
+Prints one JSON line per measurement, then the table.
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -147,11 +155,12 @@ def torch_measure(torch, encoder, model, pixels, size, layout, batch, threads, w
     }
 
 
-def harness_run(harness, encoder, root, split, size, batch, threads, warmup, steps, save=None):
+def harness_run(harness, encoder, root, split, size, batch, threads, warmup, steps, save=None,
+                precision="fp32"):
     cmd = [harness, "--data-root", str(root), "bench", "model", "--encoder",
            encoder, "--mode", "infer", "--split", split, "--input-size",
            str(size), "--batch", str(batch), "--threads", str(threads), "--warmup",
-           str(warmup), "--steps", str(steps)]
+           str(warmup), "--steps", str(steps), "--precision", precision]
     if save:
         cmd += ["--save-features", str(save)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -180,6 +189,18 @@ def check_agreement(torch, harness, encoder, root, model, pixels, size, batch, t
     return diff
 
 
+def peak(harness, threads):
+    """`harness bench peak`: {kind: gflops} at `threads` threads."""
+    out = subprocess.run([harness, "bench", "peak", "--threads", str(threads)], check=True,
+                         capture_output=True, text=True).stdout
+    rates = {}
+    for line in out.splitlines():
+        r = json.loads(line)
+        if r["threads"] == threads:
+            rates[r["kind"]] = r["gflops"]
+    return rates
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", help="default: $HARNESS_DATA, else ../shared/data")
@@ -189,6 +210,9 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--bf16", action="store_true", help="also time `--precision bf16`")
+    p.add_argument("--nchw", action="store_true", help="also time PyTorch eager NCHW")
     p.add_argument("--tolerance", type=float, default=1e-3)
     p.add_argument("--json", help="also write the records to this JSON-lines file")
     a = p.parse_args()
@@ -200,33 +224,52 @@ def main():
     pixels = load_images(root, "test", (a.warmup + a.steps) * a.batch)
     sizes = [int(s) for s in a.sizes.split(",")]
     print(f"# torch {torch.__version__}, {os.cpu_count()} CPUs, batch {a.batch}, "
-          f"{a.threads} threads, {a.warmup} warm-up + {a.steps} timed steps, real CIFAR-100 "
-          f"test images", file=sys.stderr)
-    records, rows = [], []
-    for size in sizes:
-        diff = check_agreement(torch, harness, a.encoder, root, model, pixels, size, a.batch,
-                               a.threads, a.tolerance)
-        ours = harness_run(harness, a.encoder, root, "test", size, a.batch, a.threads, a.warmup,
-                           a.steps)
-        peers = [torch_measure(torch, a.encoder, model, pixels, size, layout, a.batch, a.threads,
-                               a.warmup, a.steps)
-                 for layout in ["nchw", "channels_last", "frozen_channels_last"]]
-        ours["max_abs_diff_vs_torch"] = diff
-        for r in [ours, *peers]:
-            print(json.dumps(r), flush=True)
-        records += [ours, *peers]
-        best = max(peers, key=lambda r: r["images_per_second"])
-        rows.append((size, ours["images_per_second"],
-                     [r["images_per_second"] for r in peers], best["layout"], diff))
+          f"{a.threads} threads, {a.warmup} warm-up + {a.steps} timed steps, {a.rounds} "
+          f"interleaved rounds, real CIFAR-100 test images", file=sys.stderr)
+    rates = peak(harness, a.threads)
+    print(f"# peak at {a.threads} threads (GFLOP/s): " + ", ".join(
+        f"{k} {v:.0f}" for k, v in rates.items()), file=sys.stderr)
+    diffs = {size: check_agreement(torch, harness, a.encoder, root, model, pixels, size,
+                                   a.batch, a.threads, a.tolerance) for size in sizes}
+    layouts = (["nchw"] if a.nchw else []) + ["channels_last", "frozen_channels_last"]
+    precisions = ["fp32"] + (["bf16"] if a.bf16 else [])
+    records = []
+    runs = {}  # (size, side) -> [record per round]
+    for r in range(a.rounds):
+        for size in sizes:
+            for precision in precisions:
+                ours = harness_run(harness, a.encoder, root, "test", size, a.batch, a.threads,
+                                   a.warmup, a.steps, precision=precision)
+                ours["round"] = r + 1
+                runs.setdefault((size, precision), []).append(ours)
+                records.append(ours)
+                print(json.dumps(ours), flush=True)
+            for layout in layouts:
+                peer = torch_measure(torch, a.encoder, model, pixels, size, layout, a.batch,
+                                     a.threads, a.warmup, a.steps)
+                peer["round"] = r + 1
+                runs.setdefault((size, layout), []).append(peer)
+                records.append(peer)
+                print(json.dumps(peer), flush=True)
     if a.json:
         Path(a.json).write_text("".join(json.dumps(r) + "\n" for r in records))
-    print("\n| input | harness img/s | PyTorch NCHW | channels_last | frozen channels_last "
-          "| harness / best PyTorch | max abs diff |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for size, ours, peers, layout, diff in rows:
-        cells = " | ".join(f"{p:.0f}" for p in peers)
-        print(f"| {size} | {ours:.0f} | {cells} | {ours / max(peers):.2f}x ({layout}) "
-              f"| {diff:.1e} |")
+    ips = lambda rs: [x["images_per_second"] for x in rs]
+    print(f"\n| input | harness | img/s | PyTorch fastest img/s | harness / PyTorch, median "
+          f"(range) | GFLOP/s | of peak (fp32: FMA, bf16: vdpbf16ps) | of 2048² matmul (same precision) | max abs diff (fp32) |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for size in sizes:
+        best = [max(x["images_per_second"] for x in round_peers)
+                for round_peers in zip(*[runs[(size, l)] for l in layouts])]
+        for precision in precisions:
+            ours = runs[(size, precision)]
+            ratios = sorted(o / b for o, b in zip(ips(ours), best))
+            gflops = statistics.median(o["gflops"] for o in ours)
+            fma = rates["dpbf16" if precision == "bf16" else "fma-f32"]
+            matmul = rates["matmul-bf16" if precision == "bf16" else "matmul-f32"]
+            print(f"| {size} | {precision} | {statistics.median(ips(ours)):.0f} "
+                  f"| {statistics.median(best):.0f} | {statistics.median(ratios):.2f}x "
+                  f"({ratios[0]:.2f}–{ratios[-1]:.2f}) | {gflops:.0f} | {gflops / fma:.0%} "
+                  f"| {gflops / matmul:.0%} | {diffs[size]:.1e} |")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 //! (`image_id,rank,class_id,score`: the top classes by cosine to the class embedding).
 
 use crate::codes;
+use crate::config::Precision;
 use crate::data::cifar::IMAGE_BYTES;
 use crate::model::efficientnet::{self, EfficientNetLite};
 use crate::model::frozen::FrozenLite;
@@ -204,17 +205,20 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    /// `net` with its preprocessing; `frozen` is the encoder and input size of the features the
-    /// network was trained on, if it was; `mirror_average` as the run's `model.mirror_average`.
+    /// `net` with its preprocessing; `frozen` is the encoder, input size and precision of the
+    /// features the network was trained on, if it was; `mirror_average` as the run's
+    /// `model.mirror_average`.
     pub fn new(
         net: HashNet,
         prep: Preprocess,
-        frozen: Option<(&EfficientNetLite, usize)>,
+        frozen: Option<(&EfficientNetLite, usize, Precision)>,
         class_embedding: Vec<f32>,
         mirror_average: bool,
     ) -> Result<Self, ModelError> {
         let frozen = frozen
-            .map(|(encoder, size)| Ok::<_, ModelError>((FrozenLite::compile(encoder)?, size)))
+            .map(|(encoder, size, precision)| {
+                Ok::<_, ModelError>((FrozenLite::compile(encoder, precision)?, size))
+            })
             .transpose()?;
         Ok(Self {
             net,
@@ -271,28 +275,49 @@ impl Embedder {
     }
 }
 
+/// How [`encoder_features`] computes a frozen EfficientNet-Lite's features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeaturePass {
+    /// The fused channels-last inference of [`FrozenLite`] (the same function as
+    /// [`EfficientNetLite::forward_features`], one image per worker of the current rayon
+    /// pool), its 1x1 convolutions at this precision: what the features stage runs.
+    Fused(Precision),
+    /// burn's layers on batches through [`EfficientNetLite::forward_features`], in `f32`: the
+    /// reference the fused path is tested and benchmarked against.
+    BurnLayers,
+}
+
+impl FeaturePass {
+    /// Its name in benchmark records: `fused`, `fused-bf16` or `burn-layers`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Fused(Precision::Fp32) => "fused",
+            Self::Fused(Precision::Bf16) => "fused-bf16",
+            Self::BurnLayers => "burn-layers",
+        }
+    }
+}
+
 /// Pooled EfficientNet-Lite features (`n x 1280`) of 32x32 images (`n * 3072` planar u8),
 /// each upsampled bicubically to `size x size` and normalised as `(x - 127) / 128`.
 ///
-/// Runs the fused channels-last inference of [`FrozenLite`] (the same function as
-/// [`EfficientNetLite::forward_features`], one image per worker of the current rayon pool),
-/// `batch` images between progress updates. With `plain_layers` it runs burn's layers instead
-/// (batches of `batch` through [`EfficientNetLite::forward_features`]): the reference the
-/// fused path is tested and benchmarked against.
+/// `batch` images between progress updates, by `pass`.
 pub fn encoder_features(
     encoder: &EfficientNetLite,
     pixels: &[u8],
     size: usize,
     batch: usize,
     progress: bool,
-    plain_layers: bool,
+    pass: FeaturePass,
 ) -> Result<Vec<f32>, ModelError> {
     let n = pixels.len() / IMAGE_BYTES;
     let device = encoder.fc.weight.val().device();
     let prep = Preprocess::EfficientNet { size };
-    let frozen = (!plain_layers)
-        .then(|| FrozenLite::compile(encoder))
-        .transpose()?;
+    let frozen = match pass {
+        FeaturePass::Fused(precision) => Some(FrozenLite::compile(encoder, precision)?),
+        FeaturePass::BurnLayers => None,
+    };
     let bar = progress.then(|| {
         crate::progress::bar(
             n as u64,
@@ -439,7 +464,7 @@ mod tests {
             64,
             8,
             false,
-            false,
+            FeaturePass::Fused(Precision::Fp32),
         )
         .unwrap();
         let cfg = ModelConfig {

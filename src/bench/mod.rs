@@ -7,6 +7,7 @@
 //! | [`made`] | the databases [`scale`] makes from a run's real outputs, and recall |
 //! | [`model`] | training and inference throughput of the networks |
 //! | [`iwan`] | IWAN query latency on a finished run's network |
+//! | [`peak`] | the cores' multiply-add peak and sustained matrix-product rates |
 //!
 //! Every latency summary (median, p95) uses the one quantile rule of
 //! [`crate::eval::stats::quantile_sorted`] (linear interpolation between order statistics), so
@@ -15,6 +16,7 @@
 pub mod iwan;
 pub mod made;
 pub mod model;
+pub mod peak;
 pub mod scale;
 pub mod search;
 

@@ -8,10 +8,11 @@
 //! statistics) on the same batches. EfficientNet-Lite0 inference times the frozen
 //! feature pass the features stage runs (bicubic upsampling included).
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, Precision};
 use crate::data::cifar::IMAGE_BYTES;
 use crate::embed;
 use crate::model::efficientnet::{EfficientNetLite, Lite};
+use crate::model::frozen::FrozenLite;
 use crate::model::{self, HashNet, ModelError, Preprocess};
 use crate::train::{self, Images, Inputs};
 use burn::optim::{GradientsParams, SgdConfig, momentum::MomentumConfig};
@@ -55,7 +56,8 @@ pub struct Record {
     pub encoder: String,
     /// Input side in pixels.
     pub input_size: usize,
-    /// Frozen EfficientNet-Lite0: `fused` (the features stage) or `burn-layers`.
+    /// Frozen EfficientNet-Lite: `fused` or `fused-bf16` (the features stage) or
+    /// `burn-layers`.
     pub path: &'static str,
     /// Images per step.
     pub batch: usize,
@@ -67,6 +69,11 @@ pub struct Record {
     pub seconds: f64,
     /// Throughput.
     pub images_per_second: f64,
+    /// A frozen EfficientNet-Lite's arithmetic rate: 2 x its multiply-adds per image
+    /// ([`crate::model::frozen::FrozenLite::multiply_adds`]) x images/s, in 10^9 FLOP/s;
+    /// `harness bench peak` measures what the cores can do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gflops: Option<f64>,
 }
 
 /// Settings of one measurement.
@@ -88,9 +95,9 @@ pub struct Settings {
     pub device: Device,
     /// Its name in the records.
     pub backend: &'static str,
-    /// Time the frozen EfficientNet-Lite0 on burn's plain layers instead of the fused
-    /// inference the features stage runs (see [`crate::model::frozen`]).
-    pub plain_layers: bool,
+    /// How a frozen EfficientNet-Lite computes its features: the fused inference the features
+    /// stage runs (see [`crate::model::frozen`]) at a precision, or burn's plain layers.
+    pub pass: embed::FeaturePass,
 }
 
 /// Times `mode` on the first `(warmup + steps) * batch` images of `pixels` (planar u8 CIFAR
@@ -119,11 +126,15 @@ pub fn measure(
         inputs: Inputs::Pixels(&pixels[..need * IMAGE_BYTES]),
         labels: &labels[..need],
     };
-    let seconds = model::with_threads(settings.threads, || match mode {
-        Mode::Train => time_training(settings, images, class_embedding, pretrained),
+    let (seconds, multiply_adds) = model::with_threads(settings.threads, || match mode {
+        Mode::Train => Ok((
+            time_training(settings, images, class_embedding, pretrained)?,
+            None,
+        )),
         Mode::Infer => time_inference(settings, images, pretrained),
     })?;
     let timed = settings.steps * settings.batch;
+    let images_per_second = timed as f64 / seconds.max(1e-12);
     Ok(Record {
         framework: "burn",
         backend: settings.backend,
@@ -133,16 +144,13 @@ pub fn measure(
         },
         encoder: settings.model.encoder.as_str().to_owned(),
         input_size: Preprocess::of(&settings.model).side(),
-        path: if settings.plain_layers {
-            "burn-layers"
-        } else {
-            "fused"
-        },
+        path: settings.pass.name(),
         batch: settings.batch,
         threads: settings.threads,
         images: timed,
         seconds,
-        images_per_second: timed as f64 / seconds.max(1e-12),
+        images_per_second,
+        gflops: multiply_adds.map(|m| 2.0 * m as f64 * images_per_second / 1e9),
     })
 }
 
@@ -204,11 +212,12 @@ fn time_steps(
     Ok(started)
 }
 
+/// Seconds for the timed images, and a frozen EfficientNet-Lite's multiply-adds per image.
 fn time_inference(
     settings: &Settings,
     images: Images<'_>,
     pretrained: Option<&Path>,
-) -> Result<f64, ModelError> {
+) -> Result<(f64, Option<u64>), ModelError> {
     let device = settings.device.clone();
     device.seed(settings.seed);
     let prep = Preprocess::of(&settings.model);
@@ -229,13 +238,16 @@ fn time_inference(
                 prep.side(),
                 settings.batch,
                 false,
-                settings.plain_layers,
+                settings.pass,
             )
         };
         run(&pixels[..warm])?;
         let started = Instant::now();
         run(&pixels[warm..])?;
-        return Ok(started.elapsed().as_secs_f64());
+        let seconds = started.elapsed().as_secs_f64();
+        let multiply_adds =
+            FrozenLite::compile(&encoder, Precision::Fp32)?.multiply_adds(prep.side());
+        return Ok((seconds, Some(multiply_adds)));
     }
     let net = HashNet::new(&settings.model, 100, pretrained, &device)?;
     let started = time_steps(settings, images.len(), |chunk| {
@@ -243,5 +255,5 @@ fn time_inference(
         let _ = net.forward(x)?.embedding.into_data();
         Ok(())
     })?;
-    Ok(started.elapsed().as_secs_f64())
+    Ok((started.elapsed().as_secs_f64(), None))
 }

@@ -417,6 +417,35 @@ pub enum BenchCommand {
     ///
     /// Example: harness bench scale results/default/<run-id> --sizes 10k,100k,1M --k 100
     Scale(BenchScaleArgs),
+    /// Measure this machine's arithmetic peak: the yardstick of the feature pass.
+    ///
+    /// Times loops of independent multiply-adds with nothing else in them, on one thread and
+    /// on all: vfmadd231ps (f32, AVX-512 or AVX2) and, where the CPU has AVX512_BF16,
+    /// vdpbf16ps (two bf16 products per f32 lane). Then an n x n matrix product C += A x B
+    /// split by rows over the threads, in f32 on gemm (the engine of the f32 feature pass) and
+    /// in bf16 on the kernel of `model.precision: bf16`. Prints one JSON line per rate: kind,
+    /// path, n, threads, seconds, gflops (a multiply-add is 2 FLOP). `harness bench model`
+    /// prints a frozen EfficientNet-Lite's gflops to divide by these.
+    ///
+    /// Example: harness bench peak --threads 2 --n 2048
+    Peak(BenchPeakArgs),
+}
+
+/// Options of `harness bench peak`.
+#[derive(Debug, Args)]
+pub struct BenchPeakArgs {
+    /// Worker threads (default: all cores); the instruction peaks are also timed on one.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Side of the square matrices of the matrix-product rates.
+    #[arg(long, default_value_t = 2048)]
+    pub n: usize,
+    /// Rounds of the multiply-add loops per thread.
+    #[arg(long, default_value_t = 20_000_000)]
+    pub iterations: u64,
+    /// Repetitions of each measurement; the fastest counts.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
 }
 
 /// Options of `harness bench scale`.
@@ -515,6 +544,10 @@ pub struct BenchModelArgs {
     /// batches) instead of the fused channels-last inference the features stage runs.
     #[arg(long)]
     pub plain_layers: bool,
+    /// Frozen EfficientNet-Lite: the arithmetic of the fused inference's 1x1 convolutions,
+    /// fp32 or bf16 (as `model.precision`; vdpbf16ps where the CPU has AVX512_BF16).
+    #[arg(long, default_value = "fp32")]
+    pub precision: config::Precision,
     /// Frozen EfficientNet-Lite: also write the pooled features of the first `--batch`
     /// images of the split to this .npy file (f32, batch x 1280), untimed, for the PyTorch
     /// agreement check of scripts/bench_efficientnet.sh.

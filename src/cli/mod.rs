@@ -122,6 +122,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Model(a)) => done(bench_model(&a, root)),
         Command::Bench(BenchCommand::Iwan(a)) => done(bench_iwan(a, root)),
         Command::Bench(BenchCommand::Scale(a)) => done(bench_scale(a, root)),
+        Command::Bench(BenchCommand::Peak(a)) => done(bench_peak(&a)),
         Command::Iwan(cmd) => done(iwan::run(cmd, root)),
     }
 }
@@ -415,6 +416,13 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
     {
         bail!("training a frozen EfficientNet-Lite trains only the decoder; pass --fine-tune");
     }
+    let pass = match (a.plain_layers, a.precision) {
+        (false, precision) => crate::embed::FeaturePass::Fused(precision),
+        (true, config::Precision::Fp32) => crate::embed::FeaturePass::BurnLayers,
+        (true, config::Precision::Bf16) => {
+            bail!("--precision bf16 is for the fused inference; burn's plain layers run in fp32")
+        }
+    };
     let device = a.backend.device()?;
     let backend = a.backend.as_str();
     let root = DataRoot::resolve(data_root, None)?;
@@ -434,7 +442,7 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
         seed: 42,
         device,
         backend,
-        plain_layers: a.plain_layers,
+        pass,
     };
     let split = cifar.split(a.split);
     if let Some(path) = &a.save_features {
@@ -454,7 +462,7 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
                 settings.model.input_size as usize,
                 settings.batch,
                 false,
-                settings.plain_layers,
+                settings.pass,
             )
         })?;
         crate::store::write_atomic(path, |w| {
@@ -471,6 +479,30 @@ fn bench_model(a: &BenchModelArgs, data_root: Option<&Path>) -> Result<()> {
             &c,
             pretrained.as_deref(),
         )?;
+        println!("{}", serde_json::to_string(&record)?);
+    }
+    Ok(())
+}
+
+/// `harness bench peak`: one JSON record per rate on stdout.
+fn bench_peak(a: &args::BenchPeakArgs) -> Result<()> {
+    use crate::bench::peak;
+    let threads = a.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let records = crate::model::with_threads(threads, || {
+        let mut counts = vec![1, threads];
+        counts.dedup();
+        let mut records: Vec<_> = counts
+            .into_iter()
+            .flat_map(|t| peak::instruction_peaks(t, a.iterations, a.repeats))
+            .collect();
+        records.extend(peak::matmul_rates(a.n, threads, a.repeats));
+        records
+    });
+    for record in records {
         println!("{}", serde_json::to_string(&record)?);
     }
     Ok(())

@@ -529,6 +529,14 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
              efficientnet_lite0 or efficientnet_lite2 encoder (freeze: true)",
         );
     }
+    if m.precision == Precision::Bf16 && !frozen {
+        return fail(
+            "model.precision",
+            "bf16 is the arithmetic of the frozen encoder's features stage: it needs a frozen \
+             efficientnet_lite0 or efficientnet_lite2 encoder (freeze: true); trained networks \
+             run in fp32",
+        );
+    }
     if t.shifted_views > MAX_SHIFTED_VIEWS {
         return fail(
             "train.shifted_views",
@@ -1095,6 +1103,30 @@ mod tests {
             assert!(e.contains(field), "{e}");
         }
         ok("model: {encoder: efficientnet_lite0, input_size: 96, mirror_average: true}\n".into());
+    }
+
+    #[test]
+    fn bf16_is_for_a_frozen_lite_and_leaves_fp32_hashes_alone() {
+        let load = |model: &str| Loaded::from_text("a", format!("name: x\nmodel: {{{model}}}\n"));
+        let plain = load("encoder: efficientnet_lite0").unwrap();
+        let fp32 = load("encoder: efficientnet_lite0, precision: fp32").unwrap();
+        let bf16 = load("encoder: efficientnet_lite0, precision: bf16").unwrap();
+        assert_eq!(bf16.config.model.precision, Precision::Bf16);
+        assert_eq!(hash(&plain.config), hash(&fp32.config));
+        assert_ne!(hash(&plain.config), hash(&bf16.config));
+        assert!(!to_yaml(&fp32.config).contains("precision"));
+        assert!(to_yaml(&bf16.config).contains("precision: bf16"));
+        for model in [
+            "encoder: efficientnet_lite0, freeze: false, precision: bf16",
+            "encoder: cifar_cnn, precision: bf16",
+        ] {
+            let e = load(model).unwrap_err().to_string();
+            assert!(e.contains("model.precision"), "{e}");
+        }
+        let e = load("encoder: efficientnet_lite0, precision: fp16")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fp16") && e.contains("bf16"), "{e}");
     }
 
     #[test]

@@ -224,6 +224,51 @@ pub struct ModelConfig {
     /// trained network is the same with or without it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mirror_average: bool,
+    /// Arithmetic of the frozen EfficientNet-Lite's 1x1 convolutions in the features stage:
+    /// `fp32`, or `bf16` (operands rounded to bfloat16, products summed in `f32`; `vdpbf16ps`
+    /// where the CPU has AVX512_BF16). Only for a frozen EfficientNet-Lite.
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
+}
+
+/// Arithmetic of the frozen encoder's matrix products (`model.precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Single precision throughout.
+    #[default]
+    Fp32,
+    /// bfloat16 operands, `f32` sums.
+    Bf16,
+}
+
+impl Precision {
+    /// Whether this is the default, `fp32` (which configs and cache keys leave out).
+    #[must_use]
+    pub const fn is_fp32(&self) -> bool {
+        matches!(self, Self::Fp32)
+    }
+
+    /// The name configs use: `fp32` or `bf16`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    /// `fp32` or `bf16`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Fp32, Self::Bf16]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown precision `{s}`; expected fp32 or bf16"))
+    }
 }
 
 impl ModelConfig {
@@ -252,6 +297,7 @@ impl Default for ModelConfig {
             trunk: 1024,
             dropout: 0.0,
             mirror_average: false,
+            precision: Precision::Fp32,
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use super::{ExperimentError, check_format, embed_splits, load_efficientnet, own_weights};
 use crate::artifacts::{RunLayout, WordModelCost};
-use crate::config::{Config, DbWords, IwanConfig, WordModel};
+use crate::config::{Config, DbWords, IwanConfig, Precision, WordModel};
 use crate::data::DataRoot;
 use crate::data::cifar::{Cifar100, SplitName};
 use crate::data::usf::UsfNorms;
@@ -407,7 +407,8 @@ impl WordModelRun {
                     Some(encoder) => encoder,
                     None => load_efficientnet(root, own_weights(cfg))?,
                 };
-                let frozen = FrozenLite::compile(&encoder).map_err(TrainError::Model)?;
+                let frozen =
+                    FrozenLite::compile(&encoder, Precision::Fp32).map_err(TrainError::Model)?;
                 Self::Imagenet(
                     Box::new(encoder),
                     Box::new(frozen),

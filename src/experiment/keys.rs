@@ -49,6 +49,9 @@ pub(crate) fn features(
         "train_subset": cfg.data.train_subset,
         "test_subset": cfg.data.test_subset,
     });
+    if !cfg.model.precision.is_fp32() {
+        value["precision"] = serde_json::json!(cfg.model.precision);
+    }
     match view {
         View::Plain => {}
         View::Mirrored(split) => {
@@ -181,6 +184,11 @@ mod tests {
             features(cache, &subset, 160, lite0(None), View::Plain)
         );
         assert_ne!(train(cache, &cfg), train(cache, &subset));
+        // bf16 features are other features, so the network trained on them is another one.
+        let mut bf16 = cfg.clone();
+        bf16.model.precision = config::Precision::Bf16;
+        assert_ne!(plain, features(cache, &bf16, 160, lite0(None), View::Plain));
+        assert_ne!(train(cache, &cfg), train(cache, &bf16));
         let mut seeded = cfg.clone();
         seeded.seed += 1;
         assert_ne!(train(cache, &cfg), train(cache, &seeded));

@@ -51,7 +51,7 @@ fn run_facts(run: &RunLayout, cfg: &config::Config) -> RunFacts {
 }
 
 /// How tables name the network that produced a run's embeddings and codes: the encoder (its
-/// input size, whether frozen, the mirror average) and the decoder.
+/// input size, whether frozen, bf16 arithmetic, the mirror average) and the decoder.
 pub(crate) fn model_label(m: &config::ModelConfig) -> String {
     let training = match (m.encoder, m.frozen_features(), m.weights.is_some()) {
         (config::Encoder::CifarCnn, ..) => "from scratch",
@@ -59,6 +59,10 @@ pub(crate) fn model_label(m: &config::ModelConfig) -> String {
         (_, false, true) => "trained from the given weights",
         (config::Encoder::Alexnet, false, false) => "from scratch",
         (_, false, false) => "fine-tuned",
+    };
+    let precision = match m.precision {
+        config::Precision::Fp32 => "",
+        config::Precision::Bf16 => ", bf16",
     };
     let average = if m.mirror_average {
         ", mirror average"
@@ -73,7 +77,7 @@ pub(crate) fn model_label(m: &config::ModelConfig) -> String {
         ),
     };
     format!(
-        "{} at {} px, {training}{average} -> {decoder}",
+        "{} at {} px, {training}{precision}{average} -> {decoder}",
         m.encoder.as_str(),
         m.input_size
     )
@@ -449,9 +453,12 @@ mod tests {
         );
         m.encoder = config::Encoder::EfficientnetLite2;
         m.mirror_average = true;
+        m.precision = config::Precision::Bf16;
         assert!(
-            model_label(&m).starts_with("efficientnet_lite2 at 160 px, frozen, mirror average -> ")
+            model_label(&m)
+                .starts_with("efficientnet_lite2 at 160 px, frozen, bf16, mirror average -> ")
         );
+        m.precision = config::Precision::Fp32;
         m.freeze = false;
         m.mirror_average = false;
         m.decoder = config::Decoder::Paper;

@@ -112,7 +112,7 @@ pub fn embedder(
     Ok(embed::Embedder::new(
         net,
         model::Preprocess::of(&cfg.model),
-        encoder.map(|e| (e, size)),
+        encoder.map(|e| (e, size, cfg.model.precision)),
         c,
         cfg.model.mirror_average,
     )
@@ -316,7 +316,8 @@ pub(super) fn features_stage(
         let s = data.split(split);
         let n = split_size(cfg, split).min(s.len());
         let pixels = view.apply(&s.pixels[..n * IMAGE_BYTES]);
-        let f = embed::encoder_features(&encoder, &pixels, size, 64, progress, false)
+        let pass = embed::FeaturePass::Fused(cfg.model.precision);
+        let f = embed::encoder_features(&encoder, &pixels, size, 64, progress, pass)
             .map_err(TrainError::Model)?;
         store::write_atomic(&out.join(format!("{split}.npy")), |w| {
             npy::write_f32(w, n, f.len() / n.max(1), &f)

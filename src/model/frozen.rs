@@ -25,8 +25,10 @@
 //! number of threads or on how images are batched, so features are reproducible across both.
 
 use super::ModelError;
+use super::bf16::{Bf16Scratch, Bf16Weights, Start};
 use super::efficientnet::{ConvBn, EfficientNetLite, FEATURE_DIM, tf_same_padding};
 use super::resize;
+use crate::config::Precision;
 use crate::simd::{Level, level};
 use burn::prelude::*;
 use rayon::prelude::*;
@@ -48,6 +50,8 @@ struct Pointwise {
     bias: Vec<f32>,
     c_in: usize,
     c_out: usize,
+    /// The weight rounded to bfloat16 for `model.precision: bf16`, which then replaces it.
+    bf16: Option<Bf16Weights>,
 }
 
 /// A depthwise `k x k` convolution with its batch norm folded in.
@@ -98,6 +102,7 @@ struct Scratch {
     b: Vec<f32>,
     c: Vec<f32>,
     padded: Vec<f32>,
+    bf16: Bf16Scratch,
 }
 
 /// The folded weights and bias of a conv + batch norm, on the host.
@@ -127,7 +132,7 @@ fn folded(layer: &ConvBn) -> Result<Folded, ModelError> {
 }
 
 impl Pointwise {
-    fn compile(layer: &ConvBn) -> Result<Self, ModelError> {
+    fn compile(layer: &ConvBn, precision: Precision) -> Result<Self, ModelError> {
         let Folded {
             weight: w,
             bias,
@@ -140,11 +145,13 @@ impl Pointwise {
                 weight[i * c_out + o] = w[o * c_in + i];
             }
         }
+        let bf16 = (precision == Precision::Bf16).then(|| Bf16Weights::new(&weight, c_in, c_out));
         Ok(Self {
             weight,
             bias,
             c_in,
             c_out,
+            bf16,
         })
     }
 }
@@ -208,19 +215,23 @@ impl Stem {
 
 impl FrozenLite {
     /// Folds and re-lays the weights of `net` (any device; they are read back to the host).
+    /// With [`Precision::Bf16`] the 1x1 convolutions (the expansions, projections and head)
+    /// run on bfloat16 operands ([`super::bf16`]); the stem and the depthwise convolutions stay
+    /// in `f32`.
     ///
     /// # Errors
     /// [`ModelError::InvalidInput`] if a depthwise layer's width is not a multiple of the
     /// vector block.
-    pub fn compile(net: &EfficientNetLite) -> Result<Self, ModelError> {
+    pub fn compile(net: &EfficientNetLite, precision: Precision) -> Result<Self, ModelError> {
+        let pointwise = |layer| Pointwise::compile(layer, precision);
         let blocks = net
             .blocks
             .iter()
             .map(|b| {
                 Ok(Block {
-                    expand: b.expand.as_ref().map(Pointwise::compile).transpose()?,
+                    expand: b.expand.as_ref().map(pointwise).transpose()?,
                     depthwise: Depthwise::compile(&b.depthwise)?,
-                    project: Pointwise::compile(&b.project)?,
+                    project: pointwise(&b.project)?,
                     residual: b.residual,
                 })
             })
@@ -228,8 +239,29 @@ impl FrozenLite {
         Ok(Self {
             stem: Stem::compile(&net.stem)?,
             blocks,
-            head: Pointwise::compile(&net.head)?,
+            head: pointwise(&net.head)?,
         })
+    }
+
+    /// Multiply-adds of one image at `size` px: the stem, the depthwise and the 1x1
+    /// convolutions (bias, activation, residual and pooling are not counted). Twice this is the
+    /// FLOP count that `harness bench model` divides by.
+    #[must_use]
+    pub fn multiply_adds(&self, size: usize) -> u64 {
+        let out = |side: usize, stride: usize| side.div_ceil(stride);
+        let (mut h, mut w) = (out(size, 2), out(size, 2));
+        let mut total = (h * w * STEM_OUT * 27) as u64;
+        let pw = |p: &Pointwise, pixels: usize| (pixels * p.c_in * p.c_out) as u64;
+        for block in &self.blocks {
+            if let Some(e) = &block.expand {
+                total += pw(e, h * w);
+            }
+            let d = &block.depthwise;
+            (h, w) = (out(h, d.stride), out(w, d.stride));
+            total += (h * w * d.channels * d.kernel * d.kernel) as u64;
+            total += pw(&block.project, h * w);
+        }
+        total + pw(&self.head, h * w)
     }
 
     /// Pooled 1280-d features of planar u8 `[3, 32, 32]` CIFAR images (`pixels` holds them one
@@ -304,6 +336,7 @@ impl FrozenLite {
             b,
             c,
             padded,
+            bf16,
         } = s;
         let (mut h, mut w) = stem::<FMA>(&self.stem, input, size, size, a);
         let mut channels = STEM_OUT;
@@ -312,19 +345,19 @@ impl FrozenLite {
             // to `c`, the projection back to `b`, which then becomes the next input.
             let mid = match &block.expand {
                 Some(e) => {
-                    pointwise(e, a, h * w, None, true, b);
+                    pointwise(e, a, h * w, None, true, b, bf16);
                     &*b
                 }
                 None => &*a,
             };
             let (oh, ow) = depthwise::<FMA>(&block.depthwise, mid, h, w, padded, c);
             let skip = block.residual.then_some(&a[..]);
-            pointwise(&block.project, c, oh * ow, skip, false, b);
+            pointwise(&block.project, c, oh * ow, skip, false, b, bf16);
             std::mem::swap(a, b);
             (h, w, channels) = (oh, ow, block.project.c_out);
         }
         debug_assert_eq!(channels, self.head.c_in);
-        pointwise(&self.head, a, h * w, None, true, c);
+        pointwise(&self.head, a, h * w, None, true, c, bf16);
         out.fill(0.0);
         for row in c.chunks_exact(FEATURE_DIM) {
             for (o, &v) in out.iter_mut().zip(row) {
@@ -360,6 +393,7 @@ fn pointwise(
     skip: Option<&[f32]>,
     relu: bool,
     out: &mut Vec<f32>,
+    bf16: &mut Bf16Scratch,
 ) {
     let (k, n) = (pw.c_in, pw.c_out);
     out.resize(m * n, 0.0);
@@ -367,49 +401,17 @@ fn pointwise(
     for start in (0..m).step_by(tile) {
         let rows = tile.min(m - start);
         let dst = &mut out[start * n..(start + rows) * n];
-        match skip {
-            Some(skip) => {
-                for (d, s) in dst
-                    .chunks_exact_mut(n)
-                    .zip(skip[start * n..].chunks_exact(n))
-                {
-                    for ((d, &s), &b) in d.iter_mut().zip(s).zip(&pw.bias) {
-                        *d = s + b;
-                    }
-                }
-            }
-            None => {
-                for d in dst.chunks_exact_mut(n) {
-                    d.copy_from_slice(&pw.bias);
-                }
-            }
-        }
+        let terms = Start {
+            bias: &pw.bias,
+            skip: skip.map(|s| &s[start * n..(start + rows) * n]),
+        };
         let lhs = &input[start * k..(start + rows) * k];
-        // SAFETY: dst is rows x n, lhs rows x k and the weight k x n, all row-major and in
-        // bounds; gemm computes dst = 1 * dst + 1 * lhs * rhs.
-        unsafe {
-            gemm::gemm(
-                rows,
-                n,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                n as isize,
-                true,
-                lhs.as_ptr(),
-                1,
-                k as isize,
-                pw.weight.as_ptr(),
-                1,
-                n as isize,
-                1.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
+        if let Some(weights) = &pw.bf16 {
+            super::bf16::matmul(lhs, rows, weights, terms, dst, relu, bf16);
+            continue;
         }
+        terms.write(dst);
+        super::matmul_acc(rows, k, n, lhs, &pw.weight, dst);
         if relu {
             for d in dst.iter_mut() {
                 *d = relu6(*d);
@@ -524,25 +526,14 @@ fn depthwise_rows<const FMA: bool>(
                     && ox * s >= pl
                     && ox * s - pl + (pixels - 1) * s + k <= w
             };
+            // The first tap of output (oy, ox), for the interior paths only.
+            let at = || (oy * s - pt, ox * s - pl);
+            let first = oy * ow + ox;
             if inside(PIXELS) {
-                depthwise_interior::<PIXELS, FMA>(
-                    dw,
-                    input,
-                    w,
-                    (oy * s - pt, ox * s - pl),
-                    out,
-                    oy * ow + ox,
-                );
+                depthwise_interior::<PIXELS, FMA>(dw, input, w, at(), out, first);
                 ox += PIXELS;
             } else if inside(1) {
-                depthwise_interior::<1, FMA>(
-                    dw,
-                    input,
-                    w,
-                    (oy * s - pt, ox * s - pl),
-                    out,
-                    oy * ow + ox,
-                );
+                depthwise_interior::<1, FMA>(dw, input, w, at(), out, first);
                 ox += 1;
             } else {
                 depthwise_border::<FMA>(dw, input, h, w, (pt, pl), (oy, ox), out, oy * ow + ox);
@@ -636,6 +627,7 @@ mod tests {
     //! statistics, then `relu6`), on the real ImageNet weights.
     use super::*;
     use crate::data::cifar::IMAGE_BYTES;
+    use crate::embed::FeaturePass;
     use crate::model::efficientnet::{self, Lite, MbConvBlock};
     use burn::tensor::activation::relu6 as burn_relu6;
 
@@ -744,7 +736,8 @@ mod tests {
         let net = net();
         let block = &net.blocks[2]; // expansion 24 -> 144, projection 144 -> 24, residual
         let (h, w) = (9, 11);
-        let expand = Pointwise::compile(block.expand.as_ref().expect("expansion")).unwrap();
+        let expand =
+            Pointwise::compile(block.expand.as_ref().expect("expansion"), Precision::Fp32).unwrap();
         let x = pseudo_random(24 * h * w, 7);
         let reference = plain(block.expand.as_ref().unwrap(), &x, 24, h, w, true);
         let mut out = Vec::new();
@@ -755,10 +748,11 @@ mod tests {
             None,
             true,
             &mut out,
+            &mut Bf16Scratch::default(),
         );
         assert_close(&out, &reference, 1e-4, "expansion 24 -> 144 + relu6");
 
-        let project = Pointwise::compile(&block.project).unwrap();
+        let project = Pointwise::compile(&block.project, Precision::Fp32).unwrap();
         let y = pseudo_random(144 * h * w, 8);
         let skip = pseudo_random(24 * h * w, 9);
         let mut reference = plain(&block.project, &y, 144, h, w, false);
@@ -774,8 +768,39 @@ mod tests {
             Some(&skip),
             false,
             &mut out,
+            &mut Bf16Scratch::default(),
         );
         assert_close(&out, &reference, 1e-4, "projection 144 -> 24 + residual");
+    }
+
+    #[test]
+    fn bf16_pointwise_applies_bias_residual_and_relu6_around_the_bf16_product() {
+        // The tiled pointwise layer in bf16 against the plain bf16 product with the epilogue
+        // written out: bias (+ skip), then the product, then ReLU6. m = 13 * 41 rows spans
+        // several tiles of the 1152-wide expansion (TILE_VALUES / 1152 = 42 rows).
+        let net = net();
+        let block = &net.blocks[12]; // expansion 192 -> 1152, projection 1152 -> 192
+        let m = 13 * 41;
+        for (layer, relu, residual) in [
+            (block.expand.as_ref().expect("expansion"), true, false),
+            (&block.project, false, true),
+        ] {
+            let fp32 = Pointwise::compile(layer, Precision::Fp32).unwrap();
+            let bf16 = Pointwise::compile(layer, Precision::Bf16).unwrap();
+            let (k, n) = (fp32.c_in, fp32.c_out);
+            let x = pseudo_random(m * k, 11);
+            let skip = residual.then(|| pseudo_random(m * n, 12));
+            let mut expected = vec![0.0; m * n];
+            let start = super::super::bf16::Start {
+                bias: &fp32.bias,
+                skip: skip.as_deref(),
+            };
+            super::super::bf16::matmul_ref(&x, m, &fp32.weight, k, start, &mut expected, relu);
+            let mut out = Vec::new();
+            let mut scratch = Bf16Scratch::default();
+            pointwise(&bf16, &x, m, skip.as_deref(), relu, &mut out, &mut scratch);
+            assert_close(&out, &expected, 1e-4, &format!("bf16 pointwise {k} -> {n}"));
+        }
     }
 
     /// An EfficientNet-Lite's pooled features through burn's plain layers only (no folding).
@@ -814,7 +839,7 @@ mod tests {
 
     fn whole_network_equals_burn_layers(which: Lite) {
         let net = lite(which);
-        let frozen = FrozenLite::compile(&net).expect("compile");
+        let frozen = FrozenLite::compile(&net, Precision::Fp32).expect("compile");
         let root = crate::data::DataRoot::resolve(None, None).expect("real data root");
         let test = crate::data::cifar::Cifar100::load(&root, false)
             .expect("CIFAR-100")
@@ -840,6 +865,45 @@ mod tests {
     }
 
     #[test]
+    fn bf16_features_stay_near_fp32_on_real_images() {
+        let root = crate::data::DataRoot::resolve(None, None).expect("real data root");
+        let test = crate::data::cifar::Cifar100::load(&root, false)
+            .expect("CIFAR-100")
+            .test;
+        let images = &test.pixels[..4 * IMAGE_BYTES];
+        for which in [Lite::Lite0, Lite::Lite2] {
+            let net = lite(which);
+            let fp32 = FrozenLite::compile(&net, Precision::Fp32).expect("compile");
+            let bf16 = FrozenLite::compile(&net, Precision::Bf16).expect("compile");
+            for size in [64, 101] {
+                let exact = fp32.features(images, size).expect("fp32");
+                let rounded = bf16.features(images, size).expect("bf16");
+                assert_ne!(
+                    exact, rounded,
+                    "{which:?} at {size} px: bf16 changed nothing"
+                );
+                for (i, (e, r)) in exact
+                    .chunks_exact(FEATURE_DIM)
+                    .zip(rounded.chunks_exact(FEATURE_DIM))
+                    .enumerate()
+                {
+                    let norm = e.iter().map(|v| v * v).sum::<f32>().sqrt();
+                    let diff = e.iter().zip(r).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
+                    let relative = diff.sqrt() / norm;
+                    eprintln!(
+                        "{which:?} {size} px image {i}: relative L2 {relative:.5}, max {}",
+                        crate::model::max_abs_diff(e, r)
+                    );
+                    assert!(
+                        relative <= 0.04,
+                        "{which:?} at {size} px, image {i}: {relative}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn fused_features_match_the_burn_path_of_the_features_stage() {
         // The features stage's two paths (fused, and burn's layers with folded batch norm).
         let net = net();
@@ -848,8 +912,9 @@ mod tests {
             .expect("CIFAR-100")
             .train;
         let images = &train.pixels[..5 * IMAGE_BYTES];
-        let fused = crate::embed::encoder_features(&net, images, 80, 2, false, false).unwrap();
-        let layers = crate::embed::encoder_features(&net, images, 80, 2, false, true).unwrap();
+        let features = |pass| crate::embed::encoder_features(&net, images, 80, 2, false, pass);
+        let fused = features(FeaturePass::Fused(Precision::Fp32)).unwrap();
+        let layers = features(FeaturePass::BurnLayers).unwrap();
         assert_eq!(fused.len(), 5 * efficientnet::FEATURE_DIM);
         assert_close(&fused, &layers, 1e-3, "features stage at 80 px");
     }

@@ -7,6 +7,7 @@
 //! fine-tuned; `alexnet`, the report's network, from scratch or from a weights file.
 
 pub mod alexnet;
+pub mod bf16;
 pub mod cifar_cnn;
 pub mod efficientnet;
 pub mod frozen;
@@ -281,6 +282,42 @@ impl ImageEncoder {
             Self::EfficientNet(e) => e.forward_features(x),
             Self::AlexNet(e) => e.forward(x),
         }
+    }
+}
+
+/// `out += lhs x rhs` for row-major `lhs` (`[m, k]`), `rhs` (`[k, n]`) and `out` (`[m, n]`), on
+/// `gemm` (the matrix engine of burn's CPU backend) in the calling thread.
+///
+/// # Panics
+/// If the slices do not have those lengths.
+pub fn matmul_acc(m: usize, k: usize, n: usize, lhs: &[f32], rhs: &[f32], out: &mut [f32]) {
+    assert_eq!(lhs.len(), m * k, "lhs is not [{m}, {k}]");
+    assert_eq!(rhs.len(), k * n, "rhs is not [{k}, {n}]");
+    assert_eq!(out.len(), m * n, "out is not [{m}, {n}]");
+    // SAFETY: the three matrices are row-major and in bounds (checked above); gemm computes
+    // out = 1 * out + 1 * lhs * rhs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 

@@ -1,0 +1,238 @@
+//! The arithmetic peak of this machine's cores (`harness bench peak`), the yardstick the
+//! feature pass is reported against.
+//!
+//! Two kinds of rate:
+//!
+//! - **instruction peak**: a loop of independent multiply-adds with nothing else in it, per
+//!   thread, on every thread at once: `vfmadd231ps` on 16 (AVX-512) or 8 (AVX2) `f32` lanes,
+//!   and `vdpbf16ps` (two bf16 products into each of 16 `f32` lanes) where the CPU has
+//!   AVX512_BF16. Twelve accumulator chains hide the instructions' latency.
+//! - **sustained matrix product**: a square product `C += A x B` of `n x n` matrices split by
+//!   rows over the threads, in `f32` on `gemm` (the engine of burn's CPU backend and of the
+//!   fused `f32` feature pass) and in bf16 on [`crate::model::bf16`]'s kernel.
+//!
+//! A FLOP is a multiply or an add: one multiply-add is 2.
+
+use crate::model::bf16::{self, Bf16Scratch, Bf16Weights};
+use crate::simd::{Level, level};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::time::Instant;
+
+/// One measured rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeakRecord {
+    /// `fma-f32`, `dpbf16`, `matmul-f32` or `matmul-bf16`.
+    pub kind: &'static str,
+    /// The instructions: `avx512`, `avx2`, `gemm`, `vdpbf16ps` or `portable`.
+    pub path: &'static str,
+    /// The matrices' side (matrix products only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n: Option<usize>,
+    /// Threads working at once.
+    pub threads: usize,
+    /// Wall seconds of the timed part (the best of the repetitions).
+    pub seconds: f64,
+    /// Floating-point operations per second, in units of 10^9.
+    pub gflops: f64,
+}
+
+/// Multiply-add chains per thread in the instruction-peak loops.
+const CHAINS: usize = 12;
+
+/// Instruction-peak rates on `threads` threads (each running `iterations` rounds of
+/// [`CHAINS`] independent multiply-adds), the best of `repeats`: one record per kind the CPU
+/// runs (`fma-f32` needs AVX2, `dpbf16` AVX512_BF16).
+#[must_use]
+pub fn instruction_peaks(threads: usize, iterations: u64, repeats: usize) -> Vec<PeakRecord> {
+    let mut records = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        let fma = |path, kernel, lanes: f64| {
+            time_loop(
+                "fma-f32",
+                path,
+                threads,
+                iterations,
+                repeats,
+                kernel,
+                lanes * 2.0,
+            )
+        };
+        match level() {
+            // SAFETY (all three): `level` returns these only after detecting their features;
+            // `dot_product_instructions` checked AVX512_BF16.
+            Level::Avx512 => records.push(fma("avx512", |i| unsafe { fma_avx512(i) }, 16.0)),
+            Level::Avx2 => records.push(fma("avx2", |i| unsafe { fma_avx2(i) }, 8.0)),
+            Level::Base => {}
+        }
+        if bf16::dot_product_instructions() {
+            let kernel: fn(u64) -> f32 = |i| unsafe { dpbf16_avx512(i) };
+            records.push(time_loop(
+                "dpbf16",
+                "vdpbf16ps",
+                threads,
+                iterations,
+                repeats,
+                kernel,
+                32.0 * 2.0,
+            ));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (threads, iterations, repeats);
+    records
+}
+
+fn time_loop(
+    kind: &'static str,
+    path: &'static str,
+    threads: usize,
+    iterations: u64,
+    repeats: usize,
+    kernel: fn(u64) -> f32,
+    flops_per_instruction: f64,
+) -> PeakRecord {
+    let seconds = best_of(repeats, || {
+        let sum: f32 = (0..threads)
+            .into_par_iter()
+            .map(|_| kernel(std::hint::black_box(iterations)))
+            .sum();
+        std::hint::black_box(sum);
+    });
+    let flops = flops_per_instruction * (CHAINS as u64 * iterations * threads as u64) as f64;
+    PeakRecord {
+        kind,
+        path,
+        n: None,
+        threads,
+        seconds,
+        gflops: flops / seconds / 1e9,
+    }
+}
+
+fn best_of(repeats: usize, mut f: impl FnMut()) -> f64 {
+    (0..repeats.max(1))
+        .map(|_| {
+            let started = Instant::now();
+            f();
+            started.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Sustained rates of an `n x n` matrix product, `C += A x B` (bf16: `C = A x B`), rows split
+/// over `threads` threads, the best of `repeats`: `f32` on `gemm`, and bf16 on the kernel the
+/// bf16 feature pass runs (`vdpbf16ps`, or the portable path).
+#[must_use]
+pub fn matmul_rates(n: usize, threads: usize, repeats: usize) -> Vec<PeakRecord> {
+    // Values do not change the time; these are small and exact in bf16.
+    let a: Vec<f32> = (0..n * n).map(|i| (i % 13) as f32 / 8.0 - 0.75).collect();
+    let b: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 / 4.0 - 0.75).collect();
+    let rows = n.div_ceil(threads.max(1));
+    let flops = 2.0 * (n * n * n) as f64;
+    let mut c = vec![0.0f32; n * n];
+    let f32_seconds = best_of(repeats, || {
+        c.par_chunks_mut(rows * n)
+            .zip(a.par_chunks(rows * n))
+            .for_each(|(c, a)| crate::model::matmul_acc(a.len() / n, n, n, a, &b, c));
+    });
+    let weights = Bf16Weights::new(&b, n, n);
+    let zero = vec![0.0f32; n];
+    let start = bf16::Start {
+        bias: &zero,
+        skip: None,
+    };
+    let bf16_seconds = best_of(repeats, || {
+        c.par_chunks_mut(rows * n)
+            .zip(a.par_chunks(rows * n))
+            .for_each_init(Bf16Scratch::default, |scratch, (c, a)| {
+                bf16::matmul(a, a.len() / n, &weights, start, c, false, scratch);
+            });
+    });
+    std::hint::black_box(&c);
+    let record = |kind, path, seconds: f64| PeakRecord {
+        kind,
+        path,
+        n: Some(n),
+        threads,
+        seconds,
+        gflops: flops / seconds / 1e9,
+    };
+    vec![
+        record("matmul-f32", "gemm", f32_seconds),
+        record(
+            "matmul-bf16",
+            if bf16::dot_product_instructions() {
+                "vdpbf16ps"
+            } else {
+                "portable"
+            },
+            bf16_seconds,
+        ),
+    ]
+}
+
+/// `iterations` rounds of [`CHAINS`] independent 16-lane FMAs.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_avx512(iterations: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let x = _mm512_set1_ps(0.999_999);
+    let y = _mm512_set1_ps(1e-7);
+    let mut acc = [_mm512_set1_ps(1.0); CHAINS];
+    for _ in 0..iterations {
+        for a in &mut acc {
+            *a = _mm512_fmadd_ps(*a, x, y);
+        }
+    }
+    acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+}
+
+/// `iterations` rounds of [`CHAINS`] independent 8-lane FMAs.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_avx2(iterations: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let x = _mm256_set1_ps(0.999_999);
+    let y = _mm256_set1_ps(1e-7);
+    let mut acc = [_mm256_set1_ps(1.0); CHAINS];
+    for _ in 0..iterations {
+        for a in &mut acc {
+            *a = _mm256_fmadd_ps(*a, x, y);
+        }
+    }
+    let mut lanes = [0.0f32; 8];
+    let mut total = 0.0;
+    for a in acc {
+        // SAFETY: `lanes` holds 8 f32s.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
+        total += lanes.iter().sum::<f32>();
+    }
+    total
+}
+
+/// `iterations` rounds of [`CHAINS`] independent `vdpbf16ps` (32 bf16 products each).
+///
+/// # Safety
+/// The CPU has AVX-512F and AVX512_BF16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn dpbf16_avx512(iterations: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let x = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3), _mm512_set1_ps(1e-3));
+    let y = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3), _mm512_set1_ps(1e-3));
+    let mut acc = [_mm512_setzero_ps(); CHAINS];
+    for _ in 0..iterations {
+        for a in &mut acc {
+            *a = _mm512_dpbf16_ps(*a, x, y);
+        }
+    }
+    acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+}

@@ -1,0 +1,565 @@
+//! bfloat16 matrix products for the 1x1 convolutions of the frozen EfficientNet-Lite
+//! (`model.precision: bf16`).
+//!
+//! Operands are rounded to bfloat16 (8 significant bits, round to nearest even, subnormal
+//! inputs treated as zero) and multiplied exactly; the products are summed in `f32`. Where the
+//! CPU has AVX512_BF16, [`Bf16Weights`] holds the weights packed for `vdpbf16ps`, which
+//! multiplies two pairs of bf16 values and adds both products to an `f32` lane in one
+//! instruction: twice the multiply-adds of an `f32` FMA per instruction, from half the bytes.
+//! Elsewhere it holds the rounded weights as `f32` and the product runs on `gemm` with the
+//! activations rounded the same way (the portable path): the same products, summed in another
+//! order.
+//!
+//! [`matmul_ref`] is the plain twin both are tested against: one scalar loop in the order
+//! `vdpbf16ps` defines (per pair, the odd element's product first).
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Output columns per packed strip: one 512-bit vector of `f32` lanes.
+const STRIP: usize = 16;
+/// Rows of the output the `vdpbf16ps` micro-kernel computes at once.
+#[cfg(target_arch = "x86_64")]
+const ROWS: usize = 8;
+
+/// `x` rounded to bfloat16 (the upper 16 bits of an `f32`): round to nearest, ties to even;
+/// subnormal inputs become a zero of the same sign, NaN stays NaN. The same conversion as
+/// `vcvtneps2bf16`.
+#[must_use]
+pub fn to_bf16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) | 0x0040) as u16;
+    }
+    if bits & 0x7f80_0000 == 0 {
+        return ((bits >> 16) & 0x8000) as u16;
+    }
+    let rounding = 0x7fff + ((bits >> 16) & 1);
+    (bits.wrapping_add(rounding) >> 16) as u16
+}
+
+/// The `f32` value of a bfloat16 (exact).
+#[must_use]
+pub fn from_bf16(b: u16) -> f32 {
+    f32::from_bits(u32::from(b) << 16)
+}
+
+/// `x` rounded to the nearest bfloat16, as an `f32`.
+#[must_use]
+pub fn round_bf16(x: f32) -> f32 {
+    from_bf16(to_bf16(x))
+}
+
+/// Whether this process runs the `vdpbf16ps` kernels: the CPU has AVX512_BF16 and
+/// `HARNESS_SIMD` does not cap the kernels below AVX-512.
+#[must_use]
+pub fn dot_product_instructions() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::simd::level() == crate::simd::Level::Avx512
+            && std::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The `[k, n]` weights of a matrix product, rounded to bfloat16 and laid out for the kernel
+/// this process runs.
+#[derive(Debug, Clone)]
+pub struct Bf16Weights {
+    k: usize,
+    n: usize,
+    layout: Layout,
+}
+
+#[derive(Debug, Clone)]
+enum Layout {
+    /// For `vdpbf16ps`: strips of 16 columns, each `[k/2 pairs][16 columns][2]` bf16 values,
+    /// zero past `k` and `n`.
+    Packed(Vec<u16>),
+    /// The portable path: the rounded values as `f32`, `[k, n]` row-major.
+    Rounded(Vec<f32>),
+}
+
+impl Bf16Weights {
+    /// Rounds and lays out `weight` (`[k, n]`, row-major) for the kernel this process runs
+    /// ([`dot_product_instructions`]).
+    #[must_use]
+    pub fn new(weight: &[f32], k: usize, n: usize) -> Self {
+        Self::with_kernel(weight, k, n, dot_product_instructions())
+    }
+
+    fn with_kernel(weight: &[f32], k: usize, n: usize, packed: bool) -> Self {
+        assert_eq!(weight.len(), k * n, "weight is not [{k}, {n}]");
+        let layout = if packed {
+            let pairs = k.div_ceil(2);
+            let strips = n.div_ceil(STRIP);
+            let mut data = vec![0u16; strips * pairs * STRIP * 2];
+            for (i, &w) in weight.iter().enumerate() {
+                let (row, col) = (i / n, i % n);
+                let (strip, lane) = (col / STRIP, col % STRIP);
+                data[((strip * pairs + row / 2) * STRIP + lane) * 2 + row % 2] = to_bf16(w);
+            }
+            Layout::Packed(data)
+        } else {
+            Layout::Rounded(weight.iter().map(|&w| round_bf16(w)).collect())
+        };
+        Self { k, n, layout }
+    }
+
+    /// Input width `k`.
+    #[must_use]
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output width `n`.
+    #[must_use]
+    pub fn n(&self) -> usize {
+        self.n
+    }
+}
+
+/// Reusable buffers of [`matmul`]: the activations rounded to bfloat16.
+#[derive(Debug, Default)]
+pub struct Bf16Scratch {
+    pairs: Vec<u16>,
+    rounded: Vec<f32>,
+}
+
+/// The terms a product starts from: `bias` (`[n]`) on every row, plus `skip` (`[m, n]`, the
+/// residual) where given.
+#[derive(Debug, Clone, Copy)]
+pub struct Start<'a> {
+    /// Added to every row.
+    pub bias: &'a [f32],
+    /// Added element-wise.
+    pub skip: Option<&'a [f32]>,
+}
+
+impl Start<'_> {
+    /// Writes the start terms into `out` (`[m, n]`).
+    pub(crate) fn write(&self, out: &mut [f32]) {
+        let n = self.bias.len();
+        match self.skip {
+            Some(skip) => {
+                for (row, s) in out.chunks_exact_mut(n).zip(skip.chunks_exact(n)) {
+                    for ((o, &s), &b) in row.iter_mut().zip(s).zip(self.bias) {
+                        *o = s + b;
+                    }
+                }
+            }
+            None => {
+                for row in out.chunks_exact_mut(n) {
+                    row.copy_from_slice(self.bias);
+                }
+            }
+        }
+    }
+}
+
+/// `out = bias (+ skip) + round(lhs) x round(weights)`: `lhs` is `[m, k]` and `out` `[m, n]`,
+/// row-major, with both operands rounded to bfloat16 and the products summed in `f32` onto the
+/// start terms. With `relu6`, the sums are then clamped to `[0, 6]`.
+///
+/// # Panics
+/// If the slices are not `[m, k]`, `[n]` and `[m, n]`.
+pub fn matmul(
+    lhs: &[f32],
+    m: usize,
+    weights: &Bf16Weights,
+    start: Start<'_>,
+    out: &mut [f32],
+    relu6: bool,
+    scratch: &mut Bf16Scratch,
+) {
+    let (k, n) = (weights.k, weights.n);
+    assert_eq!(lhs.len(), m * k, "lhs is not [{m}, {k}]");
+    assert_eq!(out.len(), m * n, "out is not [{m}, {n}]");
+    assert_eq!(start.bias.len(), n, "bias is not [{n}]");
+    if let Some(skip) = start.skip {
+        assert_eq!(skip.len(), m * n, "skip is not [{m}, {n}]");
+    }
+    match &weights.layout {
+        #[cfg(target_arch = "x86_64")]
+        Layout::Packed(packed) => {
+            let pairs = k.div_ceil(2);
+            scratch.pairs.resize(m * pairs * 2, 0);
+            // SAFETY: a packed layout is only built when `dot_product_instructions` found
+            // AVX-512 and AVX512_BF16; the buffers have the lengths the kernel reads and writes.
+            unsafe {
+                pairs_bf16(lhs, m, k, &mut scratch.pairs);
+                matmul_packed(&scratch.pairs, m, pairs, packed, start, out, relu6);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Layout::Packed(_) => unreachable!("no packed layout off x86-64"),
+        Layout::Rounded(rounded) => {
+            start.write(out);
+            scratch.rounded.clear();
+            scratch.rounded.extend(lhs.iter().map(|&x| round_bf16(x)));
+            crate::model::matmul_acc(m, k, n, &scratch.rounded, rounded, out);
+            if relu6 {
+                clamp_relu6(out);
+            }
+        }
+    }
+}
+
+fn clamp_relu6(out: &mut [f32]) {
+    for v in out {
+        *v = v.clamp(0.0, 6.0);
+    }
+}
+
+/// The plain twin of [`matmul`]: `weight` is the `f32` `[k, n]` matrix, rounded here, and each
+/// sum runs over the pairs of `k` in order, odd element first (as `vdpbf16ps` defines it).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_ref(
+    lhs: &[f32],
+    m: usize,
+    weight: &[f32],
+    k: usize,
+    start: Start<'_>,
+    out: &mut [f32],
+    relu6: bool,
+) {
+    let n = start.bias.len();
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = start.bias[j] + start.skip.map_or(0.0, |s| s[i * n + j]);
+            for p in (0..k).step_by(2) {
+                if p + 1 < k {
+                    acc += round_bf16(lhs[i * k + p + 1]) * round_bf16(weight[(p + 1) * n + j]);
+                }
+                acc += round_bf16(lhs[i * k + p]) * round_bf16(weight[p * n + j]);
+            }
+            out[i * n + j] = acc;
+        }
+    }
+    if relu6 {
+        clamp_relu6(out);
+    }
+}
+
+/// `lhs` (`[m, k]` f32) as bfloat16 rows padded to an even width: `[m, pairs * 2]`.
+///
+/// # Safety
+/// The CPU has AVX-512F and AVX512_BF16; `out` holds `m * k.div_ceil(2) * 2` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16,avx512vl")]
+unsafe fn pairs_bf16(lhs: &[f32], m: usize, k: usize, out: &mut [u16]) {
+    let width = k.div_ceil(2) * 2;
+    for i in 0..m {
+        let row = &lhs[i * k..(i + 1) * k];
+        let dst = &mut out[i * width..(i + 1) * width];
+        let mut c = 0;
+        while c + 16 <= k {
+            // SAFETY: c + 16 <= k, within both rows.
+            unsafe {
+                let v = _mm512_cvtneps_pbh(_mm512_loadu_ps(row.as_ptr().add(c)));
+                let v = std::mem::transmute::<__m256bh, __m256i>(v);
+                _mm256_storeu_si256(dst.as_mut_ptr().add(c).cast(), v);
+            }
+            c += 16;
+        }
+        for (d, &x) in dst[c..k].iter_mut().zip(&row[c..]) {
+            *d = to_bf16(x);
+        }
+        if width > k {
+            dst[k] = 0;
+        }
+    }
+}
+
+/// `out = start + a x packed` for `a` `[m, pairs * 2]` bf16 and the packed strips of `n`
+/// columns.
+///
+/// # Safety
+/// The CPU has AVX-512F/BW and AVX512_BF16; `a` holds `m * pairs * 2` values, `packed`
+/// `n.div_ceil(16) * pairs * 32`, `out` and the skip `m * n`, the bias `n`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vl")]
+unsafe fn matmul_packed(
+    a: &[u16],
+    m: usize,
+    pairs: usize,
+    packed: &[u16],
+    start: Start<'_>,
+    out: &mut [f32],
+    relu6: bool,
+) {
+    let n = start.bias.len();
+    let strip_len = pairs * STRIP * 2;
+    let strips = n.div_ceil(STRIP);
+    let mut strip = 0;
+    while strip < strips {
+        let two = strip + 1 < strips;
+        let cols = (n - strip * STRIP).min(if two { 2 * STRIP } else { STRIP });
+        let b = packed[strip * strip_len..].as_ptr();
+        let mut row = 0;
+        while row < m {
+            let rows = ROWS.min(m - row);
+            let at = row * n + strip * STRIP;
+            let t = Tile {
+                a: a[row * pairs * 2..].as_ptr(),
+                pairs,
+                b,
+                strip_len,
+                bias: start.bias[strip * STRIP..].as_ptr(),
+                skip: start.skip.map(|s| s[at..].as_ptr()),
+                c: out[at..].as_mut_ptr(),
+                ldc: n,
+                cols,
+                relu6,
+            };
+            // SAFETY: the caller's bounds; `rows` rows of `a`, the skip and `out` from `row`,
+            // `cols` columns from the strip.
+            unsafe {
+                match (two, rows) {
+                    (true, 8) => tile::<8, 2>(&t),
+                    (true, r) => tile_rows::<2>(r, &t),
+                    (false, 8) => tile::<8, 1>(&t),
+                    (false, r) => tile_rows::<1>(r, &t),
+                }
+            }
+            row += rows;
+        }
+        strip += if two { 2 } else { 1 };
+    }
+}
+
+/// One micro-kernel call's operands: rows of `a` (bf16 pairs), strips of packed weights, the
+/// start terms and the output tile, all from their first element.
+#[cfg(target_arch = "x86_64")]
+struct Tile {
+    a: *const u16,
+    pairs: usize,
+    b: *const u16,
+    strip_len: usize,
+    bias: *const f32,
+    skip: Option<*const f32>,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    relu6: bool,
+}
+
+/// [`tile`] for fewer than [`ROWS`] rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vl")]
+unsafe fn tile_rows<const S: usize>(rows: usize, t: &Tile) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match rows {
+            1 => tile::<1, S>(t),
+            2 => tile::<2, S>(t),
+            3 => tile::<3, S>(t),
+            4 => tile::<4, S>(t),
+            5 => tile::<5, S>(t),
+            6 => tile::<6, S>(t),
+            _ => tile::<7, S>(t),
+        }
+    }
+}
+
+/// The micro-kernel: `R` rows by `S` strips of 16 columns (`cols` of them valid), all pairs of
+/// `k`; the accumulators start from the bias (and the skip rows), run in registers, are
+/// optionally clamped, and are stored once.
+///
+/// # Safety
+/// AVX-512F/BW and AVX512_BF16; `a` is `R` rows of `pairs * 2` bf16 values, `b` `S` strips of
+/// `strip_len`, the bias `cols` values, the skip and `c` `R` rows of stride `ldc` with `cols`
+/// valid columns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vl")]
+unsafe fn tile<const R: usize, const S: usize>(t: &Tile) {
+    let Tile {
+        a,
+        pairs,
+        b,
+        strip_len,
+        bias,
+        skip,
+        c,
+        ldc,
+        cols,
+        relu6,
+    } = *t;
+    let masks: [__mmask16; S] =
+        std::array::from_fn(|s| lane_mask(cols.saturating_sub(s * STRIP).min(STRIP)));
+    // SAFETY: every pointer stays within the bounds the caller guarantees; masked lanes are
+    // neither read nor written.
+    unsafe {
+        let bias: [__m512; S] =
+            std::array::from_fn(|s| _mm512_maskz_loadu_ps(masks[s], bias.add(s * STRIP)));
+        let mut acc = [bias; R];
+        if let Some(skip) = skip {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                for (s, v) in acc.iter_mut().enumerate() {
+                    let x = _mm512_maskz_loadu_ps(masks[s], skip.add(r * ldc + s * STRIP));
+                    *v = _mm512_add_ps(*v, x);
+                }
+            }
+        }
+        for p in 0..pairs {
+            let w: [__m512bh; S] = std::array::from_fn(|s| {
+                std::mem::transmute(_mm512_loadu_si512(b.add(s * strip_len + p * 32).cast()))
+            });
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = a.add(r * pairs * 2 + p * 2).cast::<i32>().read_unaligned();
+                let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(x));
+                for (s, v) in acc.iter_mut().enumerate() {
+                    *v = _mm512_dpbf16_ps(*v, x, w[s]);
+                }
+            }
+        }
+        let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
+        for (r, acc) in acc.iter().enumerate() {
+            for (s, &v) in acc.iter().enumerate() {
+                let v = if relu6 {
+                    _mm512_min_ps(_mm512_max_ps(v, zero), six)
+                } else {
+                    v
+                };
+                _mm512_mask_storeu_ps(c.add(r * ldc + s * STRIP), masks[s], v);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn lane_mask(lanes: usize) -> __mmask16 {
+    if lanes >= 16 {
+        0xffff
+    } else {
+        ((1u32 << lanes) - 1) as __mmask16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Hand-made inputs (pseudo-random values and edge-case floats), labelled as such: these
+    //! are unit tests of pure arithmetic.
+    use super::*;
+
+    fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
+        crate::model::pseudo_random(n, seed, 2.0)
+    }
+
+    #[test]
+    fn rounding_is_to_nearest_even_and_flushes_subnormals() {
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1).
+        assert_eq!(round_bf16(1.0 + 2f32.powi(-8)), 1.0);
+        // 1 + 3 * 2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: even is 1 + 2^-6.
+        assert_eq!(round_bf16(1.0 + 3.0 * 2f32.powi(-8)), 1.0 + 2f32.powi(-6));
+        // Just above the tie rounds up.
+        assert_eq!(
+            round_bf16(1.0 + 2f32.powi(-8) + 2f32.powi(-20)),
+            1.0 + 2f32.powi(-7)
+        );
+        assert_eq!(to_bf16(-1.0e-40), 0x8000);
+        assert_eq!(to_bf16(1.0e-40), 0);
+        assert!(round_bf16(f32::NAN).is_nan());
+        assert_eq!(round_bf16(f32::INFINITY), f32::INFINITY);
+        assert_eq!(round_bf16(f32::MAX), f32::INFINITY);
+        assert_eq!(round_bf16(-2.5), -2.5);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_vector_conversion_equals_the_scalar_one() {
+        if !dot_product_instructions() {
+            return;
+        }
+        let mut values = pseudo_random(997, 3);
+        values.extend([
+            0.0,
+            -0.0,
+            1.0e-40,
+            -1.0e-40,
+            1.0 + 2f32.powi(-8),
+            1.0 + 3.0 * 2f32.powi(-8),
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            65504.0,
+            -3.0e38,
+        ]);
+        let k = values.len();
+        let mut out = vec![1u16; k.div_ceil(2) * 2];
+        // SAFETY: dot_product_instructions() checked the features; out is 1 x k rounded up.
+        unsafe { pairs_bf16(&values, 1, k, &mut out) };
+        for (i, (&v, &b)) in values.iter().zip(&out).enumerate() {
+            assert_eq!(b, to_bf16(v), "value {i}: {v:e}");
+        }
+    }
+
+    /// Largest difference from the plain twin, in units of the sum of |products| (the bound
+    /// of reordered f32 sums is about k * 2^-24 of that).
+    fn worst_error(m: usize, k: usize, n: usize, packed: bool, relu6: bool) -> f32 {
+        let lhs = pseudo_random(m * k, (m * 31 + k) as u64);
+        let weight = pseudo_random(k * n, (k * 17 + n) as u64);
+        let bias = pseudo_random(n, 5);
+        // The residual on every other shape.
+        let skip = (m % 2 == 1).then(|| pseudo_random(m * n, 6));
+        let start = Start {
+            bias: &bias,
+            skip: skip.as_deref(),
+        };
+        let mut expected = vec![f32::NAN; m * n];
+        matmul_ref(&lhs, m, &weight, k, start, &mut expected, relu6);
+        let weights = Bf16Weights::with_kernel(&weight, k, n, packed);
+        let mut out = vec![f32::NAN; m * n];
+        let mut scratch = Bf16Scratch::default();
+        matmul(&lhs, m, &weights, start, &mut out, relu6, &mut scratch);
+        let mut worst = 0.0f32;
+        for i in 0..m {
+            for j in 0..n {
+                let scale: f32 = (0..k)
+                    .map(|p| (round_bf16(lhs[i * k + p]) * round_bf16(weight[p * n + j])).abs())
+                    .sum::<f32>()
+                    + 1.0;
+                worst = worst.max((out[i * n + j] - expected[i * n + j]).abs() / scale);
+            }
+        }
+        worst
+    }
+
+    const AWKWARD: [(usize, usize, usize); 8] = [
+        (1, 1, 1),
+        (7, 3, 5),
+        (9, 16, 16),
+        (17, 32, 24),
+        (13, 33, 40),
+        (8, 96, 17),
+        (33, 47, 49),
+        (64, 192, 80),
+    ];
+
+    #[test]
+    fn the_portable_product_equals_its_plain_twin() {
+        // Run at whatever level this process detected (or HARNESS_SIMD caps it to).
+        for (m, k, n) in AWKWARD {
+            for relu6 in [false, true] {
+                let e = worst_error(m, k, n, false, relu6);
+                assert!(e <= k as f32 * 2f32.powi(-23), "{m}x{k}x{n}: {e:e}");
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_dot_product_kernel_equals_its_plain_twin() {
+        if !dot_product_instructions() {
+            return;
+        }
+        for (m, k, n) in AWKWARD {
+            for relu6 in [false, true] {
+                let e = worst_error(m, k, n, true, relu6);
+                assert!(e <= k as f32 * 2f32.powi(-23), "{m}x{k}x{n}: {e:e}");
+            }
+        }
+    }
+}
