@@ -21,13 +21,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from peer_common import data_root
+from peer_common import class_embedding, data_root
 
 MEAN = np.array([0.5071, 0.4865, 0.4409], dtype=np.float32).reshape(1, 3, 1, 1)
 STD = np.array([0.2673, 0.2564, 0.2762], dtype=np.float32).reshape(1, 3, 1, 1)
@@ -37,17 +36,6 @@ def load_train(root, n):
     raw = np.fromfile(root / "cifar-100-binary" / "train.bin", dtype=np.uint8)
     records = raw.reshape(-1, 3074)[:n]
     return records[:, 2:].reshape(-1, 3, 32, 32), records[:, 1].astype(np.int64)
-
-
-def class_embedding(harness, root, d):
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            [harness, "--data-root", str(root), "semantics", "--d", str(d), "--out", tmp],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        rows = Path(tmp, "class_embedding.csv").read_text().splitlines()[1:]
-    return np.array([[float(v) for v in r.split(",")[2:]] for r in rows], dtype=np.float32)
 
 
 def torch_net(torch, h, d):
