@@ -751,9 +751,20 @@ fn damaged_cached_features_are_recomputed_and_nan_outputs_stop_the_embed_stage()
 
 #[test]
 fn a_cuda_config_in_a_cpu_build_fails_before_any_work() {
+    a_backend_config_in_a_build_without_it_fails_before_any_work("cuda");
+}
+
+/// wgpu is opt-in: the README's build (no features) refuses it with the feature to build.
+#[cfg(not(feature = "wgpu"))]
+#[test]
+fn a_wgpu_config_in_a_default_build_fails_before_any_work() {
+    a_backend_config_in_a_build_without_it_fails_before_any_work("wgpu");
+}
+
+fn a_backend_config_in_a_build_without_it_fails_before_any_work(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("gpu.yaml");
-    std::fs::write(&cfg, "name: gpu\nbackend: cuda\n").unwrap();
+    std::fs::write(&cfg, format!("name: gpu\nbackend: {backend}\n")).unwrap();
     let out = harness(
         &[
             "--quiet",
@@ -766,7 +777,7 @@ fn a_cuda_config_in_a_cpu_build_fails_before_any_work() {
     );
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("--features cuda"), "{err}");
+    assert!(err.contains(&format!("--features {backend}")), "{err}");
     // No stage ran: no stage record, no cache folder.
     let runs = run_dirs(&dir.path().join("out"));
     assert!(runs.iter().all(|r| !r.join("stages").exists()), "{runs:?}");

@@ -1,7 +1,7 @@
 //! `backend: wgpu` end to end: the tiny fixture trained and embedded on burn's wgpu backend,
 //! against the same config on the CPU, and each run's checkpoint reloaded on the other device.
 //!
-//! Built with the `wgpu` cargo feature (a default). Needs a wgpu adapter; on a machine without
+//! Built with the `wgpu` cargo feature (opt-in; `.ci/run` builds it in its last step). Needs a wgpu adapter; on a machine without
 //! a GPU, Mesa's lavapipe (Debian's `mesa-vulkan-drivers`) is one, and `.ci/run` installs it.
 //! With `HARNESS_REQUIRE_WGPU` set (CI sets it), a missing adapter fails the test instead of
 //! skipping it.
