@@ -8,7 +8,7 @@
 
 use super::{ExperimentError, check_format, embed_splits, load_efficientnet, own_weights};
 use crate::artifacts::{RunLayout, WordModelCost};
-use crate::config::{Config, DbWords, IwanConfig, Precision, WordModel};
+use crate::config::{Config, DbWords, IwanConfig, WordModel};
 use crate::data::DataRoot;
 use crate::data::cifar::{Cifar100, SplitName};
 use crate::data::usf::UsfNorms;
@@ -407,8 +407,9 @@ impl WordModelRun {
                     Some(encoder) => encoder,
                     None => load_efficientnet(root, own_weights(cfg))?,
                 };
-                let frozen =
-                    FrozenLite::compile(&encoder, Precision::Fp32).map_err(TrainError::Model)?;
+                // At the precision the features stage computed the dataset's features with.
+                let frozen = FrozenLite::compile(&encoder, cfg.model.precision)
+                    .map_err(TrainError::Model)?;
                 Self::Imagenet(
                     Box::new(encoder),
                     Box::new(frozen),

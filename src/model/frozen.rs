@@ -865,6 +865,36 @@ mod tests {
     }
 
     #[test]
+    fn multiply_adds_count_every_convolution_of_burns_layers() {
+        // The oracle runs burn's own convolutions for their output sizes and counts each
+        // output pixel's multiply-adds from the weight's shape.
+        for which in [Lite::Lite0, Lite::Lite2] {
+            let net = lite(which);
+            let frozen = FrozenLite::compile(&net, Precision::Fp32).expect("compile");
+            for size in [64, 101, 224] {
+                let mut x = Tensor::<4>::zeros([1, 3, size, size], &Device::flex());
+                let mut total = 0u64;
+                let mut conv = |layer: &ConvBn, x: Tensor<4>| {
+                    let y = layer.conv.forward(x);
+                    let [_, _, h, w] = y.dims();
+                    total += (h * w * layer.conv.weight.val().shape().num_elements()) as u64;
+                    y
+                };
+                x = conv(&net.stem, x);
+                for b in &net.blocks {
+                    if let Some(e) = &b.expand {
+                        x = conv(e, x);
+                    }
+                    x = conv(&b.depthwise, x);
+                    x = conv(&b.project, x);
+                }
+                conv(&net.head, x);
+                assert_eq!(frozen.multiply_adds(size), total, "{which:?} at {size} px");
+            }
+        }
+    }
+
+    #[test]
     fn bf16_features_stay_near_fp32_on_real_images() {
         let root = crate::data::DataRoot::resolve(None, None).expect("real data root");
         let test = crate::data::cifar::Cifar100::load(&root, false)
