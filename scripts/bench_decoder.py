@@ -50,7 +50,7 @@ def config_value(text, section, key, default=None):
     return default
 
 
-def harness_round(harness, config, root, cache_from, overrides):
+def harness_round(harness, config, root, cache_from, overrides, threads):
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp, "cache")
         cache.mkdir()
@@ -59,7 +59,8 @@ def harness_round(harness, config, root, cache_from, overrides):
         out = Path(tmp, "out")
         cmd = [harness, "--quiet", "--data-root", str(root), "run", config, *overrides,
                "--out", str(out), "--cache", str(cache)]
-        log = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        env = {**os.environ, "RAYON_NUM_THREADS": str(threads)}
+        log = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
         run = Path(re.search(r"^results: (\S+)", log, re.M).group(1))
         seconds = json.loads((run / "stages" / "train.json").read_text())["seconds"]
         rows = (run / "train" / "train_log.csv").read_text().splitlines()
@@ -177,18 +178,15 @@ def main():
                  "iwan.report_graph=false", "eval.protocols=[report]"]
     c = class_embedding(harness, root, cfg["d"])
     records = []
-    env_threads = os.environ.get("RAYON_NUM_THREADS")
-    os.environ["RAYON_NUM_THREADS"] = str(a.threads)
     for r in range(a.rounds):
-        hs, hacc, features = harness_round(harness, a.config, root, a.cache, overrides)
+        hs, hacc, features = harness_round(harness, a.config, root, a.cache, overrides,
+                                           a.threads)
         ts, tacc = torch_round(torch, features, c, cfg, a.threads, 42 + r)
         for framework, seconds, acc in [("harness", hs, hacc), ("torch", ts, tacc)]:
             rec = {"round": r + 1, "framework": framework, "threads": a.threads,
                    "seconds": round(seconds, 2), "test_accuracy": round(acc, 4)}
             records.append(rec)
             print(json.dumps(rec), flush=True)
-    if env_threads is None:
-        del os.environ["RAYON_NUM_THREADS"]
     ratios = [t["seconds"] / h["seconds"] for h, t in zip(records[::2], records[1::2])]
     print(f"\nPyTorch seconds / harness seconds per round: "
           + ", ".join(f"{x:.2f}" for x in ratios)
