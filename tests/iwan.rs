@@ -8,7 +8,7 @@ use harness::data::cifar::{Cifar100, LabelNames, SplitName};
 use harness::data::usf::UsfNorms;
 use harness::experiment::iwan::{IwanRun, Network};
 use harness::iwan::annotate::{Annotator, SplitAnnotations};
-use harness::iwan::graph::{GraphConfig, Iwan};
+use harness::iwan::graph::{GraphConfig, Iwan, SearchScratch};
 use harness::iwan::words::{Vocabulary, coverage};
 use std::sync::OnceLock;
 
@@ -184,6 +184,13 @@ fn early_stopping_search_equals_plain_dijkstra_on_model_words() {
     let (_, net) = predicted_network();
     let g = &net.graph;
     assert_eq!(g.n_images(), 1000);
+    // One set of buffers for every query, first sized by a larger graph (2,000 images), as a
+    // thread of the eval stage keeps them; every search must still equal a fresh plain one.
+    let mut scratch = SearchScratch::default();
+    let f = fixture();
+    assert_ne!(f.graph.n_images(), g.n_images());
+    let first = f.graph.query_edges(&f.image_words[0]);
+    assert_eq!(f.graph.search_with(&first, 5, None, &mut scratch).len(), 5);
     let mut compared = 0;
     for (q, edges) in net.queries.iter().enumerate() {
         for (k, exclude) in [
@@ -192,10 +199,15 @@ fn early_stopping_search_equals_plain_dijkstra_on_model_words() {
             (100, None),
             (2000, Some(0)),
         ] {
-            let fast = g.search(edges, k, exclude);
+            let fast = g.search_with(edges, k, exclude, &mut scratch);
             let (plain, _) = g.search_plain(edges, k, exclude);
             assert_eq!(fast, plain, "query {q}, k {k}, exclude {exclude:?}");
             compared += fast.len();
+        }
+        // The multi-path score from the same buffers equals its own fresh search.
+        if q % 50 == 0 {
+            let reused = g.search_multi_path_with(edges, 100, None, &mut scratch);
+            assert_eq!(reused, g.search_multi_path(edges, 100, None), "query {q}");
         }
     }
     assert!(compared > 100_000, "{compared} results compared");

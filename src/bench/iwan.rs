@@ -11,6 +11,7 @@ use crate::artifacts::WordModelCost;
 use crate::data::cifar::SplitName;
 use crate::eval::stats::summarize;
 use crate::experiment::iwan::IwanRun;
+use crate::iwan::graph::SearchScratch;
 
 /// What `harness bench iwan` measures.
 #[derive(Debug, Clone)]
@@ -90,14 +91,15 @@ pub fn run(o: &IwanOptions, data_root: Option<&Path>) -> Result<Vec<IwanRecord>,
         for &wwk in &wwks {
             let n = run.network(o.db, Some(iwk), Some(wwk))?;
             let q = o.queries.min(n.queries.len());
+            let mut scratch = SearchScratch::default();
             if let Some(first) = n.queries.first() {
-                n.graph.rank(first, o.k, None, score);
+                n.graph.rank_with(first, o.k, None, score, &mut scratch);
             }
             let times: Vec<f64> = n.queries[..q]
                 .iter()
                 .map(|e| {
                     let t = Instant::now();
-                    std::hint::black_box(n.graph.rank(e, o.k, None, score));
+                    std::hint::black_box(n.graph.rank_with(e, o.k, None, score, &mut scratch));
                     t.elapsed().as_secs_f64()
                 })
                 .collect();

@@ -6,7 +6,7 @@ use super::retrieval::{EvalError, EvalSettings, MethodResult, Timing, score};
 use super::stats::summarize;
 use crate::config::{IwanScore, Protocol};
 use crate::index::Hit;
-use crate::iwan::graph::Iwan;
+use crate::iwan::graph::{Iwan, SearchScratch};
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -39,12 +39,13 @@ pub fn evaluate(
     let exclude = |i: usize| protocol.exclusion(i as u32);
     let timed = s.timing_queries.min(e.query_edges.len());
     let mut times = Vec::with_capacity(timed);
+    let mut scratch = SearchScratch::default();
     if let Some(q) = e.query_edges.first() {
-        e.graph.rank(q, k, exclude(0), e.score);
+        e.graph.rank_with(q, k, exclude(0), e.score, &mut scratch);
     }
     for (i, q) in e.query_edges[..timed].iter().enumerate() {
         let t = Instant::now();
-        e.graph.rank(q, k, exclude(i), e.score);
+        e.graph.rank_with(q, k, exclude(i), e.score, &mut scratch);
         times.push(t.elapsed().as_secs_f64());
     }
     let latency = summarize(&times)?;
@@ -57,9 +58,9 @@ pub fn evaluate(
         e.query_edges
             .par_iter()
             .enumerate()
-            .map(|(i, q)| {
+            .map_init(SearchScratch::default, |scratch, (i, q)| {
                 e.graph
-                    .rank(q, k, exclude(i), e.score)
+                    .rank_with(q, k, exclude(i), e.score, scratch)
                     .into_iter()
                     .map(|r| Hit {
                         id: r.image,

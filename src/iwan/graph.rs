@@ -56,6 +56,38 @@ pub struct Ranked {
     pub distance: f32,
 }
 
+/// The buffers of one search, kept between queries (one per thread) so that a query costs
+/// no allocation proportional to the graph: image distances are reset through the list of
+/// images the last search reached, word distances by one fill.
+#[derive(Debug, Default)]
+pub struct SearchScratch {
+    wdist: Vec<f32>,
+    idist: Vec<f32>,
+    touched: Vec<u32>,
+    heap: BinaryHeap<Reverse<(u32, u32)>>,
+    kth: Vec<f32>,
+    ranked: Vec<Ranked>,
+}
+
+impl SearchScratch {
+    /// Every distance infinite for a graph of `words` word nodes and `images` images.
+    fn reset(&mut self, words: usize, images: usize) {
+        self.wdist.clear();
+        self.wdist.resize(words, f32::INFINITY);
+        if self.idist.len() == images {
+            // Only the images the previous search reached are finite.
+            for &t in &self.touched {
+                self.idist[t as usize] = f32::INFINITY;
+            }
+        } else {
+            self.idist.clear();
+            self.idist.resize(images, f32::INFINITY);
+        }
+        self.touched.clear();
+        self.heap.clear();
+    }
+}
+
 /// The network.
 #[derive(Debug, Clone)]
 pub struct Iwan {
@@ -264,9 +296,21 @@ impl Iwan {
         exclude: Option<u32>,
         score: IwanScore,
     ) -> Vec<Ranked> {
+        self.rank_with(query, k, exclude, score, &mut SearchScratch::default())
+    }
+
+    /// [`Iwan::rank`] with buffers kept between queries.
+    pub fn rank_with(
+        &self,
+        query: &[(u32, f32)],
+        k: usize,
+        exclude: Option<u32>,
+        score: IwanScore,
+        scratch: &mut SearchScratch,
+    ) -> Vec<Ranked> {
         match score {
-            IwanScore::ShortestPath => self.search(query, k, exclude),
-            IwanScore::MultiPath => self.search_multi_path(query, k, exclude),
+            IwanScore::ShortestPath => self.search_with(query, k, exclude, scratch),
+            IwanScore::MultiPath => self.search_multi_path_with(query, k, exclude, scratch),
         }
     }
 
@@ -281,19 +325,39 @@ impl Iwan {
     /// is farther than the k-th best image found so far: no later word can reach or improve an
     /// image below that bound, so the top k are final.
     pub fn search(&self, query: &[(u32, f32)], k: usize, exclude: Option<u32>) -> Vec<Ranked> {
+        self.search_with(query, k, exclude, &mut SearchScratch::default())
+    }
+
+    /// [`Iwan::search`] with buffers kept between queries.
+    pub fn search_with(
+        &self,
+        query: &[(u32, f32)],
+        k: usize,
+        exclude: Option<u32>,
+        scratch: &mut SearchScratch,
+    ) -> Vec<Ranked> {
         if k == 0 {
             return Vec::new();
         }
-        let (_, idist, touched) = self.dijkstra(query, Some((k, exclude)));
-        let images = touched
-            .into_iter()
-            .filter(|&i| Some(i) != exclude)
-            .map(|i| Ranked {
-                image: i,
-                distance: idist[i as usize],
-            })
-            .collect();
-        top_k(images, k)
+        self.dijkstra(query, Some((k, exclude)), scratch);
+        let SearchScratch {
+            idist,
+            touched,
+            ranked,
+            ..
+        } = scratch;
+        ranked.clear();
+        ranked.extend(
+            touched
+                .iter()
+                .copied()
+                .filter(|&i| Some(i) != exclude)
+                .map(|i| Ranked {
+                    image: i,
+                    distance: idist[i as usize],
+                }),
+        );
+        top_k(ranked, k)
     }
 
     /// The multi-path score: an image's distance is the soft minimum
@@ -307,45 +371,72 @@ impl Iwan {
         k: usize,
         exclude: Option<u32>,
     ) -> Vec<Ranked> {
+        self.search_multi_path_with(query, k, exclude, &mut SearchScratch::default())
+    }
+
+    /// [`Iwan::search_multi_path`] with buffers kept between queries.
+    pub fn search_multi_path_with(
+        &self,
+        query: &[(u32, f32)],
+        k: usize,
+        exclude: Option<u32>,
+        scratch: &mut SearchScratch,
+    ) -> Vec<Ranked> {
         if k == 0 {
             return Vec::new();
         }
-        let (wdist, _, touched) = self.dijkstra(query, None);
-        let images = touched
-            .into_iter()
-            .filter(|&i| Some(i) != exclude)
-            .map(|i| {
-                let (t, w) = self.neighbours(i + 1);
-                let paths: Vec<f64> = t
-                    .iter()
-                    .zip(w)
-                    .map(|(&a, &wt)| f64::from(wdist[self.word_index(a)] + wt))
-                    .filter(|x| x.is_finite())
-                    .collect();
-                let best = paths.iter().copied().fold(f64::INFINITY, f64::min);
-                let sum: f64 = paths.iter().map(|x| (best - x).exp()).sum();
-                Ranked {
-                    image: i,
-                    distance: (best - sum.ln()) as f32,
-                }
-            })
-            .collect();
-        top_k(images, k)
+        self.dijkstra(query, None, scratch);
+        let SearchScratch {
+            wdist,
+            touched,
+            ranked,
+            ..
+        } = scratch;
+        ranked.clear();
+        ranked.extend(
+            touched
+                .iter()
+                .copied()
+                .filter(|&i| Some(i) != exclude)
+                .map(|i| {
+                    let (t, w) = self.neighbours(i + 1);
+                    let paths: Vec<f64> = t
+                        .iter()
+                        .zip(w)
+                        .map(|(&a, &wt)| f64::from(wdist[self.word_index(a)] + wt))
+                        .filter(|x| x.is_finite())
+                        .collect();
+                    let best = paths.iter().copied().fold(f64::INFINITY, f64::min);
+                    let sum: f64 = paths.iter().map(|x| (best - x).exp()).sum();
+                    Ranked {
+                        image: i,
+                        distance: (best - sum.ln()) as f32,
+                    }
+                }),
+        );
+        top_k(ranked, k)
     }
 
     /// Dijkstra over the word nodes (see [`Iwan::search`]); with `stop = Some((k, exclude))` it
-    /// ends once the top `k` images other than `exclude` are final. Returns word distances,
-    /// image distances and the images reached, in the order they were first reached.
+    /// ends once the top `k` images other than `exclude` are final. Leaves in `scratch` the word
+    /// distances, the image distances and the images reached, in the order they were first
+    /// reached.
     fn dijkstra(
         &self,
         query: &[(u32, f32)],
         stop: Option<(usize, Option<u32>)>,
-    ) -> (Vec<f32>, Vec<f32>, Vec<u32>) {
+        scratch: &mut SearchScratch,
+    ) {
         let n = self.n_images;
-        let mut wdist = vec![f32::INFINITY; self.words.len()];
-        let mut idist = vec![f32::INFINITY; n];
-        let mut touched: Vec<u32> = Vec::new();
-        let mut heap = BinaryHeap::new();
+        scratch.reset(self.words.len(), n);
+        let SearchScratch {
+            wdist,
+            idist,
+            touched,
+            heap,
+            kth: scratch,
+            ..
+        } = scratch;
         for &(node, w) in query {
             let i = self.word_index(node);
             let d = 0.0 + w;
@@ -357,7 +448,6 @@ impl Iwan {
         // Upper bound on the k-th best image distance (`bound`), refreshed now and then.
         let mut bound = f32::INFINITY;
         let mut settled = 0usize;
-        let mut scratch: Vec<f32> = Vec::new();
         while let Some(Reverse((bits, i))) = heap.pop() {
             let d = f32::from_bits(bits);
             let i = i as usize;
@@ -416,7 +506,6 @@ impl Iwan {
                 }
             }
         }
-        (wdist, idist, touched)
     }
 
     /// The same result as [`Iwan::search`] by plain Dijkstra over every node, with the
@@ -458,14 +547,14 @@ impl Iwan {
                 }
             }
         }
-        let images = (1..=self.n_images as u32)
+        let mut images: Vec<Ranked> = (1..=self.n_images as u32)
             .filter(|&n| dist[n as usize].is_finite() && Some(n - 1) != exclude)
             .map(|n| Ranked {
                 image: n - 1,
                 distance: dist[n as usize],
             })
             .collect();
-        (top_k(images, k), pred)
+        (top_k(&mut images, k), pred)
     }
 
     /// The shortest path query -> ... -> image for each of `images`, as `(node, weight of the
@@ -540,20 +629,21 @@ pub enum Node<'a> {
     Word(&'a str),
 }
 
-/// The `k` best by (distance, image id), sorted.
-fn top_k(mut images: Vec<Ranked>, k: usize) -> Vec<Ranked> {
+/// The `k` best by (distance, image id), sorted; `images` is left reordered.
+fn top_k(images: &mut [Ranked], k: usize) -> Vec<Ranked> {
     let order = |a: &Ranked, b: &Ranked| {
         a.distance
             .total_cmp(&b.distance)
             .then(a.image.cmp(&b.image))
     };
-    if k < images.len() {
-        if k == 0 {
-            return Vec::new();
-        }
-        images.select_nth_unstable_by(k - 1, order);
-        images.truncate(k);
+    let k = k.min(images.len());
+    if k == 0 {
+        return Vec::new();
     }
-    images.sort_by(order);
-    images
+    if k < images.len() {
+        images.select_nth_unstable_by(k - 1, order);
+    }
+    let best = &mut images[..k];
+    best.sort_by(order);
+    best.to_vec()
 }
