@@ -186,12 +186,12 @@ pub fn matmul(
         #[cfg(target_arch = "x86_64")]
         Layout::Packed(packed) => {
             let pairs = k.div_ceil(2);
-            scratch.pairs.resize(m * pairs * 2, 0);
+            let rows = crate::model::prefix(&mut scratch.pairs, m * pairs * 2);
             // SAFETY: a packed layout is only built when `dot_product_instructions` found
             // AVX-512 and AVX512_BF16; the buffers have the lengths the kernel reads and writes.
             unsafe {
-                pairs_bf16(lhs, m, k, &mut scratch.pairs);
-                matmul_packed(&scratch.pairs, m, pairs, packed, start, out, relu6);
+                pairs_bf16(lhs, m, k, rows);
+                matmul_packed(rows, m, pairs, packed, start, out, relu6);
             }
         }
         #[cfg(not(target_arch = "x86_64"))]

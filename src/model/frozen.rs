@@ -24,10 +24,10 @@
 //! `conv2d -> BatchNorm -> relu6` on real images. A worker's arithmetic does not depend on the
 //! number of threads or on how images are batched, so features are reproducible across both.
 
-use super::ModelError;
 use super::bf16::{Bf16Scratch, Bf16Weights, Start};
 use super::efficientnet::{ConvBn, EfficientNetLite, FEATURE_DIM, tf_same_padding};
 use super::resize;
+use super::{ModelError, prefix};
 use crate::config::Precision;
 use crate::simd::{Level, level};
 use burn::prelude::*;
@@ -338,28 +338,50 @@ impl FrozenLite {
             padded,
             bf16,
         } = s;
+        // The buffers keep their largest size; each layer uses the prefix it needs.
         let (mut h, mut w) = stem::<FMA>(&self.stem, input, size, size, a);
         let mut channels = STEM_OUT;
         for block in &self.blocks {
             // The block's input is in `a`; its expansion goes to `b`, the depthwise output
             // to `c`, the projection back to `b`, which then becomes the next input.
+            let input = &a[..h * w * channels];
             let mid = match &block.expand {
                 Some(e) => {
-                    pointwise(e, a, h * w, None, true, b, bf16);
-                    &*b
+                    let mid = prefix(b, h * w * e.c_out);
+                    pointwise(e, input, h * w, None, true, mid, bf16);
+                    &*mid
                 }
-                None => &*a,
+                None => input,
             };
             let (oh, ow) = depthwise::<FMA>(&block.depthwise, mid, h, w, padded, c);
-            let skip = block.residual.then_some(&a[..]);
-            pointwise(&block.project, c, oh * ow, skip, false, b, bf16);
+            let depthwise_out = &c[..oh * ow * block.depthwise.channels];
+            let skip = block.residual.then_some(input);
+            let projected = prefix(b, oh * ow * block.project.c_out);
+            pointwise(
+                &block.project,
+                depthwise_out,
+                oh * ow,
+                skip,
+                false,
+                projected,
+                bf16,
+            );
             std::mem::swap(a, b);
             (h, w, channels) = (oh, ow, block.project.c_out);
         }
         debug_assert_eq!(channels, self.head.c_in);
-        pointwise(&self.head, a, h * w, None, true, c, bf16);
+        let head = prefix(c, h * w * FEATURE_DIM);
+        pointwise(
+            &self.head,
+            &a[..h * w * channels],
+            h * w,
+            None,
+            true,
+            head,
+            bf16,
+        );
         out.fill(0.0);
-        for row in c.chunks_exact(FEATURE_DIM) {
+        for row in head.chunks_exact(FEATURE_DIM) {
             for (o, &v) in out.iter_mut().zip(row) {
                 *o += v;
             }
@@ -392,11 +414,11 @@ fn pointwise(
     m: usize,
     skip: Option<&[f32]>,
     relu: bool,
-    out: &mut Vec<f32>,
+    out: &mut [f32],
     bf16: &mut Bf16Scratch,
 ) {
     let (k, n) = (pw.c_in, pw.c_out);
-    out.resize(m * n, 0.0);
+    debug_assert_eq!(out.len(), m * n);
     let tile = (TILE_VALUES / n).clamp(16, m.max(16));
     for start in (0..m).step_by(tile) {
         let rows = tile.min(m - start);
@@ -432,7 +454,7 @@ fn stem<const FMA: bool>(
     let (pt, _) = tf_same_padding(h, 3, 2);
     let (pl, _) = tf_same_padding(w, 3, 2);
     let (oh, ow) = (h.div_ceil(2), w.div_ceil(2));
-    out.resize(oh * ow * STEM_OUT, 0.0);
+    let out = prefix(out, oh * ow * STEM_OUT);
     for oy in 0..oh {
         for ox in 0..ow {
             let mut acc = [0.0f32; STEM_OUT];
@@ -486,18 +508,23 @@ fn depthwise<const FMA: bool>(
     let (pt, pb) = tf_same_padding(h, k, s);
     let (pl, pr) = tf_same_padding(w, k, s);
     let (oh, ow) = (h.div_ceil(s), w.div_ceil(s));
-    out.resize(oh * ow * c, 0.0);
+    let out = prefix(out, oh * ow * c);
     if h * w > PAD_COPY_PIXELS {
         depthwise_rows::<FMA>(dw, input, h, w, (pt, pl), (oh, ow), out);
         return (oh, ow);
     }
+    // The copy, with only its border zeroed: the top rows, each row's left and right margins
+    // (contiguous from one row's right margin to the next row's left), and the bottom rows.
     let (ph, pw) = (h + pt + pb, w + pl + pr);
-    padded.clear();
-    padded.resize(ph * pw * c, 0.0);
+    let padded = prefix(padded, ph * pw * c);
+    let mut zeroed = 0;
     for y in 0..h {
         let dst = ((y + pt) * pw + pl) * c;
+        padded[zeroed..dst].fill(0.0);
         padded[dst..dst + w * c].copy_from_slice(&input[y * w * c..(y + 1) * w * c]);
+        zeroed = dst + w * c;
     }
+    padded[zeroed..].fill(0.0);
     depthwise_rows::<FMA>(dw, padded, ph, pw, (0, 0), (oh, ow), out);
     (oh, ow)
 }
@@ -689,14 +716,17 @@ mod tests {
             let x = pseudo_random(3 * h * w, (h * 31 + w) as u64);
             let reference = plain(&net.stem, &x, 3, h, w, true);
             for fma in [false, true] {
-                let mut out = Vec::new();
+                // A reused buffer, longer than needed and NaN-filled: the stem writes the
+                // prefix it needs, every value of it.
+                let mut out = vec![f32::NAN; 32 * 17 * 17 + 5];
                 let (oh, ow) = if fma {
                     stem::<true>(&compiled, &to_nhwc(&x, 3, h * w), h, w, &mut out)
                 } else {
                     stem::<false>(&compiled, &to_nhwc(&x, 3, h * w), h, w, &mut out)
                 };
                 assert_eq!((oh, ow), (h.div_ceil(2), w.div_ceil(2)));
-                assert_close(&out, &reference, 1e-4, &format!("stem {h}x{w} fma {fma}"));
+                let out = &out[..reference.len()];
+                assert_close(out, &reference, 1e-4, &format!("stem {h}x{w} fma {fma}"));
             }
         }
     }
@@ -707,12 +737,14 @@ mod tests {
         let c = dw.channels;
         let x = pseudo_random(c * h * w, seed);
         let reference = plain(layer, &x, c, h, w, true);
-        let mut out = Vec::new();
-        let (oh, ow) =
-            depthwise::<false>(&dw, &to_nhwc(&x, c, h * w), h, w, &mut Vec::new(), &mut out);
+        // Reused buffers, longer than needed and NaN-filled: the padded copy must zero its
+        // own border, and every output must be written.
+        let mut padded = vec![f32::NAN; c * (h + 4) * (w + 4) + 7];
+        let mut out = vec![f32::NAN; c * h * w + 3];
+        let (oh, ow) = depthwise::<false>(&dw, &to_nhwc(&x, c, h * w), h, w, &mut padded, &mut out);
         assert_eq!((oh, ow), (h.div_ceil(dw.stride), w.div_ceil(dw.stride)));
         let what = format!("depthwise k{} s{} {h}x{w}", dw.kernel, dw.stride);
-        assert_close(&out, &reference, 1e-4, &what);
+        assert_close(&out[..reference.len()], &reference, 1e-4, &what);
     }
 
     #[test]
@@ -740,7 +772,8 @@ mod tests {
             Pointwise::compile(block.expand.as_ref().expect("expansion"), Precision::Fp32).unwrap();
         let x = pseudo_random(24 * h * w, 7);
         let reference = plain(block.expand.as_ref().unwrap(), &x, 24, h, w, true);
-        let mut out = Vec::new();
+        // NaN-filled: every output must be written (the layers reuse buffers without zeroing).
+        let mut out = vec![f32::NAN; 144 * h * w];
         pointwise(
             &expand,
             &to_nhwc(&x, 24, h * w),
@@ -759,7 +792,7 @@ mod tests {
         for (r, s) in reference.iter_mut().zip(to_nhwc(&skip, 24, h * w)) {
             *r += s;
         }
-        let mut out = Vec::new();
+        let mut out = vec![f32::NAN; 24 * h * w];
         let skip = to_nhwc(&skip, 24, h * w);
         pointwise(
             &project,
@@ -796,7 +829,7 @@ mod tests {
                 skip: skip.as_deref(),
             };
             super::super::bf16::matmul_ref(&x, m, &fp32.weight, k, start, &mut expected, relu);
-            let mut out = Vec::new();
+            let mut out = vec![f32::NAN; m * n];
             let mut scratch = Bf16Scratch::default();
             pointwise(&bf16, &x, m, skip.as_deref(), relu, &mut out, &mut scratch);
             assert_close(&out, &expected, 1e-4, &format!("bf16 pointwise {k} -> {n}"));

@@ -285,6 +285,16 @@ impl ImageEncoder {
     }
 }
 
+/// The first `len` values of `buf`, which grows to hold them and never shrinks: a buffer
+/// reused across layers of different sizes is zero-filled only when it first grows, not at
+/// every layer (the values are then overwritten by the caller before being read).
+pub(crate) fn prefix<T: Copy + Default>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    if buf.len() < len {
+        buf.resize(len, T::default());
+    }
+    &mut buf[..len]
+}
+
 /// `out += lhs x rhs` for row-major `lhs` (`[m, k]`), `rhs` (`[k, n]`) and `out` (`[m, n]`), on
 /// `gemm` (the matrix engine of burn's CPU backend) in the calling thread.
 ///
@@ -370,7 +380,8 @@ pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max)
+        // A NaN difference wins (f32::max would drop it), so that no check passes on NaN.
+        .fold(0.0f32, |m, d| if d.is_nan() || d > m { d } else { m })
 }
 
 /// Encoder, hash layer and embedding layer, in one of two layouts (`model.decoder`):
