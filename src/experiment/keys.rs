@@ -122,8 +122,17 @@ mod tests {
         }
     }
 
+    /// The default recipe in fp32, as `configs/seeds.yaml` and the sweeps pin it: the recipe
+    /// whose cached folders the tests below name. The shipped default runs bf16.
     fn default_config() -> Config {
-        config::Loaded::embedded_default().unwrap().config
+        let mut cfg = config::Loaded::embedded_default().unwrap().config;
+        assert_eq!(
+            cfg.model.precision,
+            config::Precision::Bf16,
+            "the shipped default"
+        );
+        cfg.model.precision = config::Precision::Fp32;
+        cfg
     }
 
     #[test]

@@ -448,8 +448,8 @@ mod tests {
         let mut m = config::Loaded::embedded_default().unwrap().config.model;
         assert_eq!(
             model_label(&m),
-            "efficientnet_lite0 at 160 px, frozen -> wide decoder (T = 1024, dropout 0, hash \
-             branch h = 48, d = 100)"
+            "efficientnet_lite0 at 160 px, frozen, bf16 -> wide decoder (T = 1024, dropout 0, \
+             hash branch h = 48, d = 100)"
         );
         m.encoder = config::Encoder::EfficientnetLite2;
         m.mirror_average = true;
@@ -459,6 +459,9 @@ mod tests {
                 .starts_with("efficientnet_lite2 at 160 px, frozen, bf16, mirror average -> ")
         );
         m.precision = config::Precision::Fp32;
+        assert!(
+            model_label(&m).starts_with("efficientnet_lite2 at 160 px, frozen, mirror average -> ")
+        );
         m.freeze = false;
         m.mirror_average = false;
         m.decoder = config::Decoder::Paper;

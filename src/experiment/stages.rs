@@ -312,6 +312,15 @@ pub(super) fn features_stage(
 ) -> Result<(), ExperimentError> {
     let encoder = load_efficientnet(root, own)?;
     let size = size as usize;
+    if cfg.model.precision == config::Precision::Bf16
+        && !crate::model::bf16::dot_product_instructions()
+    {
+        crate::progress::println(
+            "warning: model.precision: bf16 on a CPU without AVX512_BF16 runs its portable \
+             path (rounded operands, f32 products), about 10% slower than fp32 and not faster; \
+             model.precision=fp32 is the faster choice here (docs/performance.md)",
+        );
+    }
     for &split in view.splits() {
         let s = data.split(split);
         let n = split_size(cfg, split).min(s.len());

@@ -400,7 +400,8 @@ mod tests {
         let test = crate::data::cifar::Cifar100::load(&root, false)
             .expect("CIFAR-100")
             .test;
-        let kernels: [(&str, fn(usize, usize) -> Vec<Window>); 3] = [
+        type Windows = fn(usize, usize) -> Vec<Window>;
+        let kernels: [(&str, Windows); 3] = [
             ("bicubic", bicubic_windows),
             ("bilinear", bilinear_windows),
             ("antialias", antialias_windows),
