@@ -65,7 +65,9 @@ pub struct SearchScratch {
     idist: Vec<f32>,
     touched: Vec<u32>,
     heap: BinaryHeap<Reverse<(u32, u32)>>,
+    /// Image distances, for the k-th best (the stopping bound).
     kth: Vec<f32>,
+    /// The candidates of the final top k.
     ranked: Vec<Ranked>,
 }
 
@@ -434,7 +436,7 @@ impl Iwan {
             idist,
             touched,
             heap,
-            kth: scratch,
+            kth,
             ..
         } = scratch;
         for &(node, w) in query {
@@ -457,16 +459,16 @@ impl Iwan {
             if let Some((k, exclude)) = stop {
                 settled += 1;
                 if settled.is_multiple_of(32) && touched.len() > k {
-                    scratch.clear();
-                    scratch.extend(
+                    kth.clear();
+                    kth.extend(
                         touched
                             .iter()
                             .filter(|&&t| Some(t) != exclude)
                             .map(|&t| idist[t as usize]),
                     );
-                    if scratch.len() >= k {
-                        let (_, kth, _) = scratch.select_nth_unstable_by(k - 1, f32::total_cmp);
-                        bound = bound.min(*kth);
+                    if kth.len() >= k {
+                        let (_, at_k, _) = kth.select_nth_unstable_by(k - 1, f32::total_cmp);
+                        bound = bound.min(*at_k);
                     }
                 }
                 if d + self.min_image_weight > bound {
