@@ -38,6 +38,9 @@ use rayon::prelude::*;
 const LANES: usize = 16;
 /// Output pixels the depthwise fast path computes at once (independent accumulator chains).
 const PIXELS: usize = 4;
+/// Output pixels the AVX-512 depthwise row kernel computes at once (its accumulators and the
+/// shared input vectors of one kernel row fit the 32 vector registers for kernels up to 5).
+const WIDE_PIXELS: usize = 8;
 /// Target size of one output tile of a 1x1 convolution, in `f32`s (fits in L2 with its input).
 const TILE_VALUES: usize = 48 * 1024;
 
@@ -340,6 +343,7 @@ impl FrozenLite {
         } = s;
         // The buffers keep their largest size; each layer uses the prefix it needs.
         let (mut h, mut w) = stem::<FMA>(&self.stem, input, size, size, a);
+        let wide = wide_depthwise::<FMA>();
         let mut channels = STEM_OUT;
         for block in &self.blocks {
             // The block's input is in `a`; its expansion goes to `b`, the depthwise output
@@ -353,7 +357,7 @@ impl FrozenLite {
                 }
                 None => input,
             };
-            let (oh, ow) = depthwise::<FMA>(&block.depthwise, mid, h, w, padded, c);
+            let (oh, ow) = depthwise::<FMA>(&block.depthwise, mid, h, w, padded, c, wide);
             let depthwise_out = &c[..oh * ow * block.depthwise.channels];
             let skip = block.residual.then_some(input);
             let projected = prefix(b, oh * ow * block.project.c_out);
@@ -502,6 +506,7 @@ fn depthwise<const FMA: bool>(
     w: usize,
     padded: &mut Vec<f32>,
     out: &mut Vec<f32>,
+    wide: bool,
 ) -> (usize, usize) {
     let (k, s, c) = (dw.kernel, dw.stride, dw.channels);
     debug_assert_eq!(c % LANES, 0);
@@ -510,7 +515,7 @@ fn depthwise<const FMA: bool>(
     let (oh, ow) = (h.div_ceil(s), w.div_ceil(s));
     let out = prefix(out, oh * ow * c);
     if h * w > PAD_COPY_PIXELS {
-        depthwise_rows::<FMA>(dw, input, h, w, (pt, pl), (oh, ow), out);
+        depthwise_rows::<FMA>(dw, input, h, w, (pt, pl), (oh, ow), out, wide);
         return (oh, ow);
     }
     // The copy, with only its border zeroed: the top rows, each row's left and right margins
@@ -525,13 +530,15 @@ fn depthwise<const FMA: bool>(
         zeroed = dst + w * c;
     }
     padded[zeroed..].fill(0.0);
-    depthwise_rows::<FMA>(dw, padded, ph, pw, (0, 0), (oh, ow), out);
+    depthwise_rows::<FMA>(dw, padded, ph, pw, (0, 0), (oh, ow), out, wide);
     (oh, ow)
 }
 
-/// The depthwise loop over output rows: groups of [`PIXELS`] interior pixels, then single
-/// interior pixels, on the vectorised path; border pixels with bounds checks. `pad` is the
-/// (top, left) zero padding still to apply (`(0, 0)` on a padded copy).
+/// The depthwise loop over output rows: with `wide`, groups of [`WIDE_PIXELS`] interior pixels
+/// on the AVX-512 row kernel; then groups of [`PIXELS`] interior pixels, then single interior
+/// pixels, on the vectorised path; border pixels with bounds checks. `pad` is the (top, left)
+/// zero padding still to apply (`(0, 0)` on a padded copy).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn depthwise_rows<const FMA: bool>(
     dw: &Depthwise,
@@ -541,8 +548,10 @@ fn depthwise_rows<const FMA: bool>(
     (pt, pl): (usize, usize),
     (oh, ow): (usize, usize),
     out: &mut [f32],
+    wide: bool,
 ) {
     let (k, s) = (dw.kernel, dw.stride);
+    let wide = wide && matches!((k, s), (3 | 5, 1 | 2));
     for oy in 0..oh {
         let rows_inside = oy * s >= pt && oy * s - pt + k <= h;
         let mut ox = 0;
@@ -556,7 +565,20 @@ fn depthwise_rows<const FMA: bool>(
             // The first tap of output (oy, ox), for the interior paths only.
             let at = || (oy * s - pt, ox * s - pl);
             let first = oy * ow + ox;
-            if inside(PIXELS) {
+            if wide && inside(WIDE_PIXELS) {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `wide` is only set where `wide_depthwise` found AVX-512, and the
+                // group's taps lie inside `input` (`inside`).
+                unsafe {
+                    match (k, s) {
+                        (3, 1) => depthwise_wide::<3, 1>(dw, input, w, at(), out, first),
+                        (3, 2) => depthwise_wide::<3, 2>(dw, input, w, at(), out, first),
+                        (5, 1) => depthwise_wide::<5, 1>(dw, input, w, at(), out, first),
+                        _ => depthwise_wide::<5, 2>(dw, input, w, at(), out, first),
+                    }
+                }
+                ox += WIDE_PIXELS;
+            } else if inside(PIXELS) {
                 depthwise_interior::<PIXELS, FMA>(dw, input, w, at(), out, first);
                 ox += PIXELS;
             } else if inside(1) {
@@ -565,6 +587,78 @@ fn depthwise_rows<const FMA: bool>(
             } else {
                 depthwise_border::<FMA>(dw, input, h, w, (pt, pl), (oy, ox), out, oy * ow + ox);
                 ox += 1;
+            }
+        }
+    }
+}
+
+/// Whether the depthwise layers take the AVX-512 row kernel ([`depthwise_wide`]): on the
+/// fused-multiply-add path when this process runs at the AVX-512 level.
+fn wide_depthwise<const FMA: bool>() -> bool {
+    FMA && level() == Level::Avx512
+}
+
+/// `WIDE_PIXELS` horizontally adjacent output pixels whose taps all lie inside the input, on
+/// AVX-512 registers; the first one's top-left tap is input pixel `(iy0, ix0)`, its output
+/// index `first`. For each kernel row the input vectors the outputs share
+/// (`(WIDE_PIXELS - 1) * S + K` of them) and the `K` weights are loaded once, where
+/// [`depthwise_interior`] loads one input per tap and output: about half the loads for the same
+/// multiply-adds. Each output sums the same terms in the same order (the bias, then the taps
+/// row by row, one fused multiply-add each) and clamps the same way, so the result is bit for
+/// bit [`depthwise_interior`]'s on the FMA path.
+///
+/// # Safety
+/// The CPU has AVX-512F; the `K` input rows starting at `(iy0, ix0)` hold
+/// `(WIDE_PIXELS - 1) * S + K` pixels of `dw.channels` values each, and `out` holds the
+/// `WIDE_PIXELS` outputs from `first`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn depthwise_wide<const K: usize, const S: usize>(
+    dw: &Depthwise,
+    input: &[f32],
+    w: usize,
+    (iy0, ix0): (usize, usize),
+    out: &mut [f32],
+    first: usize,
+) {
+    use std::arch::x86_64::{
+        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_max_ps, _mm512_min_ps, _mm512_set1_ps,
+        _mm512_setzero_ps, _mm512_storeu_ps,
+    };
+    const P: usize = WIDE_PIXELS;
+    let c = dw.channels;
+    let span = (P - 1) * S + K;
+    assert!(
+        ((iy0 + K - 1) * w + ix0 + span) * c <= input.len(),
+        "input rows"
+    );
+    assert!((first + P) * c <= out.len(), "output pixels");
+    assert!(
+        dw.weight.len() >= K * K * c && dw.bias.len() >= c,
+        "weights"
+    );
+    let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
+    for cb in (0..c).step_by(LANES) {
+        // SAFETY (loads and stores): within the lengths asserted above; cb + LANES <= c.
+        unsafe {
+            let mut acc = [_mm512_loadu_ps(dw.bias.as_ptr().add(cb)); P];
+            for ky in 0..K {
+                let row = input.as_ptr().add(((iy0 + ky) * w + ix0) * c + cb);
+                let mut x: [__m512; (WIDE_PIXELS - 1) * 2 + 5] = [zero; (WIDE_PIXELS - 1) * 2 + 5];
+                for (j, v) in x.iter_mut().enumerate().take(span) {
+                    *v = _mm512_loadu_ps(row.add(j * c));
+                }
+                for kx in 0..K {
+                    let wv = _mm512_loadu_ps(dw.weight.as_ptr().add((ky * K + kx) * c + cb));
+                    for (p, a) in acc.iter_mut().enumerate() {
+                        *a = _mm512_fmadd_ps(x[p * S + kx], wv, *a);
+                    }
+                }
+            }
+            for (p, a) in acc.iter().enumerate() {
+                // relu6 as comparisons: max(x, 0) gives 0 for NaN and -0, min(x, 6) then.
+                let v = _mm512_min_ps(_mm512_max_ps(*a, zero), six);
+                _mm512_storeu_ps(out.as_mut_ptr().add((first + p) * c + cb), v);
             }
         }
     }
@@ -741,10 +835,26 @@ mod tests {
         // own border, and every output must be written.
         let mut padded = vec![f32::NAN; c * (h + 4) * (w + 4) + 7];
         let mut out = vec![f32::NAN; c * h * w + 3];
-        let (oh, ow) = depthwise::<false>(&dw, &to_nhwc(&x, c, h * w), h, w, &mut padded, &mut out);
+        let nhwc = to_nhwc(&x, c, h * w);
+        let (oh, ow) = depthwise::<false>(&dw, &nhwc, h, w, &mut padded, &mut out, false);
         assert_eq!((oh, ow), (h.div_ceil(dw.stride), w.div_ceil(dw.stride)));
         let what = format!("depthwise k{} s{} {h}x{w}", dw.kernel, dw.stride);
         assert_close(&out[..reference.len()], &reference, 1e-4, &what);
+        // The AVX-512 row kernel against the FMA path it replaces: bit for bit.
+        if wide_depthwise::<true>() {
+            let n = reference.len();
+            let mut narrow = vec![f32::NAN; n];
+            let mut wide = vec![f32::NAN; n + 5];
+            depthwise::<true>(&dw, &nhwc, h, w, &mut padded, &mut narrow, false);
+            depthwise::<true>(&dw, &nhwc, h, w, &mut padded, &mut wide, true);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&wide[..n]),
+                bits(&narrow),
+                "{what}: wide against narrow"
+            );
+            assert_close(&wide[..n], &reference, 1e-4, &format!("{what} wide"));
+        }
     }
 
     #[test]
@@ -756,7 +866,8 @@ mod tests {
             .into_iter()
             .map(|(i, seed)| (i, (&net.blocks[i], seed)))
         {
-            for (h, w) in [(1, 1), (3, 2), (7, 7), (8, 13), (12, 23)] {
+            // 50 x 51 is above PAD_COPY_PIXELS: the unpadded path with its border pixels.
+            for (h, w) in [(1, 1), (3, 2), (7, 7), (8, 13), (12, 23), (9, 40), (50, 51)] {
                 depthwise_case(block.0, h, w, block.1 * 100 + (h * w) as u64);
             }
             let _ = i;
