@@ -595,7 +595,7 @@ fn depthwise_rows<const FMA: bool>(
 /// Whether the depthwise layers take the AVX-512 row kernel ([`depthwise_wide`]): on the
 /// fused-multiply-add path when this process runs at the AVX-512 level.
 fn wide_depthwise<const FMA: bool>() -> bool {
-    FMA && level() == Level::Avx512
+    cfg!(target_arch = "x86_64") && FMA && level() == Level::Avx512
 }
 
 /// `WIDE_PIXELS` horizontally adjacent output pixels whose taps all lie inside the input, on
