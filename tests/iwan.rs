@@ -3,6 +3,7 @@
 //! lengths against their edges, and vocabulary coverage.
 
 use crate::common::data_root;
+use harness::config::IwanScore::{MultiPath, ShortestPath};
 use harness::config::Strength;
 use harness::data::cifar::{Cifar100, LabelNames, SplitName};
 use harness::data::usf::UsfNorms;
@@ -190,7 +191,12 @@ fn early_stopping_search_equals_plain_dijkstra_on_model_words() {
     let f = fixture();
     assert_ne!(f.graph.n_images(), g.n_images());
     let first = f.graph.query_edges(&f.image_words[0]);
-    assert_eq!(f.graph.search_with(&first, 5, None, &mut scratch).len(), 5);
+    assert_eq!(
+        f.graph
+            .rank_with(&first, 5, None, ShortestPath, &mut scratch)
+            .len(),
+        5
+    );
     let mut compared = 0;
     for (q, edges) in net.queries.iter().enumerate() {
         for (k, exclude) in [
@@ -199,14 +205,14 @@ fn early_stopping_search_equals_plain_dijkstra_on_model_words() {
             (100, None),
             (2000, Some(0)),
         ] {
-            let fast = g.search_with(edges, k, exclude, &mut scratch);
+            let fast = g.rank_with(edges, k, exclude, ShortestPath, &mut scratch);
             let (plain, _) = g.search_plain(edges, k, exclude);
             assert_eq!(fast, plain, "query {q}, k {k}, exclude {exclude:?}");
             compared += fast.len();
         }
         // The multi-path score from the same buffers equals its own fresh search.
         if q % 50 == 0 {
-            let reused = g.search_multi_path_with(edges, 100, None, &mut scratch);
+            let reused = g.rank_with(edges, 100, None, MultiPath, &mut scratch);
             assert_eq!(reused, g.search_multi_path(edges, 100, None), "query {q}");
         }
     }

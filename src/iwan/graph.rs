@@ -310,39 +310,15 @@ impl Iwan {
         score: IwanScore,
         scratch: &mut SearchScratch,
     ) -> Vec<Ranked> {
-        match score {
-            IwanScore::ShortestPath => self.search_with(query, k, exclude, scratch),
-            IwanScore::MultiPath => self.search_multi_path_with(query, k, exclude, scratch),
-        }
-    }
-
-    /// The `k` nearest database images (ties by lower id), skipping `exclude`. Unreachable
-    /// images are not returned.
-    ///
-    /// Dijkstra keeps only word nodes in its heap. Images are leaves between words, so when a
-    /// word settles at `d`, each of its images gets the candidate distance `d + w` and, when that
-    /// improves the image, the image's other words are relaxed from it at once; because
-    /// rounding is monotone this yields the same distances, bit for bit, as popping the image
-    /// from the heap. The search stops as soon as the next word, plus the lightest image edge,
-    /// is farther than the k-th best image found so far: no later word can reach or improve an
-    /// image below that bound, so the top k are final.
-    pub fn search(&self, query: &[(u32, f32)], k: usize, exclude: Option<u32>) -> Vec<Ranked> {
-        self.search_with(query, k, exclude, &mut SearchScratch::default())
-    }
-
-    /// [`Iwan::search`] with buffers kept between queries.
-    pub fn search_with(
-        &self,
-        query: &[(u32, f32)],
-        k: usize,
-        exclude: Option<u32>,
-        scratch: &mut SearchScratch,
-    ) -> Vec<Ranked> {
         if k == 0 {
             return Vec::new();
         }
-        self.dijkstra(query, Some((k, exclude)), scratch);
+        let multi_path = score == IwanScore::MultiPath;
+        // The multi-path score needs every word's distance, so its Dijkstra runs to the end.
+        let stop = (!multi_path).then_some((k, exclude));
+        self.dijkstra(query, stop, scratch);
         let SearchScratch {
+            wdist,
             idist,
             touched,
             ranked,
@@ -356,10 +332,29 @@ impl Iwan {
                 .filter(|&i| Some(i) != exclude)
                 .map(|i| Ranked {
                     image: i,
-                    distance: idist[i as usize],
+                    distance: if multi_path {
+                        self.multi_path_distance(wdist, i)
+                    } else {
+                        idist[i as usize]
+                    },
                 }),
         );
         top_k(ranked, k)
+    }
+
+    /// The `k` nearest database images (ties by lower id), skipping `exclude`. Unreachable
+    /// images are not returned.
+    ///
+    /// Dijkstra keeps only word nodes in its heap. Images are leaves between words, so when a
+    /// word settles at `d`, each of its images gets the candidate distance `d + w` and, when that
+    /// improves the image, the image's other words are relaxed from it at once; because
+    /// rounding is monotone this yields the same distances, bit for bit, as popping the image
+    /// from the heap. The search stops as soon as the next word, plus the lightest image edge,
+    /// is farther than the k-th best image found so far: no later word can reach or improve an
+    /// image below that bound, so the top k are final.
+    pub fn search(&self, query: &[(u32, f32)], k: usize, exclude: Option<u32>) -> Vec<Ranked> {
+        let score = IwanScore::ShortestPath;
+        self.rank_with(query, k, exclude, score, &mut SearchScratch::default())
     }
 
     /// The multi-path score: an image's distance is the soft minimum
@@ -373,50 +368,23 @@ impl Iwan {
         k: usize,
         exclude: Option<u32>,
     ) -> Vec<Ranked> {
-        self.search_multi_path_with(query, k, exclude, &mut SearchScratch::default())
+        let score = IwanScore::MultiPath;
+        self.rank_with(query, k, exclude, score, &mut SearchScratch::default())
     }
 
-    /// [`Iwan::search_multi_path`] with buffers kept between queries.
-    pub fn search_multi_path_with(
-        &self,
-        query: &[(u32, f32)],
-        k: usize,
-        exclude: Option<u32>,
-        scratch: &mut SearchScratch,
-    ) -> Vec<Ranked> {
-        if k == 0 {
-            return Vec::new();
-        }
-        self.dijkstra(query, None, scratch);
-        let SearchScratch {
-            wdist,
-            touched,
-            ranked,
-            ..
-        } = scratch;
-        ranked.clear();
-        ranked.extend(
-            touched
-                .iter()
-                .copied()
-                .filter(|&i| Some(i) != exclude)
-                .map(|i| {
-                    let (t, w) = self.neighbours(i + 1);
-                    let paths: Vec<f64> = t
-                        .iter()
-                        .zip(w)
-                        .map(|(&a, &wt)| f64::from(wdist[self.word_index(a)] + wt))
-                        .filter(|x| x.is_finite())
-                        .collect();
-                    let best = paths.iter().copied().fold(f64::INFINITY, f64::min);
-                    let sum: f64 = paths.iter().map(|x| (best - x).exp()).sum();
-                    Ranked {
-                        image: i,
-                        distance: (best - sum.ln()) as f32,
-                    }
-                }),
-        );
-        top_k(ranked, k)
+    /// An image's multi-path distance from the word distances `wdist` (see
+    /// [`Iwan::search_multi_path`]).
+    fn multi_path_distance(&self, wdist: &[f32], image: u32) -> f32 {
+        let (t, w) = self.neighbours(image + 1);
+        let paths: Vec<f64> = t
+            .iter()
+            .zip(w)
+            .map(|(&a, &wt)| f64::from(wdist[self.word_index(a)] + wt))
+            .filter(|x| x.is_finite())
+            .collect();
+        let best = paths.iter().copied().fold(f64::INFINITY, f64::min);
+        let sum: f64 = paths.iter().map(|x| (best - x).exp()).sum();
+        (best - sum.ln()) as f32
     }
 
     /// Dijkstra over the word nodes (see [`Iwan::search`]); with `stop = Some((k, exclude))` it
