@@ -317,7 +317,7 @@ pub(super) fn features_stage(
     {
         crate::progress::println(
             "warning: model.precision: bf16 on a CPU without AVX512_BF16 runs its portable \
-             path (rounded operands, f32 products), about 10% slower than fp32 and not faster; \
+             path (rounded operands, f32 products), about 10% slower than fp32; \
              model.precision=fp32 is the faster choice here (docs/performance.md)",
         );
     }
