@@ -12,8 +12,9 @@
 //!   the network alone; its activations (at most 4.8 MB at 224 px) stay in its cache instead of
 //!   a batch of 32 streaming through memory layer by layer, and no layer waits for a barrier;
 //! - **NHWC**: the 1x1 convolutions (80% of the work) are plain row-major matrix products
-//!   `[H*W, C_in] x [C_in, C_out]` on `gemm`, the matrix engine burn's CPU backend uses, and
-//!   the depthwise convolutions vectorise over channels;
+//!   `[H*W, C_in] x [C_in, C_out]`, and the depthwise convolutions vectorise over channels.
+//!   The products run on `gemm`, the matrix engine burn's CPU backend uses, or at the AVX-512
+//!   level on [`super::fp32`]'s kernel with packed weights, which sums exactly as gemm does;
 //! - **fused epilogues**: bias (the folded batch norm), ReLU6 and the residual add are applied
 //!   to each tile of a product while it is in cache, instead of in separate passes;
 //! - **TensorFlow "SAME" padding** without padded copies: border pixels take a bounds-checked
@@ -26,6 +27,7 @@
 
 use super::bf16::{Bf16Scratch, Bf16Weights, Start};
 use super::efficientnet::{ConvBn, EfficientNetLite, FEATURE_DIM, tf_same_padding};
+use super::fp32::{PackedWeights, sums_as_gemm};
 use super::resize;
 use super::{ModelError, prefix};
 use crate::config::Precision;
@@ -55,6 +57,9 @@ struct Pointwise {
     c_out: usize,
     /// The weight rounded to bfloat16 for `model.precision: bf16`, which then replaces it.
     bf16: Option<Bf16Weights>,
+    /// The weight packed for the AVX-512 `f32` kernel (the same sums as `gemm` on `weight`),
+    /// where this process runs it.
+    packed: Option<PackedWeights>,
 }
 
 /// A depthwise `k x k` convolution with its batch norm folded in.
@@ -149,12 +154,15 @@ impl Pointwise {
             }
         }
         let bf16 = (precision == Precision::Bf16).then(|| Bf16Weights::new(&weight, c_in, c_out));
+        let packed = (bf16.is_none() && super::fp32::available())
+            .then(|| PackedWeights::new(&weight, c_in, c_out));
         Ok(Self {
             weight,
             bias,
             c_in,
             c_out,
             bf16,
+            packed,
         })
     }
 }
@@ -434,6 +442,10 @@ fn pointwise(
         let lhs = &input[start * k..(start + rows) * k];
         if let Some(weights) = &pw.bf16 {
             super::bf16::matmul(lhs, rows, weights, terms, dst, relu, bf16);
+            continue;
+        }
+        if let Some(weights) = pw.packed.as_ref().filter(|_| sums_as_gemm(rows, k, n)) {
+            super::fp32::matmul(lhs, rows, weights, terms, dst, relu);
             continue;
         }
         terms.write(dst);

@@ -10,6 +10,7 @@ pub mod alexnet;
 pub mod bf16;
 pub mod cifar_cnn;
 pub mod efficientnet;
+pub mod fp32;
 pub mod frozen;
 pub mod resize;
 pub(crate) mod safetensors;
