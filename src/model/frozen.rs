@@ -40,6 +40,8 @@ use rayon::prelude::*;
 const LANES: usize = 16;
 /// Output pixels the depthwise fast path computes at once (independent accumulator chains).
 const PIXELS: usize = 4;
+/// The largest depthwise kernel side the fused inference takes (Lite0 and Lite2 use 3 and 5).
+const MAX_KERNEL: usize = 7;
 /// Output pixels the AVX-512 depthwise row kernel computes at once (its accumulators and the
 /// shared input vectors of one kernel row fit the 32 vector registers for kernels up to 5).
 const WIDE_PIXELS: usize = 8;
@@ -179,6 +181,14 @@ impl Depthwise {
                 what: format!(
                     "a depthwise layer of {channels} channels; the fused inference needs a \
                      multiple of {LANES} (use the plain layers)"
+                ),
+            });
+        }
+        if kernel > MAX_KERNEL {
+            return Err(ModelError::InvalidInput {
+                what: format!(
+                    "a {kernel}x{kernel} depthwise layer; the fused inference takes kernels up \
+                     to {MAX_KERNEL}x{MAX_KERNEL} (use the plain layers)"
                 ),
             });
         }
@@ -547,9 +557,9 @@ fn depthwise<const FMA: bool>(
 }
 
 /// The depthwise loop over output rows: with `wide`, groups of [`WIDE_PIXELS`] interior pixels
-/// on the AVX-512 row kernel; then groups of [`PIXELS`] interior pixels, then single interior
-/// pixels, on the vectorised path; border pixels with bounds checks. `pad` is the (top, left)
-/// zero padding still to apply (`(0, 0)` on a padded copy).
+/// on the AVX-512 row kernel; then groups of [`PIXELS`] interior pixels on the vectorised
+/// path; the other pixels one at a time ([`depthwise_pixel`], bounds-checked). `pad` is the
+/// (top, left) zero padding still to apply (`(0, 0)` on a padded copy).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn depthwise_rows<const FMA: bool>(
@@ -593,11 +603,8 @@ fn depthwise_rows<const FMA: bool>(
             } else if inside(PIXELS) {
                 depthwise_interior::<PIXELS, FMA>(dw, input, w, at(), out, first);
                 ox += PIXELS;
-            } else if inside(1) {
-                depthwise_interior::<1, FMA>(dw, input, w, at(), out, first);
-                ox += 1;
             } else {
-                depthwise_border::<FMA>(dw, input, h, w, (pt, pl), (oy, ox), out, oy * ow + ox);
+                depthwise_pixel::<FMA>(dw, input, h, w, (pt, pl), (oy, ox), out, first);
                 ox += 1;
             }
         }
@@ -715,11 +722,13 @@ fn depthwise_interior<const P: usize, const FMA: bool>(
     }
 }
 
-/// One output pixel `(oy, ox)` next to the border: taps outside the input are skipped (zero
-/// padding).
+/// One output pixel `(oy, ox)` on its own: next to the border, taps outside the input are
+/// skipped (zero padding). Its taps are listed once; then [`CHANNEL_GROUP`] channel blocks at
+/// a time run as independent chains (one block alone would wait on each multiply-add's
+/// latency), each summing the same taps in the same order as the other paths.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn depthwise_border<const FMA: bool>(
+fn depthwise_pixel<const FMA: bool>(
     dw: &Depthwise,
     input: &[f32],
     h: usize,
@@ -730,25 +739,59 @@ fn depthwise_border<const FMA: bool>(
     at: usize,
 ) {
     let (k, s, c) = (dw.kernel, dw.stride, dw.channels);
-    for cb in (0..c).step_by(LANES) {
-        let mut acc = lanes(&dw.bias, cb);
-        for ky in 0..k {
-            let Some(iy) = (oy * s + ky).checked_sub(pt).filter(|&y| y < h) else {
+    // (tap index, input pixel) of the taps inside the input, in order.
+    let mut taps = [(0, 0); MAX_KERNEL * MAX_KERNEL];
+    let mut len = 0;
+    for ky in 0..k {
+        let Some(iy) = (oy * s + ky).checked_sub(pt).filter(|&y| y < h) else {
+            continue;
+        };
+        for kx in 0..k {
+            let Some(ix) = (ox * s + kx).checked_sub(pl).filter(|&x| x < w) else {
                 continue;
             };
-            for kx in 0..k {
-                let Some(ix) = (ox * s + kx).checked_sub(pl).filter(|&x| x < w) else {
-                    continue;
-                };
-                let wv = lanes(&dw.weight, (ky * k + kx) * c + cb);
-                let iv = lanes(input, (iy * w + ix) * c + cb);
-                for j in 0..LANES {
-                    acc[j] = madd::<FMA>(iv[j], wv[j], acc[j]);
-                }
+            taps[len] = (ky * k + kx, iy * w + ix);
+            len += 1;
+        }
+    }
+    let taps = &taps[..len];
+    let mut cb = 0;
+    while cb + CHANNEL_GROUP * LANES <= c {
+        pixel_channels::<CHANNEL_GROUP, FMA>(dw, input, taps, &mut out[at * c..], cb);
+        cb += CHANNEL_GROUP * LANES;
+    }
+    while cb < c {
+        pixel_channels::<1, FMA>(dw, input, taps, &mut out[at * c..], cb);
+        cb += LANES;
+    }
+}
+
+/// Channel blocks processed together by [`depthwise_pixel`].
+const CHANNEL_GROUP: usize = 4;
+
+/// `G` channel blocks from `cb` of one output pixel (`out` from its first channel).
+#[inline(always)]
+fn pixel_channels<const G: usize, const FMA: bool>(
+    dw: &Depthwise,
+    input: &[f32],
+    taps: &[(usize, usize)],
+    out: &mut [f32],
+    cb: usize,
+) {
+    let c = dw.channels;
+    let mut acc: [[f32; LANES]; G] = std::array::from_fn(|g| lanes(&dw.bias, cb + g * LANES));
+    for &(t, px) in taps {
+        for (g, acc) in acc.iter_mut().enumerate() {
+            let wv = lanes(&dw.weight, t * c + cb + g * LANES);
+            let iv = lanes(input, px * c + cb + g * LANES);
+            for j in 0..LANES {
+                acc[j] = madd::<FMA>(iv[j], wv[j], acc[j]);
             }
         }
-        let dst = &mut out[at * c + cb..][..LANES];
-        for (d, a) in dst.iter_mut().zip(acc) {
+    }
+    for (g, acc) in acc.iter().enumerate() {
+        let dst = &mut out[cb + g * LANES..][..LANES];
+        for (d, &a) in dst.iter_mut().zip(acc) {
             *d = relu6(a);
         }
     }
