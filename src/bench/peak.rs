@@ -9,11 +9,14 @@
 //!   AVX512_BF16. Twelve accumulator chains hide the instructions' latency.
 //! - **sustained matrix product**: a square product `C += A x B` of `n x n` matrices split by
 //!   rows over the threads, in `f32` on `gemm` (the engine of burn's CPU backend and of the
-//!   fused `f32` feature pass) and in bf16 on [`crate::model::bf16`]'s kernel.
+//!   fused `f32` feature pass below AVX-512) and, at the AVX-512 level, on
+//!   [`crate::model::fp32`]'s packed kernel (the feature pass's there), and in bf16 on
+//!   [`crate::model::bf16`]'s kernel. The yardstick is the faster `f32` product.
 //!
 //! A FLOP is a multiply or an add: one multiply-add is 2.
 
 use crate::model::bf16::{self, Bf16Scratch, Bf16Weights};
+use crate::model::fp32::{self, PackedWeights};
 use crate::simd::{Level, level};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -24,7 +27,8 @@ use std::time::Instant;
 pub struct PeakRecord {
     /// `fma-f32`, `dpbf16`, `matmul-f32` or `matmul-bf16`.
     pub kind: &'static str,
-    /// The instructions: `avx512`, `avx2`, `gemm`, `vdpbf16ps` or `portable`.
+    /// The instructions: `avx512`, `avx2`, `gemm`, `packed` (the AVX-512 `f32` kernel),
+    /// `vdpbf16ps` or `portable`.
     pub path: &'static str,
     /// The matrices' side (matrix products only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,8 +126,9 @@ fn best_of(repeats: usize, mut f: impl FnMut()) -> f64 {
 }
 
 /// Sustained rates of an `n x n` matrix product, `C += A x B` (bf16: `C = A x B`), rows split
-/// over `threads` threads, the best of `repeats`: `f32` on `gemm`, and bf16 on the kernel the
-/// bf16 feature pass runs (`vdpbf16ps`, or the portable path).
+/// over `threads` threads, the best of `repeats`: `f32` on `gemm` and, where it runs, on the
+/// packed AVX-512 kernel; bf16 on the kernel the bf16 feature pass runs (`vdpbf16ps`, or the
+/// portable path).
 #[must_use]
 pub fn matmul_rates(n: usize, threads: usize, repeats: usize) -> Vec<PeakRecord> {
     // Values do not change the time; these are small and exact in bf16.
@@ -137,12 +142,20 @@ pub fn matmul_rates(n: usize, threads: usize, repeats: usize) -> Vec<PeakRecord>
             .zip(a.par_chunks(rows * n))
             .for_each(|(c, a)| crate::model::matmul_acc(a.len() / n, n, n, a, &b, c));
     });
-    let weights = Bf16Weights::new(&b, n, n);
     let zero = vec![0.0f32; n];
     let start = bf16::Start {
         bias: &zero,
         skip: None,
     };
+    let packed_seconds = fp32::available().then(|| {
+        let packed = PackedWeights::new(&b, n, n);
+        best_of(repeats, || {
+            c.par_chunks_mut(rows * n)
+                .zip(a.par_chunks(rows * n))
+                .for_each(|(c, a)| fp32::matmul(a, a.len() / n, &packed, start, c, false));
+        })
+    });
+    let weights = Bf16Weights::new(&b, n, n);
     let bf16_seconds = best_of(repeats, || {
         c.par_chunks_mut(rows * n)
             .zip(a.par_chunks(rows * n))
@@ -159,18 +172,18 @@ pub fn matmul_rates(n: usize, threads: usize, repeats: usize) -> Vec<PeakRecord>
         seconds,
         gflops: flops / seconds / 1e9,
     };
-    vec![
-        record("matmul-f32", "gemm", f32_seconds),
-        record(
-            "matmul-bf16",
-            if bf16::dot_product_instructions() {
-                "vdpbf16ps"
-            } else {
-                "portable"
-            },
-            bf16_seconds,
-        ),
-    ]
+    let mut records = vec![record("matmul-f32", "gemm", f32_seconds)];
+    records.extend(packed_seconds.map(|s| record("matmul-f32", "packed", s)));
+    records.push(record(
+        "matmul-bf16",
+        if bf16::dot_product_instructions() {
+            "vdpbf16ps"
+        } else {
+            "portable"
+        },
+        bf16_seconds,
+    ));
+    records
 }
 
 /// `iterations` rounds of [`CHAINS`] independent 16-lane FMAs.

@@ -422,10 +422,11 @@ pub enum BenchCommand {
     /// Times loops of independent multiply-adds with nothing else in them, on one thread and
     /// on all: vfmadd231ps (f32, AVX-512 or AVX2) and, where the CPU has AVX512_BF16,
     /// vdpbf16ps (two bf16 products per f32 lane). Then an n x n matrix product C += A x B
-    /// split by rows over the threads, in f32 on gemm (the engine of the f32 feature pass) and
-    /// in bf16 on the kernel of `model.precision: bf16`. Prints one JSON line per rate: kind,
-    /// path, n, threads, seconds, gflops (a multiply-add is 2 FLOP). `harness bench model`
-    /// prints a frozen EfficientNet-Lite's gflops to divide by these.
+    /// split by rows over the threads: in f32 on gemm (burn's engine) and, at the AVX-512
+    /// level, on the packed kernel of the f32 feature pass (the faster of the two is the
+    /// yardstick), and in bf16 on the kernel of `model.precision: bf16`. Prints one JSON line
+    /// per rate: kind, path, n, threads, seconds, gflops (a multiply-add is 2 FLOP).
+    /// `harness bench model` prints a frozen EfficientNet-Lite's gflops to divide by these.
     ///
     /// Example: harness bench peak --threads 2 --n 2048
     Peak(BenchPeakArgs),
