@@ -13,14 +13,11 @@
 //! [`matmul_ref`] is the plain twin both are tested against: one scalar loop in the order
 //! `vdpbf16ps` defines (per pair, the odd element's product first).
 
+use super::tiles::STRIP;
+#[cfg(target_arch = "x86_64")]
+use super::tiles::{self, MicroKernel, Tile};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
-
-/// Output columns per packed strip: one 512-bit vector of `f32` lanes.
-const STRIP: usize = 16;
-/// Rows of the output the `vdpbf16ps` micro-kernel computes at once.
-#[cfg(target_arch = "x86_64")]
-const ROWS: usize = 8;
 
 /// `x` rounded to bfloat16 (the upper 16 bits of an `f32`): round to nearest, ties to even;
 /// subnormal inputs become a zero of the same sign, NaN stays NaN. The same conversion as
@@ -191,7 +188,18 @@ pub fn matmul(
             // AVX-512 and AVX512_BF16; the buffers have the lengths the kernel reads and writes.
             unsafe {
                 pairs_bf16(lhs, m, k, rows);
-                matmul_packed(rows, m, pairs, packed, start, out, relu6);
+                let strip_len = pairs * STRIP * 2;
+                tiles::for_each_tile::<DotProducts>(
+                    rows,
+                    m,
+                    pairs * 2,
+                    pairs,
+                    packed,
+                    strip_len,
+                    start,
+                    out,
+                    relu6,
+                );
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -274,168 +282,43 @@ unsafe fn pairs_bf16(lhs: &[f32], m: usize, k: usize, out: &mut [u16]) {
     }
 }
 
-/// `out = start + a x packed` for `a` `[m, pairs * 2]` bf16 and the packed strips of `n`
-/// columns.
-///
-/// # Safety
-/// The CPU has AVX-512F/BW and AVX512_BF16; `a` holds `m * pairs * 2` values, `packed`
-/// `n.div_ceil(16) * pairs * 32`, `out` and the skip `m * n`, the bias `n`.
+/// The `vdpbf16ps` micro-kernel of [`super::tiles`]' walk.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vl")]
-unsafe fn matmul_packed(
-    a: &[u16],
-    m: usize,
-    pairs: usize,
-    packed: &[u16],
-    start: Start<'_>,
-    out: &mut [f32],
-    relu6: bool,
-) {
-    let n = start.bias.len();
-    let strip_len = pairs * STRIP * 2;
-    let strips = n.div_ceil(STRIP);
-    let mut strip = 0;
-    while strip < strips {
-        let two = strip + 1 < strips;
-        let cols = (n - strip * STRIP).min(if two { 2 * STRIP } else { STRIP });
-        let b = packed[strip * strip_len..].as_ptr();
-        let mut row = 0;
-        while row < m {
-            let rows = ROWS.min(m - row);
-            let at = row * n + strip * STRIP;
-            let t = Tile {
-                a: a[row * pairs * 2..].as_ptr(),
-                pairs,
-                b,
-                strip_len,
-                bias: start.bias[strip * STRIP..].as_ptr(),
-                skip: start.skip.map(|s| s[at..].as_ptr()),
-                c: out[at..].as_mut_ptr(),
-                ldc: n,
-                cols,
-                relu6,
-            };
-            // SAFETY: the caller's bounds; `rows` rows of `a`, the skip and `out` from `row`,
-            // `cols` columns from the strip.
-            unsafe {
-                match (two, rows) {
-                    (true, 8) => tile::<8, 2>(&t),
-                    (true, r) => tile_rows::<2>(r, &t),
-                    (false, 8) => tile::<8, 1>(&t),
-                    (false, r) => tile_rows::<1>(r, &t),
+struct DotProducts;
+
+#[cfg(target_arch = "x86_64")]
+impl MicroKernel for DotProducts {
+    type Elem = u16;
+
+    /// `R` rows by `S` strips of 16 columns (`cols` of them valid) over all pairs of `k` (the
+    /// tile's depth); the accumulators start from the bias (and the skip rows), run in
+    /// registers, and are stored once.
+    ///
+    /// # Safety
+    /// AVX-512F/BW and AVX512_BF16; `t` covers `R` rows of `a` with `depth` pairs, `S` strips
+    /// of packed weights, and the tile's valid columns of the bias, skip and output.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vl")]
+    unsafe fn tile<const R: usize, const S: usize>(t: &Tile<u16>) {
+        let masks = tiles::masks::<S>(t.cols);
+        // SAFETY: every pointer stays within the bounds the caller guarantees.
+        unsafe {
+            let mut acc = tiles::start_terms::<u16, R, S>(t, masks);
+            for p in 0..t.depth {
+                let w: [__m512bh; S] = std::array::from_fn(|s| {
+                    std::mem::transmute(_mm512_loadu_si512(
+                        t.b.add(s * t.strip_len + p * 32).cast(),
+                    ))
+                });
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = t.a.add(r * t.lda + p * 2).cast::<i32>().read_unaligned();
+                    let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(x));
+                    for (s, v) in acc.iter_mut().enumerate() {
+                        *v = _mm512_dpbf16_ps(*v, x, w[s]);
+                    }
                 }
             }
-            row += rows;
+            tiles::store(t, masks, &acc);
         }
-        strip += if two { 2 } else { 1 };
-    }
-}
-
-/// One micro-kernel call's operands: rows of `a` (bf16 pairs), strips of packed weights, the
-/// start terms and the output tile, all from their first element.
-#[cfg(target_arch = "x86_64")]
-struct Tile {
-    a: *const u16,
-    pairs: usize,
-    b: *const u16,
-    strip_len: usize,
-    bias: *const f32,
-    skip: Option<*const f32>,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    relu6: bool,
-}
-
-/// [`tile`] for fewer than [`ROWS`] rows.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vl")]
-unsafe fn tile_rows<const S: usize>(rows: usize, t: &Tile) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match rows {
-            1 => tile::<1, S>(t),
-            2 => tile::<2, S>(t),
-            3 => tile::<3, S>(t),
-            4 => tile::<4, S>(t),
-            5 => tile::<5, S>(t),
-            6 => tile::<6, S>(t),
-            _ => tile::<7, S>(t),
-        }
-    }
-}
-
-/// The micro-kernel: `R` rows by `S` strips of 16 columns (`cols` of them valid), all pairs of
-/// `k`; the accumulators start from the bias (and the skip rows), run in registers, are
-/// optionally clamped, and are stored once.
-///
-/// # Safety
-/// AVX-512F/BW and AVX512_BF16; `a` is `R` rows of `pairs * 2` bf16 values, `b` `S` strips of
-/// `strip_len`, the bias `cols` values, the skip and `c` `R` rows of stride `ldc` with `cols`
-/// valid columns.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vl")]
-unsafe fn tile<const R: usize, const S: usize>(t: &Tile) {
-    let Tile {
-        a,
-        pairs,
-        b,
-        strip_len,
-        bias,
-        skip,
-        c,
-        ldc,
-        cols,
-        relu6,
-    } = *t;
-    let masks: [__mmask16; S] =
-        std::array::from_fn(|s| lane_mask(cols.saturating_sub(s * STRIP).min(STRIP)));
-    // SAFETY: every pointer stays within the bounds the caller guarantees; masked lanes are
-    // neither read nor written.
-    unsafe {
-        let bias: [__m512; S] =
-            std::array::from_fn(|s| _mm512_maskz_loadu_ps(masks[s], bias.add(s * STRIP)));
-        let mut acc = [bias; R];
-        if let Some(skip) = skip {
-            for (r, acc) in acc.iter_mut().enumerate() {
-                for (s, v) in acc.iter_mut().enumerate() {
-                    let x = _mm512_maskz_loadu_ps(masks[s], skip.add(r * ldc + s * STRIP));
-                    *v = _mm512_add_ps(*v, x);
-                }
-            }
-        }
-        for p in 0..pairs {
-            let w: [__m512bh; S] = std::array::from_fn(|s| {
-                std::mem::transmute(_mm512_loadu_si512(b.add(s * strip_len + p * 32).cast()))
-            });
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let x = a.add(r * pairs * 2 + p * 2).cast::<i32>().read_unaligned();
-                let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(x));
-                for (s, v) in acc.iter_mut().enumerate() {
-                    *v = _mm512_dpbf16_ps(*v, x, w[s]);
-                }
-            }
-        }
-        let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
-        for (r, acc) in acc.iter().enumerate() {
-            for (s, &v) in acc.iter().enumerate() {
-                let v = if relu6 {
-                    _mm512_min_ps(_mm512_max_ps(v, zero), six)
-                } else {
-                    v
-                };
-                _mm512_mask_storeu_ps(c.add(r * ldc + s * STRIP), masks[s], v);
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn lane_mask(lanes: usize) -> __mmask16 {
-    if lanes >= 16 {
-        0xffff
-    } else {
-        ((1u32 << lanes) - 1) as __mmask16
     }
 }
 

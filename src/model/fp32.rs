@@ -16,14 +16,11 @@
 //! the product and clamping after it in separate passes, and gemm's narrow edge kernels.
 
 use super::bf16::Start;
+use super::tiles::STRIP;
+#[cfg(target_arch = "x86_64")]
+use super::tiles::{self, MicroKernel, Tile};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
-
-/// Output columns per packed strip: one 512-bit vector of `f32` lanes.
-const STRIP: usize = 16;
-/// Rows of the output the micro-kernel computes at once.
-#[cfg(target_arch = "x86_64")]
-const ROWS: usize = 8;
 /// The largest depth block: past it, `k` is split into `k.div_ceil(MAX_BLOCK)` equal blocks.
 pub const MAX_BLOCK: usize = 512;
 
@@ -100,7 +97,7 @@ pub fn matmul(
     // SAFETY: `available` found AVX-512; the lengths were checked above.
     #[cfg(target_arch = "x86_64")]
     unsafe {
-        matmul_packed(lhs, m, k, &weights.data, start, out, relu6)
+        tiles::for_each_tile::<Fp32>(lhs, m, k, k, &weights.data, k * STRIP, start, out, relu6);
     }
 }
 
@@ -138,176 +135,52 @@ pub fn matmul_ref(
     }
 }
 
-/// `out = start + a x packed` over the strips of `n` columns.
-///
-/// # Safety
-/// AVX-512F; `a` holds `m * k` values, `packed` `n.div_ceil(16) * k * 16`, `out` and the
-/// skip `m * n`, the bias `n`.
+/// The `f32` micro-kernel of [`super::tiles`]' walk.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn matmul_packed(
-    a: &[f32],
-    m: usize,
-    k: usize,
-    packed: &[f32],
-    start: Start<'_>,
-    out: &mut [f32],
-    relu6: bool,
-) {
-    let n = start.bias.len();
-    let strip_len = k * STRIP;
-    let strips = n.div_ceil(STRIP);
-    let mut strip = 0;
-    while strip < strips {
-        let two = strip + 1 < strips;
-        let cols = (n - strip * STRIP).min(if two { 2 * STRIP } else { STRIP });
-        let b = packed[strip * strip_len..].as_ptr();
-        let mut row = 0;
-        while row < m {
-            let rows = ROWS.min(m - row);
-            let at = row * n + strip * STRIP;
-            let t = Tile {
-                a: a[row * k..].as_ptr(),
-                k,
-                b,
-                strip_len,
-                bias: start.bias[strip * STRIP..].as_ptr(),
-                skip: start.skip.map(|s| s[at..].as_ptr()),
-                c: out[at..].as_mut_ptr(),
-                ldc: n,
-                cols,
-                relu6,
-            };
-            // SAFETY: the caller's bounds; `rows` rows of `a`, the skip and `out` from `row`,
-            // `cols` columns from the strip.
-            unsafe {
-                match (two, rows) {
-                    (true, 8) => tile::<8, 2>(&t),
-                    (true, r) => tile_rows::<2>(r, &t),
-                    (false, 8) => tile::<8, 1>(&t),
-                    (false, r) => tile_rows::<1>(r, &t),
-                }
-            }
-            row += rows;
-        }
-        strip += if two { 2 } else { 1 };
-    }
-}
+struct Fp32;
 
-/// One micro-kernel call's operands: rows of `a`, strips of packed weights, the start terms
-/// and the output tile, all from their first element.
 #[cfg(target_arch = "x86_64")]
-struct Tile {
-    a: *const f32,
-    k: usize,
-    b: *const f32,
-    strip_len: usize,
-    bias: *const f32,
-    skip: Option<*const f32>,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    relu6: bool,
-}
+impl MicroKernel for Fp32 {
+    type Elem = f32;
 
-/// [`tile`] for fewer than [`ROWS`] rows.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn tile_rows<const S: usize>(rows: usize, t: &Tile) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match rows {
-            1 => tile::<1, S>(t),
-            2 => tile::<2, S>(t),
-            3 => tile::<3, S>(t),
-            4 => tile::<4, S>(t),
-            5 => tile::<5, S>(t),
-            6 => tile::<6, S>(t),
-            _ => tile::<7, S>(t),
-        }
-    }
-}
-
-/// The micro-kernel: `R` rows by `S` strips of 16 columns (`cols` of them valid). The totals
-/// start from the bias (plus the skip rows); each depth block accumulates from zero in
-/// registers and is added to the totals, which are optionally clamped and stored once.
-///
-/// # Safety
-/// AVX-512F; `a` is `R` rows of `k` values, `b` `S` strips of `strip_len`, the bias `cols`
-/// values, the skip and `c` `R` rows of stride `ldc` with `cols` valid columns.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl")]
-unsafe fn tile<const R: usize, const S: usize>(t: &Tile) {
-    let Tile {
-        a,
-        k,
-        b,
-        strip_len,
-        bias,
-        skip,
-        c,
-        ldc,
-        cols,
-        relu6,
-    } = *t;
-    let masks: [__mmask16; S] =
-        std::array::from_fn(|s| lane_mask(cols.saturating_sub(s * STRIP).min(STRIP)));
-    let len = block_len(k);
-    // SAFETY: every pointer stays within the bounds the caller guarantees; masked lanes are
-    // neither read nor written.
-    unsafe {
-        let bias: [__m512; S] =
-            std::array::from_fn(|s| _mm512_maskz_loadu_ps(masks[s], bias.add(s * STRIP)));
-        let mut total = [bias; R];
-        if let Some(skip) = skip {
-            for (r, total) in total.iter_mut().enumerate() {
-                for (s, v) in total.iter_mut().enumerate() {
-                    let x = _mm512_maskz_loadu_ps(masks[s], skip.add(r * ldc + s * STRIP));
-                    *v = _mm512_add_ps(*v, x);
-                }
-            }
-        }
-        let mut from = 0;
-        while from < k {
-            let to = (from + len).min(k);
-            let mut acc = [[_mm512_setzero_ps(); S]; R];
-            for p in from..to {
-                let w: [__m512; S] =
-                    std::array::from_fn(|s| _mm512_loadu_ps(b.add(s * strip_len + p * STRIP)));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let x = _mm512_set1_ps(*a.add(r * k + p));
-                    for (s, v) in acc.iter_mut().enumerate() {
-                        *v = _mm512_fmadd_ps(w[s], x, *v);
+    /// `R` rows by `S` strips of 16 columns over the whole depth: the totals start from the
+    /// bias (plus the skip rows); each depth block accumulates from zero in registers and is
+    /// added to the totals, which are stored once.
+    ///
+    /// # Safety
+    /// AVX-512F; `t` covers `R` rows of `a` with `depth` values, `S` strips of weights, and the
+    /// tile's valid columns of the bias, skip and output.
+    #[target_feature(enable = "avx512f,avx512vl")]
+    unsafe fn tile<const R: usize, const S: usize>(t: &Tile<f32>) {
+        let masks = tiles::masks::<S>(t.cols);
+        let (k, len) = (t.depth, block_len(t.depth));
+        // SAFETY: every pointer stays within the bounds the caller guarantees.
+        unsafe {
+            let mut total = tiles::start_terms::<f32, R, S>(t, masks);
+            let mut from = 0;
+            while from < k {
+                let to = (from + len).min(k);
+                let mut acc = [[_mm512_setzero_ps(); S]; R];
+                for p in from..to {
+                    let w: [__m512; S] = std::array::from_fn(|s| {
+                        _mm512_loadu_ps(t.b.add(s * t.strip_len + p * STRIP))
+                    });
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let x = _mm512_set1_ps(*t.a.add(r * t.lda + p));
+                        for (s, v) in acc.iter_mut().enumerate() {
+                            *v = _mm512_fmadd_ps(w[s], x, *v);
+                        }
                     }
                 }
-            }
-            for (total, acc) in total.iter_mut().zip(&acc) {
-                for (v, &x) in total.iter_mut().zip(acc) {
-                    *v = _mm512_add_ps(*v, x);
+                for (total, acc) in total.iter_mut().zip(&acc) {
+                    for (v, &x) in total.iter_mut().zip(acc) {
+                        *v = _mm512_add_ps(*v, x);
+                    }
                 }
+                from = to;
             }
-            from = to;
+            tiles::store(t, masks, &total);
         }
-        let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
-        for (r, total) in total.iter().enumerate() {
-            for (s, &v) in total.iter().enumerate() {
-                let v = if relu6 {
-                    _mm512_min_ps(_mm512_max_ps(v, zero), six)
-                } else {
-                    v
-                };
-                _mm512_mask_storeu_ps(c.add(r * ldc + s * STRIP), masks[s], v);
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn lane_mask(lanes: usize) -> __mmask16 {
-    if lanes >= 16 {
-        0xffff
-    } else {
-        ((1u32 << lanes) - 1) as __mmask16
     }
 }
 
