@@ -17,6 +17,7 @@
 
 use crate::model::bf16::{self, Bf16Scratch, Bf16Weights};
 use crate::model::fp32::{self, PackedWeights};
+use crate::model::tiles;
 use crate::simd::{Level, level};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -143,7 +144,7 @@ pub fn matmul_rates(n: usize, threads: usize, repeats: usize) -> Vec<PeakRecord>
             .for_each(|(c, a)| crate::model::matmul_acc(a.len() / n, n, n, a, &b, c));
     });
     let zero = vec![0.0f32; n];
-    let start = bf16::Start {
+    let start = tiles::Start {
         bias: &zero,
         skip: None,
     };

@@ -13,9 +13,9 @@
 //! [`matmul_ref`] is the plain twin both are tested against: one scalar loop in the order
 //! `vdpbf16ps` defines (per pair, the odd element's product first).
 
-use super::tiles::STRIP;
 #[cfg(target_arch = "x86_64")]
 use super::tiles::{self, MicroKernel, Tile};
+use super::tiles::{STRIP, Start};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -124,37 +124,6 @@ impl Bf16Weights {
 pub struct Bf16Scratch {
     pairs: Vec<u16>,
     rounded: Vec<f32>,
-}
-
-/// The terms a product starts from: `bias` (`[n]`) on every row, plus `skip` (`[m, n]`, the
-/// residual) where given.
-#[derive(Debug, Clone, Copy)]
-pub struct Start<'a> {
-    /// Added to every row.
-    pub bias: &'a [f32],
-    /// Added element-wise.
-    pub skip: Option<&'a [f32]>,
-}
-
-impl Start<'_> {
-    /// Writes the start terms into `out` (`[m, n]`).
-    pub(crate) fn write(&self, out: &mut [f32]) {
-        let n = self.bias.len();
-        match self.skip {
-            Some(skip) => {
-                for (row, s) in out.chunks_exact_mut(n).zip(skip.chunks_exact(n)) {
-                    for ((o, &s), &b) in row.iter_mut().zip(s).zip(self.bias) {
-                        *o = s + b;
-                    }
-                }
-            }
-            None => {
-                for row in out.chunks_exact_mut(n) {
-                    row.copy_from_slice(self.bias);
-                }
-            }
-        }
-    }
 }
 
 /// `out = bias (+ skip) + round(lhs) x round(weights)`: `lhs` is `[m, k]` and `out` `[m, n]`,

@@ -15,10 +15,9 @@
 //! What it saves over gemm: packing the weights at every call, writing the start terms before
 //! the product and clamping after it in separate passes, and gemm's narrow edge kernels.
 
-use super::bf16::Start;
-use super::tiles::STRIP;
 #[cfg(target_arch = "x86_64")]
 use super::tiles::{self, MicroKernel, Tile};
+use super::tiles::{STRIP, Start};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 /// The largest depth block: past it, `k` is split into `k.div_ceil(MAX_BLOCK)` equal blocks.

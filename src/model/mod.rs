@@ -14,7 +14,7 @@ pub mod fp32;
 pub mod frozen;
 pub mod resize;
 pub(crate) mod safetensors;
-mod tiles;
+pub mod tiles;
 
 use crate::config::{Backend, Decoder, Encoder, ModelConfig};
 use burn::module::Module;

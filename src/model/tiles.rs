@@ -2,10 +2,41 @@
 //! and [`super::bf16`]): the walk over the output in tiles of [`ROWS`] rows by one or two
 //! strips of [`STRIP`] columns, the start terms (bias, residual) a tile's totals begin from,
 //! and the store with its optional ReLU6. The kernels differ only in their inner loop.
+//! [`Start`], the terms a product starts from, is also what both take.
 
-use super::bf16::Start;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
+
+/// The terms a product starts from: `bias` (`[n]`) on every row, plus `skip` (`[m, n]`, the
+/// residual) where given.
+#[derive(Debug, Clone, Copy)]
+pub struct Start<'a> {
+    /// Added to every row.
+    pub bias: &'a [f32],
+    /// Added element-wise.
+    pub skip: Option<&'a [f32]>,
+}
+
+impl Start<'_> {
+    /// Writes the start terms into `out` (`[m, n]`).
+    pub(crate) fn write(&self, out: &mut [f32]) {
+        let n = self.bias.len();
+        match self.skip {
+            Some(skip) => {
+                for (row, s) in out.chunks_exact_mut(n).zip(skip.chunks_exact(n)) {
+                    for ((o, &s), &b) in row.iter_mut().zip(s).zip(self.bias) {
+                        *o = s + b;
+                    }
+                }
+            }
+            None => {
+                for row in out.chunks_exact_mut(n) {
+                    row.copy_from_slice(self.bias);
+                }
+            }
+        }
+    }
+}
 
 /// Output columns per packed strip: one 512-bit vector of `f32` lanes.
 pub(crate) const STRIP: usize = 16;
