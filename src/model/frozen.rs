@@ -25,10 +25,11 @@
 //! `conv2d -> BatchNorm -> relu6` on real images. A worker's arithmetic does not depend on the
 //! number of threads or on how images are batched, so features are reproducible across both.
 
-use super::bf16::{Bf16Scratch, Bf16Weights, Start};
+use super::bf16::{Bf16Scratch, Bf16Weights};
 use super::efficientnet::{ConvBn, EfficientNetLite, FEATURE_DIM, tf_same_padding};
 use super::fp32::{PackedWeights, sums_as_gemm};
 use super::resize;
+use super::tiles::Start;
 use super::{ModelError, prefix};
 use crate::config::Precision;
 use crate::simd::{Level, level};
@@ -111,7 +112,6 @@ struct Scratch {
     a: Vec<f32>,
     b: Vec<f32>,
     c: Vec<f32>,
-    padded: Vec<f32>,
     bf16: Bf16Scratch,
 }
 
@@ -356,7 +356,6 @@ impl FrozenLite {
             a,
             b,
             c,
-            padded,
             bf16,
         } = s;
         // The buffers keep their largest size; each layer uses the prefix it needs.
@@ -375,7 +374,7 @@ impl FrozenLite {
                 }
                 None => input,
             };
-            let (oh, ow) = depthwise::<FMA>(&block.depthwise, mid, h, w, padded, c, wide);
+            let (oh, ow) = depthwise::<FMA>(&block.depthwise, mid, h, w, c, wide);
             let depthwise_out = &c[..oh * ow * block.depthwise.channels];
             let skip = block.residual.then_some(input);
             let projected = prefix(b, oh * ow * block.project.c_out);
@@ -514,52 +513,33 @@ fn stem<const FMA: bool>(
     (oh, ow)
 }
 
-/// Maps with at most this many pixels are copied into a zero-padded buffer before a depthwise
-/// convolution, so every output pixel takes the vectorised interior path: on the small late
-/// maps (10x10 at 160 px, k = 5) most pixels touch the border, while the copy costs little.
-const PAD_COPY_PIXELS: usize = 48 * 48;
-
 /// A depthwise convolution with SAME padding, bias and ReLU6 on `[h, w, c]` -> `[oh, ow, c]`.
+/// The padding is never materialised: pixels whose taps cross the border skip the taps
+/// outside (a zero-padded copy of the input measured slower, even on the small late maps where
+/// most pixels touch the border, once those pixels ran four channel blocks at a time).
 #[inline(always)]
 fn depthwise<const FMA: bool>(
     dw: &Depthwise,
     input: &[f32],
     h: usize,
     w: usize,
-    padded: &mut Vec<f32>,
     out: &mut Vec<f32>,
     wide: bool,
 ) -> (usize, usize) {
     let (k, s, c) = (dw.kernel, dw.stride, dw.channels);
     debug_assert_eq!(c % LANES, 0);
-    let (pt, pb) = tf_same_padding(h, k, s);
-    let (pl, pr) = tf_same_padding(w, k, s);
+    let (pt, _) = tf_same_padding(h, k, s);
+    let (pl, _) = tf_same_padding(w, k, s);
     let (oh, ow) = (h.div_ceil(s), w.div_ceil(s));
     let out = prefix(out, oh * ow * c);
-    if h * w > PAD_COPY_PIXELS {
-        depthwise_rows::<FMA>(dw, input, h, w, (pt, pl), (oh, ow), out, wide);
-        return (oh, ow);
-    }
-    // The copy, with only its border zeroed: the top rows, each row's left and right margins
-    // (contiguous from one row's right margin to the next row's left), and the bottom rows.
-    let (ph, pw) = (h + pt + pb, w + pl + pr);
-    let padded = prefix(padded, ph * pw * c);
-    let mut zeroed = 0;
-    for y in 0..h {
-        let dst = ((y + pt) * pw + pl) * c;
-        padded[zeroed..dst].fill(0.0);
-        padded[dst..dst + w * c].copy_from_slice(&input[y * w * c..(y + 1) * w * c]);
-        zeroed = dst + w * c;
-    }
-    padded[zeroed..].fill(0.0);
-    depthwise_rows::<FMA>(dw, padded, ph, pw, (0, 0), (oh, ow), out, wide);
+    depthwise_rows::<FMA>(dw, input, h, w, (pt, pl), (oh, ow), out, wide);
     (oh, ow)
 }
 
 /// The depthwise loop over output rows: with `wide`, groups of [`WIDE_PIXELS`] interior pixels
 /// on the AVX-512 row kernel; then groups of [`PIXELS`] interior pixels on the vectorised
 /// path; the other pixels one at a time ([`depthwise_pixel`], bounds-checked). `pad` is the
-/// (top, left) zero padding still to apply (`(0, 0)` on a padded copy).
+/// (top, left) zero padding.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn depthwise_rows<const FMA: bool>(
@@ -886,12 +866,10 @@ mod tests {
         let c = dw.channels;
         let x = pseudo_random(c * h * w, seed);
         let reference = plain(layer, &x, c, h, w, true);
-        // Reused buffers, longer than needed and NaN-filled: the padded copy must zero its
-        // own border, and every output must be written.
-        let mut padded = vec![f32::NAN; c * (h + 4) * (w + 4) + 7];
+        // A reused buffer, longer than needed and NaN-filled: every output must be written.
         let mut out = vec![f32::NAN; c * h * w + 3];
         let nhwc = to_nhwc(&x, c, h * w);
-        let (oh, ow) = depthwise::<false>(&dw, &nhwc, h, w, &mut padded, &mut out, false);
+        let (oh, ow) = depthwise::<false>(&dw, &nhwc, h, w, &mut out, false);
         assert_eq!((oh, ow), (h.div_ceil(dw.stride), w.div_ceil(dw.stride)));
         let what = format!("depthwise k{} s{} {h}x{w}", dw.kernel, dw.stride);
         assert_close(&out[..reference.len()], &reference, 1e-4, &what);
@@ -900,8 +878,8 @@ mod tests {
             let n = reference.len();
             let mut narrow = vec![f32::NAN; n];
             let mut wide = vec![f32::NAN; n + 5];
-            depthwise::<true>(&dw, &nhwc, h, w, &mut padded, &mut narrow, false);
-            depthwise::<true>(&dw, &nhwc, h, w, &mut padded, &mut wide, true);
+            depthwise::<true>(&dw, &nhwc, h, w, &mut narrow, false);
+            depthwise::<true>(&dw, &nhwc, h, w, &mut wide, true);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(
                 bits(&wide[..n]),
@@ -921,7 +899,6 @@ mod tests {
             .into_iter()
             .map(|(i, seed)| (i, (&net.blocks[i], seed)))
         {
-            // 50 x 51 is above PAD_COPY_PIXELS: the unpadded path with its border pixels.
             for (h, w) in [(1, 1), (3, 2), (7, 7), (8, 13), (12, 23), (9, 40), (50, 51)] {
                 depthwise_case(block.0, h, w, block.1 * 100 + (h * w) as u64);
             }
@@ -990,7 +967,7 @@ mod tests {
             let x = pseudo_random(m * k, 11);
             let skip = residual.then(|| pseudo_random(m * n, 12));
             let mut expected = vec![0.0; m * n];
-            let start = super::super::bf16::Start {
+            let start = super::super::tiles::Start {
                 bias: &fp32.bias,
                 skip: skip.as_deref(),
             };
