@@ -101,7 +101,7 @@ fn wgpu_trains_and_embeds_like_the_cpu_and_checkpoints_move_between_them() {
     let cpu = run(&cpu_config, &dir.path().join("cpu")).unwrap();
 
     // The same seed, data and schedule on two devices: the arithmetic differs in rounding
-    // only, so every quality metric agrees within 0.03 (measured: see the README).
+    // only, so every quality metric agrees within 0.03 (measured: see docs/backends.md).
     let (g, c) = (quality(&gpu), quality(&cpu));
     assert_eq!(g.len(), c.len());
     assert!(!g.is_empty());
