@@ -359,8 +359,8 @@ impl FrozenLite {
             bf16,
         } = s;
         // The buffers keep their largest size; each layer uses the prefix it needs.
-        let (mut h, mut w) = stem::<FMA>(&self.stem, input, size, size, a);
-        let wide = wide_depthwise::<FMA>();
+        let wide = wide_kernels::<FMA>();
+        let (mut h, mut w) = stem::<FMA>(&self.stem, input, size, size, a, wide);
         let mut channels = STEM_OUT;
         for block in &self.blocks {
             // The block's input is in `a`; its expansion goes to `b`, the depthwise output
@@ -475,13 +475,30 @@ fn stem<const FMA: bool>(
     h: usize,
     w: usize,
     out: &mut Vec<f32>,
+    wide: bool,
 ) -> (usize, usize) {
     let (pt, _) = tf_same_padding(h, 3, 2);
     let (pl, _) = tf_same_padding(w, 3, 2);
     let (oh, ow) = (h.div_ceil(2), w.div_ceil(2));
     let out = prefix(out, oh * ow * STEM_OUT);
     for oy in 0..oh {
-        for ox in 0..ow {
+        let rows_inside = oy * 2 >= pt && oy * 2 - pt + 3 <= h;
+        let mut ox = 0;
+        while ox < ow {
+            let group_inside = rows_inside
+                && ox + WIDE_PIXELS <= ow
+                && ox * 2 >= pl
+                && (ox + WIDE_PIXELS - 1) * 2 - pl + 3 <= w;
+            if wide && group_inside {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `wide` is only set where `wide_kernels` found AVX-512, and the
+                // group's taps lie inside `input` (`group_inside`).
+                unsafe {
+                    stem_wide(st, input, w, (oy * 2 - pt, ox * 2 - pl), out, oy * ow + ox);
+                }
+                ox += WIDE_PIXELS;
+                continue;
+            }
             let mut acc = [0.0f32; STEM_OUT];
             acc.copy_from_slice(&st.bias);
             for ky in 0..3 {
@@ -508,9 +525,67 @@ fn stem<const FMA: bool>(
             for (d, a) in dst.iter_mut().zip(acc) {
                 *d = relu6(a);
             }
+            ox += 1;
         }
     }
     (oh, ow)
+}
+
+/// The stem for [`WIDE_PIXELS`] adjacent output pixels whose taps all lie inside the image,
+/// the first one's top-left tap at input pixel `(iy0, ix0)` and its output index `first`: 16
+/// accumulators in AVX-512 registers (written with intrinsics: in plain arrays the compiler
+/// kept them in memory), each summing the same taps in the same order with the same fused
+/// multiply-add as the per-pixel path, so the outputs are bit for bit the same.
+///
+/// # Safety
+/// AVX-512F; the group's taps lie inside `input` (`w` pixels a row) and its outputs inside
+/// `out`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn stem_wide(
+    st: &Stem,
+    input: &[f32],
+    w: usize,
+    (iy0, ix0): (usize, usize),
+    out: &mut [f32],
+    first: usize,
+) {
+    use std::arch::x86_64::*;
+    const HALF: usize = STEM_OUT / 2;
+    debug_assert!(((iy0 + 2) * w + ix0 + 2 * WIDE_PIXELS) * 3 <= input.len());
+    debug_assert!((first + WIDE_PIXELS) * STEM_OUT <= out.len());
+    // SAFETY: the bounds the caller guarantees; the weights are [27, 32] and the bias [32].
+    unsafe {
+        let bias = [
+            _mm512_loadu_ps(st.bias.as_ptr()),
+            _mm512_loadu_ps(st.bias.as_ptr().add(HALF)),
+        ];
+        let mut acc = [bias; WIDE_PIXELS];
+        for ky in 0..3 {
+            let row = input.as_ptr().add(((iy0 + ky) * w + ix0) * 3);
+            for kx in 0..3 {
+                for ci in 0..3 {
+                    let t = st.weight.as_ptr().add(((ky * 3 + kx) * 3 + ci) * STEM_OUT);
+                    let wv = [_mm512_loadu_ps(t), _mm512_loadu_ps(t.add(HALF))];
+                    for (p, acc) in acc.iter_mut().enumerate() {
+                        let x = _mm512_set1_ps(*row.add((2 * p + kx) * 3 + ci));
+                        acc[0] = _mm512_fmadd_ps(x, wv[0], acc[0]);
+                        acc[1] = _mm512_fmadd_ps(x, wv[1], acc[1]);
+                    }
+                }
+            }
+        }
+        let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
+        for (p, acc) in acc.iter().enumerate() {
+            for (half, &v) in acc.iter().enumerate() {
+                let v = _mm512_min_ps(_mm512_max_ps(v, zero), six);
+                _mm512_storeu_ps(
+                    out.as_mut_ptr().add((first + p) * STEM_OUT + half * HALF),
+                    v,
+                );
+            }
+        }
+    }
 }
 
 /// A depthwise convolution with SAME padding, bias and ReLU6 on `[h, w, c]` -> `[oh, ow, c]`.
@@ -569,7 +644,7 @@ fn depthwise_rows<const FMA: bool>(
             let first = oy * ow + ox;
             if wide && inside(WIDE_PIXELS) {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `wide` is only set where `wide_depthwise` found AVX-512, and the
+                // SAFETY: `wide` is only set where `wide_kernels` found AVX-512, and the
                 // group's taps lie inside `input` (`inside`).
                 unsafe {
                     match (k, s) {
@@ -591,9 +666,9 @@ fn depthwise_rows<const FMA: bool>(
     }
 }
 
-/// Whether the depthwise layers take the AVX-512 row kernel ([`depthwise_wide`]): on the
-/// fused-multiply-add path when this process runs at the AVX-512 level.
-fn wide_depthwise<const FMA: bool>() -> bool {
+/// Whether the depthwise layers and the stem take their AVX-512 kernels ([`depthwise_wide`],
+/// [`stem_wide`]): on the fused-multiply-add path when this process runs at the AVX-512 level.
+fn wide_kernels<const FMA: bool>() -> bool {
     cfg!(target_arch = "x86_64") && FMA && level() == Level::Avx512
 }
 
@@ -840,22 +915,56 @@ mod tests {
     fn stem_equals_burn_conv_batchnorm_relu6() {
         let net = net();
         let compiled = Stem::compile(&net.stem).expect("compile");
-        // Even sizes (pad 0 before, 1 after) and odd ones (1 and 1).
-        for (h, w) in [(16, 16), (17, 17), (9, 14), (2, 3)] {
-            let x = pseudo_random(3 * h * w, (h * 31 + w) as u64);
-            let reference = plain(&net.stem, &x, 3, h, w, true);
-            for fma in [false, true] {
-                // A reused buffer, longer than needed and NaN-filled: the stem writes the
-                // prefix it needs, every value of it.
-                let mut out = vec![f32::NAN; 32 * 17 * 17 + 5];
+        // Even sizes (pad 0 before, 1 after) and odd ones (1 and 1); 40 and 41 wide enough for
+        // the AVX-512 group of 8 outputs, 37 leaving a remainder.
+        for (h, w) in [
+            (16, 16),
+            (17, 17),
+            (9, 14),
+            (2, 3),
+            (12, 40),
+            (7, 41),
+            (5, 37),
+        ] {
+            let x = to_nhwc(&pseudo_random(3 * h * w, (h * 31 + w) as u64), 3, h * w);
+            let reference = plain(
+                &net.stem,
+                &pseudo_random(3 * h * w, (h * 31 + w) as u64),
+                3,
+                h,
+                w,
+                true,
+            );
+            let what = format!("stem {h}x{w}");
+            // A reused buffer, longer than needed and NaN-filled: the stem writes the prefix
+            // it needs, every value of it.
+            let run = |fma: bool, wide: bool| {
+                let mut out = vec![f32::NAN; 32 * 21 * 21 + 5];
                 let (oh, ow) = if fma {
-                    stem::<true>(&compiled, &to_nhwc(&x, 3, h * w), h, w, &mut out)
+                    stem::<true>(&compiled, &x, h, w, &mut out, wide)
                 } else {
-                    stem::<false>(&compiled, &to_nhwc(&x, 3, h * w), h, w, &mut out)
+                    stem::<false>(&compiled, &x, h, w, &mut out, false)
                 };
                 assert_eq!((oh, ow), (h.div_ceil(2), w.div_ceil(2)));
-                let out = &out[..reference.len()];
-                assert_close(out, &reference, 1e-4, &format!("stem {h}x{w} fma {fma}"));
+                out.truncate(reference.len());
+                out
+            };
+            for fma in [false, true] {
+                assert_close(
+                    &run(fma, false),
+                    &reference,
+                    1e-4,
+                    &format!("{what} fma {fma}"),
+                );
+            }
+            // The AVX-512 group kernel against the FMA path it replaces: bit for bit.
+            if wide_kernels::<true>() {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&run(true, true)),
+                    bits(&run(true, false)),
+                    "{what}: wide"
+                );
             }
         }
     }
@@ -874,7 +983,7 @@ mod tests {
         let what = format!("depthwise k{} s{} {h}x{w}", dw.kernel, dw.stride);
         assert_close(&out[..reference.len()], &reference, 1e-4, &what);
         // The AVX-512 row kernel against the FMA path it replaces: bit for bit.
-        if wide_depthwise::<true>() {
+        if wide_kernels::<true>() {
             let n = reference.len();
             let mut narrow = vec![f32::NAN; n];
             let mut wide = vec![f32::NAN; n + 5];
