@@ -252,6 +252,35 @@ fn help_teaches() {
     }
 }
 
+/// `model.precision: bf16` without `vdpbf16ps` (here the kernels capped at AVX2 by
+/// `HARNESS_SIMD`) runs the portable path, slower than fp32: the features stage says so and
+/// names fp32; an fp32 run says nothing.
+#[test]
+fn bf16_without_dot_product_instructions_warns_and_names_fp32() {
+    let warning = "warning: model.precision: bf16 on a CPU without AVX512_BF16";
+    let stderr = |precision: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args(["--quiet", "run", crate::common::TINY_FROZEN])
+            .arg(format!("model.precision={precision}"))
+            .args(["--out", &path("out"), "--cache", &path("cache")])
+            .env_remove("HARNESS_DATA")
+            .env("HARNESS_SIMD", "avx2")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out).1);
+        text(&out).1
+    };
+    let bf16 = stderr("bf16");
+    assert!(
+        bf16.contains(warning) && bf16.contains("model.precision=fp32 is the faster choice"),
+        "{bf16}"
+    );
+    let fp32 = stderr("fp32");
+    assert!(!fp32.contains(warning), "{fp32}");
+}
+
 #[test]
 fn frozen_encoder_features_are_cached_and_feed_the_decoder() {
     let out_dir = tempfile::tempdir().unwrap();
