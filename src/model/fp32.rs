@@ -20,6 +20,7 @@ use super::tiles::{self, MicroKernel, Tile};
 use super::tiles::{STRIP, Start};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
+
 /// The largest depth block: past it, `k` is split into `k.div_ceil(MAX_BLOCK)` equal blocks.
 pub const MAX_BLOCK: usize = 512;
 
