@@ -119,9 +119,9 @@ pub fn matmul_ref(
     for i in 0..m {
         for j in 0..n {
             let mut total = start.bias[j] + start.skip.map_or(0.0, |s| s[i * n + j]);
-            for block in (0..k).collect::<Vec<_>>().chunks(len) {
+            for from in (0..k).step_by(len) {
                 let mut acc = 0.0f32;
-                for &p in block {
+                for p in from..(from + len).min(k) {
                     acc = lhs[i * k + p].mul_add(weight[p * n + j], acc);
                 }
                 total += acc;

@@ -552,8 +552,14 @@ unsafe fn stem_wide(
 ) {
     use std::arch::x86_64::*;
     const HALF: usize = STEM_OUT / 2;
-    debug_assert!(((iy0 + 2) * w + ix0 + 2 * WIDE_PIXELS) * 3 <= input.len());
-    debug_assert!((first + WIDE_PIXELS) * STEM_OUT <= out.len());
+    assert!(
+        ((iy0 + 2) * w + ix0 + 2 * WIDE_PIXELS + 1) * 3 <= input.len(),
+        "input rows"
+    );
+    assert!(
+        (first + WIDE_PIXELS) * STEM_OUT <= out.len(),
+        "output pixels"
+    );
     // SAFETY: the bounds the caller guarantees; the weights are [27, 32] and the bias [32].
     unsafe {
         let bias = [
@@ -575,10 +581,9 @@ unsafe fn stem_wide(
                 }
             }
         }
-        let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
         for (p, acc) in acc.iter().enumerate() {
             for (half, &v) in acc.iter().enumerate() {
-                let v = _mm512_min_ps(_mm512_max_ps(v, zero), six);
+                let v = super::tiles::relu6(v);
                 _mm512_storeu_ps(
                     out.as_mut_ptr().add((first + p) * STEM_OUT + half * HALF),
                     v,
@@ -696,8 +701,7 @@ unsafe fn depthwise_wide<const K: usize, const S: usize>(
     first: usize,
 ) {
     use std::arch::x86_64::{
-        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_max_ps, _mm512_min_ps, _mm512_set1_ps,
-        _mm512_setzero_ps, _mm512_storeu_ps,
+        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_setzero_ps, _mm512_storeu_ps,
     };
     const P: usize = WIDE_PIXELS;
     let c = dw.channels;
@@ -711,7 +715,7 @@ unsafe fn depthwise_wide<const K: usize, const S: usize>(
         dw.weight.len() >= K * K * c && dw.bias.len() >= c,
         "weights"
     );
-    let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
+    let zero = _mm512_setzero_ps();
     for cb in (0..c).step_by(LANES) {
         // SAFETY (loads and stores): within the lengths asserted above; cb + LANES <= c.
         unsafe {
@@ -730,8 +734,7 @@ unsafe fn depthwise_wide<const K: usize, const S: usize>(
                 }
             }
             for (p, a) in acc.iter().enumerate() {
-                // relu6 as comparisons: max(x, 0) gives 0 for NaN and -0, min(x, 6) then.
-                let v = _mm512_min_ps(_mm512_max_ps(*a, zero), six);
+                let v = super::tiles::relu6(*a);
                 _mm512_storeu_ps(out.as_mut_ptr().add((first + p) * c + cb), v);
             }
         }

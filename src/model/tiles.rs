@@ -198,16 +198,20 @@ pub(crate) unsafe fn store<T, const R: usize, const S: usize>(
     masks: [__mmask16; S],
     total: &[[__m512; S]; R],
 ) {
-    let (zero, six) = (_mm512_setzero_ps(), _mm512_set1_ps(6.0));
     for (r, total) in total.iter().enumerate() {
         for (s, &v) in total.iter().enumerate() {
-            let v = if t.relu6 {
-                _mm512_min_ps(_mm512_max_ps(v, zero), six)
-            } else {
-                v
-            };
+            let v = if t.relu6 { relu6(v) } else { v };
             // SAFETY: masked lanes are not written; the rest is the caller's bounds.
             unsafe { _mm512_mask_storeu_ps(t.c.add(r * t.ldc + s * STRIP), masks[s], v) };
         }
     }
+}
+
+/// ReLU6 on 16 lanes as the portable path's comparisons: `max(x, 0)` (0 for NaN and -0), then
+/// `min(x, 6)`. Shared by every AVX-512 kernel of the frozen network.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn relu6(v: __m512) -> __m512 {
+    _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(6.0))
 }
