@@ -16,7 +16,8 @@ pub(crate) enum Level {
 }
 
 /// Detects the level once per process. `HARNESS_SIMD=base|avx2` caps it (for
-/// measurements and for testing the fallback kernels).
+/// measurements and for testing the fallback kernels); `HARNESS_SIMD=avx512` keeps this level
+/// and turns off only the AMX tiles (`crate::model::amx::available`).
 pub(crate) fn level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
     *LEVEL.get_or_init(|| {

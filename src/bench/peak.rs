@@ -6,16 +6,19 @@
 //! - **instruction peak**: a loop of independent multiply-adds with nothing else in it, per
 //!   thread, on every thread at once: `vfmadd231ps` on 16 (AVX-512) or 8 (AVX2) `f32` lanes,
 //!   and `vdpbf16ps` (two bf16 products into each of 16 `f32` lanes) where the CPU has
-//!   AVX512_BF16. Twelve accumulator chains hide the instructions' latency.
+//!   AVX512_BF16, with twelve accumulator chains to hide the instructions' latency; and
+//!   `tdpbf16ps` (a 16 x 16 tile of sums over a depth of 32) into six accumulator tiles where
+//!   the CPU has AMX-BF16.
 //! - **sustained matrix product**: a square product `C += A x B` of `n x n` matrices split by
 //!   rows over the threads, in `f32` on `gemm` (the engine of burn's CPU backend and of the
 //!   fused `f32` feature pass below AVX-512) and, at the AVX-512 level, on
 //!   [`crate::model::fp32`]'s packed kernel (the feature pass's there), and in bf16 on
-//!   [`crate::model::bf16`]'s kernel. The yardstick is the faster `f32` product.
+//!   [`crate::model::bf16`]'s kernels: the AMX tiles and `vdpbf16ps` where the CPU has both,
+//!   else the one it runs. The yardstick is the faster `f32` product.
 //!
 //! A FLOP is a multiply or an add: one multiply-add is 2.
 
-use crate::model::bf16::{self, Bf16Scratch, Bf16Weights};
+use crate::model::bf16::{self, Bf16Scratch, Bf16Weights, Kernel};
 use crate::model::fp32::{self, PackedWeights};
 use crate::model::tiles;
 use crate::simd::{Level, level};
@@ -26,10 +29,10 @@ use std::time::Instant;
 /// One measured rate.
 #[derive(Debug, Clone, Serialize)]
 pub struct PeakRecord {
-    /// `fma-f32`, `dpbf16`, `matmul-f32` or `matmul-bf16`.
+    /// `fma-f32`, `dpbf16`, `amx-bf16`, `matmul-f32` or `matmul-bf16`.
     pub kind: &'static str,
     /// The instructions: `avx512`, `avx2`, `gemm`, `packed` (the AVX-512 `f32` kernel),
-    /// `vdpbf16ps` or `portable`.
+    /// `amx` (AMX tiles), `vdpbf16ps` or `portable`.
     pub path: &'static str,
     /// The matrices' side (matrix products only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,7 +50,7 @@ const CHAINS: usize = 12;
 
 /// Instruction-peak rates on `threads` threads (each running `iterations` rounds of
 /// [`CHAINS`] independent multiply-adds), the best of `repeats`: one record per kind the CPU
-/// runs (`fma-f32` needs AVX2, `dpbf16` AVX512_BF16).
+/// runs (`fma-f32` needs AVX2, `dpbf16` AVX512_BF16, `amx-bf16` AMX-BF16).
 #[must_use]
 pub fn instruction_peaks(threads: usize, iterations: u64, repeats: usize) -> Vec<PeakRecord> {
     let mut records = Vec::new();
@@ -83,6 +86,22 @@ pub fn instruction_peaks(threads: usize, iterations: u64, repeats: usize) -> Vec
                 32.0 * 2.0,
             ));
         }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::model::amx::available() {
+        // SAFETY: `available` checked AMX and the tile state.
+        let kernel: fn(u64) -> f32 = |i| unsafe { crate::model::amx::peak_loop(i) };
+        // One tile product is 8,192 multiply-adds over about 16 cycles: a sixteenth of the
+        // iterations takes about as long as the loops above.
+        records.push(time_loop(
+            "amx-bf16",
+            "tdpbf16ps",
+            threads,
+            (iterations / 16).max(1),
+            repeats,
+            kernel,
+            crate::model::amx::MACS_PER_INSTRUCTION * 2.0,
+        ));
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (threads, iterations, repeats);
@@ -156,14 +175,23 @@ pub fn matmul_rates(n: usize, threads: usize, repeats: usize) -> Vec<PeakRecord>
                 .for_each(|(c, a)| fp32::matmul(a, a.len() / n, &packed, start, c, false));
         })
     });
-    let weights = Bf16Weights::new(&b, n, n);
-    let bf16_seconds = best_of(repeats, || {
-        c.par_chunks_mut(rows * n)
-            .zip(a.par_chunks(rows * n))
-            .for_each_init(Bf16Scratch::default, |scratch, (c, a)| {
-                bf16::matmul(a, a.len() / n, &weights, start, c, false, scratch);
+    // Every bf16 kernel this CPU runs, fastest first.
+    let bf16_seconds: Vec<(Kernel, f64)> = [Kernel::Tiles, Kernel::DotProducts, Kernel::Portable]
+        .into_iter()
+        .filter(|k| k.runs_here())
+        .take(2)
+        .map(|kernel| {
+            let weights = Bf16Weights::with_kernel(&b, n, n, kernel);
+            let seconds = best_of(repeats, || {
+                c.par_chunks_mut(rows * n)
+                    .zip(a.par_chunks(rows * n))
+                    .for_each_init(Bf16Scratch::default, |scratch, (c, a)| {
+                        bf16::matmul(a, a.len() / n, &weights, start, c, false, scratch);
+                    });
             });
-    });
+            (kernel, seconds)
+        })
+        .collect();
     std::hint::black_box(&c);
     let record = |kind, path, seconds: f64| PeakRecord {
         kind,
@@ -175,15 +203,11 @@ pub fn matmul_rates(n: usize, threads: usize, repeats: usize) -> Vec<PeakRecord>
     };
     let mut records = vec![record("matmul-f32", "gemm", f32_seconds)];
     records.extend(packed_seconds.map(|s| record("matmul-f32", "packed", s)));
-    records.push(record(
-        "matmul-bf16",
-        if bf16::dot_product_instructions() {
-            "vdpbf16ps"
-        } else {
-            "portable"
-        },
-        bf16_seconds,
-    ));
+    records.extend(
+        bf16_seconds
+            .into_iter()
+            .map(|(kernel, s)| record("matmul-bf16", kernel.name(), s)),
+    );
     records
 }
 

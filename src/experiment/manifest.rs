@@ -33,6 +33,11 @@ pub struct Machine {
     pub os: String,
     /// `x86_64`, `aarch64`, ...
     pub arch: String,
+    /// The kernel of `model.precision: bf16`'s products on this CPU (`amx`, `vdpbf16ps` or
+    /// `portable`, [`crate::model::bf16::Kernel`]): their sums differ in the last bits, so bf16
+    /// features are the same only between machines with the same kernel.
+    #[serde(default)]
+    pub bf16_kernel: String,
 }
 
 /// Which splits play database and queries under each protocol.
@@ -163,6 +168,7 @@ pub fn machine() -> Machine {
             .unwrap_or(1),
         os: std::env::consts::OS.into(),
         arch: std::env::consts::ARCH.into(),
+        bf16_kernel: crate::model::bf16::Kernel::detect().name().into(),
     }
 }
 

@@ -10,9 +10,14 @@
 //! activations rounded the same way (the portable path): the same products, summed in another
 //! order.
 //!
-//! [`matmul_ref`] is the plain twin both are tested against: one scalar loop in the order
+//! Where the CPU also has AMX-BF16 (and Linux grants the tile state), the same packed weights
+//! run on the tile kernel of [`super::amx`] instead: on such CPUs `vdpbf16ps` runs at half the
+//! rate of an `f32` FMA, and `tdpbf16ps` at many times it. [`Kernel`] names the three paths.
+//!
+//! [`matmul_ref`] is the plain twin all are tested against: one scalar loop in the order
 //! `vdpbf16ps` defines (per pair, the odd element's product first).
 
+use super::amx;
 #[cfg(target_arch = "x86_64")]
 use super::tiles::{self, MicroKernel, Tile};
 use super::tiles::{STRIP, Start};
@@ -62,8 +67,53 @@ pub fn dot_product_instructions() -> bool {
     }
 }
 
-/// The `[k, n]` weights of a matrix product, rounded to bfloat16 and laid out for the kernel
-/// this process runs.
+/// The kernel that runs the bf16 products of this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// AMX tiles (`tdpbf16ps`, [`super::amx`]).
+    Tiles,
+    /// AVX512_BF16 (`vdpbf16ps`).
+    DotProducts,
+    /// Rounded operands as `f32` on gemm.
+    Portable,
+}
+
+impl Kernel {
+    /// The fastest kernel this process can run: [`Kernel::Tiles`] where [`super::amx::available`],
+    /// else [`Kernel::DotProducts`] where [`dot_product_instructions`], else portable.
+    #[must_use]
+    pub fn detect() -> Self {
+        if amx::available() {
+            Self::Tiles
+        } else if dot_product_instructions() {
+            Self::DotProducts
+        } else {
+            Self::Portable
+        }
+    }
+
+    /// Whether this process can run `self`.
+    #[must_use]
+    pub fn runs_here(self) -> bool {
+        match self {
+            Self::Tiles => amx::available(),
+            Self::DotProducts => dot_product_instructions(),
+            Self::Portable => true,
+        }
+    }
+
+    /// The name benchmarks print: `amx`, `vdpbf16ps` or `portable`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tiles => "amx",
+            Self::DotProducts => "vdpbf16ps",
+            Self::Portable => "portable",
+        }
+    }
+}
+
+/// The `[k, n]` weights of a matrix product, rounded to bfloat16 and laid out for a kernel.
 #[derive(Debug, Clone)]
 pub struct Bf16Weights {
     k: usize,
@@ -73,25 +123,48 @@ pub struct Bf16Weights {
 
 #[derive(Debug, Clone)]
 enum Layout {
-    /// For `vdpbf16ps`: strips of 16 columns, each `[k/2 pairs][16 columns][2]` bf16 values,
-    /// zero past `k` and `n`.
-    Packed(Vec<u16>),
+    /// For `vdpbf16ps` and the AMX tiles: strips of 16 columns, each `[pairs][16 columns][2]`
+    /// bf16 values, zero past `k` and `n`; `pairs` is `k / 2` rounded up, for the tiles to a
+    /// multiple of 16.
+    Packed {
+        data: Vec<u16>,
+        pairs: usize,
+        tiles: bool,
+    },
     /// The portable path: the rounded values as `f32`, `[k, n]` row-major.
     Rounded(Vec<f32>),
 }
 
 impl Bf16Weights {
     /// Rounds and lays out `weight` (`[k, n]`, row-major) for the kernel this process runs
-    /// ([`dot_product_instructions`]).
+    /// ([`Kernel::detect`]).
     #[must_use]
     pub fn new(weight: &[f32], k: usize, n: usize) -> Self {
-        Self::with_kernel(weight, k, n, dot_product_instructions())
+        Self::with_kernel(weight, k, n, Kernel::detect())
     }
 
-    fn with_kernel(weight: &[f32], k: usize, n: usize, packed: bool) -> Self {
+    /// Rounds and lays out `weight` for `kernel`, which must [run here](Kernel::runs_here)
+    /// (for benchmarks and tests that compare the kernels).
+    ///
+    /// # Panics
+    /// If `weight` is not `[k, n]`, or this process cannot run `kernel`.
+    #[must_use]
+    pub fn with_kernel(weight: &[f32], k: usize, n: usize, kernel: Kernel) -> Self {
         assert_eq!(weight.len(), k * n, "weight is not [{k}, {n}]");
-        let layout = if packed {
-            let pairs = k.div_ceil(2);
+        assert!(
+            kernel.runs_here(),
+            "this CPU cannot run the {} kernel",
+            kernel.name()
+        );
+        let layout = if kernel == Kernel::Portable {
+            Layout::Rounded(weight.iter().map(|&w| round_bf16(w)).collect())
+        } else {
+            let tiles = kernel == Kernel::Tiles;
+            let pairs = if tiles {
+                k.div_ceil(amx::DEPTH) * amx::DEPTH / 2
+            } else {
+                k.div_ceil(2)
+            };
             let strips = n.div_ceil(STRIP);
             let mut data = vec![0u16; strips * pairs * STRIP * 2];
             for (i, &w) in weight.iter().enumerate() {
@@ -99,9 +172,7 @@ impl Bf16Weights {
                 let (strip, lane) = (col / STRIP, col % STRIP);
                 data[((strip * pairs + row / 2) * STRIP + lane) * 2 + row % 2] = to_bf16(w);
             }
-            Layout::Packed(data)
-        } else {
-            Layout::Rounded(weight.iter().map(|&w| round_bf16(w)).collect())
+            Layout::Packed { data, pairs, tiles }
         };
         Self { k, n, layout }
     }
@@ -119,11 +190,13 @@ impl Bf16Weights {
     }
 }
 
-/// Reusable buffers of [`matmul`]: the activations rounded to bfloat16.
+/// Reusable buffers of [`matmul`]: the activations rounded to bfloat16, and the AMX kernel's
+/// two blocks of sums.
 #[derive(Debug, Default)]
 pub struct Bf16Scratch {
     pairs: Vec<u16>,
     rounded: Vec<f32>,
+    blocks: Vec<f32>,
 }
 
 /// `out = bias (+ skip) + round(lhs) x round(weights)`: `lhs` is `[m, k]` and `out` `[m, n]`,
@@ -150,29 +223,54 @@ pub fn matmul(
     }
     match &weights.layout {
         #[cfg(target_arch = "x86_64")]
-        Layout::Packed(packed) => {
-            let pairs = k.div_ceil(2);
-            let rows = crate::model::prefix(&mut scratch.pairs, m * pairs * 2);
-            // SAFETY: a packed layout is only built when `dot_product_instructions` found
-            // AVX-512 and AVX512_BF16; the buffers have the lengths the kernel reads and writes.
+        &Layout::Packed {
+            ref data,
+            pairs,
+            tiles,
+        } => {
+            let strip_len = pairs * STRIP * 2;
+            // The tile kernel reads whole blocks of rows.
+            let padded = if tiles {
+                m.div_ceil(amx::BLOCK_ROWS) * amx::BLOCK_ROWS
+            } else {
+                m
+            };
+            let rows = crate::model::prefix(&mut scratch.pairs, padded * pairs * 2);
+            // SAFETY: a packed layout is only built for a kernel that runs here (AVX-512 and
+            // AVX512_BF16, and for the tiles AMX); the buffers have the lengths the kernels
+            // read and write.
             unsafe {
-                pairs_bf16(lhs, m, k, rows);
-                let strip_len = pairs * STRIP * 2;
-                tiles::for_each_tile::<DotProducts>(
-                    rows,
-                    m,
-                    pairs * 2,
-                    pairs,
-                    packed,
-                    strip_len,
-                    start,
-                    out,
-                    relu6,
-                );
+                pairs_bf16(lhs, m, k, pairs * 2, rows);
+                if tiles {
+                    let blocks = crate::model::prefix(&mut scratch.blocks, 2 * amx::BLOCK_LEN);
+                    amx::matmul(
+                        rows,
+                        m,
+                        pairs * 2,
+                        data,
+                        strip_len,
+                        start,
+                        out,
+                        relu6,
+                        blocks,
+                    );
+                } else {
+                    tiles::for_each_tile::<DotProducts>(
+                        rows,
+                        m,
+                        pairs * 2,
+                        k.div_ceil(2),
+                        data,
+                        strip_len,
+                        start,
+                        out,
+                        relu6,
+                    );
+                }
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        Layout::Packed(_) => unreachable!("no packed layout off x86-64"),
+        Layout::Packed { .. } => unreachable!("no packed layout off x86-64"),
         Layout::Rounded(rounded) => {
             start.write(out);
             scratch.rounded.clear();
@@ -221,32 +319,34 @@ pub fn matmul_ref(
     }
 }
 
-/// `lhs` (`[m, k]` f32) as bfloat16 rows padded to an even width: `[m, pairs * 2]`.
+/// `lhs` (`[m, k]` f32) as bfloat16 rows padded with zeros to `width` (even, at least `k`):
+/// `[m, width]`. Sixteen values at a time, masked at the row's end and in the padding (a
+/// masked-off lane loads as zero and converts to a zero).
 ///
 /// # Safety
-/// The CPU has AVX-512F and AVX512_BF16; `out` holds `m * k.div_ceil(2) * 2` values.
+/// The CPU has AVX-512F/BW/VL and AVX512_BF16; `out` holds `m * width` values.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16,avx512vl")]
-unsafe fn pairs_bf16(lhs: &[f32], m: usize, k: usize, out: &mut [u16]) {
-    let width = k.div_ceil(2) * 2;
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vl")]
+unsafe fn pairs_bf16(lhs: &[f32], m: usize, k: usize, width: usize, out: &mut [u16]) {
+    assert!(width >= k && lhs.len() >= m * k && out.len() >= m * width);
+    let lanes = |n: usize| -> __mmask16 {
+        if n >= 16 {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    };
     for i in 0..m {
-        let row = &lhs[i * k..(i + 1) * k];
-        let dst = &mut out[i * width..(i + 1) * width];
-        let mut c = 0;
-        while c + 16 <= k {
-            // SAFETY: c + 16 <= k, within both rows.
+        let row = lhs[i * k..].as_ptr();
+        let dst = out[i * width..].as_mut_ptr();
+        for c in (0..width).step_by(16) {
+            // SAFETY: the masks keep the load within the row's `k` values and the store within
+            // its `width`.
             unsafe {
-                let v = _mm512_cvtneps_pbh(_mm512_loadu_ps(row.as_ptr().add(c)));
-                let v = std::mem::transmute::<__m256bh, __m256i>(v);
-                _mm256_storeu_si256(dst.as_mut_ptr().add(c).cast(), v);
+                let x = _mm512_maskz_loadu_ps(lanes(k.saturating_sub(c)), row.add(c));
+                let v = std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(x));
+                _mm256_mask_storeu_epi16(dst.add(c).cast(), lanes(width - c), v);
             }
-            c += 16;
-        }
-        for (d, &x) in dst[c..k].iter_mut().zip(&row[c..]) {
-            *d = to_bf16(x);
-        }
-        if width > k {
-            dst[k] = 0;
         }
     }
 }
@@ -340,17 +440,26 @@ mod tests {
             -3.0e38,
         ]);
         let k = values.len();
-        let mut out = vec![1u16; k.div_ceil(2) * 2];
-        // SAFETY: dot_product_instructions() checked the features; out is 1 x k rounded up.
-        unsafe { pairs_bf16(&values, 1, k, &mut out) };
-        for (i, (&v, &b)) in values.iter().zip(&out).enumerate() {
-            assert_eq!(b, to_bf16(v), "value {i}: {v:e}");
+        // Each row's width as the dot product kernel pads it (even) and as the tiles do (to
+        // 32), on two rows: the padding is zero and the second row starts where it should.
+        for width in [k.div_ceil(2) * 2, k.div_ceil(32) * 32 + 32] {
+            let two_rows: Vec<f32> = values.iter().chain(values.iter().rev()).copied().collect();
+            let mut out = vec![1u16; 2 * width];
+            // SAFETY: dot_product_instructions() checked the features; out is 2 x width.
+            unsafe { pairs_bf16(&two_rows, 2, k, width, &mut out) };
+            for (row, dst) in two_rows.chunks(k).zip(out.chunks(width)) {
+                for (i, (&v, &b)) in row.iter().zip(dst).enumerate() {
+                    assert_eq!(b, to_bf16(v), "width {width}, value {i}: {v:e}");
+                }
+                assert!(dst[k..].iter().all(|&b| b == 0), "width {width}: padding");
+            }
         }
     }
 
-    /// Largest difference from the plain twin, in units of the sum of |products| (the bound
-    /// of reordered f32 sums is about k * 2^-24 of that).
-    fn worst_error(m: usize, k: usize, n: usize, packed: bool, relu6: bool) -> f32 {
+    /// The product of `kernel` on pseudo-random operands, and its largest difference from
+    /// the plain twin in units of the sum of |products| (the bound of reordered f32 sums is
+    /// about k * 2^-24 of that).
+    fn product(m: usize, k: usize, n: usize, kernel: Kernel, relu6: bool) -> (Vec<f32>, f32) {
         let lhs = pseudo_random(m * k, (m * 31 + k) as u64);
         let weight = pseudo_random(k * n, (k * 17 + n) as u64);
         let bias = pseudo_random(n, 5);
@@ -362,9 +471,23 @@ mod tests {
         };
         let mut expected = vec![f32::NAN; m * n];
         matmul_ref(&lhs, m, &weight, k, start, &mut expected, relu6);
-        let weights = Bf16Weights::with_kernel(&weight, k, n, packed);
+        let weights = Bf16Weights::with_kernel(&weight, k, n, kernel);
         let mut out = vec![f32::NAN; m * n];
+        // A scratch that held a larger product before: stale values must not leak in.
         let mut scratch = Bf16Scratch::default();
+        let big = pseudo_random((m + 40) * (k + 40), 9);
+        matmul(
+            &big,
+            m + 40,
+            &Bf16Weights::with_kernel(&pseudo_random((k + 40) * n, 8), k + 40, n, kernel),
+            Start {
+                bias: &bias,
+                skip: None,
+            },
+            &mut vec![0.0; (m + 40) * n],
+            false,
+            &mut scratch,
+        );
         matmul(&lhs, m, &weights, start, &mut out, relu6, &mut scratch);
         let mut worst = 0.0f32;
         for i in 0..m {
@@ -376,10 +499,14 @@ mod tests {
                 worst = worst.max((out[i * n + j] - expected[i * n + j]).abs() / scale);
             }
         }
-        worst
+        (out, worst)
     }
 
-    const AWKWARD: [(usize, usize, usize); 8] = [
+    /// Shapes at the edges of every kernel's blocking: 1 row, 7, 8 and 9 rows (the dot
+    /// product tiles), 31, 33 and 70 rows (the AMX blocks of 32); depths odd, below, at and
+    /// above one tile (32), and 1152 (three tiles short of Lite0's deepest 1x1); 1 to 5 strips
+    /// of 16 columns, partial and whole.
+    const AWKWARD: [(usize, usize, usize); 11] = [
         (1, 1, 1),
         (7, 3, 5),
         (9, 16, 16),
@@ -388,30 +515,37 @@ mod tests {
         (8, 96, 17),
         (33, 47, 49),
         (64, 192, 80),
+        (31, 64, 33),
+        (70, 1152, 49),
+        (1, 320, 72),
     ];
 
-    #[test]
-    fn the_portable_product_equals_its_plain_twin() {
-        // Run at whatever level this process detected (or HARNESS_SIMD caps it to).
+    fn check_against_twin(kernel: Kernel) {
         for (m, k, n) in AWKWARD {
             for relu6 in [false, true] {
-                let e = worst_error(m, k, n, false, relu6);
+                let (_, e) = product(m, k, n, kernel, relu6);
                 assert!(e <= k as f32 * 2f32.powi(-23), "{m}x{k}x{n}: {e:e}");
             }
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_portable_product_equals_its_plain_twin() {
+        // Run at whatever level this process detected (or HARNESS_SIMD caps it to).
+        check_against_twin(Kernel::Portable);
+    }
+
     #[test]
     fn the_dot_product_kernel_equals_its_plain_twin() {
-        if !dot_product_instructions() {
-            return;
+        if Kernel::DotProducts.runs_here() {
+            check_against_twin(Kernel::DotProducts);
         }
-        for (m, k, n) in AWKWARD {
-            for relu6 in [false, true] {
-                let e = worst_error(m, k, n, true, relu6);
-                assert!(e <= k as f32 * 2f32.powi(-23), "{m}x{k}x{n}: {e:e}");
-            }
+    }
+
+    #[test]
+    fn the_tile_kernel_equals_its_plain_twin() {
+        if Kernel::Tiles.runs_here() {
+            check_against_twin(Kernel::Tiles);
         }
     }
 }

@@ -7,6 +7,7 @@
 //! fine-tuned; `alexnet`, the report's network, from scratch or from a weights file.
 
 pub mod alexnet;
+pub mod amx;
 pub mod bf16;
 pub mod cifar_cnn;
 pub mod efficientnet;
