@@ -18,7 +18,7 @@
 //!
 //! A FLOP is a multiply or an add: one multiply-add is 2.
 
-use crate::model::bf16::{self, Bf16Scratch, Bf16Weights, Kernel};
+use crate::model::bf16::{self, Bf16Scratch, Bf16Weights, CHAINS, Kernel};
 use crate::model::fp32::{self, PackedWeights};
 use crate::model::tiles;
 use crate::simd::{Level, level};
@@ -45,9 +45,6 @@ pub struct PeakRecord {
     pub gflops: f64,
 }
 
-/// Multiply-add chains per thread in the instruction-peak loops.
-const CHAINS: usize = 12;
-
 /// Instruction-peak rates on `threads` threads (each running `iterations` rounds of
 /// [`CHAINS`] independent multiply-adds), the best of `repeats`: one record per kind the CPU
 /// runs (`fma-f32` needs AVX2, `dpbf16` AVX512_BF16, `amx-bf16` AMX-BF16).
@@ -70,12 +67,12 @@ pub fn instruction_peaks(threads: usize, iterations: u64, repeats: usize) -> Vec
         match level() {
             // SAFETY (all three): `level` returns these only after detecting their features;
             // `dot_product_instructions` checked AVX512_BF16.
-            Level::Avx512 => records.push(fma("avx512", |i| unsafe { fma_avx512(i) }, 16.0)),
+            Level::Avx512 => records.push(fma("avx512", |i| unsafe { bf16::fma_loop(i) }, 16.0)),
             Level::Avx2 => records.push(fma("avx2", |i| unsafe { fma_avx2(i) }, 8.0)),
             Level::Base => {}
         }
         if bf16::dot_product_instructions() {
-            let kernel: fn(u64) -> f32 = |i| unsafe { dpbf16_avx512(i) };
+            let kernel: fn(u64) -> f32 = |i| unsafe { bf16::dot_product_loop(i) };
             records.push(time_loop(
                 "dpbf16",
                 "vdpbf16ps",
@@ -211,25 +208,6 @@ pub fn matmul_rates(n: usize, threads: usize, repeats: usize) -> Vec<PeakRecord>
     records
 }
 
-/// `iterations` rounds of [`CHAINS`] independent 16-lane FMAs.
-///
-/// # Safety
-/// The CPU has AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn fma_avx512(iterations: u64) -> f32 {
-    use std::arch::x86_64::*;
-    let x = _mm512_set1_ps(0.999_999);
-    let y = _mm512_set1_ps(1e-7);
-    let mut acc = [_mm512_set1_ps(1.0); CHAINS];
-    for _ in 0..iterations {
-        for a in &mut acc {
-            *a = _mm512_fmadd_ps(*a, x, y);
-        }
-    }
-    acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
-}
-
 /// `iterations` rounds of [`CHAINS`] independent 8-lane FMAs.
 ///
 /// # Safety
@@ -254,23 +232,4 @@ unsafe fn fma_avx2(iterations: u64) -> f32 {
         total += lanes.iter().sum::<f32>();
     }
     total
-}
-
-/// `iterations` rounds of [`CHAINS`] independent `vdpbf16ps` (32 bf16 products each).
-///
-/// # Safety
-/// The CPU has AVX-512F and AVX512_BF16.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn dpbf16_avx512(iterations: u64) -> f32 {
-    use std::arch::x86_64::*;
-    let x = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3), _mm512_set1_ps(1e-3));
-    let y = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3), _mm512_set1_ps(1e-3));
-    let mut acc = [_mm512_setzero_ps(); CHAINS];
-    for _ in 0..iterations {
-        for a in &mut acc {
-            *a = _mm512_dpbf16_ps(*a, x, y);
-        }
-    }
-    acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
 }

@@ -312,14 +312,30 @@ pub(super) fn features_stage(
 ) -> Result<(), ExperimentError> {
     let encoder = load_efficientnet(root, own)?;
     let size = size as usize;
-    if cfg.model.precision == config::Precision::Bf16
-        && !crate::model::bf16::dot_product_instructions()
-    {
-        crate::progress::println(
-            "warning: model.precision: bf16 on a CPU without AVX512_BF16 runs its portable \
-             path (rounded operands, f32 products), about 10% slower than fp32; \
-             model.precision=fp32 is the faster choice here (docs/performance.md)",
-        );
+    if cfg.model.precision == config::Precision::Bf16 {
+        use crate::model::bf16::{self, Kernel};
+        let why = match Kernel::detect() {
+            Kernel::Portable => Some(
+                "on a CPU without AVX512_BF16 runs its portable path (rounded operands, f32 \
+                 products), about 10% slower than fp32",
+            ),
+            Kernel::DotProducts if !bf16::dot_products_outpace_fma() => Some(
+                "runs vdpbf16ps, which on this CPU does fewer multiply-adds per second than \
+                 the f32 FMA (timed just now; AMX tiles absent or off), about 15% slower than \
+                 fp32",
+            ),
+            _ => None,
+        };
+        // Once per process, however many views the features stage computes.
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        if let Some(why) = why {
+            WARNED.call_once(|| {
+                crate::progress::println(&format!(
+                    "warning: model.precision: bf16 {why}; model.precision=fp32 is the faster \
+                     choice here (docs/performance.md)"
+                ));
+            });
+        }
     }
     for &split in view.splits() {
         let s = data.split(split);

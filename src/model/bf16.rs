@@ -113,6 +113,84 @@ impl Kernel {
     }
 }
 
+/// Independent accumulator chains per thread in the instruction-rate loops ([`fma_loop`],
+/// [`dot_product_loop`]): enough to hide either instruction's latency.
+pub(crate) const CHAINS: usize = 12;
+
+/// `iterations` rounds of [`CHAINS`] independent 16-lane FMAs.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn fma_loop(iterations: u64) -> f32 {
+    let x = _mm512_set1_ps(0.999_999);
+    let y = _mm512_set1_ps(1e-7);
+    let mut acc = [_mm512_set1_ps(1.0); CHAINS];
+    for _ in 0..iterations {
+        for a in &mut acc {
+            *a = _mm512_fmadd_ps(*a, x, y);
+        }
+    }
+    acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+}
+
+/// `iterations` rounds of [`CHAINS`] independent `vdpbf16ps` (32 bf16 products each).
+///
+/// # Safety
+/// The CPU has AVX-512F and AVX512_BF16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub(crate) unsafe fn dot_product_loop(iterations: u64) -> f32 {
+    let x = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3), _mm512_set1_ps(1e-3));
+    let y = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3), _mm512_set1_ps(1e-3));
+    let mut acc = [_mm512_setzero_ps(); CHAINS];
+    for _ in 0..iterations {
+        for a in &mut acc {
+            *a = _mm512_dpbf16_ps(*a, x, y);
+        }
+    }
+    acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+}
+
+/// Whether `vdpbf16ps` does more multiply-adds per second than the `f32` FMA on this core,
+/// timed once per process (the best of three short runs of [`dot_product_loop`] and
+/// [`fma_loop`], a few milliseconds). Where it does not (Intel cores run it at half the FMA's
+/// instruction rate, measured 120 against 233 G multiply-adds/s per 2 cores), bf16 products on
+/// it are slower than fp32; AMD Zen 4 runs it at the FMA's rate, twice the multiply-adds.
+/// False without AVX512_BF16.
+#[must_use]
+pub fn dot_products_outpace_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static OUTPACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *OUTPACE.get_or_init(|| {
+            if !dot_product_instructions() {
+                return false;
+            }
+            const ITERATIONS: u64 = 200_000;
+            let best = |run: fn(u64) -> f32| {
+                (0..3)
+                    .map(|_| {
+                        let t = std::time::Instant::now();
+                        std::hint::black_box(run(std::hint::black_box(ITERATIONS)));
+                        t.elapsed().as_secs_f64()
+                    })
+                    .fold(f64::INFINITY, f64::min)
+            };
+            // SAFETY (both): `dot_product_instructions` checked AVX-512F and AVX512_BF16.
+            let fma = best(|i| unsafe { fma_loop(i) });
+            let dots = best(|i| unsafe { dot_product_loop(i) });
+            // Multiply-adds per instruction: 16 for the FMA, 32 for vdpbf16ps.
+            32.0 / dots > 16.0 / fma
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The `[k, n]` weights of a matrix product, rounded to bfloat16 and laid out for a kernel.
 #[derive(Debug, Clone)]
 pub struct Bf16Weights {
