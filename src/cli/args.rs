@@ -421,10 +421,12 @@ pub enum BenchCommand {
     ///
     /// Times loops of independent multiply-adds with nothing else in them, on one thread and
     /// on all: vfmadd231ps (f32, AVX-512 or AVX2) and, where the CPU has AVX512_BF16,
-    /// vdpbf16ps (two bf16 products per f32 lane). Then an n x n matrix product C += A x B
-    /// split by rows over the threads: in f32 on gemm (burn's engine) and, at the AVX-512
-    /// level, on the packed kernel of the f32 feature pass (the faster of the two is the
-    /// yardstick), and in bf16 on the kernel of `model.precision: bf16`. Prints one JSON line
+    /// vdpbf16ps (two bf16 products per f32 lane), and where it has AMX-BF16, tdpbf16ps (a
+    /// 16 x 16 tile of sums over a depth of 32). Then an n x n matrix product C += A x B split
+    /// by rows over the threads: in f32 on gemm (burn's engine) and, at the AVX-512 level, on
+    /// the packed kernel of the f32 feature pass (the faster of the two is the yardstick), and
+    /// in bf16 on the kernels of `model.precision: bf16` (AMX and vdpbf16ps where the CPU has
+    /// both). Prints one JSON line
     /// per rate: kind, path, n, threads, seconds, gflops (a multiply-add is 2 FLOP).
     /// `harness bench model` prints a frozen EfficientNet-Lite's gflops to divide by these.
     ///
@@ -546,7 +548,8 @@ pub struct BenchModelArgs {
     #[arg(long)]
     pub plain_layers: bool,
     /// Frozen EfficientNet-Lite: the arithmetic of the fused inference's 1x1 convolutions,
-    /// fp32 or bf16 (as `model.precision`; vdpbf16ps where the CPU has AVX512_BF16).
+    /// fp32 or bf16 (as `model.precision`; AMX tiles where the CPU has AMX-BF16, else
+    /// vdpbf16ps where it has AVX512_BF16; HARNESS_SIMD=avx512 turns the tiles off).
     #[arg(long, default_value = "fp32")]
     pub precision: config::Precision,
     /// Frozen EfficientNet-Lite: also write the pooled features of the first `--batch`

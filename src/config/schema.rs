@@ -225,8 +225,9 @@ pub struct ModelConfig {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mirror_average: bool,
     /// Arithmetic of the frozen EfficientNet-Lite's 1x1 convolutions in the features stage:
-    /// `fp32`, or `bf16` (operands rounded to bfloat16, products summed in `f32`; `vdpbf16ps`
-    /// where the CPU has AVX512_BF16). Only for a frozen EfficientNet-Lite.
+    /// `fp32`, or `bf16` (operands rounded to bfloat16, products summed in `f32`; AMX tiles
+    /// where the CPU has AMX-BF16, else `vdpbf16ps` where it has AVX512_BF16, else gemm). Only
+    /// for a frozen EfficientNet-Lite.
     #[serde(default, skip_serializing_if = "Precision::is_fp32")]
     pub precision: Precision,
 }

@@ -38,6 +38,25 @@ pub(crate) fn features(
     own: LiteWeights<'_>,
     view: View,
 ) -> CacheKey {
+    features_on(cache, cfg, size, own, view, bf16_kernel(cfg))
+}
+
+/// The kernel that sums a bf16 config's products in this process (`None` for fp32): the AMX
+/// tiles, `vdpbf16ps` and the portable path sum in different orders, so their features, and
+/// the networks trained on them, get their own cache entries.
+fn bf16_kernel(cfg: &Config) -> Option<&'static str> {
+    (!cfg.model.precision.is_fp32()).then(|| crate::model::bf16::Kernel::detect().name())
+}
+
+/// [`features`], its bf16 products summed by `kernel`.
+fn features_on(
+    cache: &Path,
+    cfg: &Config,
+    size: u32,
+    own: LiteWeights<'_>,
+    view: View,
+    kernel: Option<&str>,
+) -> CacheKey {
     let mut value = serde_json::json!({
         "stage": "features",
         "encoder": own.lite.encoder(),
@@ -49,8 +68,9 @@ pub(crate) fn features(
         "train_subset": cfg.data.train_subset,
         "test_subset": cfg.data.test_subset,
     });
-    if !cfg.model.precision.is_fp32() {
+    if let Some(kernel) = kernel {
         value["precision"] = serde_json::json!(cfg.model.precision);
+        value["bf16_kernel"] = serde_json::json!(kernel);
     }
     match view {
         View::Plain => {}
@@ -73,19 +93,19 @@ pub(crate) fn train(cache: &Path, cfg: &Config) -> CacheKey {
         mirror_average: false,
         ..cfg.model.clone()
     };
-    CacheKey::new(
-        cache,
-        "train",
-        &serde_json::json!({
-            "stage": "train",
-            "seed": cfg.seed,
-            "backend": cfg.backend,
-            "train_subset": cfg.data.train_subset,
-            "test_subset": cfg.data.test_subset,
-            "model": model,
-            "train": cfg.train,
-        }),
-    )
+    let mut value = serde_json::json!({
+        "stage": "train",
+        "seed": cfg.seed,
+        "backend": cfg.backend,
+        "train_subset": cfg.data.train_subset,
+        "test_subset": cfg.data.test_subset,
+        "model": model,
+        "train": cfg.train,
+    });
+    if let Some(kernel) = bf16_kernel(cfg) {
+        value["bf16_kernel"] = serde_json::json!(kernel);
+    }
+    CacheKey::new(cache, "train", &value)
 }
 
 /// The embedded `splits` (with their sizes) under the network of `train`, as `cfg` embeds
@@ -198,6 +218,10 @@ mod tests {
         bf16.model.precision = config::Precision::Bf16;
         assert_ne!(plain, features(cache, &bf16, 160, lite0(None), View::Plain));
         assert_ne!(train(cache, &cfg), train(cache, &bf16));
+        // ... and so are bf16 features summed by another kernel.
+        let on = |kernel| features_on(cache, &bf16, 160, lite0(None), View::Plain, Some(kernel));
+        assert_ne!(on("amx"), on("vdpbf16ps"));
+        assert_ne!(on("vdpbf16ps"), on("portable"));
         let mut seeded = cfg.clone();
         seeded.seed += 1;
         assert_ne!(train(cache, &cfg), train(cache, &seeded));
