@@ -1,7 +1,8 @@
 //! The AMX tile kernel of the bfloat16 products ([`super::bf16`]): `tdpbf16ps` multiplies a
 //! 16 x 32 tile of bf16 activations by a 32 x 16 tile of bf16 weights into a 16 x 16 tile of
 //! `f32` sums, 8,192 multiply-adds in one instruction. On a CPU with AMX-BF16 that is several
-//! times the rate of `vdpbf16ps` (which, on such CPUs, runs at half the rate of an `f32` FMA).
+//! times the rate of `vdpbf16ps` (which, on such CPUs, does half the multiply-adds per second
+//! of the `f32` FMA).
 //!
 //! The operands are those of the `vdpbf16ps` kernel: the weights in strips of 16 columns of
 //! bf16 pairs (each pair row of a strip is 64 bytes, one tile row), here with the pairs padded
