@@ -83,6 +83,16 @@ struct TileConfig {
     rows: [u8; 16],
 }
 
+/// Palette 1, all eight tiles 16 rows of 64 bytes.
+#[cfg(target_arch = "x86_64")]
+static CONFIG: TileConfig = TileConfig {
+    palette: 1,
+    start_row: 0,
+    reserved: [0; 14],
+    bytes_per_row: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+    rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+};
+
 /// Values of one output block's sums: 32 rows of 32 `f32` (two tiles side by side).
 pub const BLOCK_LEN: usize = BLOCK_ROWS * 2 * STRIP;
 
@@ -116,16 +126,12 @@ pub(crate) unsafe fn matmul(
     let n = start.bias.len();
     let strips = n.div_ceil(STRIP);
     assert!(blocks.len() >= 2 * BLOCK_LEN, "room for two blocks");
-    debug_assert_eq!(width % DEPTH, 0);
+    assert!(
+        width > 0 && width.is_multiple_of(DEPTH),
+        "a whole number of tiles deep"
+    );
     debug_assert!(a.len() >= m.div_ceil(BLOCK_ROWS) * BLOCK_ROWS * width);
     debug_assert!(packed.len() >= strips * strip_len && strip_len >= width * STRIP);
-    let config = TileConfig {
-        palette: 1,
-        start_row: 0,
-        reserved: [0; 14],
-        bytes_per_row: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
-        rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
-    };
     // Two blocks: each block's sums are added up and stored after the next block's products
     // are issued, so the vector loads do not wait on the tile stores just made, and the
     // epilogue runs while the tile unit works.
@@ -134,7 +140,7 @@ pub(crate) unsafe fn matmul(
     // The block whose sums wait to be stored: its buffer, first output, rows and masks.
     let mut pending: Option<(usize, usize, usize, [__mmask16; 2])> = None;
     // SAFETY: `available` checked AMX and the tile state; the configuration is 64 bytes.
-    unsafe { asm!("ldtilecfg [{}]", in(reg) &raw const config, options(nostack)) };
+    unsafe { asm!("ldtilecfg [{}]", in(reg) &raw const CONFIG, options(nostack)) };
     let mut strip = 0;
     while strip < strips {
         let two = strip + 1 < strips;
@@ -150,11 +156,8 @@ pub(crate) unsafe fn matmul(
             // tiles; then the pending block's rows of the skip and output.
             unsafe {
                 let a = a[row * width..].as_ptr();
-                if two {
-                    products::<2>(blocks[buffer].as_mut_ptr(), a, width, b, strip_len);
-                } else {
-                    products::<1>(blocks[buffer].as_mut_ptr(), a, width, b, strip_len);
-                }
+                let b1 = if two { b.add(strip_len) } else { b };
+                products(blocks[buffer].as_mut_ptr(), a, width, b, b1);
                 if let Some((done, at, rows, masks)) = pending {
                     store_block(blocks[done], &start, at, n, rows, masks, out, relu6);
                 }
@@ -172,95 +175,56 @@ pub(crate) unsafe fn matmul(
     unsafe { asm!("tilerelease", options(nostack, nomem)) };
 }
 
-/// Writes the products of `S` strips over the whole depth into the block at `c`: tiles 0-3
-/// accumulate from zero (rows 0-15 and 16-31 by each strip), 4-5 hold the two row tiles of
-/// `a`, 6-7 the strips' weight tiles.
+/// Writes the products of two strips (`b` and `b1`) over the whole depth into the block at
+/// `c`: tiles 0-3 accumulate from zero (rows 0-15 and 16-31 by each strip), 4-5 hold the two
+/// row tiles of `a`, 6-7 the strips' weight tiles. An odd last strip passes itself twice; its
+/// second copy's sums are never stored.
 ///
 /// # Safety
 /// The tiles are configured ([`matmul`]); `c` has room for [`BLOCK_LEN`] values, `a` holds 32
-/// rows of `width` values, `b` `S` strips `strip_len` apart of `width / 2` pair rows.
+/// rows of `width` values, `b` and `b1` `width / 2` pair rows each.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-unsafe fn products<const S: usize>(
-    c: *mut f32,
-    a: *const u16,
-    width: usize,
-    b: *const u16,
-    strip_len: usize,
-) {
-    let lda = width * 2;
-    let steps = width / DEPTH;
-    // SAFETY: the caller's bounds; every tile load and store stays in `block`, the 32 rows of
-    // `a` and the strips of `b`.
+unsafe fn products(c: *mut f32, a: *const u16, width: usize, b: *const u16, b1: *const u16) {
+    // SAFETY: the caller's bounds; every tile load and store stays in the block, the 32 rows
+    // of `a` and the two strips.
     unsafe {
-        let a_low = a.add(16 * width);
-        if S == 2 {
-            let b1 = b.add(strip_len);
-            asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
-                "2:",
-                "tileloadd tmm4, [{a} + {lda}*1]",
-                "tileloadd tmm5, [{a_low} + {lda}*1]",
-                "tileloadd tmm6, [{b0} + {ldb}*1]",
-                "tileloadd tmm7, [{b1} + {ldb}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                "add {a}, 64",
-                "add {a_low}, 64",
-                "add {b0}, 1024",
-                "add {b1}, 1024",
-                "dec {steps}",
-                "jnz 2b",
-                "tilestored [{c} + {ldc}*1], tmm0",
-                "tilestored [{c} + {ldc}*1 + 64], tmm1",
-                "tilestored [{c_low} + {ldc}*1], tmm2",
-                "tilestored [{c_low} + {ldc}*1 + 64], tmm3",
-                c = in(reg) c,
-                c_low = in(reg) c.add(16 * 2 * STRIP),
-                ldc = in(reg) BLOCK_STRIDE,
-                a = inout(reg) a => _,
-                a_low = inout(reg) a_low => _,
-                lda = in(reg) lda,
-                b0 = inout(reg) b => _,
-                b1 = inout(reg) b1 => _,
-                ldb = in(reg) 64usize,
-                steps = inout(reg) steps => _,
-                options(nostack),
-            );
-        } else {
-            asm!(
-                "tilezero tmm0",
-                "tilezero tmm2",
-                "2:",
-                "tileloadd tmm4, [{a} + {lda}*1]",
-                "tileloadd tmm5, [{a_low} + {lda}*1]",
-                "tileloadd tmm6, [{b0} + {ldb}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "add {a}, 64",
-                "add {a_low}, 64",
-                "add {b0}, 1024",
-                "dec {steps}",
-                "jnz 2b",
-                "tilestored [{c} + {ldc}*1], tmm0",
-                "tilestored [{c_low} + {ldc}*1], tmm2",
-                c = in(reg) c,
-                c_low = in(reg) c.add(16 * 2 * STRIP),
-                ldc = in(reg) BLOCK_STRIDE,
-                a = inout(reg) a => _,
-                a_low = inout(reg) a_low => _,
-                lda = in(reg) lda,
-                b0 = inout(reg) b => _,
-                ldb = in(reg) 64usize,
-                steps = inout(reg) steps => _,
-                options(nostack),
-            );
-        }
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            "2:",
+            "tileloadd tmm4, [{a} + {lda}*1]",
+            "tileloadd tmm5, [{a_low} + {lda}*1]",
+            "tileloadd tmm6, [{b0} + {ldb}*1]",
+            "tileloadd tmm7, [{b1} + {ldb}*1]",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            "add {a}, 64",
+            "add {a_low}, 64",
+            "add {b0}, 1024",
+            "add {b1}, 1024",
+            "dec {steps}",
+            "jnz 2b",
+            "tilestored [{c} + {ldc}*1], tmm0",
+            "tilestored [{c} + {ldc}*1 + 64], tmm1",
+            "tilestored [{c_low} + {ldc}*1], tmm2",
+            "tilestored [{c_low} + {ldc}*1 + 64], tmm3",
+            c = in(reg) c,
+            c_low = in(reg) c.add(16 * 2 * STRIP),
+            ldc = in(reg) BLOCK_STRIDE,
+            a = inout(reg) a => _,
+            a_low = inout(reg) a.add(16 * width) => _,
+            lda = in(reg) width * 2,
+            b0 = inout(reg) b => _,
+            b1 = inout(reg) b1 => _,
+            ldb = in(reg) 64usize,
+            steps = inout(reg) width / DEPTH => _,
+            options(nostack),
+        );
     }
 }
 
@@ -317,13 +281,6 @@ pub const MACS_PER_INSTRUCTION: f64 = 16.0 * 16.0 * 32.0;
 /// [`available`] is true.
 #[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn peak_loop(iterations: u64) -> f32 {
-    let config = TileConfig {
-        palette: 1,
-        start_row: 0,
-        reserved: [0; 14],
-        bytes_per_row: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
-        rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
-    };
     // Small bf16 values (0x3c00 is 2^-7): the sums stay finite.
     let operand = [f32::from_bits(0x3c00_3c00); BLOCK_LEN];
     let mut sums = [0.0f32; BLOCK_LEN];
@@ -343,24 +300,20 @@ pub(crate) unsafe fn peak_loop(iterations: u64) -> f32 {
             "test {n}, {n}",
             "jz 3f",
             "2:",
+            ".rept 2",
             "tdpbf16ps tmm0, tmm6, tmm7",
             "tdpbf16ps tmm1, tmm6, tmm7",
             "tdpbf16ps tmm2, tmm6, tmm7",
             "tdpbf16ps tmm3, tmm6, tmm7",
             "tdpbf16ps tmm4, tmm6, tmm7",
             "tdpbf16ps tmm5, tmm6, tmm7",
-            "tdpbf16ps tmm0, tmm6, tmm7",
-            "tdpbf16ps tmm1, tmm6, tmm7",
-            "tdpbf16ps tmm2, tmm6, tmm7",
-            "tdpbf16ps tmm3, tmm6, tmm7",
-            "tdpbf16ps tmm4, tmm6, tmm7",
-            "tdpbf16ps tmm5, tmm6, tmm7",
+            ".endr",
             "dec {n}",
             "jnz 2b",
             "3:",
             "tilestored [{out} + {stride}*1], tmm0",
             "tilerelease",
-            config = in(reg) &raw const config,
+            config = in(reg) &raw const CONFIG,
             x = in(reg) operand.as_ptr(),
             out = in(reg) sums.as_mut_ptr(),
             stride = in(reg) BLOCK_STRIDE,
