@@ -17,15 +17,28 @@ pub(crate) enum Level {
 
 /// Detects the level once per process. `HARNESS_SIMD=base|avx2` caps it (for
 /// measurements and for testing the fallback kernels); `HARNESS_SIMD=avx512` keeps this level
-/// and turns off only the AMX tiles (`crate::model::amx::available`).
+/// and turns off only the AMX tiles ([`tiles_allowed`]).
 pub(crate) fn level() -> Level {
-    static LEVEL: OnceLock<Level> = OnceLock::new();
-    *LEVEL.get_or_init(|| {
+    caps().0
+}
+
+/// Whether kernels above the AVX-512 level (the AMX tiles of `crate::model::amx`) may run:
+/// the process runs at the AVX-512 level and `HARNESS_SIMD` caps nothing (`avx512`, `avx2`
+/// and `base` all turn the tiles off). Whether the CPU has them is the kernel's to check.
+pub(crate) fn tiles_allowed() -> bool {
+    caps().1
+}
+
+/// The level, and whether tiles may run, as `HARNESS_SIMD` caps them: read once per process.
+fn caps() -> (Level, bool) {
+    static CAPS: OnceLock<(Level, bool)> = OnceLock::new();
+    *CAPS.get_or_init(|| {
         let detected = detect();
         match std::env::var("HARNESS_SIMD").as_deref() {
-            Ok("base") => Level::Base,
-            Ok("avx2") if detected != Level::Base => Level::Avx2,
-            _ => detected,
+            Ok("base") => (Level::Base, false),
+            Ok("avx2") if detected != Level::Base => (Level::Avx2, false),
+            Ok("avx512") => (detected, false),
+            _ => (detected, detected == Level::Avx512),
         }
     })
 }

@@ -28,10 +28,9 @@ pub const DEPTH: usize = 32;
 /// Rows of one output block: two tiles of 16.
 pub const BLOCK_ROWS: usize = 32;
 
-/// Whether this process runs the AMX kernel: x86-64 Linux at the AVX-512 level with
-/// AVX512_BF16, AMX-TILE and AMX-BF16, the kernel granted the tile state, and `HARNESS_SIMD`
-/// not set to `avx512`, `avx2` or `base` (`avx512` keeps the AVX-512 kernels and turns the
-/// tiles off). Asked once per process.
+/// Whether this process may run the tile instructions: x86-64 Linux with AMX-TILE and
+/// AMX-BF16, tiles allowed ([`crate::simd::tiles_allowed`]: the AVX-512 level, not capped by
+/// `HARNESS_SIMD`), and the kernel granted the tile state. Asked once per process.
 #[must_use]
 pub fn available() -> bool {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -41,11 +40,7 @@ pub fn available() -> bool {
             // CPUID leaf 7: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE.
             let leaf = __cpuid_count(7, 0);
             let cpu = leaf.edx & (1 << 22) != 0 && leaf.edx & (1 << 24) != 0;
-            let capped = std::env::var("HARNESS_SIMD").as_deref() == Ok("avx512");
-            // AVX512_BF16 converts the activations (`super::bf16`).
-            let level = crate::simd::level() == crate::simd::Level::Avx512
-                && std::is_x86_feature_detected!("avx512bf16");
-            cpu && level && !capped && request_tile_state()
+            crate::simd::tiles_allowed() && cpu && request_tile_state()
         })
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]

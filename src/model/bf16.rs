@@ -80,11 +80,11 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel this process can run: [`Kernel::Tiles`] where [`super::amx::available`],
-    /// else [`Kernel::DotProducts`] where [`dot_product_instructions`], else portable.
+    /// The fastest kernel this process can run: the first of the three that
+    /// [runs here](Kernel::runs_here).
     #[must_use]
     pub fn detect() -> Self {
-        if amx::available() {
+        if Self::Tiles.runs_here() {
             Self::Tiles
         } else if dot_product_instructions() {
             Self::DotProducts
@@ -93,11 +93,13 @@ impl Kernel {
         }
     }
 
-    /// Whether this process can run `self`.
+    /// Whether this process can run `self`: the tiles need [`super::amx::available`] and, to
+    /// round the activations, what [`Kernel::DotProducts`] needs
+    /// ([`dot_product_instructions`]).
     #[must_use]
     pub fn runs_here(self) -> bool {
         match self {
-            Self::Tiles => amx::available(),
+            Self::Tiles => amx::available() && dot_product_instructions(),
             Self::DotProducts => dot_product_instructions(),
             Self::Portable => true,
         }
@@ -409,13 +411,7 @@ pub fn matmul_ref(
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vl")]
 unsafe fn pairs_bf16(lhs: &[f32], m: usize, k: usize, width: usize, out: &mut [u16]) {
     assert!(width >= k && lhs.len() >= m * k && out.len() >= m * width);
-    let lanes = |n: usize| -> __mmask16 {
-        if n >= 16 {
-            0xffff
-        } else {
-            ((1u32 << n) - 1) as __mmask16
-        }
-    };
+    let lanes = tiles::lane_mask;
     for i in 0..m {
         let row = lhs[i * k..].as_ptr();
         let dst = out[i * width..].as_mut_ptr();

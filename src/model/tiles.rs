@@ -146,14 +146,17 @@ unsafe fn rows_of<K: MicroKernel, const S: usize>(rows: usize, t: &Tile<K::Elem>
 #[cfg(target_arch = "x86_64")]
 /// The lane masks of the tile's `S` strips (`cols` valid columns).
 pub(crate) fn masks<const S: usize>(cols: usize) -> [__mmask16; S] {
-    std::array::from_fn(|s| {
-        let lanes = cols.saturating_sub(s * STRIP).min(STRIP);
-        if lanes >= 16 {
-            0xffff
-        } else {
-            ((1u32 << lanes) - 1) as __mmask16
-        }
-    })
+    std::array::from_fn(|s| lane_mask(cols.saturating_sub(s * STRIP)))
+}
+
+#[cfg(target_arch = "x86_64")]
+/// The mask of the first `lanes` of 16 lanes (all of them from 16 up).
+pub(crate) fn lane_mask(lanes: usize) -> __mmask16 {
+    if lanes >= STRIP {
+        0xffff
+    } else {
+        ((1u32 << lanes) - 1) as __mmask16
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
