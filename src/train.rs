@@ -7,7 +7,7 @@
 //! the previous one intact, and `harness run` resumes from it. Shuffling is seeded per epoch
 //! (`seed + epoch`), so a resumed run sees the same batches as an uninterrupted one.
 
-use crate::config::{Config, Optimizer, Schedule};
+use crate::config::{Config, Engine, Optimizer, Schedule};
 use crate::data::cifar::IMAGE_BYTES;
 use crate::model::{self, Batch, HashNet, ModelError, Preprocess};
 use crate::store::{self, StoreError};
@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 mod adam;
+pub mod decoder;
 pub use adam::FusedAdam;
 
 /// Why training stopped.
@@ -157,26 +158,15 @@ pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError>
     let device = model::device(cfg.backend)?.autodiff();
     device.seed(cfg.seed);
     let prep = Preprocess::of(&cfg.model);
-    let mut net = HashNet::new(&cfg.model, classes, job.pretrained, &device)?;
-    let mut optim = optimizer(cfg);
+    let net = HashNet::new(&cfg.model, classes, job.pretrained, &device)?;
     let ckpt_dir = job.dir.join("checkpoints");
-    let mut log = Vec::new();
-    let mut start_epoch = 0;
-    if let Some(state) = latest(&ckpt_dir)? {
-        let dir = ckpt_dir.join(&state.dir);
-        net = load_model(net, &checkpoint_in(&dir))?;
-        optim = load_optimizer(optim, &dir.join("optim.bpk"))?;
-        start_epoch = state.epoch;
-        log = state.log;
-    }
-    let c_tensor = Tensor::<2>::from_data(
-        TensorData::new(
-            job.class_embedding.to_vec(),
-            [classes, cfg.model.d as usize],
-        ),
-        &device,
-    );
-    let cross_entropy = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
+    let resume = latest(&ckpt_dir)?;
+    let from = resume.as_ref().map(|state| ckpt_dir.join(&state.dir));
+    let mut learner = match t.engine {
+        Engine::Burn => Learner::burn(net, cfg, job.class_embedding, from.as_deref())?,
+        Engine::Fused => Learner::fused(net, cfg, from.as_deref())?,
+    };
+    let (start_epoch, mut log) = resume.map_or((0, Vec::new()), |s| (s.epoch, s.log));
     let batches_per_epoch = job.train.len().div_ceil(t.batch_size);
     let total_steps = (batches_per_epoch * t.epochs).max(1);
     for epoch in start_epoch..t.epochs {
@@ -194,11 +184,7 @@ pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError>
             let step = epoch * batches_per_epoch + b;
             lr = learning_rate(cfg, step, total_steps);
             let augment = t.augment.then_some(&mut aug_rng);
-            let (x, labels) = batch(job.train, chunk, augment, prep, &device)?;
-            let out = net.forward(x)?;
-            let embedding = out.embedding.clone();
-            let loss = training_loss(out, &c_tensor, labels.clone(), &cross_entropy, cfg);
-            let value: f32 = loss.clone().into_scalar();
+            let (value, hits) = learner.step(job, chunk, augment, prep, lr)?;
             if !value.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
                     loss: value,
@@ -207,17 +193,9 @@ pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError>
                     checkpoints: ckpt_dir,
                 });
             }
-            let predicted = embedding
-                .detach()
-                .matmul(c_tensor.clone().transpose())
-                .argmax(1)
-                .reshape([chunk.len()]);
-            let hits: i64 = predicted.equal(labels).int().sum().into_scalar();
-            correct += hits as usize;
+            correct += hits;
             seen += chunk.len();
             loss_sum += f64::from(value) * chunk.len() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
-            net = optim.step(lr, net, grads);
             if let Some(bar) = &bar {
                 bar.inc(1);
                 let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -232,7 +210,7 @@ pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError>
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        let valid = net.valid();
+        let valid = learner.network()?;
         let test_accuracy = accuracy(&valid, job.eval, prep, job.class_embedding)?;
         log.push(EpochLog {
             epoch: epoch + 1,
@@ -243,10 +221,316 @@ pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError>
             seconds,
             images_per_second: seen as f64 / seconds.max(1e-9),
         });
-        save_checkpoint(&ckpt_dir, epoch + 1, &net, &optim, &log)?;
+        save_checkpoint(&ckpt_dir, epoch + 1, &log, |dir| learner.save(&valid, dir))?;
         store::write_bytes_atomic(&job.dir.join("train_log.csv"), log_csv(&log).as_bytes())?;
     }
-    Ok((net.valid(), log))
+    Ok((learner.network()?, log))
+}
+
+/// What takes the training steps: burn's autodiff and optimiser, or the fused decoder.
+// One per training run, so the variants' sizes (a network each) do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Learner {
+    Burn {
+        /// `None` only while a step moves it through the optimiser.
+        net: Option<HashNet>,
+        optim: ModuleOptimizer,
+        class_embedding: Tensor<2>,
+        cross_entropy: burn::nn::loss::CrossEntropyLoss,
+    },
+    Fused {
+        trainer: decoder::Trainer,
+        /// The network on the inference device whose values the trainer's replace.
+        template: HashNet,
+    },
+}
+
+impl Learner {
+    /// burn's autodiff on `net` (on an autodiff device), resumed from checkpoint folder `from`.
+    fn burn(
+        net: HashNet,
+        cfg: &Config,
+        class_embedding: &[f32],
+        from: Option<&Path>,
+    ) -> Result<Self, TrainError> {
+        let device = net.hash.weight.val().device();
+        let mut optim = optimizer(cfg);
+        let net = match from {
+            Some(dir) => {
+                optim = load_optimizer(optim, &dir.join("optim.bpk"))?;
+                load_model(net, &checkpoint_in(dir))?
+            }
+            None => net,
+        };
+        let d = cfg.model.d as usize;
+        Ok(Self::Burn {
+            net: Some(net),
+            optim,
+            class_embedding: Tensor::<2>::from_data(
+                TensorData::new(class_embedding.to_vec(), [class_embedding.len() / d, d]),
+                &device,
+            ),
+            cross_entropy: burn::nn::loss::CrossEntropyLossConfig::new().init(&device),
+        })
+    }
+
+    /// The fused decoder, starting from `net`'s initial values or resumed from `from`.
+    fn fused(net: HashNet, cfg: &Config, from: Option<&Path>) -> Result<Self, TrainError> {
+        let template = net.valid();
+        let (template, moments) = match from {
+            Some(dir) => {
+                let fail = |path: &Path, message: String| TrainError::Checkpoint {
+                    path: path.to_path_buf(),
+                    message,
+                };
+                let state_path = dir.join(ADAM_STATE);
+                let state: FusedAdamState = serde_json::from_slice(&store::read(&state_path)?)
+                    .map_err(|e| fail(&state_path, format!("unreadable: {e}")))?;
+                let moment = |name: &str| -> Result<decoder::Parts, TrainError> {
+                    let module = load_model(template.clone(), &dir.join(name))?;
+                    Ok(decoder_parts(&module)?.0)
+                };
+                let moments = (moment(MOMENT_1)?, moment(MOMENT_2)?, state.time);
+                (load_model(template, &checkpoint_in(dir))?, Some(moments))
+            }
+            None => (template, None),
+        };
+        let (parts, running, widths) = decoder_parts(&template)?;
+        let t = &cfg.train;
+        let adam = FusedAdam {
+            weight_decay: (t.weight_decay > 0.0).then_some(t.weight_decay as f32),
+            ..FusedAdam::default()
+        };
+        let aux = cfg.model.aux_ce_weight as f32;
+        let trainer = decoder::Trainer::new(widths, &parts, running, aux, adam, moments)
+            .map_err(|e| ModelError::Misconfigured(format!("fused decoder: {e}")))?;
+        Ok(Self::Fused { trainer, template })
+    }
+
+    /// One step on the images `ids`: the batch's loss before the update and its hits.
+    fn step(
+        &mut self,
+        job: &TrainJob<'_>,
+        ids: &[usize],
+        augment: Option<&mut StdRng>,
+        prep: Preprocess,
+        lr: f64,
+    ) -> Result<(f32, usize), TrainError> {
+        match self {
+            Self::Burn {
+                net,
+                optim,
+                class_embedding,
+                cross_entropy,
+            } => {
+                let model = net.take().expect("the network is back after each step");
+                let device = class_embedding.device();
+                let (x, labels) = batch(job.train, ids, augment, prep, &device)?;
+                let out = model.forward(x)?;
+                let embedding = out.embedding.clone();
+                let loss = training_loss(
+                    out,
+                    class_embedding,
+                    labels.clone(),
+                    cross_entropy,
+                    job.config,
+                );
+                let value: f32 = loss.clone().into_scalar();
+                let predicted = embedding
+                    .detach()
+                    .matmul(class_embedding.clone().transpose())
+                    .argmax(1)
+                    .reshape([ids.len()]);
+                let hits: i64 = predicted.equal(labels).int().sum().into_scalar();
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                *net = Some(optim.step(lr, model, grads));
+                Ok((value, hits as usize))
+            }
+            Self::Fused { trainer, .. } => {
+                let Inputs::Features { values, dim, views } = job.train.inputs else {
+                    return Err(ModelError::Misconfigured(
+                        "the fused decoder trains on frozen-encoder features".into(),
+                    )
+                    .into());
+                };
+                let x = gather_features(values, dim, views, ids, augment);
+                let labels: Vec<u8> = ids.iter().map(|&i| job.train.labels[i]).collect();
+                let out = trainer.step(&x, &labels, job.class_embedding, lr);
+                Ok((out.loss, out.hits))
+            }
+        }
+    }
+
+    /// The network as trained so far, on the inference device.
+    fn network(&self) -> Result<HashNet, TrainError> {
+        match self {
+            Self::Burn { net, .. } => Ok(net.as_ref().expect("a network").valid()),
+            Self::Fused { trainer, template } => Ok(with_decoder_parts(
+                template,
+                &trainer.parts(),
+                trainer.running(),
+            )),
+        }
+    }
+
+    /// Writes the model and the optimiser state into checkpoint folder `dir` (`valid` is
+    /// [`Learner::network`]).
+    fn save(&self, valid: &HashNet, dir: &Path) -> Result<(), TrainError> {
+        match self {
+            Self::Burn { net, optim, .. } => {
+                save_model(net.as_ref().expect("a network"), &checkpoint_in(dir))?;
+                let bytes = optim
+                    .to_record()
+                    .into_bytes()
+                    .map_err(|e| TrainError::Checkpoint {
+                        path: dir.to_path_buf(),
+                        message: format!("cannot serialise the optimiser: {e}"),
+                    })?;
+                store::write_bytes_atomic(&dir.join("optim.bpk"), &bytes)?;
+            }
+            Self::Fused { trainer, template } => {
+                save_model(valid, &checkpoint_in(dir))?;
+                // Adam's moments have the parameters' shapes: each is saved as a network.
+                let (m1, m2, time) = trainer.moments();
+                let running = trainer.running();
+                save_model(
+                    &with_decoder_parts(template, &m1, running),
+                    &dir.join(MOMENT_1),
+                )?;
+                save_model(
+                    &with_decoder_parts(template, &m2, running),
+                    &dir.join(MOMENT_2),
+                )?;
+                store::write_json_atomic(&dir.join(ADAM_STATE), &FusedAdamState { time })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A fused checkpoint's Adam moments (networks of the model's shapes) and step count.
+const MOMENT_1: &str = "adam-moment-1.bpk";
+const MOMENT_2: &str = "adam-moment-2.bpk";
+const ADAM_STATE: &str = "adam.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FusedAdamState {
+    /// Adam steps taken.
+    time: usize,
+}
+
+/// The wide decoder's values in the fused trainer's layout, its running statistics and widths.
+fn decoder_parts(
+    net: &HashNet,
+) -> Result<(decoder::Parts, decoder::Running, decoder::Widths), TrainError> {
+    let wide = || ModelError::Misconfigured("the fused decoder trains the wide decoder".into());
+    let trunk = net.trunk.as_ref().ok_or_else(wide)?;
+    let hash_embed = net.hash_embed.as_ref().ok_or_else(wide)?;
+    let values = |t: Tensor<1>| t.into_data().iter::<f32>().collect::<Vec<_>>();
+    let matrix = |l: &burn::nn::Linear| -> (Vec<f32>, [usize; 2]) {
+        let w = l.weight.val();
+        let dims = w.dims();
+        (w.into_data().iter::<f32>().collect(), dims)
+    };
+    let bias = |l: &burn::nn::Linear| l.bias.as_ref().map(|b| values(b.val())).unwrap_or_default();
+    let (w1, [features, t]) = matrix(&trunk.linear);
+    let mut heads_layers = vec![&net.hash, &net.embed];
+    heads_layers.extend(net.classify.as_ref());
+    let widths_of: Vec<usize> = heads_layers.iter().map(|l| l.weight.dims()[1]).collect();
+    let n: usize = widths_of.iter().sum();
+    let mut heads = vec![0.0f32; t * n];
+    let mut heads_bias = Vec::with_capacity(n);
+    let mut first = 0;
+    for (layer, &w) in heads_layers.iter().zip(&widths_of) {
+        let (m, _) = matrix(layer);
+        for r in 0..t {
+            heads[r * n + first..][..w].copy_from_slice(&m[r * w..][..w]);
+        }
+        heads_bias.extend(bias(layer));
+        first += w;
+    }
+    let (w4, [h, d]) = matrix(hash_embed);
+    let parts = decoder::Parts {
+        w1,
+        b1: bias(&trunk.linear),
+        g1: values(trunk.norm.gamma.val()),
+        be1: values(trunk.norm.beta.val()),
+        heads,
+        heads_bias,
+        g2: values(net.hash_norm.gamma.val()),
+        be2: values(net.hash_norm.beta.val()),
+        w4,
+        b4: bias(hash_embed),
+    };
+    let running = decoder::Running {
+        mean1: values(trunk.norm.running_mean.value()),
+        var1: values(trunk.norm.running_var.value()),
+        mean2: values(net.hash_norm.running_mean.value()),
+        var2: values(net.hash_norm.running_var.value()),
+    };
+    let widths = decoder::Widths {
+        features,
+        trunk: t,
+        h,
+        d,
+        classes: n - h - d,
+    };
+    Ok((parts, running, widths))
+}
+
+/// `template` with the values of `parts` and `running` (the inverse of [`decoder_parts`]).
+fn with_decoder_parts(
+    template: &HashNet,
+    parts: &decoder::Parts,
+    running: &decoder::Running,
+) -> HashNet {
+    use burn::module::{Param, RunningState};
+    let device = template.hash.weight.val().device();
+    let vector =
+        |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), &device);
+    let param = |v: &[f32]| Param::from_tensor(vector(v));
+    let matrix = |v: Vec<f32>, rows: usize| {
+        let cols = v.len() / rows;
+        Param::from_tensor(Tensor::<2>::from_data(
+            TensorData::new(v, [rows, cols]),
+            &device,
+        ))
+    };
+    let mut net = template.clone();
+    let trunk = net.trunk.as_mut().expect("the wide decoder");
+    let (features, t) = (trunk.linear.weight.dims()[0], parts.g1.len());
+    trunk.linear.weight = matrix(parts.w1.clone(), features);
+    trunk.linear.bias = Some(param(&parts.b1));
+    trunk.norm.gamma = param(&parts.g1);
+    trunk.norm.beta = param(&parts.be1);
+    trunk.norm.running_mean = RunningState::new(vector(&running.mean1));
+    trunk.norm.running_var = RunningState::new(vector(&running.var1));
+    let n = parts.heads_bias.len();
+    let mut first = 0;
+    for layer in [
+        Some(&mut net.hash),
+        Some(&mut net.embed),
+        net.classify.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let w = layer.weight.dims()[1];
+        let columns: Vec<f32> = (0..t)
+            .flat_map(|r| parts.heads[r * n + first..][..w].iter().copied())
+            .collect();
+        layer.weight = matrix(columns, t);
+        layer.bias = Some(param(&parts.heads_bias[first..first + w]));
+        first += w;
+    }
+    net.hash_norm.gamma = param(&parts.g2);
+    net.hash_norm.beta = param(&parts.be2);
+    net.hash_norm.running_mean = RunningState::new(vector(&running.mean2));
+    net.hash_norm.running_var = RunningState::new(vector(&running.var2));
+    let hash_embed = net.hash_embed.as_mut().expect("the wide decoder");
+    hash_embed.weight = matrix(parts.w4.clone(), parts.g2.len());
+    hash_embed.bias = Some(param(&parts.b4));
+    net
 }
 
 /// The loss of one batch: `1 - cos(embedding, C[label])`, plus the wide decoder's hash-branch
@@ -330,20 +614,7 @@ pub fn batch(
     let pixels_all = match images.inputs {
         Inputs::Pixels(p) => p,
         Inputs::Features { values, dim, views } => {
-            use rand::RngExt;
-            let mut f = Vec::with_capacity(n * dim);
-            let mut aug = augment.filter(|_| !views.is_empty());
-            for &i in ids {
-                let view = aug.as_deref_mut().and_then(|rng| {
-                    // One view draws no second number, as before there were several.
-                    rng.random_bool(0.5).then(|| match views.len() {
-                        1 => 0,
-                        k => rng.random_range(0..k),
-                    })
-                });
-                let source = view.map_or(values, |v| &views[v]);
-                f.extend_from_slice(&source[i * dim..(i + 1) * dim]);
-            }
+            let f = gather_features(values, dim, views, ids, augment);
             return Ok((
                 Batch::Features(Tensor::from_data(TensorData::new(f, [n, dim]), device)),
                 labels,
@@ -366,6 +637,32 @@ pub fn batch(
         }
     }
     Ok((Batch::Images(prep.tensor(pixels, n, device)), labels))
+}
+
+/// The features of images `ids` (`[ids.len(), dim]`): with `augment`, each is, with probability
+/// 1/2, that of one of the cached `views`, drawn uniformly (see [`batch`]).
+fn gather_features(
+    values: &[f32],
+    dim: usize,
+    views: &[Vec<f32>],
+    ids: &[usize],
+    augment: Option<&mut StdRng>,
+) -> Vec<f32> {
+    use rand::RngExt;
+    let mut f = Vec::with_capacity(ids.len() * dim);
+    let mut aug = augment.filter(|_| !views.is_empty());
+    for &i in ids {
+        let view = aug.as_deref_mut().and_then(|rng| {
+            // One view draws no second number, as before there were several.
+            rng.random_bool(0.5).then(|| match views.len() {
+                1 => 0,
+                k => rng.random_range(0..k),
+            })
+        });
+        let source = view.map_or(values, |v| &views[v]);
+        f.extend_from_slice(&source[i * dim..(i + 1) * dim]);
+    }
+    f
 }
 
 /// The augmentation's draw for one image: a shift `(dx, dy)` in `[-4, 4]^2` and whether to
@@ -500,22 +797,12 @@ fn latest(ckpt_dir: &Path) -> Result<Option<CheckpointState>, TrainError> {
 fn save_checkpoint(
     ckpt_dir: &Path,
     epoch: usize,
-    net: &HashNet,
-    optim: &ModuleOptimizer,
     log: &[EpochLog],
+    write: impl FnOnce(&Path) -> Result<(), TrainError>,
 ) -> Result<(), TrainError> {
     let name = format!("epoch-{epoch:03}");
     let dir = ckpt_dir.join(&name);
-    let fail = |path: &Path, message: String| TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        message,
-    };
-    save_model(net, &checkpoint_in(&dir))?;
-    let optim_bytes = optim
-        .to_record()
-        .into_bytes()
-        .map_err(|e| fail(&dir, format!("cannot serialise the optimiser: {e}")))?;
-    store::write_bytes_atomic(&dir.join("optim.bpk"), &optim_bytes)?;
+    write(&dir)?;
     let state = CheckpointState {
         epoch,
         dir: name.clone(),
@@ -595,42 +882,79 @@ fn load_optimizer(optim: ModuleOptimizer, path: &Path) -> Result<ModuleOptimizer
 mod tests {
     use super::*;
 
-    #[test]
-    fn fused_adam_trains_the_decoder_exactly_as_burns_adam() {
-        // Real inputs: EfficientNet-Lite0 features (64 px) of the first 256 training images and
-        // the real class embedding; the default's wide decoder (narrowed to T = 64), its loss
-        // (cosine + hash-branch cosine + 0.1 CE), 6 steps of 64 with a weight decay, then the
-        // same from the same initial weights with the other optimiser. burn's Adam shares no
-        // code with FusedAdam.
-        use burn::optim::{AdamConfig, decay::WeightDecayConfig};
-        let root = crate::data::DataRoot::resolve(None, None).expect("real data root");
-        let train = crate::data::cifar::Cifar100::load(&root, false)
-            .expect("CIFAR-100")
-            .train;
-        let n = 256;
-        let lite = crate::model::efficientnet::Lite::Lite0;
-        let encoder = crate::model::efficientnet::EfficientNetLite::load(
-            &root.path.join(lite.weights_file()),
-            lite,
-            &Device::flex(),
-        )
-        .expect("weights");
-        let features =
-            crate::model::frozen::FrozenLite::compile(&encoder, crate::config::Precision::Fp32)
-                .unwrap()
-                .features(&train.pixels[..n * IMAGE_BYTES], 64)
-                .unwrap();
+    /// Real inputs for the decoder's tests: EfficientNet-Lite0 features (64 px) of the first
+    /// 256 training images, their labels and the real class embedding `[100, 100]`.
+    struct DecoderFixture {
+        features: Vec<f32>,
+        labels: Vec<u8>,
+        c: Vec<f32>,
+    }
+
+    fn decoder_fixture() -> &'static DecoderFixture {
+        static F: std::sync::OnceLock<DecoderFixture> = std::sync::OnceLock::new();
+        F.get_or_init(|| {
+            let root = crate::data::DataRoot::resolve(None, None).expect("real data root");
+            let train = crate::data::cifar::Cifar100::load(&root, false)
+                .expect("CIFAR-100")
+                .train;
+            let n = 256;
+            let lite = crate::model::efficientnet::Lite::Lite0;
+            let encoder = crate::model::efficientnet::EfficientNetLite::load(
+                &root.path.join(lite.weights_file()),
+                lite,
+                &Device::flex(),
+            )
+            .expect("weights");
+            let features =
+                crate::model::frozen::FrozenLite::compile(&encoder, crate::config::Precision::Fp32)
+                    .unwrap()
+                    .features(&train.pixels[..n * IMAGE_BYTES], 64)
+                    .unwrap();
+            DecoderFixture {
+                features,
+                labels: train.fine[..n].to_vec(),
+                c: crate::artifacts::class_embedding_f32(&root, 100).unwrap(),
+            }
+        })
+    }
+
+    impl DecoderFixture {
+        fn images(&self) -> Images<'_> {
+            Images {
+                inputs: Inputs::Features {
+                    values: &self.features,
+                    dim: crate::model::efficientnet::FEATURE_DIM,
+                    views: &[],
+                },
+                labels: &self.labels,
+            }
+        }
+    }
+
+    /// burn's CPU backend seeds one process-wide generator: tests that build networks take
+    /// turns.
+    static SEEDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// The default config with the decoder narrowed to `T = 64` (quick tests).
+    fn narrow_default() -> Config {
         let mut cfg = crate::config::Loaded::embedded_default().unwrap().config;
         cfg.model.trunk = 64;
-        let c = crate::artifacts::class_embedding_f32(&root, 100).unwrap();
-        let images = Images {
-            inputs: Inputs::Features {
-                values: &features,
-                dim: crate::model::efficientnet::FEATURE_DIM,
-                views: &[],
-            },
-            labels: &train.fine[..n],
-        };
+        cfg
+    }
+
+    #[test]
+    fn fused_adam_trains_the_decoder_exactly_as_burns_adam() {
+        // Real inputs (decoder_fixture); the default's wide decoder (narrowed to T = 64), its
+        // loss (cosine + hash-branch cosine + 0.1 CE), 6 steps of 64 with a weight decay, then
+        // the same from the same initial weights with the other optimiser. burn's Adam shares
+        // no code with FusedAdam.
+        use burn::optim::{AdamConfig, decay::WeightDecayConfig};
+        let _turn = SEEDING.lock().unwrap_or_else(|e| e.into_inner());
+        let fixture = decoder_fixture();
+        let images = fixture.images();
+        let n = images.len();
+        let cfg = narrow_default();
+        let c = fixture.c.clone();
         let device = Device::flex().autodiff();
         let c = Tensor::<2>::from_data(TensorData::new(c, [100, 100]), &device);
         let cross_entropy = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
@@ -684,6 +1008,234 @@ mod tests {
         );
         let differing = burns.iter().zip(&fused).filter(|(a, b)| a != b).count();
         assert_eq!(differing, 0, "{differing} of {} values differ", burns.len());
+    }
+
+    /// `|a - b| <= rel * max|b| + 1e-6` everywhere, or the worst offender.
+    fn close(name: &str, a: &[f32], b: &[f32], rel: f32) {
+        assert_eq!(a.len(), b.len(), "{name}: lengths differ");
+        let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let bound = rel * scale + 1e-6;
+        let worst = crate::model::max_abs_diff(a, b);
+        assert!(
+            worst <= bound,
+            "{name}: differs by {worst} (bound {bound}, max|b| {scale})"
+        );
+    }
+
+    #[test]
+    fn the_fused_decoder_has_burns_loss_gradients_and_running_statistics() {
+        // Oracle: burn's autodiff of HashNet::forward and training_loss (no code shared with
+        // train::decoder) on real features, from the same initial weights, one batch of 64.
+        let _turn = SEEDING.lock().unwrap_or_else(|e| e.into_inner());
+        let fixture = decoder_fixture();
+        let cfg = narrow_default();
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        let net = HashNet::new(&cfg.model, 100, None, &device).unwrap();
+        let (parts, running, widths) = decoder_parts(&net.valid()).unwrap();
+        let ids: Vec<usize> = (0..64).collect();
+        let (x, labels) = batch(fixture.images(), &ids, None, Preprocess::Cifar, &device).unwrap();
+        let c = Tensor::<2>::from_data(TensorData::new(fixture.c.clone(), [100, 100]), &device);
+        let ce = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
+        let loss = training_loss(net.forward(x).unwrap(), &c, labels, &ce, &cfg);
+        let burn_loss: f32 = loss.clone().into_scalar();
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        let vector = |p: &burn::module::Param<Tensor<1>>| -> Vec<f32> {
+            let g = grads.get::<1>(p.id).expect("a gradient");
+            g.into_data().iter::<f32>().collect()
+        };
+        let matrix = |p: &burn::module::Param<Tensor<2>>| -> Vec<f32> {
+            let g = grads.get::<2>(p.id).expect("a gradient");
+            g.into_data().iter::<f32>().collect()
+        };
+        let bias = |l: &burn::nn::Linear| vector(l.bias.as_ref().unwrap());
+
+        let mut trainer =
+            decoder::Trainer::new(widths, &parts, running, 0.1, FusedAdam::default(), None)
+                .unwrap();
+        let x = gather_features(&fixture.features, widths.features, &[], &ids, None);
+        let out = trainer.step(&x, &fixture.labels[..64], &fixture.c, 0.0);
+        let fused = trainer.gradients();
+        assert!(
+            (out.loss - burn_loss).abs() <= 1e-5 * burn_loss.abs(),
+            "loss {} against burn's {burn_loss}",
+            out.loss
+        );
+
+        let trunk = net.trunk.as_ref().unwrap();
+        close(
+            "trunk weight",
+            &fused.w1,
+            &matrix(&trunk.linear.weight),
+            1e-3,
+        );
+        close("trunk bias", &fused.b1, &bias(&trunk.linear), 1e-3);
+        close("trunk gamma", &fused.g1, &vector(&trunk.norm.gamma), 1e-3);
+        close("trunk beta", &fused.be1, &vector(&trunk.norm.beta), 1e-3);
+        // The heads side by side in the fused layout, taken apart here column by column.
+        let (t, n) = (widths.trunk, widths.heads());
+        let mut first = 0;
+        for (name, layer) in [
+            ("hash", &net.hash),
+            ("embed", &net.embed),
+            ("classify", net.classify.as_ref().unwrap()),
+        ] {
+            let w = layer.weight.dims()[1];
+            let columns: Vec<f32> = (0..t)
+                .flat_map(|r| (0..w).map(move |j| r * n + first + j))
+                .map(|i| fused.heads[i])
+                .collect();
+            close(name, &columns, &matrix(&layer.weight), 1e-3);
+            close(
+                name,
+                &fused.heads_bias[first..first + w],
+                &bias(layer),
+                1e-3,
+            );
+            first += w;
+        }
+        assert_eq!(first, n);
+        close("hash gamma", &fused.g2, &vector(&net.hash_norm.gamma), 1e-3);
+        close("hash beta", &fused.be2, &vector(&net.hash_norm.beta), 1e-3);
+        let hash_embed = net.hash_embed.as_ref().unwrap();
+        close(
+            "hash-branch weight",
+            &fused.w4,
+            &matrix(&hash_embed.weight),
+            1e-3,
+        );
+        close("hash-branch bias", &fused.b4, &bias(hash_embed), 1e-3);
+
+        // burn's forward pass moved its running statistics; so did the fused step.
+        let stats = |t: Tensor<1>| t.into_data().iter::<f32>().collect::<Vec<_>>();
+        let r = trainer.running();
+        close(
+            "trunk mean",
+            &r.mean1,
+            &stats(trunk.norm.running_mean.value_sync()),
+            1e-5,
+        );
+        close(
+            "trunk var",
+            &r.var1,
+            &stats(trunk.norm.running_var.value_sync()),
+            1e-5,
+        );
+        close(
+            "hash mean",
+            &r.mean2,
+            &stats(net.hash_norm.running_mean.value_sync()),
+            1e-5,
+        );
+        close(
+            "hash var",
+            &r.var2,
+            &stats(net.hash_norm.running_var.value_sync()),
+            1e-5,
+        );
+
+        // Then eight steps of training from the same weights, with burn's autodiff and Adam on
+        // one side: the losses stay together.
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        let mut net = HashNet::new(&cfg.model, 100, None, &device).unwrap();
+        let (parts, running, widths) = decoder_parts(&net.valid()).unwrap();
+        let mut trainer =
+            decoder::Trainer::new(widths, &parts, running, 0.1, FusedAdam::default(), None)
+                .unwrap();
+        let mut optim = ModuleOptimizer::from(FusedAdam::default());
+        let all: Vec<usize> = (0..fixture.labels.len()).collect();
+        for (step, ids) in all.chunks(64).cycle().take(8).enumerate() {
+            let lr = 0.003 * (1.0 - step as f64 / 8.0);
+            let (x, labels) =
+                batch(fixture.images(), ids, None, Preprocess::Cifar, &device).unwrap();
+            let loss = training_loss(net.forward(x).unwrap(), &c, labels, &ce, &cfg);
+            let burn_loss: f32 = loss.clone().into_scalar();
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optim.step(lr, net, grads);
+            let x = gather_features(&fixture.features, widths.features, &[], ids, None);
+            let labels: Vec<u8> = ids.iter().map(|&i| fixture.labels[i]).collect();
+            let fused = trainer.step(&x, &labels, &fixture.c, lr).loss;
+            assert!(
+                (fused - burn_loss).abs() <= 1e-4 * burn_loss,
+                "step {step}: loss {fused} against burn's {burn_loss}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_fused_engine_trains_and_resumes_exactly() {
+        // Real features (decoder_fixture), two epochs of four batches, then the same stopped
+        // after one epoch and resumed from its checkpoint.
+        let _turn = SEEDING.lock().unwrap_or_else(|e| e.into_inner());
+        let fixture = decoder_fixture();
+        let config = |epochs: usize| {
+            let mut cfg = narrow_default();
+            cfg.train.engine = Engine::Fused;
+            cfg.train.epochs = epochs;
+            cfg.train.batch_size = 64;
+            // The rate of a step does not depend on the epochs asked for.
+            cfg.train.schedule = Schedule::Constant;
+            crate::config::validate(&cfg).expect("a valid config");
+            cfg
+        };
+        let run = |cfg: &Config, dir: &Path| {
+            train(&TrainJob {
+                config: cfg,
+                class_embedding: &fixture.c,
+                train: fixture.images(),
+                eval: fixture.images(),
+                pretrained: None,
+                dir,
+                progress: false,
+            })
+            .unwrap()
+        };
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let (fused_net, fused) = run(&config(2), dirs[0].path());
+        assert!(fused[1].loss < fused[0].loss, "{fused:?}");
+        assert!(fused[1].test_accuracy > 0.1, "{fused:?}");
+        run(&config(1), dirs[1].path());
+        let (resumed_net, resumed) = run(&config(2), dirs[1].path());
+        let losses = |log: &[EpochLog]| log.iter().map(|e| e.loss).collect::<Vec<_>>();
+        assert_eq!(
+            losses(&resumed),
+            losses(&fused),
+            "the resumed epoch is the same"
+        );
+        let (a, _, _) = decoder_parts(&fused_net).unwrap();
+        let (b, _, _) = decoder_parts(&resumed_net).unwrap();
+        assert!(
+            a == b,
+            "the resumed network differs from the uninterrupted one"
+        );
+    }
+
+    #[test]
+    fn the_fused_engine_refuses_networks_it_does_not_train() {
+        let mut cfg = narrow_default();
+        cfg.model.precision = crate::config::Precision::Fp32;
+        cfg.train.engine = Engine::Fused;
+        crate::config::validate(&cfg).expect("the default's decoder");
+        for (change, field) in [
+            (
+                (|c: &mut Config| c.model.decoder = crate::config::Decoder::Paper)
+                    as fn(&mut Config),
+                "model.decoder: wide",
+            ),
+            (|c: &mut Config| c.model.dropout = 0.5, "model.dropout: 0"),
+            (
+                |c: &mut Config| c.train.optimizer = Optimizer::Sgd,
+                "train.optimizer: adam",
+            ),
+            (|c: &mut Config| c.model.freeze = false, "freeze: true"),
+        ] {
+            let mut bad = cfg.clone();
+            change(&mut bad);
+            let (at, message) = crate::config::validate(&bad).unwrap_err();
+            assert_eq!(at, "train.engine");
+            assert!(message.contains(field), "{message}");
+        }
     }
 
     #[test]

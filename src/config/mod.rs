@@ -555,6 +555,24 @@ pub fn validate(c: &Config) -> Result<(), (String, String)> {
              trained encoder's augmentation already shifts every batch)",
         );
     }
+    if t.engine == Engine::Fused {
+        let unsupported = [
+            (
+                !frozen,
+                "a frozen efficientnet_lite0 or efficientnet_lite2 encoder (freeze: true)",
+            ),
+            (m.decoder != Decoder::Wide, "model.decoder: wide"),
+            (m.dropout != 0.0, "model.dropout: 0"),
+            (t.optimizer != Optimizer::Adam, "train.optimizer: adam"),
+            (c.backend != Backend::Cpu, "backend: cpu"),
+        ];
+        if let Some((_, needs)) = unsupported.iter().find(|(missing, _)| *missing) {
+            return fail(
+                "train.engine",
+                format!("the fused engine needs {needs}; set train.engine=burn for this network"),
+            );
+        }
+    }
     let ix = &c.index;
     if ix.methods.is_empty() && !c.iwan.enabled {
         return fail(

@@ -41,6 +41,51 @@ impl Default for FusedAdam {
     }
 }
 
+impl FusedAdam {
+    /// Step `time` (1-based) of Adam over plain slices: parameters `p`, gradient `g`, moments
+    /// `m` and `v` (ignored, and overwritten, at step 1), at learning rate `lr`.
+    ///
+    /// # Panics
+    /// If the slices differ in length.
+    pub fn update(
+        &self,
+        lr: f64,
+        time: usize,
+        p: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+    ) {
+        assert!(
+            g.len() == p.len() && m.len() == p.len() && v.len() == p.len(),
+            "parameters, gradient and moments differ in length"
+        );
+        let t = time as i32;
+        let bias_correction2_sqrt = (1.0 - self.beta_2.powi(t)).sqrt();
+        let k = Step {
+            b1: self.beta_1,
+            b2: self.beta_2,
+            f1: 1.0 - self.beta_1,
+            f2: 1.0 - self.beta_2,
+            combined: bias_correction2_sqrt / (1.0 - self.beta_1.powi(t)),
+            eps: self.epsilon * bias_correction2_sqrt,
+            lr: lr as f32,
+            penalty: self.weight_decay.unwrap_or(0.0),
+        };
+        let (first, decay) = (time <= 1, self.weight_decay.is_some());
+        p.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .for_each(|(((p, g), m), v)| match (first, decay) {
+                (true, true) => k.at_level::<true, true>(p, g, m, v),
+                (true, false) => k.at_level::<true, false>(p, g, m, v),
+                (false, true) => k.at_level::<false, true>(p, g, m, v),
+                (false, false) => k.at_level::<false, false>(p, g, m, v),
+            });
+    }
+}
+
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
         .try_into_vec::<f32>()
@@ -69,34 +114,11 @@ impl Optimizer for FusedAdam {
             ),
             None => (Vec::new(), Vec::new(), 1),
         };
-        let first = m.is_empty();
-        if first {
+        if m.is_empty() {
             m.resize(p.len(), 0.0);
             v.resize(p.len(), 0.0);
         }
-        let t = time as i32;
-        let bias_correction2_sqrt = (1.0 - self.beta_2.powi(t)).sqrt();
-        let k = Step {
-            b1: self.beta_1,
-            b2: self.beta_2,
-            f1: 1.0 - self.beta_1,
-            f2: 1.0 - self.beta_2,
-            combined: bias_correction2_sqrt / (1.0 - self.beta_1.powi(t)),
-            eps: self.epsilon * bias_correction2_sqrt,
-            lr: lr as f32,
-            penalty: self.weight_decay.unwrap_or(0.0),
-        };
-        let decay = self.weight_decay.is_some();
-        p.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .zip(m.par_chunks_mut(CHUNK))
-            .zip(v.par_chunks_mut(CHUNK))
-            .for_each(|(((p, g), m), v)| match (first, decay) {
-                (true, true) => k.at_level::<true, true>(p, g, m, v),
-                (true, false) => k.at_level::<true, false>(p, g, m, v),
-                (false, true) => k.at_level::<false, true>(p, g, m, v),
-                (false, false) => k.at_level::<false, false>(p, g, m, v),
-            });
+        self.update(lr, time, &mut p, &g, &mut m, &mut v);
         let tensor = |values: Vec<f32>| {
             Tensor::<D>::from_data(TensorData::new(values, shape.clone()), &device)
         };
