@@ -1023,7 +1023,7 @@ mod tests {
     }
 
     #[test]
-    fn the_fused_decoder_has_burns_loss_gradients_and_running_statistics() {
+    fn fused_decoder_has_burns_loss_gradients_and_running_statistics() {
         // Oracle: burn's autodiff of HashNet::forward and training_loss (no code shared with
         // train::decoder) on real features, from the same initial weights, one batch of 64.
         let _turn = SEEDING.lock().unwrap_or_else(|e| e.into_inner());
@@ -1164,7 +1164,7 @@ mod tests {
     }
 
     #[test]
-    fn the_fused_engine_trains_and_resumes_exactly() {
+    fn fused_engine_trains_and_resumes_exactly() {
         // Real features (decoder_fixture), two epochs of four batches, then the same stopped
         // after one epoch and resumed from its checkpoint.
         let _turn = SEEDING.lock().unwrap_or_else(|e| e.into_inner());
@@ -1212,7 +1212,7 @@ mod tests {
     }
 
     #[test]
-    fn the_fused_engine_refuses_networks_it_does_not_train() {
+    fn fused_engine_refuses_networks_it_does_not_train() {
         let mut cfg = narrow_default();
         cfg.model.precision = crate::config::Precision::Fp32;
         cfg.train.engine = Engine::Fused;
