@@ -163,7 +163,7 @@ pub fn train(job: &TrainJob<'_>) -> Result<(HashNet, Vec<EpochLog>), TrainError>
     let resume = latest(&ckpt_dir)?;
     let from = resume.as_ref().map(|state| ckpt_dir.join(&state.dir));
     let mut learner = match t.engine {
-        Engine::Burn => Learner::burn(net, cfg, job.class_embedding, from.as_deref())?,
+        Engine::Burn => Learner::burn(net, &device, cfg, job.class_embedding, from.as_deref())?,
         Engine::Fused => Learner::fused(net, cfg, from.as_deref())?,
     };
     let (start_epoch, mut log) = resume.map_or((0, Vec::new()), |s| (s.epoch, s.log));
@@ -246,14 +246,19 @@ enum Learner {
 }
 
 impl Learner {
-    /// burn's autodiff on `net` (on an autodiff device), resumed from checkpoint folder `from`.
+    /// burn's autodiff on `net` (on the autodiff `device`), resumed from checkpoint folder
+    /// `from`.
+    ///
+    /// burn draws a parameter's initial values when it is first read, so nothing here reads
+    /// one: the first forward pass does, in its order, as it always has (reading the hash
+    /// layer's weights first gave another network from the same seed).
     fn burn(
         net: HashNet,
+        device: &Device,
         cfg: &Config,
         class_embedding: &[f32],
         from: Option<&Path>,
     ) -> Result<Self, TrainError> {
-        let device = net.hash.weight.val().device();
         let mut optim = optimizer(cfg);
         let net = match from {
             Some(dir) => {
@@ -268,14 +273,15 @@ impl Learner {
             optim,
             class_embedding: Tensor::<2>::from_data(
                 TensorData::new(class_embedding.to_vec(), [class_embedding.len() / d, d]),
-                &device,
+                device,
             ),
-            cross_entropy: burn::nn::loss::CrossEntropyLossConfig::new().init(&device),
+            cross_entropy: burn::nn::loss::CrossEntropyLossConfig::new().init(device),
         })
     }
 
     /// The fused decoder, starting from `net`'s initial values or resumed from `from`.
     fn fused(net: HashNet, cfg: &Config, from: Option<&Path>) -> Result<Self, TrainError> {
+        draw_as_burns_forward_pass(&net);
         let template = net.valid();
         let (template, moments) = match from {
             Some(dir) => {
@@ -405,6 +411,25 @@ impl Learner {
             }
         }
         Ok(())
+    }
+}
+
+/// Reads the linear layers' parameters of a fresh `net` in the order burn's forward pass first
+/// reads them (each weight, then its bias: the trunk, the hash layer, the hash branch's decoder,
+/// the embedding, the classifier). burn draws a parameter's initial values when it is first
+/// read, so this gives the fused engine the initial network burn's engine trains from the same
+/// seed. (Batch norm's scales and shifts start at one and zero: no draw.)
+fn draw_as_burns_forward_pass(net: &HashNet) {
+    let layers = (net.trunk.iter().map(|t| &t.linear))
+        .chain([&net.hash])
+        .chain(&net.hash_embed)
+        .chain([&net.embed])
+        .chain(&net.classify);
+    for layer in layers {
+        let _ = layer.weight.val();
+        if let Some(bias) = &layer.bias {
+            let _ = bias.val();
+        }
     }
 }
 
@@ -1161,6 +1186,44 @@ mod tests {
                 "step {step}: loss {fused} against burn's {burn_loss}"
             );
         }
+    }
+
+    #[test]
+    fn fused_engine_starts_from_burns_initial_network() {
+        // burn draws parameters lazily: one network drawn by burn's own first forward pass
+        // (real features), one by draw_as_burns_forward_pass, one by the first forward pass of
+        // burn's engine; every decoder value the same.
+        let _turn = SEEDING.lock().unwrap_or_else(|e| e.into_inner());
+        let fixture = decoder_fixture();
+        let cfg = narrow_default();
+        let device = Device::flex().autodiff();
+        let fresh = || {
+            device.seed(7);
+            HashNet::new(&cfg.model, 100, None, &device).unwrap()
+        };
+        let by_forward = fresh();
+        let ids: Vec<usize> = (0..8).collect();
+        let (x, _) = batch(fixture.images(), &ids, None, Preprocess::Cifar, &device).unwrap();
+        by_forward.forward(x).unwrap();
+        let by_order = fresh();
+        draw_as_burns_forward_pass(&by_order);
+        let (a, _, _) = decoder_parts(&by_forward.valid()).unwrap();
+        let (b, _, _) = decoder_parts(&by_order.valid()).unwrap();
+        assert!(a == b, "another initial network");
+        // burn's engine reads nothing before its first step either.
+        let Learner::Burn { net: Some(net), .. } =
+            Learner::burn(fresh(), &device, &cfg, &fixture.c, None).unwrap()
+        else {
+            panic!("burn's engine")
+        };
+        let (x, _) = batch(fixture.images(), &ids, None, Preprocess::Cifar, &device).unwrap();
+        net.forward(x).unwrap();
+        let (d, _, _) = decoder_parts(&net.valid()).unwrap();
+        assert!(a == d, "burn's engine trains another initial network");
+        // And the order matters: declaration order draws another one.
+        let by_declaration = fresh();
+        let (c, _, _) = decoder_parts(&by_declaration.valid()).unwrap();
+        assert!(a != c, "the draw order made no difference");
     }
 
     #[test]
