@@ -4,10 +4,10 @@
 //! each a pass over memory into a fresh allocation, most of them on one thread while the other
 //! waits (a profile of the train stage on 2 cores: the cores idle 39% of the time, 8% in
 //! copies that only move data, 14% in the scheduler). Here the same network is one forward and
-//! one backward pass over plain slices: the five matrix products on `gemm` (the three heads
-//! that read the trunk are one product of a combined weight matrix), batch norm with its
-//! activation and each loss with its gradient in single passes, and Adam over all parameters
-//! at once ([`FusedAdam::update`]). Buffers are allocated once.
+//! one backward pass over plain slices: eight matrix products on `gemm`, three forward and five
+//! backward (the three heads that read the trunk are one product of a combined weight matrix),
+//! batch norm with its activation and each loss with its gradient in single passes, and Adam
+//! over all parameters at once ([`FusedAdam::update`]). Buffers are allocated once.
 //!
 //! The network and loss are those of `model::HashNet` (wide) and `train::training_loss`:
 //!
