@@ -305,13 +305,8 @@ impl Learner {
             None => (template, None),
         };
         let (parts, running, widths) = decoder_parts(&template)?;
-        let t = &cfg.train;
-        let adam = FusedAdam {
-            weight_decay: (t.weight_decay > 0.0).then_some(t.weight_decay as f32),
-            ..FusedAdam::default()
-        };
         let aux = cfg.model.aux_ce_weight as f32;
-        let trainer = decoder::Trainer::new(widths, &parts, running, aux, adam, moments)
+        let trainer = decoder::Trainer::new(widths, &parts, running, aux, adam(cfg), moments)
             .map_err(|e| ModelError::Misconfigured(format!("fused decoder: {e}")))?;
         Ok(Self::Fused { trainer, template })
     }
@@ -597,10 +592,16 @@ fn optimizer(cfg: &Config) -> ModuleOptimizer {
             }))
             .with_weight_decay(decay)
             .init(),
-        Optimizer::Adam => ModuleOptimizer::from(FusedAdam {
-            weight_decay: decay.map(|d| d.penalty),
-            ..FusedAdam::default()
-        }),
+        Optimizer::Adam => ModuleOptimizer::from(adam(cfg)),
+    }
+}
+
+/// The config's Adam: burn's defaults, with `train.weight_decay` as an L2 penalty where set.
+fn adam(cfg: &Config) -> FusedAdam {
+    let decay = cfg.train.weight_decay;
+    FusedAdam {
+        weight_decay: (decay > 0.0).then_some(decay as f32),
+        ..FusedAdam::default()
     }
 }
 
