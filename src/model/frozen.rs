@@ -616,10 +616,12 @@ fn depthwise<const FMA: bool>(
     (oh, ow)
 }
 
-/// The depthwise loop over output rows: with `wide`, groups of [`WIDE_PIXELS`] interior pixels
-/// on the AVX-512 row kernel; then groups of [`PIXELS`] interior pixels on the vectorised
-/// path; the other pixels one at a time ([`depthwise_pixel`], bounds-checked). `pad` is the
-/// (top, left) zero padding.
+/// The depthwise loop over output rows. With `wide`, every row runs in groups of
+/// [`WIDE_PIXELS`] on the AVX-512 row kernel ([`depthwise_wide`]): its interior form where all
+/// of a full group's taps lie inside the input, its border form elsewhere (a row's last,
+/// shorter group, and groups whose taps cross the border). Otherwise groups of [`PIXELS`]
+/// interior pixels run on the vectorised path and the other pixels one at a time
+/// ([`depthwise_pixel`], bounds-checked). `pad` is the (top, left) zero padding.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn depthwise_rows<const FMA: bool>(
@@ -633,7 +635,29 @@ fn depthwise_rows<const FMA: bool>(
     wide: bool,
 ) {
     let (k, s) = (dw.kernel, dw.stride);
-    let wide = wide && matches!((k, s), (3 | 5, 1 | 2));
+    #[cfg(target_arch = "x86_64")]
+    if wide && let Some((interior, border)) = wide_kernel_pair(k, s) {
+        let span = (WIDE_PIXELS - 1) * s + k;
+        for oy in 0..oh {
+            let iy0 = (oy * s) as isize - pt as isize;
+            let rows_inside = iy0 >= 0 && iy0 as usize + k <= h;
+            let mut ox = 0;
+            while ox < ow {
+                let valid = WIDE_PIXELS.min(ow - ox);
+                let ix0 = (ox * s) as isize - pl as isize;
+                let inside =
+                    rows_inside && valid == WIDE_PIXELS && ix0 >= 0 && ix0 as usize + span <= w;
+                let kernel = if inside { interior } else { border };
+                // SAFETY: `wide` is only set where `wide_kernels` found AVX-512; the interior
+                // form gets only groups whose taps lie inside `input` (`inside`), the border
+                // form checks every tap; the `valid` outputs from `oy * ow + ox` lie in `out`.
+                unsafe { kernel(dw, input, (h, w), (iy0, ix0), out, (oy * ow + ox, valid)) };
+                ox += valid;
+            }
+        }
+        return;
+    }
+    let _ = wide;
     for oy in 0..oh {
         let rows_inside = oy * s >= pt && oy * s - pt + k <= h;
         let mut ox = 0;
@@ -644,24 +668,10 @@ fn depthwise_rows<const FMA: bool>(
                     && ox * s >= pl
                     && ox * s - pl + (pixels - 1) * s + k <= w
             };
-            // The first tap of output (oy, ox), for the interior paths only.
-            let at = || (oy * s - pt, ox * s - pl);
             let first = oy * ow + ox;
-            if wide && inside(WIDE_PIXELS) {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `wide` is only set where `wide_kernels` found AVX-512, and the
-                // group's taps lie inside `input` (`inside`).
-                unsafe {
-                    match (k, s) {
-                        (3, 1) => depthwise_wide::<3, 1>(dw, input, w, at(), out, first),
-                        (3, 2) => depthwise_wide::<3, 2>(dw, input, w, at(), out, first),
-                        (5, 1) => depthwise_wide::<5, 1>(dw, input, w, at(), out, first),
-                        _ => depthwise_wide::<5, 2>(dw, input, w, at(), out, first),
-                    }
-                }
-                ox += WIDE_PIXELS;
-            } else if inside(PIXELS) {
-                depthwise_interior::<PIXELS, FMA>(dw, input, w, at(), out, first);
+            if inside(PIXELS) {
+                let at = (oy * s - pt, ox * s - pl);
+                depthwise_interior::<PIXELS, FMA>(dw, input, w, at, out, first);
                 ox += PIXELS;
             } else {
                 depthwise_pixel::<FMA>(dw, input, h, w, (pt, pl), (oy, ox), out, first);
@@ -677,28 +687,55 @@ fn wide_kernels<const FMA: bool>() -> bool {
     cfg!(target_arch = "x86_64") && FMA && level() == Level::Avx512
 }
 
-/// `WIDE_PIXELS` horizontally adjacent output pixels whose taps all lie inside the input, on
-/// AVX-512 registers; the first one's top-left tap is input pixel `(iy0, ix0)`, its output
-/// index `first`. For each kernel row the input vectors the outputs share
+/// One call of [`depthwise_wide`]: the layer, its input, the input's `(h, w)`, the first
+/// output's top-left tap (outside the input where it lies in the padding), and the first
+/// output's index with the number of outputs to store.
+#[cfg(target_arch = "x86_64")]
+type WideKernel =
+    unsafe fn(&Depthwise, &[f32], (usize, usize), (isize, isize), &mut [f32], (usize, usize));
+
+/// The interior and border forms of [`depthwise_wide`] for a `k x k` kernel at `stride`, if
+/// it has them.
+#[cfg(target_arch = "x86_64")]
+fn wide_kernel_pair(k: usize, stride: usize) -> Option<(WideKernel, WideKernel)> {
+    Some(match (k, stride) {
+        (3, 1) => (depthwise_wide::<3, 1, false>, depthwise_wide::<3, 1, true>),
+        (3, 2) => (depthwise_wide::<3, 2, false>, depthwise_wide::<3, 2, true>),
+        (5, 1) => (depthwise_wide::<5, 1, false>, depthwise_wide::<5, 1, true>),
+        (5, 2) => (depthwise_wide::<5, 2, false>, depthwise_wide::<5, 2, true>),
+        _ => return None,
+    })
+}
+
+/// `WIDE_PIXELS` horizontally adjacent output pixels on AVX-512 registers, of which the first
+/// `valid` are stored from output index `first`; the first one's top-left tap is input pixel
+/// `(iy0, ix0)` of the `(h, w)` input. For each kernel row the input vectors the outputs share
 /// (`(WIDE_PIXELS - 1) * S + K` of them) and the `K` weights are loaded once, where
 /// [`depthwise_interior`] loads one input per tap and output: about half the loads for the same
 /// multiply-adds. Each output sums the same terms in the same order (the bias, then the taps
-/// row by row, one fused multiply-add each) and clamps the same way, so the result is bit for
-/// bit [`depthwise_interior`]'s on the FMA path.
+/// row by row, one fused multiply-add each) and clamps the same way as the FMA path, so the
+/// result is bit for bit [`depthwise_interior`]'s and [`depthwise_pixel`]'s.
+///
+/// The `BORDER` form takes groups whose taps cross the border, and a row's last group of fewer
+/// than `WIDE_PIXELS`: it skips the kernel rows outside the input, as [`depthwise_pixel`]
+/// does, and multiplies zeros for the columns outside it. A multiply-add of a zero leaves its
+/// sum as it was (up to the sign of a zero sum, which the ReLU6 makes 0 either way), so the
+/// outputs are still those of the per-pixel path, which skips those taps. Before it, pixels
+/// near the border took that path one at a time: most of the pixels of the 7 x 7 and 14 x 14
+/// maps.
 ///
 /// # Safety
-/// The CPU has AVX-512F; the `K` input rows starting at `(iy0, ix0)` hold
-/// `(WIDE_PIXELS - 1) * S + K` pixels of `dw.channels` values each, and `out` holds the
-/// `WIDE_PIXELS` outputs from `first`.
+/// The CPU has AVX-512F; without `BORDER`, the `K` input rows from `(iy0, ix0)` lie inside the
+/// input with `(WIDE_PIXELS - 1) * S + K` pixels each, and `valid` is `WIDE_PIXELS`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn depthwise_wide<const K: usize, const S: usize>(
+unsafe fn depthwise_wide<const K: usize, const S: usize, const BORDER: bool>(
     dw: &Depthwise,
     input: &[f32],
-    w: usize,
-    (iy0, ix0): (usize, usize),
+    (h, w): (usize, usize),
+    (iy0, ix0): (isize, isize),
     out: &mut [f32],
-    first: usize,
+    (first, valid): (usize, usize),
 ) {
     use std::arch::x86_64::{
         __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_setzero_ps, _mm512_storeu_ps,
@@ -706,25 +743,44 @@ unsafe fn depthwise_wide<const K: usize, const S: usize>(
     const P: usize = WIDE_PIXELS;
     let c = dw.channels;
     let span = (P - 1) * S + K;
+    // The kernel rows and the span's columns that lie inside the input.
+    let inside = |origin: isize, side: usize, len: usize| {
+        let from = origin.clamp(-(len as isize), 0).unsigned_abs();
+        let to = (side as isize - origin).clamp(0, len as isize) as usize;
+        from..to
+    };
+    let (rows, cols) = (inside(iy0, h, K), inside(ix0, w, span));
     assert!(
-        ((iy0 + K - 1) * w + ix0 + span) * c <= input.len(),
-        "input rows"
+        BORDER || (rows == (0..K) && cols == (0..span) && valid == P),
+        "interior group crosses the border"
     );
-    assert!((first + P) * c <= out.len(), "output pixels");
+    assert!(valid <= P, "at most {P} outputs");
+    assert!(h * w * c <= input.len(), "input rows");
+    assert!((first + valid) * c <= out.len(), "output pixels");
     assert!(
         dw.weight.len() >= K * K * c && dw.bias.len() >= c,
         "weights"
     );
     let zero = _mm512_setzero_ps();
     for cb in (0..c).step_by(LANES) {
-        // SAFETY (loads and stores): within the lengths asserted above; cb + LANES <= c.
+        // SAFETY (loads and stores): rows in `rows` and columns in `cols` lie inside the
+        // input (`h * w * c` values, asserted); the `valid` outputs inside `out`; cb + LANES
+        // <= c.
         unsafe {
             let mut acc = [_mm512_loadu_ps(dw.bias.as_ptr().add(cb)); P];
             for ky in 0..K {
-                let row = input.as_ptr().add(((iy0 + ky) * w + ix0) * c + cb);
+                if BORDER && !rows.contains(&ky) {
+                    continue;
+                }
+                let iy = iy0 + ky as isize;
                 let mut x: [__m512; (WIDE_PIXELS - 1) * 2 + 5] = [zero; (WIDE_PIXELS - 1) * 2 + 5];
                 for (j, v) in x.iter_mut().enumerate().take(span) {
-                    *v = _mm512_loadu_ps(row.add(j * c));
+                    if !BORDER || cols.contains(&j) {
+                        let ix = ix0 + j as isize;
+                        *v = _mm512_loadu_ps(
+                            input.as_ptr().add((iy as usize * w + ix as usize) * c + cb),
+                        );
+                    }
                 }
                 for kx in 0..K {
                     let wv = _mm512_loadu_ps(dw.weight.as_ptr().add((ky * K + kx) * c + cb));
@@ -733,7 +789,7 @@ unsafe fn depthwise_wide<const K: usize, const S: usize>(
                     }
                 }
             }
-            for (p, a) in acc.iter().enumerate() {
+            for (p, a) in acc.iter().enumerate().take(valid) {
                 let v = super::tiles::relu6(*a);
                 _mm512_storeu_ps(out.as_mut_ptr().add((first + p) * c + cb), v);
             }
