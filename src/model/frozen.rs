@@ -112,6 +112,7 @@ struct Scratch {
     a: Vec<f32>,
     b: Vec<f32>,
     c: Vec<f32>,
+    d: Vec<f32>,
     bf16: Bf16Scratch,
 }
 
@@ -356,6 +357,7 @@ impl FrozenLite {
             a,
             b,
             c,
+            d,
             bf16,
         } = s;
         // The buffers keep their largest size; each layer uses the prefix it needs.
@@ -363,30 +365,17 @@ impl FrozenLite {
         let (mut h, mut w) = stem::<FMA>(&self.stem, input, size, size, a, wide);
         let mut channels = STEM_OUT;
         for block in &self.blocks {
-            // The block's input is in `a`; its expansion goes to `b`, the depthwise output
-            // to `c`, the projection back to `b`, which then becomes the next input.
+            // The block's input is in `a`, its output goes to `b`, which then becomes the next
+            // input; `c` and `d` hold a band's expanded rows and its depthwise output.
             let input = &a[..h * w * channels];
-            let mid = match &block.expand {
-                Some(e) => {
-                    let mid = prefix(b, h * w * e.c_out);
-                    pointwise(e, input, h * w, None, true, mid, bf16);
-                    &*mid
-                }
-                None => input,
-            };
-            let (oh, ow) = depthwise::<FMA>(&block.depthwise, mid, h, w, c, wide);
-            let depthwise_out = &c[..oh * ow * block.depthwise.channels];
-            let skip = block.residual.then_some(input);
-            let projected = prefix(b, oh * ow * block.project.c_out);
-            pointwise(
-                &block.project,
-                depthwise_out,
-                oh * ow,
-                skip,
-                false,
-                projected,
+            let (oh, ow) = block.out_size(h, w);
+            let output = prefix(b, oh * ow * block.project.c_out);
+            let buffers = Band {
+                window: c,
+                depthwise: d,
                 bf16,
-            );
+            };
+            block.run::<FMA>(input, (h, w), output, buffers, BAND_VALUES, wide);
             std::mem::swap(a, b);
             (h, w, channels) = (oh, ow, block.project.c_out);
         }
@@ -410,6 +399,117 @@ impl FrozenLite {
         let scale = 1.0 / (h * w) as f32;
         for o in out.iter_mut() {
             *o *= scale;
+        }
+    }
+}
+
+/// Target size of a band's expanded rows, in `f32`s: with the band's depthwise output and
+/// its share of the input and output they stay in a core's L2 (1 MB on Zen 4, 2 MB on the
+/// Xeon) between the three layers of a block. Measured on the Xeon at 224 px (images/s, fp32
+/// and bf16): 8 K 232–234 and 286–296, 24 K 247–249 and 364–365, 48 K 253–255 and 385–395,
+/// 96 K 244–250 and 405–406, 192 K 248–263 and 383–392.
+const BAND_VALUES: usize = 48 * 1024;
+
+/// The scratch buffers of one block's bands: the expanded rows the band's depthwise layer
+/// reads (`window`), its depthwise output, and the bf16 kernels' scratch.
+struct Band<'a> {
+    window: &'a mut Vec<f32>,
+    depthwise: &'a mut Vec<f32>,
+    bf16: &'a mut Bf16Scratch,
+}
+
+impl Block {
+    fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let s = self.depthwise.stride;
+        (h.div_ceil(s), w.div_ceil(s))
+    }
+
+    /// The block (expansion, depthwise, projection with its residual) on `input` (`[h, w,
+    /// c_in]`) into `out` (`[oh, ow, c_out]`), in bands of output rows, each band's three
+    /// layers one after the other, so that the expanded map, the largest of the network, is
+    /// never written whole (at 224 px it is 4.8 MB, past any core's L2). The expanded rows a
+    /// band's depthwise layer reads are computed once: rows the next band reads too stay in
+    /// the window, moved to its front. Every output sums the same terms in the same order as
+    /// the layers run whole (the 1x1 kernels sum each row on its own, the depthwise layer
+    /// each pixel on its own), so the features are bit for bit the same.
+    ///
+    /// `band_values` sizes the bands ([`BAND_VALUES`]; the tests take it down to one row).
+    #[inline(always)]
+    fn run<const FMA: bool>(
+        &self,
+        input: &[f32],
+        (h, w): (usize, usize),
+        out: &mut [f32],
+        buffers: Band<'_>,
+        band_values: usize,
+        wide: bool,
+    ) {
+        let Band {
+            window,
+            depthwise,
+            bf16,
+        } = buffers;
+        let dw = &self.depthwise;
+        let (k, s, mid) = (dw.kernel, dw.stride, dw.channels);
+        let c_in = input.len() / (h * w);
+        let c_out = self.project.c_out;
+        let (pt, _) = tf_same_padding(h, k, s);
+        let (pl, _) = tf_same_padding(w, k, s);
+        let (oh, ow) = self.out_size(h, w);
+        debug_assert_eq!(out.len(), oh * ow * c_out);
+        let band_rows = (band_values / (s * w * mid)).clamp(1, oh);
+        let row = w * mid;
+        // The expanded input rows held in `window`, from its start.
+        let mut held = 0..0;
+        for first in (0..oh).step_by(band_rows) {
+            let last = (first + band_rows).min(oh);
+            // The input rows the band's depthwise layer reads.
+            let need = (first * s).saturating_sub(pt)..((last - 1) * s + k - pt).min(h);
+            let (dw_input, row0) = match &self.expand {
+                None => (input, 0),
+                Some(e) => {
+                    let win = prefix(window, need.len().max(held.len()) * row);
+                    let kept = need.start..held.end.max(need.start);
+                    if !kept.is_empty() {
+                        let from = kept.start - held.start;
+                        win.copy_within(from * row..(from + kept.len()) * row, 0);
+                    }
+                    let win = &mut win[..need.len() * row];
+                    let fresh = kept.end..need.end;
+                    pointwise(
+                        e,
+                        &input[fresh.start * w * c_in..fresh.end * w * c_in],
+                        fresh.len() * w,
+                        None,
+                        true,
+                        &mut win[kept.len() * row..],
+                        bf16,
+                    );
+                    held = need.clone();
+                    (&*win, need.start)
+                }
+            };
+            let band = prefix(depthwise, (last - first) * ow * mid);
+            let geometry = Geometry {
+                h,
+                w,
+                pad: (pt, pl),
+                rows: first..last,
+                ow,
+                row0,
+            };
+            depthwise_rows::<FMA>(dw, dw_input, &geometry, band, wide);
+            let at = first * ow * c_out..last * ow * c_out;
+            let skip = self.residual.then(|| &input[at.clone()]);
+            pointwise(
+                &self.project,
+                band,
+                (last - first) * ow,
+                skip,
+                false,
+                &mut out[at],
+                bf16,
+            );
         }
     }
 }
@@ -593,11 +693,11 @@ unsafe fn stem_wide(
     }
 }
 
-/// A depthwise convolution with SAME padding, bias and ReLU6 on `[h, w, c]` -> `[oh, ow, c]`.
-/// The padding is never materialised: pixels whose taps cross the border skip the taps
-/// outside (a zero-padded copy of the input measured slower, even on the small late maps where
-/// most pixels touch the border, once those pixels ran four channel blocks at a time).
-#[inline(always)]
+/// A depthwise convolution with SAME padding, bias and ReLU6 on `[h, w, c]` -> `[oh, ow, c]`,
+/// the whole map at once (the network runs it in bands, [`Block::run`]). The padding is never
+/// materialised: taps outside the input are skipped, or multiplied as zeros by the row
+/// kernel's border form (a zero-padded copy of the input measured slower).
+#[cfg(test)]
 fn depthwise<const FMA: bool>(
     dw: &Depthwise,
     input: &[f32],
@@ -612,8 +712,29 @@ fn depthwise<const FMA: bool>(
     let (pl, _) = tf_same_padding(w, k, s);
     let (oh, ow) = (h.div_ceil(s), w.div_ceil(s));
     let out = prefix(out, oh * ow * c);
-    depthwise_rows::<FMA>(dw, input, h, w, (pt, pl), (oh, ow), out, wide);
+    let geometry = Geometry {
+        h,
+        w,
+        pad: (pt, pl),
+        rows: 0..oh,
+        ow,
+        row0: 0,
+    };
+    depthwise_rows::<FMA>(dw, input, &geometry, out, wide);
     (oh, ow)
+}
+
+/// Where a band of a depthwise layer lies: the whole input's `h x w` and (top, left) zero
+/// padding, the output rows the band computes (`ow` pixels each; its output slice starts at
+/// the first), and the first input row its input slice holds (it holds every row the band's
+/// taps read inside the input).
+struct Geometry {
+    h: usize,
+    w: usize,
+    pad: (usize, usize),
+    rows: std::ops::Range<usize>,
+    ow: usize,
+    row0: usize,
 }
 
 /// The depthwise loop over output rows. With `wide`, every row runs in groups of
@@ -622,23 +743,27 @@ fn depthwise<const FMA: bool>(
 /// shorter group, and groups whose taps cross the border). Otherwise groups of [`PIXELS`]
 /// interior pixels run on the vectorised path and the other pixels one at a time
 /// ([`depthwise_pixel`], bounds-checked). `pad` is the (top, left) zero padding.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn depthwise_rows<const FMA: bool>(
     dw: &Depthwise,
     input: &[f32],
-    h: usize,
-    w: usize,
-    (pt, pl): (usize, usize),
-    (oh, ow): (usize, usize),
+    g: &Geometry,
     out: &mut [f32],
     wide: bool,
 ) {
     let (k, s) = (dw.kernel, dw.stride);
+    let Geometry {
+        h,
+        w,
+        pad: (pt, pl),
+        ow,
+        row0,
+        ..
+    } = *g;
     #[cfg(target_arch = "x86_64")]
     if wide && let Some((interior, border)) = wide_kernel_pair(k, s) {
         let span = (WIDE_PIXELS - 1) * s + k;
-        for oy in 0..oh {
+        for oy in g.rows.clone() {
             let iy0 = (oy * s) as isize - pt as isize;
             let rows_inside = iy0 >= 0 && iy0 as usize + k <= h;
             let mut ox = 0;
@@ -648,17 +773,18 @@ fn depthwise_rows<const FMA: bool>(
                 let inside =
                     rows_inside && valid == WIDE_PIXELS && ix0 >= 0 && ix0 as usize + span <= w;
                 let kernel = if inside { interior } else { border };
+                let first = (oy - g.rows.start) * ow + ox;
                 // SAFETY: `wide` is only set where `wide_kernels` found AVX-512; the interior
-                // form gets only groups whose taps lie inside `input` (`inside`), the border
-                // form checks every tap; the `valid` outputs from `oy * ow + ox` lie in `out`.
-                unsafe { kernel(dw, input, (h, w), (iy0, ix0), out, (oy * ow + ox, valid)) };
+                // form gets only groups whose taps lie inside the input (`inside`), the border
+                // form checks every tap; the `valid` outputs from `first` lie in `out`.
+                unsafe { kernel(dw, input, (h, w, row0), (iy0, ix0), out, (first, valid)) };
                 ox += valid;
             }
         }
         return;
     }
     let _ = wide;
-    for oy in 0..oh {
+    for oy in g.rows.clone() {
         let rows_inside = oy * s >= pt && oy * s - pt + k <= h;
         let mut ox = 0;
         while ox < ow {
@@ -668,13 +794,13 @@ fn depthwise_rows<const FMA: bool>(
                     && ox * s >= pl
                     && ox * s - pl + (pixels - 1) * s + k <= w
             };
-            let first = oy * ow + ox;
+            let first = (oy - g.rows.start) * ow + ox;
             if inside(PIXELS) {
-                let at = (oy * s - pt, ox * s - pl);
+                let at = (oy * s - pt - row0, ox * s - pl);
                 depthwise_interior::<PIXELS, FMA>(dw, input, w, at, out, first);
                 ox += PIXELS;
             } else {
-                depthwise_pixel::<FMA>(dw, input, h, w, (pt, pl), (oy, ox), out, first);
+                depthwise_pixel::<FMA>(dw, input, g, (oy, ox), out, first);
                 ox += 1;
             }
         }
@@ -687,12 +813,18 @@ fn wide_kernels<const FMA: bool>() -> bool {
     cfg!(target_arch = "x86_64") && FMA && level() == Level::Avx512
 }
 
-/// One call of [`depthwise_wide`]: the layer, its input, the input's `(h, w)`, the first
-/// output's top-left tap (outside the input where it lies in the padding), and the first
-/// output's index with the number of outputs to store.
+/// One call of [`depthwise_wide`]: the layer, its input, the whole input's `(h, w)` with the
+/// first row the input slice holds, the first output's top-left tap (outside the input where
+/// it lies in the padding), and the first output's index with the number of outputs to store.
 #[cfg(target_arch = "x86_64")]
-type WideKernel =
-    unsafe fn(&Depthwise, &[f32], (usize, usize), (isize, isize), &mut [f32], (usize, usize));
+type WideKernel = unsafe fn(
+    &Depthwise,
+    &[f32],
+    (usize, usize, usize),
+    (isize, isize),
+    &mut [f32],
+    (usize, usize),
+);
 
 /// The interior and border forms of [`depthwise_wide`] for a `k x k` kernel at `stride`, if
 /// it has them.
@@ -709,7 +841,7 @@ fn wide_kernel_pair(k: usize, stride: usize) -> Option<(WideKernel, WideKernel)>
 
 /// `WIDE_PIXELS` horizontally adjacent output pixels on AVX-512 registers, of which the first
 /// `valid` are stored from output index `first`; the first one's top-left tap is input pixel
-/// `(iy0, ix0)` of the `(h, w)` input. For each kernel row the input vectors the outputs share
+/// `(iy0, ix0)` of the `(h, w)` input, whose rows `input` holds from row `row0`. For each kernel row the input vectors the outputs share
 /// (`(WIDE_PIXELS - 1) * S + K` of them) and the `K` weights are loaded once, where
 /// [`depthwise_interior`] loads one input per tap and output: about half the loads for the same
 /// multiply-adds. Each output sums the same terms in the same order (the bias, then the taps
@@ -732,7 +864,7 @@ fn wide_kernel_pair(k: usize, stride: usize) -> Option<(WideKernel, WideKernel)>
 unsafe fn depthwise_wide<const K: usize, const S: usize, const BORDER: bool>(
     dw: &Depthwise,
     input: &[f32],
-    (h, w): (usize, usize),
+    (h, w, row0): (usize, usize, usize),
     (iy0, ix0): (isize, isize),
     out: &mut [f32],
     (first, valid): (usize, usize),
@@ -755,7 +887,12 @@ unsafe fn depthwise_wide<const K: usize, const S: usize, const BORDER: bool>(
         "interior group crosses the border"
     );
     assert!(valid <= P, "at most {P} outputs");
-    assert!(h * w * c <= input.len(), "input rows");
+    // The input rows the taps read, from the slice's first.
+    let read = rows.start as isize + iy0 - row0 as isize..rows.end as isize + iy0 - row0 as isize;
+    assert!(
+        rows.is_empty() || (read.start >= 0 && read.end as usize * w * c <= input.len()),
+        "input rows"
+    );
     assert!((first + valid) * c <= out.len(), "output pixels");
     assert!(
         dw.weight.len() >= K * K * c && dw.bias.len() >= c,
@@ -764,22 +901,19 @@ unsafe fn depthwise_wide<const K: usize, const S: usize, const BORDER: bool>(
     let zero = _mm512_setzero_ps();
     for cb in (0..c).step_by(LANES) {
         // SAFETY (loads and stores): rows in `rows` and columns in `cols` lie inside the
-        // input (`h * w * c` values, asserted); the `valid` outputs inside `out`; cb + LANES
-        // <= c.
+        // input slice (asserted); the `valid` outputs inside `out`; cb + LANES <= c.
         unsafe {
             let mut acc = [_mm512_loadu_ps(dw.bias.as_ptr().add(cb)); P];
             for ky in 0..K {
                 if BORDER && !rows.contains(&ky) {
                     continue;
                 }
-                let iy = iy0 + ky as isize;
+                let iy = (iy0 + ky as isize) as usize - row0;
                 let mut x: [__m512; (WIDE_PIXELS - 1) * 2 + 5] = [zero; (WIDE_PIXELS - 1) * 2 + 5];
                 for (j, v) in x.iter_mut().enumerate().take(span) {
                     if !BORDER || cols.contains(&j) {
                         let ix = ix0 + j as isize;
-                        *v = _mm512_loadu_ps(
-                            input.as_ptr().add((iy as usize * w + ix as usize) * c + cb),
-                        );
+                        *v = _mm512_loadu_ps(input.as_ptr().add((iy * w + ix as usize) * c + cb));
                     }
                 }
                 for kx in 0..K {
@@ -840,19 +974,17 @@ fn depthwise_interior<const P: usize, const FMA: bool>(
 /// skipped (zero padding). Its taps are listed once; then [`CHANNEL_GROUP`] channel blocks at
 /// a time run as independent chains (one block alone would wait on each multiply-add's
 /// latency), each summing the same taps in the same order as the other paths.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn depthwise_pixel<const FMA: bool>(
     dw: &Depthwise,
     input: &[f32],
-    h: usize,
-    w: usize,
-    (pt, pl): (usize, usize),
+    g: &Geometry,
     (oy, ox): (usize, usize),
     out: &mut [f32],
     at: usize,
 ) {
     let (k, s, c) = (dw.kernel, dw.stride, dw.channels);
+    let (h, w, (pt, pl)) = (g.h, g.w, g.pad);
     // (tap index, input pixel) of the taps inside the input, in order.
     let mut taps = [(0, 0); MAX_KERNEL * MAX_KERNEL];
     let mut len = 0;
@@ -864,7 +996,7 @@ fn depthwise_pixel<const FMA: bool>(
             let Some(ix) = (ox * s + kx).checked_sub(pl).filter(|&x| x < w) else {
                 continue;
             };
-            taps[len] = (ky * k + kx, iy * w + ix);
+            taps[len] = (ky * k + kx, (iy - g.row0) * w + ix);
             len += 1;
         }
     }
@@ -1169,6 +1301,93 @@ mod tests {
             .into_data()
             .try_to_vec::<f32>()
             .expect("f32")
+    }
+
+    /// Banded blocks against the same block's layers run whole over the map, bit for bit, on
+    /// the real weights with pseudo-random inputs (hand-made, labelled as such): blocks 0-4 of
+    /// Lite0 (no expansion; k3 and k5 at stride 2; k3 and k5 with the residual), at awkward
+    /// sizes, in bands of one row, of three rows and of the whole map, in fp32 and bf16, on the
+    /// portable and FMA paths and on the AVX-512 kernels where this CPU has them.
+    #[test]
+    fn banded_blocks_equal_their_layers_run_whole() {
+        let net = net();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for precision in [Precision::Fp32, Precision::Bf16] {
+            let frozen = FrozenLite::compile(&net, precision).expect("compile");
+            for (b, block) in frozen.blocks.iter().enumerate().take(5) {
+                let mid = block.depthwise.channels;
+                let c_in = block.expand.as_ref().map_or(mid, |e| e.c_in);
+                for (h, w) in [(1, 1), (5, 3), (7, 7), (9, 13), (16, 11)] {
+                    let x = pseudo_random(h * w * c_in, (b * 1000 + h * w) as u64);
+                    let (oh, ow) = block.out_size(h, w);
+                    let n = oh * ow * block.project.c_out;
+                    let mut scratch = Scratch::default();
+                    let paths: [(bool, bool); 3] = [(false, false), (true, false), (true, true)];
+                    for (fma, wide) in paths {
+                        if wide && !wide_kernels::<true>() {
+                            continue;
+                        }
+                        // The layers whole: expansion, depthwise, projection.
+                        let mut expanded = x.clone();
+                        if let Some(e) = &block.expand {
+                            expanded = vec![0.0; h * w * mid];
+                            pointwise(e, &x, h * w, None, true, &mut expanded, &mut scratch.bf16);
+                        }
+                        let mut dw = Vec::new();
+                        if fma {
+                            depthwise::<true>(&block.depthwise, &expanded, h, w, &mut dw, wide);
+                        } else {
+                            depthwise::<false>(&block.depthwise, &expanded, h, w, &mut dw, false);
+                        }
+                        let mut whole = vec![0.0; n];
+                        let skip = block.residual.then_some(&x[..]);
+                        let dw = &dw[..oh * ow * mid];
+                        pointwise(
+                            &block.project,
+                            dw,
+                            oh * ow,
+                            skip,
+                            false,
+                            &mut whole,
+                            &mut scratch.bf16,
+                        );
+                        for rows in [1, 3, oh] {
+                            let mut banded = vec![f32::NAN; n];
+                            let buffers = Band {
+                                window: &mut scratch.c,
+                                depthwise: &mut scratch.d,
+                                bf16: &mut scratch.bf16,
+                            };
+                            let band_values = rows * block.depthwise.stride * w * mid;
+                            if fma {
+                                block.run::<true>(
+                                    &x,
+                                    (h, w),
+                                    &mut banded,
+                                    buffers,
+                                    band_values,
+                                    wide,
+                                );
+                            } else {
+                                block.run::<false>(
+                                    &x,
+                                    (h, w),
+                                    &mut banded,
+                                    buffers,
+                                    band_values,
+                                    false,
+                                );
+                            }
+                            assert_eq!(
+                                bits(&banded),
+                                bits(&whole),
+                                "{precision:?} block {b} {h}x{w}, bands of {rows} rows, fma {fma}, wide {wide}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
