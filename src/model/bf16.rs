@@ -270,6 +270,24 @@ impl Bf16Weights {
     pub fn n(&self) -> usize {
         self.n
     }
+
+    /// For [`matmul_rounded`] on `m` rows: the width of a rounded row (`k`, then zeros) and
+    /// the rows the kernel reads (the AMX kernel whole blocks of 32); `None` on the portable
+    /// path, which has no such rows.
+    #[must_use]
+    pub fn rounded_rows(&self, m: usize) -> Option<(usize, usize)> {
+        match self.layout {
+            Layout::Packed { pairs, tiles, .. } => {
+                let padded = if tiles {
+                    m.div_ceil(amx::BLOCK_ROWS) * amx::BLOCK_ROWS
+                } else {
+                    m
+                };
+                Some((pairs * 2, padded))
+            }
+            Layout::Rounded(_) => None,
+        }
+    }
 }
 
 /// Reusable buffers of [`matmul`]: the activations rounded to bfloat16, and the AMX kernel's
@@ -305,51 +323,15 @@ pub fn matmul(
     }
     match &weights.layout {
         #[cfg(target_arch = "x86_64")]
-        &Layout::Packed {
-            ref data,
-            pairs,
-            tiles,
-        } => {
-            let strip_len = pairs * STRIP * 2;
-            // The tile kernel reads whole blocks of rows.
-            let padded = if tiles {
-                m.div_ceil(amx::BLOCK_ROWS) * amx::BLOCK_ROWS
-            } else {
-                m
-            };
-            let rows = crate::model::prefix(&mut scratch.pairs, padded * pairs * 2);
+        Layout::Packed { pairs, .. } => {
+            let (width, padded) = weights.rounded_rows(m).expect("a packed layout");
+            let mut rows = std::mem::take(&mut scratch.pairs);
+            let prefix = crate::model::prefix(&mut rows, padded * width);
             // SAFETY: a packed layout is only built for a kernel that runs here (AVX-512 and
-            // AVX512_BF16, and for the tiles AMX); the buffers have the lengths the kernels
-            // read and write.
-            unsafe {
-                pairs_bf16(lhs, m, k, pairs * 2, rows);
-                if tiles {
-                    let blocks = crate::model::prefix(&mut scratch.blocks, 2 * amx::BLOCK_LEN);
-                    amx::matmul(
-                        rows,
-                        m,
-                        pairs * 2,
-                        data,
-                        strip_len,
-                        start,
-                        out,
-                        relu6,
-                        blocks,
-                    );
-                } else {
-                    tiles::for_each_tile::<DotProducts>(
-                        rows,
-                        m,
-                        pairs * 2,
-                        k.div_ceil(2),
-                        data,
-                        strip_len,
-                        start,
-                        out,
-                        relu6,
-                    );
-                }
-            }
+            // AVX512_BF16); `prefix` holds `m * width` values.
+            unsafe { pairs_bf16(lhs, m, k, pairs * 2, prefix) };
+            matmul_rounded(prefix, m, weights, start, out, relu6, scratch);
+            scratch.pairs = rows;
         }
         #[cfg(not(target_arch = "x86_64"))]
         Layout::Packed { .. } => unreachable!("no packed layout off x86-64"),
@@ -362,6 +344,71 @@ pub fn matmul(
                 clamp_relu6(out);
             }
         }
+    }
+}
+
+/// [`matmul`] on activations already rounded to bfloat16 as it rounds them: `rows` holds `m`
+/// rows of the width [`Bf16Weights::rounded_rows`] gives (the values, then zeros), and as
+/// many rows as it says the kernel reads (rows past `m` may hold anything: their sums are not
+/// stored). The depthwise layers of the frozen network write their outputs this way, for the
+/// projections.
+///
+/// # Panics
+/// If the weights have no packed layout (the portable path), or the slices are not `[n]`,
+/// `[m, n]` and the rows `rounded_rows` gives.
+pub fn matmul_rounded(
+    rows: &[u16],
+    m: usize,
+    weights: &Bf16Weights,
+    start: Start<'_>,
+    out: &mut [f32],
+    relu6: bool,
+    scratch: &mut Bf16Scratch,
+) {
+    let (width, padded) = weights
+        .rounded_rows(m)
+        .expect("rounded rows need a packed layout");
+    let n = weights.n;
+    assert!(
+        rows.len() >= padded * width,
+        "rows are not [{padded}, {width}]"
+    );
+    assert_eq!(out.len(), m * n, "out is not [{m}, {n}]");
+    assert_eq!(start.bias.len(), n, "bias is not [{n}]");
+    if let Some(skip) = start.skip {
+        assert_eq!(skip.len(), m * n, "skip is not [{m}, {n}]");
+    }
+    match &weights.layout {
+        #[cfg(target_arch = "x86_64")]
+        &Layout::Packed {
+            ref data,
+            pairs,
+            tiles,
+        } => {
+            let strip_len = pairs * STRIP * 2;
+            // SAFETY: a packed layout is only built for a kernel that runs here (AVX-512 and
+            // AVX512_BF16, and for the tiles AMX); the buffers have the lengths the kernels
+            // read and write.
+            unsafe {
+                if tiles {
+                    let blocks = crate::model::prefix(&mut scratch.blocks, 2 * amx::BLOCK_LEN);
+                    amx::matmul(rows, m, width, data, strip_len, start, out, relu6, blocks);
+                } else {
+                    tiles::for_each_tile::<DotProducts>(
+                        rows,
+                        m,
+                        width,
+                        weights.k.div_ceil(2),
+                        data,
+                        strip_len,
+                        start,
+                        out,
+                        relu6,
+                    );
+                }
+            }
+        }
+        _ => unreachable!("rounded_rows is None off the packed layout"),
     }
 }
 

@@ -25,7 +25,7 @@
 //! `conv2d -> BatchNorm -> relu6` on real images. A worker's arithmetic does not depend on the
 //! number of threads or on how images are batched, so features are reproducible across both.
 
-use super::bf16::{Bf16Scratch, Bf16Weights};
+use super::bf16::{self, Bf16Scratch, Bf16Weights};
 use super::efficientnet::{ConvBn, EfficientNetLite, FEATURE_DIM, tf_same_padding};
 use super::fp32::{PackedWeights, sums_as_gemm};
 use super::resize;
@@ -113,6 +113,7 @@ struct Scratch {
     b: Vec<f32>,
     c: Vec<f32>,
     d: Vec<f32>,
+    rounded: Vec<u16>,
     bf16: Bf16Scratch,
 }
 
@@ -358,6 +359,7 @@ impl FrozenLite {
             b,
             c,
             d,
+            rounded,
             bf16,
         } = s;
         // The buffers keep their largest size; each layer uses the prefix it needs.
@@ -366,13 +368,15 @@ impl FrozenLite {
         let mut channels = STEM_OUT;
         for block in &self.blocks {
             // The block's input is in `a`, its output goes to `b`, which then becomes the next
-            // input; `c` and `d` hold a band's expanded rows and its depthwise output.
+            // input; `c` and `d` (or `rounded`) hold a band's expanded rows and its depthwise
+            // output.
             let input = &a[..h * w * channels];
             let (oh, ow) = block.out_size(h, w);
             let output = prefix(b, oh * ow * block.project.c_out);
             let buffers = Band {
                 window: c,
                 depthwise: d,
+                rounded,
                 bf16,
             };
             block.run::<FMA>(input, (h, w), output, buffers, BAND_VALUES, wide);
@@ -411,10 +415,12 @@ impl FrozenLite {
 const BAND_VALUES: usize = 48 * 1024;
 
 /// The scratch buffers of one block's bands: the expanded rows the band's depthwise layer
-/// reads (`window`), its depthwise output, and the bf16 kernels' scratch.
+/// reads (`window`), its depthwise output in `f32` or, for a projection on the packed bf16
+/// kernels, rounded to bfloat16 (`rounded`), and the bf16 kernels' scratch.
 struct Band<'a> {
     window: &'a mut Vec<f32>,
     depthwise: &'a mut Vec<f32>,
+    rounded: &'a mut Vec<u16>,
     bf16: &'a mut Bf16Scratch,
 }
 
@@ -447,6 +453,7 @@ impl Block {
         let Band {
             window,
             depthwise,
+            rounded,
             bf16,
         } = buffers;
         let dw = &self.depthwise;
@@ -457,7 +464,10 @@ impl Block {
         let (pl, _) = tf_same_padding(w, k, s);
         let (oh, ow) = self.out_size(h, w);
         debug_assert_eq!(out.len(), oh * ow * c_out);
-        let band_rows = (band_values / (s * w * mid)).clamp(1, oh);
+        // Bands of equal height, so that no short last band pads the AMX kernel's blocks of
+        // 32 rows (7 rows of 7 x 1152 run as 4 + 3, 64 rows computed, not 6 + 1, 96).
+        let bands = oh.div_ceil((band_values / (s * w * mid)).clamp(1, oh));
+        let band_rows = oh.div_ceil(bands);
         let row = w * mid;
         // The expanded input rows held in `window`, from its start.
         let mut held = 0..0;
@@ -489,7 +499,6 @@ impl Block {
                     (&*win, need.start)
                 }
             };
-            let band = prefix(depthwise, (last - first) * ow * mid);
             let geometry = Geometry {
                 h,
                 w,
@@ -498,18 +507,47 @@ impl Block {
                 ow,
                 row0,
             };
-            depthwise_rows::<FMA>(dw, dw_input, &geometry, band, wide);
+            let m = (last - first) * ow;
             let at = first * ow * c_out..last * ow * c_out;
-            let skip = self.residual.then(|| &input[at.clone()]);
-            pointwise(
-                &self.project,
-                band,
-                (last - first) * ow,
-                skip,
-                false,
-                &mut out[at],
-                bf16,
-            );
+            let start = Start {
+                bias: &self.project.bias,
+                skip: self.residual.then(|| &input[at.clone()]),
+            };
+            // On the packed bf16 kernels the row kernel rounds its outputs itself: the
+            // projection's input is never stored in f32 and converted again (7-8% of the bf16
+            // pass at 224 px went to that conversion).
+            let packed = self
+                .project
+                .bf16
+                .as_ref()
+                .filter(|_| row_kernel(wide, k, s));
+            match packed.and_then(|p| p.rounded_rows(m).map(|r| (p, r))) {
+                Some((weights, (width, padded))) => {
+                    let rows = prefix(rounded, padded * width);
+                    // Zeros past the channels, as `matmul` rounds its rows (the weights there
+                    // are zero too, so only a NaN left there by an earlier layer would show).
+                    for row in rows[..m * width].chunks_exact_mut(width) {
+                        row[mid..].fill(0);
+                    }
+                    let sink = DwOut::Bf16 { rows, width };
+                    depthwise_rows::<FMA>(dw, dw_input, &geometry, sink, wide);
+                    let rows = &rounded[..padded * width];
+                    bf16::matmul_rounded(rows, m, weights, start, &mut out[at], false, bf16);
+                }
+                None => {
+                    let band = prefix(depthwise, m * mid);
+                    depthwise_rows::<FMA>(dw, dw_input, &geometry, DwOut::F32(band), wide);
+                    pointwise(
+                        &self.project,
+                        band,
+                        m,
+                        start.skip,
+                        false,
+                        &mut out[at],
+                        bf16,
+                    );
+                }
+            }
         }
     }
 }
@@ -720,7 +758,7 @@ fn depthwise<const FMA: bool>(
         ow,
         row0: 0,
     };
-    depthwise_rows::<FMA>(dw, input, &geometry, out, wide);
+    depthwise_rows::<FMA>(dw, input, &geometry, DwOut::F32(out), wide);
     (oh, ow)
 }
 
@@ -737,6 +775,27 @@ struct Geometry {
     row0: usize,
 }
 
+/// Where a band's depthwise outputs go: `f32` pixels of the layer's channels, or (on the
+/// AVX-512 row kernel only) rows of `width` bfloat16 values for the packed bf16 products, the
+/// channels rounded as those products round their input ([`bf16::matmul_rounded`]); the rest
+/// of each row is the caller's.
+enum DwOut<'a> {
+    F32(&'a mut [f32]),
+    Bf16 { rows: &'a mut [u16], width: usize },
+}
+
+/// Whether [`depthwise_rows`] takes the AVX-512 row kernel for a `k x k` kernel at `stride`
+/// (`wide`: this process runs the AVX-512 kernels).
+fn row_kernel(wide: bool, k: usize, stride: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return wide && wide_kernel_pair(k, stride).is_some();
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (wide, k, stride);
+        false
+    }
+}
+
 /// The depthwise loop over output rows. With `wide`, every row runs in groups of
 /// [`WIDE_PIXELS`] on the AVX-512 row kernel ([`depthwise_wide`]): its interior form where all
 /// of a full group's taps lie inside the input, its border form elsewhere (a row's last,
@@ -748,7 +807,7 @@ fn depthwise_rows<const FMA: bool>(
     dw: &Depthwise,
     input: &[f32],
     g: &Geometry,
-    out: &mut [f32],
+    mut out: DwOut<'_>,
     wide: bool,
 ) {
     let (k, s) = (dw.kernel, dw.stride);
@@ -777,13 +836,24 @@ fn depthwise_rows<const FMA: bool>(
                 // SAFETY: `wide` is only set where `wide_kernels` found AVX-512; the interior
                 // form gets only groups whose taps lie inside the input (`inside`), the border
                 // form checks every tap; the `valid` outputs from `first` lie in `out`.
-                unsafe { kernel(dw, input, (h, w, row0), (iy0, ix0), out, (first, valid)) };
+                unsafe {
+                    kernel(
+                        dw,
+                        input,
+                        (h, w, row0),
+                        (iy0, ix0),
+                        &mut out,
+                        (first, valid),
+                    );
+                }
                 ox += valid;
             }
         }
         return;
     }
-    let _ = wide;
+    let DwOut::F32(out) = out else {
+        panic!("bf16 depthwise outputs need the AVX-512 row kernel");
+    };
     for oy in g.rows.clone() {
         let rows_inside = oy * s >= pt && oy * s - pt + k <= h;
         let mut ox = 0;
@@ -822,7 +892,7 @@ type WideKernel = unsafe fn(
     &[f32],
     (usize, usize, usize),
     (isize, isize),
-    &mut [f32],
+    &mut DwOut<'_>,
     (usize, usize),
 );
 
@@ -866,11 +936,12 @@ unsafe fn depthwise_wide<const K: usize, const S: usize, const BORDER: bool>(
     input: &[f32],
     (h, w, row0): (usize, usize, usize),
     (iy0, ix0): (isize, isize),
-    out: &mut [f32],
+    out: &mut DwOut<'_>,
     (first, valid): (usize, usize),
 ) {
     use std::arch::x86_64::{
-        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+        __m512, _mm256_storeu_si256, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_setzero_ps,
+        _mm512_storeu_ps,
     };
     const P: usize = WIDE_PIXELS;
     let c = dw.channels;
@@ -893,7 +964,13 @@ unsafe fn depthwise_wide<const K: usize, const S: usize, const BORDER: bool>(
         rows.is_empty() || (read.start >= 0 && read.end as usize * w * c <= input.len()),
         "input rows"
     );
-    assert!((first + valid) * c <= out.len(), "output pixels");
+    match out {
+        DwOut::F32(out) => assert!((first + valid) * c <= out.len(), "output pixels"),
+        DwOut::Bf16 { rows, width } => assert!(
+            c <= *width && (first + valid) * *width <= rows.len(),
+            "output rows"
+        ),
+    }
     assert!(
         dw.weight.len() >= K * K * c && dw.bias.len() >= c,
         "weights"
@@ -925,10 +1002,32 @@ unsafe fn depthwise_wide<const K: usize, const S: usize, const BORDER: bool>(
             }
             for (p, a) in acc.iter().enumerate().take(valid) {
                 let v = super::tiles::relu6(*a);
-                _mm512_storeu_ps(out.as_mut_ptr().add((first + p) * c + cb), v);
+                match out {
+                    DwOut::F32(out) => {
+                        _mm512_storeu_ps(out.as_mut_ptr().add((first + p) * c + cb), v);
+                    }
+                    DwOut::Bf16 { rows, width } => {
+                        let at = rows.as_mut_ptr().add((first + p) * *width + cb);
+                        _mm256_storeu_si256(at.cast(), clamped_to_bf16(v));
+                    }
+                }
             }
         }
     }
+}
+
+/// Sixteen outputs of ReLU6 (no NaN, none negative) rounded to bfloat16 as `vcvtneps2bf16`
+/// rounds them, to nearest even with subnormals to zero ([`bf16::to_bf16`]), with AVX-512F
+/// alone (the row kernel also runs where AVX512_BF16 is missing).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn clamped_to_bf16(v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    let bits = _mm512_castps_si512(v);
+    let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+    let up = _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+    let normal = _mm512_cmpge_epu32_mask(bits, _mm512_set1_epi32(0x0080_0000));
+    _mm512_cvtepi32_epi16(_mm512_maskz_srli_epi32::<16>(normal, up))
 }
 
 fn lanes(v: &[f32], at: usize) -> [f32; LANES] {
@@ -1303,6 +1402,41 @@ mod tests {
             .expect("f32")
     }
 
+    /// The row kernel's rounding of its clamped outputs against the scalar `to_bf16`, bit for
+    /// bit (hand-made values, labelled as such): zero, the smallest normal and subnormals,
+    /// ties on both sides of even, values just past a tie, 6 and every 997th float in [0, 6].
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn clamped_outputs_round_to_bf16_as_the_scalar_rounding() {
+        if level() != Level::Avx512 {
+            return;
+        }
+        let mut values = vec![
+            0.0,
+            f32::MIN_POSITIVE,
+            1.0e-40,
+            1.0e-45,
+            1.0 + 2f32.powi(-8),
+            1.0 + 3.0 * 2f32.powi(-8),
+            1.0 + 2f32.powi(-8) + 2f32.powi(-20),
+            5.0 + 2f32.powi(-6),
+            6.0,
+        ];
+        values.extend((0..6.0f32.to_bits()).step_by(997).map(f32::from_bits));
+        values.resize(values.len().div_ceil(LANES) * LANES, 3.0);
+        for chunk in values.chunks_exact(LANES) {
+            let mut got = [0u16; LANES];
+            // SAFETY: `level` found AVX-512; 16 values in, 16 out.
+            unsafe {
+                use std::arch::x86_64::*;
+                let v = _mm512_loadu_ps(chunk.as_ptr());
+                _mm256_storeu_si256(got.as_mut_ptr().cast(), clamped_to_bf16(v));
+            }
+            let expected: Vec<u16> = chunk.iter().map(|&x| bf16::to_bf16(x)).collect();
+            assert_eq!(got.to_vec(), expected, "{chunk:?}");
+        }
+    }
+
     /// Banded blocks against the same block's layers run whole over the map, bit for bit, on
     /// the real weights with pseudo-random inputs (hand-made, labelled as such): blocks 0-4 of
     /// Lite0 (no expansion; k3 and k5 at stride 2; k3 and k5 with the residual), at awkward
@@ -1356,6 +1490,7 @@ mod tests {
                             let buffers = Band {
                                 window: &mut scratch.c,
                                 depthwise: &mut scratch.d,
+                                rounded: &mut scratch.rounded,
                                 bf16: &mut scratch.bf16,
                             };
                             let band_values = rows * block.depthwise.stride * w * mid;
