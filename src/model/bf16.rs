@@ -316,11 +316,7 @@ pub fn matmul(
 ) {
     let (k, n) = (weights.k, weights.n);
     assert_eq!(lhs.len(), m * k, "lhs is not [{m}, {k}]");
-    assert_eq!(out.len(), m * n, "out is not [{m}, {n}]");
-    assert_eq!(start.bias.len(), n, "bias is not [{n}]");
-    if let Some(skip) = start.skip {
-        assert_eq!(skip.len(), m * n, "skip is not [{m}, {n}]");
-    }
+    start.check(m, n, out);
     match &weights.layout {
         #[cfg(target_arch = "x86_64")]
         Layout::Packed { pairs, .. } => {
@@ -373,11 +369,7 @@ pub fn matmul_rounded(
         rows.len() >= padded * width,
         "rows are not [{padded}, {width}]"
     );
-    assert_eq!(out.len(), m * n, "out is not [{m}, {n}]");
-    assert_eq!(start.bias.len(), n, "bias is not [{n}]");
-    if let Some(skip) = start.skip {
-        assert_eq!(skip.len(), m * n, "skip is not [{m}, {n}]");
-    }
+    start.check(m, n, out);
     match &weights.layout {
         #[cfg(target_arch = "x86_64")]
         &Layout::Packed {

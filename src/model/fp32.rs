@@ -89,11 +89,7 @@ pub fn matmul(
     let (k, n) = (weights.k, weights.n);
     assert!(available(), "the packed f32 kernel needs AVX-512");
     assert_eq!(lhs.len(), m * k, "lhs is not [{m}, {k}]");
-    assert_eq!(out.len(), m * n, "out is not [{m}, {n}]");
-    assert_eq!(start.bias.len(), n, "bias is not [{n}]");
-    if let Some(skip) = start.skip {
-        assert_eq!(skip.len(), m * n, "skip is not [{m}, {n}]");
-    }
+    start.check(m, n, out);
     // SAFETY: `available` found AVX-512; the lengths were checked above.
     #[cfg(target_arch = "x86_64")]
     unsafe {

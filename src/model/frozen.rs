@@ -9,16 +9,20 @@
 //! memory hierarchy of a CPU:
 //!
 //! - **one image per thread**: images are independent, so a worker runs a whole image through
-//!   the network alone; its activations (at most 4.8 MB at 224 px) stay in its cache instead of
-//!   a batch of 32 streaming through memory layer by layer, and no layer waits for a barrier;
+//!   the network alone; its activations stay in its cache instead of a batch of 32 streaming
+//!   through memory layer by layer, and no layer waits for a barrier;
+//! - **blocks in bands of rows** ([`Block::run`]): each MBConv block's expansion, depthwise
+//!   layer and projection run one band of output rows at a time, so the expanded map (4.8 MB at
+//!   224 px, past any core's L2) is never written whole;
 //! - **NHWC**: the 1x1 convolutions (80% of the work) are plain row-major matrix products
 //!   `[H*W, C_in] x [C_in, C_out]`, and the depthwise convolutions vectorise over channels.
 //!   The products run on `gemm`, the matrix engine burn's CPU backend uses, or at the AVX-512
 //!   level on [`super::fp32`]'s kernel with packed weights, which sums exactly as gemm does;
 //! - **fused epilogues**: bias (the folded batch norm), ReLU6 and the residual add are applied
 //!   to each tile of a product while it is in cache, instead of in separate passes;
-//! - **TensorFlow "SAME" padding** without padded copies: border pixels take a bounds-checked
-//!   path, interior pixels a vectorised one.
+//! - **TensorFlow "SAME" padding** without padded copies: the AVX-512 depthwise row kernel
+//!   skips the rows outside and multiplies zeros for the columns outside; elsewhere border
+//!   pixels take a bounds-checked path, interior pixels a vectorised one.
 //!
 //! The result is not bit-identical to burn's layers (sums run in another order), but it is the
 //! same function: the tests compare every layer kind and the whole network with burn's plain
@@ -801,7 +805,7 @@ fn row_kernel(wide: bool, k: usize, stride: usize) -> bool {
 /// of a full group's taps lie inside the input, its border form elsewhere (a row's last,
 /// shorter group, and groups whose taps cross the border). Otherwise groups of [`PIXELS`]
 /// interior pixels run on the vectorised path and the other pixels one at a time
-/// ([`depthwise_pixel`], bounds-checked). `pad` is the (top, left) zero padding.
+/// ([`depthwise_pixel`], bounds-checked). `g` says which rows, and where they lie.
 #[inline(always)]
 fn depthwise_rows<const FMA: bool>(
     dw: &Depthwise,

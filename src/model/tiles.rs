@@ -18,6 +18,19 @@ pub struct Start<'a> {
 }
 
 impl Start<'_> {
+    /// Checks the shapes of a product's terms: the bias `[n]`, the output and the skip
+    /// `[m, n]`.
+    ///
+    /// # Panics
+    /// If one of them has another length.
+    pub(crate) fn check(&self, m: usize, n: usize, out: &[f32]) {
+        assert_eq!(self.bias.len(), n, "bias is not [{n}]");
+        assert_eq!(out.len(), m * n, "out is not [{m}, {n}]");
+        if let Some(skip) = self.skip {
+            assert_eq!(skip.len(), m * n, "skip is not [{m}, {n}]");
+        }
+    }
+
     /// Writes the start terms into `out` (`[m, n]`).
     pub(crate) fn write(&self, out: &mut [f32]) {
         let n = self.bias.len();
