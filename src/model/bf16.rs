@@ -473,9 +473,9 @@ struct DotProducts;
 #[cfg(target_arch = "x86_64")]
 impl MicroKernel for DotProducts {
     type Elem = u16;
-    /// 128 values, as the `f32` kernel (its steps are pairs): measured on the Xeon, the 1x1
-    /// products 8.9–9.1 ms per image at 224 px, one thread, against 9.2–9.5 with two strips
-    /// everywhere.
+    /// 128 values, as the `f32` kernel (its steps are pairs): measured on the Xeon with the
+    /// tiles turned off (`HARNESS_SIMD=avx512`), the 1x1 products took 8.9–9.1 ms per image at
+    /// 224 px, one thread, against 9.2–9.5 with two strips everywhere.
     const THREE_STRIPS_FROM: usize = 64;
 
     /// `R` rows by `S` strips of 16 columns (`cols` of them valid) over all pairs of `k` (the
