@@ -319,15 +319,13 @@ pub fn matmul(
     start.check(m, n, out);
     match &weights.layout {
         #[cfg(target_arch = "x86_64")]
-        Layout::Packed { pairs, .. } => {
+        Layout::Packed { .. } => {
             let (width, padded) = weights.rounded_rows(m).expect("a packed layout");
-            let mut rows = std::mem::take(&mut scratch.pairs);
-            let prefix = crate::model::prefix(&mut rows, padded * width);
+            let rows = crate::model::prefix(&mut scratch.pairs, padded * width);
             // SAFETY: a packed layout is only built for a kernel that runs here (AVX-512 and
-            // AVX512_BF16); `prefix` holds `m * width` values.
-            unsafe { pairs_bf16(lhs, m, k, pairs * 2, prefix) };
-            matmul_rounded(prefix, m, weights, start, out, relu6, scratch);
-            scratch.pairs = rows;
+            // AVX512_BF16); `rows` holds `m * width` values.
+            unsafe { pairs_bf16(lhs, m, k, width, rows) };
+            packed_product(rows, m, weights, start, out, relu6, &mut scratch.blocks);
         }
         #[cfg(not(target_arch = "x86_64"))]
         Layout::Packed { .. } => unreachable!("no packed layout off x86-64"),
@@ -370,6 +368,19 @@ pub fn matmul_rounded(
         "rows are not [{padded}, {width}]"
     );
     start.check(m, n, out);
+    packed_product(rows, m, weights, start, out, relu6, &mut scratch.blocks);
+}
+
+/// The packed kernels' product on rounded `rows` (the shapes already checked by the caller).
+fn packed_product(
+    rows: &[u16],
+    m: usize,
+    weights: &Bf16Weights,
+    start: Start<'_>,
+    out: &mut [f32],
+    relu6: bool,
+    blocks: &mut Vec<f32>,
+) {
     match &weights.layout {
         #[cfg(target_arch = "x86_64")]
         &Layout::Packed {
@@ -377,13 +388,14 @@ pub fn matmul_rounded(
             pairs,
             tiles,
         } => {
+            let width = pairs * 2;
             let strip_len = pairs * STRIP * 2;
             // SAFETY: a packed layout is only built for a kernel that runs here (AVX-512 and
             // AVX512_BF16, and for the tiles AMX); the buffers have the lengths the kernels
             // read and write.
             unsafe {
                 if tiles {
-                    let blocks = crate::model::prefix(&mut scratch.blocks, 2 * amx::BLOCK_LEN);
+                    let blocks = crate::model::prefix(blocks, 2 * amx::BLOCK_LEN);
                     amx::matmul(rows, m, width, data, strip_len, start, out, relu6, blocks);
                 } else {
                     tiles::for_each_tile::<DotProducts>(
