@@ -18,6 +18,7 @@
 //! [`matmul_ref`] is the plain twin all are tested against: one scalar loop in the order
 //! `vdpbf16ps` defines (per pair, the odd element's product first).
 
+use super::aligned::Aligned;
 use super::amx;
 #[cfg(target_arch = "x86_64")]
 use super::tiles::{self, MicroKernel, Tile};
@@ -209,7 +210,7 @@ enum Layout {
     /// bf16 values, zero past `k` and `n`; `pairs` is `k / 2` rounded up, for the tiles to a
     /// multiple of 16.
     Packed {
-        data: Vec<u16>,
+        data: Aligned<u16>,
         pairs: usize,
         tiles: bool,
     },
@@ -248,7 +249,7 @@ impl Bf16Weights {
                 k.div_ceil(2)
             };
             let strips = n.div_ceil(STRIP);
-            let mut data = vec![0u16; strips * pairs * STRIP * 2];
+            let mut data = Aligned::zeroed(strips * pairs * STRIP * 2);
             for (i, &w) in weight.iter().enumerate() {
                 let (row, col) = (i / n, i % n);
                 let (strip, lane) = (col / STRIP, col % STRIP);
@@ -294,9 +295,9 @@ impl Bf16Weights {
 /// two blocks of sums.
 #[derive(Debug, Default)]
 pub struct Bf16Scratch {
-    pairs: Vec<u16>,
+    pairs: Aligned<u16>,
     rounded: Vec<f32>,
-    blocks: Vec<f32>,
+    blocks: Aligned<f32>,
 }
 
 /// `out = bias (+ skip) + round(lhs) x round(weights)`: `lhs` is `[m, k]` and `out` `[m, n]`,
@@ -321,7 +322,7 @@ pub fn matmul(
         #[cfg(target_arch = "x86_64")]
         Layout::Packed { .. } => {
             let (width, padded) = weights.rounded_rows(m).expect("a packed layout");
-            let rows = crate::model::prefix(&mut scratch.pairs, padded * width);
+            let rows = scratch.pairs.prefix(padded * width);
             // SAFETY: a packed layout is only built for a kernel that runs here (AVX-512 and
             // AVX512_BF16); `rows` holds `m * width` values.
             unsafe { pairs_bf16(lhs, m, k, width, rows) };
@@ -379,7 +380,7 @@ fn packed_product(
     start: Start<'_>,
     out: &mut [f32],
     relu6: bool,
-    blocks: &mut Vec<f32>,
+    blocks: &mut Aligned<f32>,
 ) {
     match &weights.layout {
         #[cfg(target_arch = "x86_64")]
@@ -395,7 +396,7 @@ fn packed_product(
             // read and write.
             unsafe {
                 if tiles {
-                    let blocks = crate::model::prefix(blocks, 2 * amx::BLOCK_LEN);
+                    let blocks = blocks.prefix(2 * amx::BLOCK_LEN);
                     amx::matmul(rows, m, width, data, strip_len, start, out, relu6, blocks);
                 } else {
                     tiles::for_each_tile::<DotProducts>(

@@ -15,6 +15,7 @@
 //! What it saves over gemm: packing the weights at every call, writing the start terms before
 //! the product and clamping after it in separate passes, and gemm's narrow edge kernels.
 
+use super::aligned::Aligned;
 #[cfg(target_arch = "x86_64")]
 use super::tiles::{self, MicroKernel, Tile};
 use super::tiles::{STRIP, Start};
@@ -52,7 +53,7 @@ pub fn available() -> bool {
 pub struct PackedWeights {
     k: usize,
     n: usize,
-    data: Vec<f32>,
+    data: Aligned<f32>,
 }
 
 impl PackedWeights {
@@ -64,7 +65,7 @@ impl PackedWeights {
     pub fn new(weight: &[f32], k: usize, n: usize) -> Self {
         assert_eq!(weight.len(), k * n, "weight is not [{k}, {n}]");
         let strips = n.div_ceil(STRIP);
-        let mut data = vec![0.0; strips * k * STRIP];
+        let mut data = Aligned::zeroed(strips * k * STRIP);
         for (i, &w) in weight.iter().enumerate() {
             let (row, col) = (i / n, i % n);
             data[((col / STRIP) * k + row) * STRIP + col % STRIP] = w;

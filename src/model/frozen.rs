@@ -29,12 +29,13 @@
 //! `conv2d -> BatchNorm -> relu6` on real images. A worker's arithmetic does not depend on the
 //! number of threads or on how images are batched, so features are reproducible across both.
 
+use super::ModelError;
+use super::aligned::Aligned;
 use super::bf16::{self, Bf16Scratch, Bf16Weights};
 use super::efficientnet::{ConvBn, EfficientNetLite, FEATURE_DIM, tf_same_padding};
 use super::fp32::{PackedWeights, sums_as_gemm};
 use super::resize;
 use super::tiles::Start;
-use super::{ModelError, prefix};
 use crate::config::Precision;
 use crate::simd::{Level, level};
 use burn::prelude::*;
@@ -112,12 +113,12 @@ pub struct FrozenLite {
 /// Reusable activation buffers of one worker.
 #[derive(Default)]
 struct Scratch {
-    input: Vec<f32>,
-    a: Vec<f32>,
-    b: Vec<f32>,
-    c: Vec<f32>,
-    d: Vec<f32>,
-    rounded: Vec<u16>,
+    input: Aligned<f32>,
+    a: Aligned<f32>,
+    b: Aligned<f32>,
+    c: Aligned<f32>,
+    d: Aligned<f32>,
+    rounded: Aligned<u16>,
     bf16: Bf16Scratch,
 }
 
@@ -325,8 +326,7 @@ impl FrozenLite {
     fn image_features(&self, planar: &[f32], size: usize, s: &mut Scratch, out: &mut [f32]) {
         // Planar 0..=255 -> NHWC, (x - 127) / 128.
         let plane = size * size;
-        s.input.resize(plane * 3, 0.0);
-        for (p, px) in s.input.chunks_exact_mut(3).enumerate() {
+        for (p, px) in s.input.prefix(plane * 3).chunks_exact_mut(3).enumerate() {
             for (c, v) in px.iter_mut().enumerate() {
                 *v = (planar[c * plane + p] - 127.0) / 128.0;
             }
@@ -368,7 +368,8 @@ impl FrozenLite {
         } = s;
         // The buffers keep their largest size; each layer uses the prefix it needs.
         let wide = wide_kernels::<FMA>();
-        let (mut h, mut w) = stem::<FMA>(&self.stem, input, size, size, a, wide);
+        let (mut h, mut w) =
+            stem::<FMA>(&self.stem, &input[..size * size * 3], size, size, a, wide);
         let mut channels = STEM_OUT;
         for block in &self.blocks {
             // The block's input is in `a`, its output goes to `b`, which then becomes the next
@@ -376,7 +377,7 @@ impl FrozenLite {
             // output.
             let input = &a[..h * w * channels];
             let (oh, ow) = block.out_size(h, w);
-            let output = prefix(b, oh * ow * block.project.c_out);
+            let output = b.prefix(oh * ow * block.project.c_out);
             let buffers = Band {
                 window: c,
                 depthwise: d,
@@ -388,7 +389,7 @@ impl FrozenLite {
             (h, w, channels) = (oh, ow, block.project.c_out);
         }
         debug_assert_eq!(channels, self.head.c_in);
-        let head = prefix(c, h * w * FEATURE_DIM);
+        let head = c.prefix(h * w * FEATURE_DIM);
         pointwise(
             &self.head,
             &a[..h * w * channels],
@@ -422,9 +423,9 @@ const BAND_VALUES: usize = 48 * 1024;
 /// reads (`window`), its depthwise output in `f32` or, for a projection on the packed bf16
 /// kernels, rounded to bfloat16 (`rounded`), and the bf16 kernels' scratch.
 struct Band<'a> {
-    window: &'a mut Vec<f32>,
-    depthwise: &'a mut Vec<f32>,
-    rounded: &'a mut Vec<u16>,
+    window: &'a mut Aligned<f32>,
+    depthwise: &'a mut Aligned<f32>,
+    rounded: &'a mut Aligned<u16>,
     bf16: &'a mut Bf16Scratch,
 }
 
@@ -482,7 +483,7 @@ impl Block {
             let (dw_input, row0) = match &self.expand {
                 None => (input, 0),
                 Some(e) => {
-                    let win = prefix(window, need.len().max(held.len()) * row);
+                    let win = window.prefix(need.len().max(held.len()) * row);
                     let kept = need.start..held.end.max(need.start);
                     if !kept.is_empty() {
                         let from = kept.start - held.start;
@@ -527,7 +528,7 @@ impl Block {
                 .filter(|_| row_kernel(wide, k, s));
             match packed.and_then(|p| p.rounded_rows(m).map(|r| (p, r))) {
                 Some((weights, (width, padded))) => {
-                    let rows = prefix(rounded, padded * width);
+                    let rows = rounded.prefix(padded * width);
                     // Zeros past the channels, as `matmul` rounds its rows (the weights there
                     // are zero too, so only a NaN left there by an earlier layer would show).
                     for row in rows[..m * width].chunks_exact_mut(width) {
@@ -539,7 +540,7 @@ impl Block {
                     bf16::matmul_rounded(rows, m, weights, start, &mut out[at], false, bf16);
                 }
                 None => {
-                    let band = prefix(depthwise, m * mid);
+                    let band = depthwise.prefix(m * mid);
                     depthwise_rows::<FMA>(dw, dw_input, &geometry, DwOut::F32(band), wide);
                     pointwise(
                         &self.project,
@@ -616,13 +617,13 @@ fn stem<const FMA: bool>(
     input: &[f32],
     h: usize,
     w: usize,
-    out: &mut Vec<f32>,
+    out: &mut Aligned<f32>,
     wide: bool,
 ) -> (usize, usize) {
     let (pt, _) = tf_same_padding(h, 3, 2);
     let (pl, _) = tf_same_padding(w, 3, 2);
     let (oh, ow) = (h.div_ceil(2), w.div_ceil(2));
-    let out = prefix(out, oh * ow * STEM_OUT);
+    let out = out.prefix(oh * ow * STEM_OUT);
     for oy in 0..oh {
         let rows_inside = oy * 2 >= pt && oy * 2 - pt + 3 <= h;
         let mut ox = 0;
@@ -745,7 +746,7 @@ fn depthwise<const FMA: bool>(
     input: &[f32],
     h: usize,
     w: usize,
-    out: &mut Vec<f32>,
+    out: &mut Aligned<f32>,
     wide: bool,
 ) -> (usize, usize) {
     let (k, s, c) = (dw.kernel, dw.stride, dw.channels);
@@ -753,7 +754,7 @@ fn depthwise<const FMA: bool>(
     let (pt, _) = tf_same_padding(h, k, s);
     let (pl, _) = tf_same_padding(w, k, s);
     let (oh, ow) = (h.div_ceil(s), w.div_ceil(s));
-    let out = prefix(out, oh * ow * c);
+    let out = out.prefix(oh * ow * c);
     let geometry = Geometry {
         h,
         w,
@@ -1166,6 +1167,12 @@ mod tests {
             .expect("load weights")
     }
 
+    /// A reused buffer's stand-in: `n` NaNs, so that a value the code under test does not
+    /// write shows.
+    fn nans(n: usize) -> Aligned<f32> {
+        std::iter::repeat_n(f32::NAN, n).collect()
+    }
+
     fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
         crate::model::pseudo_random(n, seed, 2.0)
     }
@@ -1233,15 +1240,14 @@ mod tests {
             // A reused buffer, longer than needed and NaN-filled: the stem writes the prefix
             // it needs, every value of it.
             let run = |fma: bool, wide: bool| {
-                let mut out = vec![f32::NAN; 32 * 21 * 21 + 5];
+                let mut out = nans(32 * 21 * 21 + 5);
                 let (oh, ow) = if fma {
                     stem::<true>(&compiled, &x, h, w, &mut out, wide)
                 } else {
                     stem::<false>(&compiled, &x, h, w, &mut out, false)
                 };
                 assert_eq!((oh, ow), (h.div_ceil(2), w.div_ceil(2)));
-                out.truncate(reference.len());
-                out
+                out[..reference.len()].to_vec()
             };
             for fma in [false, true] {
                 assert_close(
@@ -1270,7 +1276,7 @@ mod tests {
         let x = pseudo_random(c * h * w, seed);
         let reference = plain(layer, &x, c, h, w, true);
         // A reused buffer, longer than needed and NaN-filled: every output must be written.
-        let mut out = vec![f32::NAN; c * h * w + 3];
+        let mut out = nans(c * h * w + 3);
         let nhwc = to_nhwc(&x, c, h * w);
         let (oh, ow) = depthwise::<false>(&dw, &nhwc, h, w, &mut out, false);
         assert_eq!((oh, ow), (h.div_ceil(dw.stride), w.div_ceil(dw.stride)));
@@ -1279,8 +1285,8 @@ mod tests {
         // The AVX-512 row kernel against the FMA path it replaces: bit for bit.
         if wide_kernels::<true>() {
             let n = reference.len();
-            let mut narrow = vec![f32::NAN; n];
-            let mut wide = vec![f32::NAN; n + 5];
+            let mut narrow = nans(n);
+            let mut wide = nans(n + 5);
             depthwise::<true>(&dw, &nhwc, h, w, &mut narrow, false);
             depthwise::<true>(&dw, &nhwc, h, w, &mut wide, true);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -1471,7 +1477,7 @@ mod tests {
                             expanded = vec![0.0; h * w * mid];
                             pointwise(e, &x, h * w, None, true, &mut expanded, &mut scratch.bf16);
                         }
-                        let mut dw = Vec::new();
+                        let mut dw = Aligned::default();
                         if fma {
                             depthwise::<true>(&block.depthwise, &expanded, h, w, &mut dw, wide);
                         } else {

@@ -7,6 +7,7 @@
 //! fine-tuned; `alexnet`, the report's network, from scratch or from a weights file.
 
 pub mod alexnet;
+pub mod aligned;
 pub mod amx;
 pub mod bf16;
 pub mod cifar_cnn;
@@ -286,16 +287,6 @@ impl ImageEncoder {
             Self::AlexNet(e) => e.forward(x),
         }
     }
-}
-
-/// The first `len` values of `buf`, which grows to hold them and never shrinks: a buffer
-/// reused across layers of different sizes is zero-filled only when it first grows, not at
-/// every layer (the values are then overwritten by the caller before being read).
-pub(crate) fn prefix<T: Copy + Default>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
-    if buf.len() < len {
-        buf.resize(len, T::default());
-    }
-    &mut buf[..len]
 }
 
 /// `out += lhs x rhs` for row-major `lhs` (`[m, k]`), `rhs` (`[k, n]`) and `out` (`[m, n]`), on
