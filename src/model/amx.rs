@@ -96,8 +96,12 @@ impl TileConfig {
             palette: 1,
             start_row: 0,
             reserved: [0; 14],
-            bytes_per_row: [64, 64, bytes, bytes, 64, bytes, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
-            rows: [upper, upper, lower, lower, upper, lower, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+            bytes_per_row: [
+                64, 64, bytes, bytes, 64, bytes, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+            rows: [
+                upper, upper, lower, lower, upper, lower, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
         }
     }
 }

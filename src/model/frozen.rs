@@ -110,12 +110,21 @@ pub struct FrozenLite {
     head: Pointwise,
 }
 
+thread_local! {
+    /// Each worker thread's buffers, kept from one call of [`FrozenLite::features`] to the
+    /// next (a few MB a thread at 224 px): rayon may start a task for every group of images,
+    /// and fresh buffers cost their zeroing and page faults each time.
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
 /// Reusable activation buffers of one worker.
 #[derive(Default)]
 struct Scratch {
     input: Aligned<f32>,
     a: Aligned<f32>,
     b: Aligned<f32>,
+    /// A group's maps, image after image, in and out of the blocks run on the whole group.
+    stacked: [Aligned<f32>; 2],
     c: Aligned<f32>,
     d: Aligned<f32>,
     rounded: Aligned<u16>,
@@ -296,11 +305,22 @@ impl FrozenLite {
     /// after the other), each upsampled bicubically to `size` and normalised as
     /// [`super::efficientnet::normalize_f32_in_place`] does: the same values as
     /// [`EfficientNetLite::forward_features`] on [`super::Preprocess::EfficientNet`] input.
-    /// Images are spread over the current rayon pool, one per worker at a time.
+    /// Images are spread over the current rayon pool in groups of [`GROUP`], a group per
+    /// worker at a time.
     ///
     /// # Errors
     /// [`ModelError::InvalidInput`] if `pixels` is not a whole number of images or `size` is 0.
     pub fn features(&self, pixels: &[u8], size: usize) -> Result<Vec<f32>, ModelError> {
+        self.features_in_groups(pixels, size, GROUP)
+    }
+
+    /// [`FrozenLite::features`] in groups of `group` images (the tests compare group sizes).
+    fn features_in_groups(
+        &self,
+        pixels: &[u8],
+        size: usize,
+        group: usize,
+    ) -> Result<Vec<f32>, ModelError> {
         const IMAGE: usize = 3 * 32 * 32;
         if !pixels.len().is_multiple_of(IMAGE) || size == 0 {
             return Err(ModelError::InvalidInput {
@@ -312,105 +332,179 @@ impl FrozenLite {
         }
         let n = pixels.len() / IMAGE;
         let mut out = vec![0.0f32; n * FEATURE_DIM];
-        out.par_chunks_mut(FEATURE_DIM)
-            .zip(pixels.par_chunks(IMAGE))
-            .try_for_each_init(Scratch::default, |scratch, (features, image)| {
-                let planar = resize::resize_bicubic_square(image, 32, 32, size)?;
-                self.image_features(&planar, size, scratch, features);
-                Ok(())
+        out.par_chunks_mut(FEATURE_DIM * group)
+            .zip(pixels.par_chunks(IMAGE * group))
+            .try_for_each(|(features, images)| {
+                let planar = images
+                    .chunks_exact(IMAGE)
+                    .map(|image| resize::resize_bicubic_square(image, 32, 32, size))
+                    .collect::<Result<Vec<_>, _>>()?;
+                SCRATCH.with_borrow_mut(|scratch| {
+                    self.group_features(&planar, size, scratch, features);
+                });
+                Ok::<_, ModelError>(())
             })?;
         Ok(out)
     }
 
-    /// Pooled features of one planar `[3, size, size]` image on the `0..=255` scale.
-    fn image_features(&self, planar: &[f32], size: usize, s: &mut Scratch, out: &mut [f32]) {
-        // Planar 0..=255 -> NHWC, (x - 127) / 128.
-        let plane = size * size;
-        for (p, px) in s.input.prefix(plane * 3).chunks_exact_mut(3).enumerate() {
-            for (c, v) in px.iter_mut().enumerate() {
-                *v = (planar[c * plane + p] - 127.0) / 128.0;
-            }
-        }
+    /// Pooled features of planar `[3, size, size]` images on the `0..=255` scale, a row of
+    /// `out` each.
+    fn group_features(&self, planar: &[Vec<f32>], size: usize, s: &mut Scratch, out: &mut [f32]) {
         match level() {
             // SAFETY (both): `level` returns these only after detecting their features.
             #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => unsafe { self.forward_avx512(size, s, out) },
+            Level::Avx512 => unsafe { self.forward_avx512(planar, size, s, out) },
             #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => unsafe { self.forward_fma(size, s, out) },
-            _ => self.forward::<false>(size, s, out),
+            Level::Avx2 => unsafe { self.forward_fma(planar, size, s, out) },
+            _ => self.forward::<false>(planar, size, s, out),
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn forward_fma(&self, size: usize, s: &mut Scratch, out: &mut [f32]) {
-        self.forward::<true>(size, s, out);
+    unsafe fn forward_fma(
+        &self,
+        planar: &[Vec<f32>],
+        size: usize,
+        s: &mut Scratch,
+        out: &mut [f32],
+    ) {
+        self.forward::<true>(planar, size, s, out);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    unsafe fn forward_avx512(&self, size: usize, s: &mut Scratch, out: &mut [f32]) {
-        self.forward::<true>(size, s, out);
+    unsafe fn forward_avx512(
+        &self,
+        planar: &[Vec<f32>],
+        size: usize,
+        s: &mut Scratch,
+        out: &mut [f32],
+    ) {
+        self.forward::<true>(planar, size, s, out);
     }
 
-    /// The network on `s.input` (`[size, size, 3]`), pooled features into `out`. Inlined into
-    /// the feature-level entry points so its loops are vectorised for that level.
+    /// The first block run on a group of `images` at once ([`Block::run_stacked`]) at `size`
+    /// px: from there on, every block's expanded maps of the whole group hold at most
+    /// [`STACK_VALUES`].
+    fn stacked_from(&self, size: usize, images: usize) -> usize {
+        let mut side = size.div_ceil(2);
+        let mut split = 0;
+        for (i, block) in self.blocks.iter().enumerate() {
+            if images * side * side * block.depthwise.channels > STACK_VALUES {
+                split = i + 1;
+            }
+            side = side.div_ceil(block.depthwise.stride);
+        }
+        split
+    }
+
+    /// The network on the planar `[3, size, size]` images of a group, pooled features into
+    /// `out`, a row each. Each image runs alone through the stem and the blocks before
+    /// [`FrozenLite::stacked_from`], in bands; the later blocks and the head run on the whole
+    /// group at once, its maps one after the other, so that each 1x1 product reads its
+    /// weights once for the group (on a 7 x 7 map one image is 49 rows, and a product's
+    /// weights are up to 442 K values). Inlined into the feature-level entry points so its
+    /// loops are vectorised for that level.
     #[inline(always)]
-    fn forward<const FMA: bool>(&self, size: usize, s: &mut Scratch, out: &mut [f32]) {
+    fn forward<const FMA: bool>(
+        &self,
+        planar: &[Vec<f32>],
+        size: usize,
+        s: &mut Scratch,
+        out: &mut [f32],
+    ) {
         let Scratch {
             input,
             a,
             b,
+            stacked: [sa, sb],
             c,
             d,
             rounded,
             bf16,
         } = s;
+        let images = planar.len();
         // The buffers keep their largest size; each layer uses the prefix it needs.
         let wide = wide_kernels::<FMA>();
-        let (mut h, mut w) =
-            stem::<FMA>(&self.stem, &input[..size * size * 3], size, size, a, wide);
-        let mut channels = STEM_OUT;
-        for block in &self.blocks {
-            // The block's input is in `a`, its output goes to `b`, which then becomes the next
-            // input; `c` and `d` (or `rounded`) hold a band's expanded rows and its depthwise
-            // output.
-            let input = &a[..h * w * channels];
+        let split = self.stacked_from(size, images);
+        let mut shape = (0, 0, 0);
+        for (g, image) in planar.iter().enumerate() {
+            // Planar 0..=255 -> NHWC, (x - 127) / 128.
+            let plane = size * size;
+            for (p, px) in input.prefix(plane * 3).chunks_exact_mut(3).enumerate() {
+                for (c, v) in px.iter_mut().enumerate() {
+                    *v = (image[c * plane + p] - 127.0) / 128.0;
+                }
+            }
+            let (mut h, mut w) =
+                stem::<FMA>(&self.stem, &input[..size * size * 3], size, size, a, wide);
+            let mut channels = STEM_OUT;
+            for block in &self.blocks[..split] {
+                // The block's input is in `a`, its output goes to `b`, which then becomes the
+                // next input; `c` and `d` (or `rounded`) hold a band's expanded rows and its
+                // depthwise output.
+                let input = &a[..h * w * channels];
+                let (oh, ow) = block.out_size(h, w);
+                let output = b.prefix(oh * ow * block.project.c_out);
+                let buffers = Band {
+                    window: c,
+                    depthwise: d,
+                    rounded,
+                    bf16,
+                };
+                block.run::<FMA>(input, (h, w), output, buffers, BAND_VALUES, wide);
+                std::mem::swap(a, b);
+                (h, w, channels) = (oh, ow, block.project.c_out);
+            }
+            let len = h * w * channels;
+            sa.prefix(images * len)[g * len..][..len].copy_from_slice(&a[..len]);
+            shape = (h, w, channels);
+        }
+        for block in &self.blocks[split..] {
+            let (h, w, channels) = shape;
             let (oh, ow) = block.out_size(h, w);
-            let output = b.prefix(oh * ow * block.project.c_out);
+            let output = sb.prefix(images * oh * ow * block.project.c_out);
             let buffers = Band {
                 window: c,
                 depthwise: d,
                 rounded,
                 bf16,
             };
-            block.run::<FMA>(input, (h, w), output, buffers, BAND_VALUES, wide);
-            std::mem::swap(a, b);
-            (h, w, channels) = (oh, ow, block.project.c_out);
+            let input = &sa[..images * h * w * channels];
+            block.run_stacked::<FMA>(input, images, (h, w), output, buffers, wide);
+            std::mem::swap(sa, sb);
+            shape = (oh, ow, block.project.c_out);
         }
+        let (h, w, channels) = shape;
         debug_assert_eq!(channels, self.head.c_in);
-        let head = c.prefix(h * w * FEATURE_DIM);
-        pointwise(
-            &self.head,
-            &a[..h * w * channels],
-            h * w,
-            None,
-            true,
-            head,
-            bf16,
-        );
-        out.fill(0.0);
-        for row in head.chunks_exact(FEATURE_DIM) {
-            for (o, &v) in out.iter_mut().zip(row) {
-                *o += v;
+        let pixels = h * w;
+        let head = c.prefix(images * pixels * FEATURE_DIM);
+        let input = &sa[..images * pixels * channels];
+        pointwise(&self.head, input, images * pixels, None, true, head, bf16);
+        let scale = 1.0 / pixels as f32;
+        for (out, head) in out
+            .chunks_exact_mut(FEATURE_DIM)
+            .zip(head.chunks_exact(pixels * FEATURE_DIM))
+        {
+            out.fill(0.0);
+            for row in head.chunks_exact(FEATURE_DIM) {
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o += v;
+                }
             }
-        }
-        let scale = 1.0 / (h * w) as f32;
-        for o in out.iter_mut() {
-            *o *= scale;
+            for o in out.iter_mut() {
+                *o *= scale;
+            }
         }
     }
 }
+
+/// Images a worker runs through the late blocks at once ([`FrozenLite::stacked_from`]).
+const GROUP: usize = 8;
+
+/// The most expanded values of a group's block run at once: 1 M, 4 MB.
+const STACK_VALUES: usize = 1 << 20;
 
 /// Target size of a band's expanded rows, in `f32`s: with the band's depthwise output and
 /// its share of the input and output they stay in a core's L2 (1 MB on Zen 4, 2 MB on the
@@ -512,47 +606,119 @@ impl Block {
                 ow,
                 row0,
             };
-            let m = (last - first) * ow;
             let at = first * ow * c_out..last * ow * c_out;
-            let start = Start {
-                bias: &self.project.bias,
-                skip: self.residual.then(|| &input[at.clone()]),
-            };
-            // On the packed bf16 kernels the row kernel rounds its outputs itself: the
-            // projection's input is never stored in f32 and converted again (7-8% of the bf16
-            // pass at 224 px went to that conversion).
-            let packed = self
-                .project
-                .bf16
-                .as_ref()
-                .filter(|_| row_kernel(wide, k, s));
-            match packed.and_then(|p| p.rounded_rows(m).map(|r| (p, r))) {
-                Some((weights, (width, padded))) => {
-                    let rows = rounded.prefix(padded * width);
-                    // Zeros past the channels, as `matmul` rounds its rows (the weights there
-                    // are zero too, so only a NaN left there by an earlier layer would show).
-                    for row in rows[..m * width].chunks_exact_mut(width) {
-                        row[mid..].fill(0);
-                    }
+            let skip = self.residual.then(|| &input[at.clone()]);
+            let buffers = (&mut *depthwise, &mut *rounded, &mut *bf16);
+            let maps = std::iter::once(dw_input);
+            self.depthwise_project::<FMA>(maps, &geometry, skip, &mut out[at], buffers, wide);
+        }
+    }
+
+    /// The depthwise layer on each of `maps` (the input rows `geometry` reads, from its
+    /// `row0`), then the projection (with the `skip` rows) on all their outputs at once into
+    /// `out`: one product for the maps' `geometry.rows` of output rows each. `depthwise`
+    /// holds the depthwise outputs, or, on the packed bf16 kernels, `rounded` holds them
+    /// rounded to bfloat16 by the row kernel itself, so the projection's input is never stored
+    /// in f32 and converted again (7-8% of the bf16 pass at 224 px went to that conversion).
+    #[inline(always)]
+    fn depthwise_project<'a, const FMA: bool>(
+        &self,
+        maps: impl ExactSizeIterator<Item = &'a [f32]>,
+        geometry: &Geometry,
+        skip: Option<&[f32]>,
+        out: &mut [f32],
+        (depthwise, rounded, bf16): (&mut Aligned<f32>, &mut Aligned<u16>, &mut Bf16Scratch),
+        wide: bool,
+    ) {
+        let dw = &self.depthwise;
+        let mid = dw.channels;
+        let per_map = geometry.rows.len() * geometry.ow;
+        let m = maps.len() * per_map;
+        let packed = self
+            .project
+            .bf16
+            .as_ref()
+            .filter(|_| row_kernel(wide, dw.kernel, dw.stride));
+        match packed.and_then(|p| p.rounded_rows(m).map(|r| (p, r))) {
+            Some((weights, (width, padded))) => {
+                let rows = rounded.prefix(padded * width);
+                zero_padding(&mut rows[..m * width], width, mid);
+                for (map, rows) in maps.zip(rows.chunks_exact_mut(per_map * width)) {
                     let sink = DwOut::Bf16 { rows, width };
-                    depthwise_rows::<FMA>(dw, dw_input, &geometry, sink, wide);
-                    let rows = &rounded[..padded * width];
-                    bf16::matmul_rounded(rows, m, weights, start, &mut out[at], false, bf16);
+                    depthwise_rows::<FMA>(dw, map, geometry, sink, wide);
                 }
-                None => {
-                    let band = depthwise.prefix(m * mid);
-                    depthwise_rows::<FMA>(dw, dw_input, &geometry, DwOut::F32(band), wide);
-                    pointwise(
-                        &self.project,
-                        band,
-                        m,
-                        start.skip,
-                        false,
-                        &mut out[at],
-                        bf16,
-                    );
-                }
+                let start = Start {
+                    bias: &self.project.bias,
+                    skip,
+                };
+                let rows = &rounded[..padded * width];
+                bf16::matmul_rounded(rows, m, weights, start, out, false, bf16);
             }
+            None => {
+                let band = depthwise.prefix(m * mid);
+                for (map, band) in maps.zip(band.chunks_exact_mut(per_map * mid)) {
+                    depthwise_rows::<FMA>(dw, map, geometry, DwOut::F32(band), wide);
+                }
+                pointwise(&self.project, band, m, skip, false, out, bf16);
+            }
+        }
+    }
+
+    /// The block on `images` maps of `[h, w, c_in]` one after the other in `input`, whole (no
+    /// bands), into `out` (`images` maps of `[oh, ow, c_out]`): the expansion and the
+    /// projection each run as one product over all the images' pixels; the depthwise layer
+    /// runs on each image. Every output sums the same terms in the same order as
+    /// [`Block::run`] on each image.
+    #[inline(always)]
+    fn run_stacked<const FMA: bool>(
+        &self,
+        input: &[f32],
+        images: usize,
+        (h, w): (usize, usize),
+        out: &mut [f32],
+        buffers: Band<'_>,
+        wide: bool,
+    ) {
+        let Band {
+            window,
+            depthwise,
+            rounded,
+            bf16,
+        } = buffers;
+        let dw = &self.depthwise;
+        let (k, s, mid) = (dw.kernel, dw.stride, dw.channels);
+        let pixels = h * w;
+        let (oh, ow) = self.out_size(h, w);
+        let expanded: &[f32] = match &self.expand {
+            None => input,
+            Some(e) => {
+                let win = window.prefix(images * pixels * mid);
+                pointwise(e, input, images * pixels, None, true, win, bf16);
+                win
+            }
+        };
+        let geometry = Geometry {
+            h,
+            w,
+            pad: (tf_same_padding(h, k, s).0, tf_same_padding(w, k, s).0),
+            rows: 0..oh,
+            ow,
+            row0: 0,
+        };
+        let maps = expanded.chunks_exact(pixels * mid).take(images);
+        let skip = self.residual.then_some(input);
+        let buffers = (depthwise, rounded, bf16);
+        self.depthwise_project::<FMA>(maps, &geometry, skip, out, buffers, wide);
+    }
+}
+
+/// Zeros past the `channels` of each rounded row of `width` values, as [`bf16::matmul`] rounds
+/// its rows (the weights there are zero too, so only a NaN left there by an earlier layer
+/// would show). Most widths have no such values.
+fn zero_padding(rows: &mut [u16], width: usize, channels: usize) {
+    if width > channels {
+        for row in rows.chunks_exact_mut(width) {
+            row[channels..].fill(0);
         }
     }
 }
@@ -1570,6 +1736,44 @@ mod tests {
             assert_eq!(one, fused, "1 thread vs the default pool at {size} px");
         }
         assert!(frozen.features(&images[..100], 64).is_err());
+    }
+
+    /// The blocks run on a whole group ([`Block::run_stacked`]) sum every output as the
+    /// blocks run on one image in bands: features in groups of 1, 3 and 8 images are bit for
+    /// bit the same, at sizes where the group runs none, some or most blocks at once, in fp32
+    /// and bf16.
+    #[test]
+    fn groups_of_images_give_each_image_its_own_features() {
+        let net = net();
+        let root = crate::data::DataRoot::resolve(None, None).expect("real data root");
+        let test = crate::data::cifar::Cifar100::load(&root, false)
+            .expect("CIFAR-100")
+            .test;
+        let images = &test.pixels[..11 * IMAGE_BYTES];
+        for precision in [Precision::Fp32, Precision::Bf16] {
+            let frozen = FrozenLite::compile(&net, precision).expect("compile");
+            for size in [33, 64, 96] {
+                let stacked: Vec<usize> = [1, 3, 8]
+                    .iter()
+                    .map(|&g| frozen.stacked_from(size, g))
+                    .collect();
+                assert!(
+                    stacked[2] < frozen.blocks.len(),
+                    "{size} px: groups of 8 run some blocks at once ({stacked:?})"
+                );
+                let alone = frozen.features_in_groups(images, size, 1).expect("alone");
+                for group in [3, 8] {
+                    let grouped = frozen.features_in_groups(images, size, group).unwrap();
+                    assert!(
+                        alone
+                            .iter()
+                            .zip(&grouped)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{precision:?} at {size} px: groups of {group} differ from one image"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
