@@ -275,6 +275,14 @@ def main():
                   f"| {statistics.median(best):.0f} | {statistics.median(ratios):.2f}x "
                   f"({ratios[0]:.2f}–{ratios[-1]:.2f}) | {gflops:.0f} | {gflops / fma:.0%} "
                   f"| {gflops / matmul:.0%} | {diffs[size]:.1e} |")
+    if a.bf16:
+        # bf16 against fp32, round by round: the two ran one after the other in each round.
+        print("\n| input | bf16 / fp32, median (range) |\n|---:|---:|")
+        for size in sizes:
+            ratios = sorted(b["images_per_second"] / f["images_per_second"]
+                            for f, b in zip(runs[(size, "fp32")], runs[(size, "bf16")]))
+            print(f"| {size} | {statistics.median(ratios):.2f}x "
+                  f"({ratios[0]:.2f}–{ratios[-1]:.2f}) |")
 
 
 if __name__ == "__main__":
