@@ -387,14 +387,19 @@ impl FrozenLite {
     /// The first block run on a group of `images` at once ([`Block::run_stacked`]) at `size`
     /// px: from there on, every block's expanded maps of the whole group hold at most
     /// [`STACK_VALUES`].
+    ///
+    /// A block whose output map is a single pixel runs on each image: its products would then
+    /// be of one row per image, which the portable path (gemm) sums as a matrix-vector
+    /// product, in another order than the same row among others.
     fn stacked_from(&self, size: usize, images: usize) -> usize {
         let mut side = size.div_ceil(2);
         let mut split = 0;
         for (i, block) in self.blocks.iter().enumerate() {
-            if images * side * side * block.depthwise.channels > STACK_VALUES {
+            let values = images * side * side * block.depthwise.channels;
+            side = side.div_ceil(block.depthwise.stride);
+            if values > STACK_VALUES || side == 1 {
                 split = i + 1;
             }
-            side = side.div_ceil(block.depthwise.stride);
         }
         split
     }
@@ -481,7 +486,14 @@ impl FrozenLite {
         let pixels = h * w;
         let head = c.prefix(images * pixels * FEATURE_DIM);
         let input = &sa[..images * pixels * channels];
-        pointwise(&self.head, input, images * pixels, None, true, head, bf16);
+        // On a single pixel, the head too runs on each image (see `stacked_from`).
+        let at_once = if pixels > 1 { images } else { 1 };
+        let calls = input
+            .chunks_exact(at_once * pixels * channels)
+            .zip(head.chunks_exact_mut(at_once * pixels * FEATURE_DIM));
+        for (input, head) in calls {
+            pointwise(&self.head, input, at_once * pixels, None, true, head, bf16);
+        }
         let scale = 1.0 / pixels as f32;
         for (out, head) in out
             .chunks_exact_mut(FEATURE_DIM)
@@ -1740,8 +1752,8 @@ mod tests {
 
     /// The blocks run on a whole group ([`Block::run_stacked`]) sum every output as the
     /// blocks run on one image in bands: features in groups of 1, 3 and 8 images are bit for
-    /// bit the same, at sizes where the group runs none, some or most blocks at once, in fp32
-    /// and bf16.
+    /// bit the same, at sizes where the group runs some or most blocks at once, or where the
+    /// last maps are single pixels (32 px), in fp32 and bf16.
     #[test]
     fn groups_of_images_give_each_image_its_own_features() {
         let net = net();
@@ -1752,13 +1764,14 @@ mod tests {
         let images = &test.pixels[..11 * IMAGE_BYTES];
         for precision in [Precision::Fp32, Precision::Bf16] {
             let frozen = FrozenLite::compile(&net, precision).expect("compile");
-            for size in [33, 64, 96] {
+            for size in [32, 33, 64, 96] {
                 let stacked: Vec<usize> = [1, 3, 8]
                     .iter()
                     .map(|&g| frozen.stacked_from(size, g))
                     .collect();
+                // At 32 px the last maps are 1x1: those blocks run on each image.
                 assert!(
-                    stacked[2] < frozen.blocks.len(),
+                    size == 32 || stacked[2] < frozen.blocks.len(),
                     "{size} px: groups of 8 run some blocks at once ({stacked:?})"
                 );
                 let alone = frozen.features_in_groups(images, size, 1).expect("alone");
