@@ -7,8 +7,9 @@
 //! The operands are those of the `vdpbf16ps` kernel: the weights in strips of 16 columns of
 //! bf16 pairs (each pair row of a strip is 64 bytes, one tile row), here with the pairs padded
 //! to a multiple of 16 (one tile's depth); the activations in rows of bf16 padded with zeros
-//! to a multiple of 32 values, and to a multiple of 32 rows. Each output block of 32 rows by
-//! 32 columns is four accumulator tiles that sum the depth's tiles in order from zero; the
+//! to a multiple of 32 values. Each output block of 32 rows by
+//! 32 columns is four accumulator tiles that sum the depth's tiles in order from zero (the
+//! last rows of a product, fewer than 32, run on tiles configured to their height); the
 //! start terms (the bias, plus the residual) are added as the block is stored. (Loading them
 //! into the tiles first would read memory the vector unit has just written, which stalls the
 //! tile loads.) The sums differ from the `vdpbf16ps` kernel's in the last bits, and stay

@@ -575,8 +575,9 @@ impl Block {
         let (pl, _) = tf_same_padding(w, k, s);
         let (oh, ow) = self.out_size(h, w);
         debug_assert_eq!(out.len(), oh * ow * c_out);
-        // Bands of equal height, so that no short last band pads the AMX kernel's blocks of
-        // 32 rows (7 rows of 7 x 1152 run as 4 + 3, 64 rows computed, not 6 + 1, 96).
+        // Bands of equal height, so that no short last band runs its products on a few rows
+        // (7 rows of 7 run as 4 + 3, not 6 + 1: the AMX kernel's tiles cost about as much for
+        // 4 rows as for 8, and the f32 kernel loads a tile's weights for however few).
         let bands = oh.div_ceil((band_values / (s * w * mid)).clamp(1, oh));
         let band_rows = oh.div_ceil(bands);
         let row = w * mid;
