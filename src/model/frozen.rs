@@ -433,6 +433,11 @@ impl FrozenLite {
         // The buffers keep their largest size; each layer uses the prefix it needs.
         let wide = wide_kernels::<FMA>();
         let split = self.stacked_from(size, images);
+        let band_values = if self.head.bf16.is_some() {
+            BF16_BAND_VALUES
+        } else {
+            BAND_VALUES
+        };
         let mut shape = (0, 0, 0);
         for (g, image) in planar.iter().enumerate() {
             normalized_nhwc(image, input.prefix(size * size * 3), wide);
@@ -452,7 +457,7 @@ impl FrozenLite {
                     rounded,
                     bf16,
                 };
-                block.run::<FMA>(input, (h, w), output, buffers, BAND_VALUES, wide);
+                block.run::<FMA>(input, (h, w), output, buffers, band_values, wide);
                 std::mem::swap(a, b);
                 (h, w, channels) = (oh, ow, block.project.c_out);
             }
@@ -516,8 +521,15 @@ const STACK_VALUES: usize = 1 << 20;
 /// its share of the input and output they stay in a core's L2 (1 MB on Zen 4, 2 MB on the
 /// Xeon) between the three layers of a block. Measured on the Xeon at 224 px (images/s, fp32
 /// and bf16): 8 K 232–234 and 286–296, 24 K 247–249 and 364–365, 48 K 253–255 and 385–395,
-/// 96 K 244–250 and 405–406, 192 K 248–263 and 383–392.
+/// 96 K 244–250 and 405–406, 192 K 248–263 and 383–392. With aligned buffers and grouped
+/// late blocks, fp32 stayed the same from 48 K to 192 K and bf16 preferred 96 K
+/// ([`BF16_BAND_VALUES`]).
 const BAND_VALUES: usize = 48 * 1024;
+
+/// [`BAND_VALUES`] where the 1x1 convolutions run in bf16: fewer, taller products suit the AMX
+/// kernel. Measured on the Xeon, two alternated runs, images/s at 96 and 224 px: 48 K
+/// 2,960–2,988 and 717–732, 96 K 3,024–3,098 and 755–758, 192 K 3,033–3,075 and 747–765.
+const BF16_BAND_VALUES: usize = 96 * 1024;
 
 /// The scratch buffers of one block's bands: the expanded rows the band's depthwise layer
 /// reads (`window`), its depthwise output in `f32` or, for a projection on the packed bf16
@@ -544,7 +556,8 @@ impl Block {
     /// the layers run whole (the 1x1 kernels sum each row on its own, the depthwise layer
     /// each pixel on its own), so the features are bit for bit the same.
     ///
-    /// `band_values` sizes the bands ([`BAND_VALUES`]; the tests take it down to one row).
+    /// `band_values` sizes the bands ([`BAND_VALUES`], [`BF16_BAND_VALUES`]; the tests take it
+    /// down to one row).
     #[inline(always)]
     fn run<const FMA: bool>(
         &self,
