@@ -112,7 +112,7 @@ pub struct FrozenLite {
 
 thread_local! {
     /// Each worker thread's buffers, kept from one call of [`FrozenLite::features`] to the
-    /// next (a few MB a thread at 224 px): rayon may start a task for every group of images,
+    /// next (about 8 MB a thread at 224 px): rayon may start a task for every group of images,
     /// and fresh buffers cost their zeroing and page faults each time.
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
