@@ -120,6 +120,9 @@ thread_local! {
 /// Reusable activation buffers of one worker.
 #[derive(Default)]
 struct Scratch {
+    /// A group's upsampled images, planar, and the upsampling's horizontal pass.
+    planar: Vec<Vec<f32>>,
+    horizontal: Vec<f32>,
     input: Aligned<f32>,
     a: Aligned<f32>,
     b: Aligned<f32>,
@@ -331,18 +334,21 @@ impl FrozenLite {
             });
         }
         let n = pixels.len() / IMAGE;
+        let resize = resize::Resampler::bicubic(32, 32, size, size)?;
         let mut out = vec![0.0f32; n * FEATURE_DIM];
         out.par_chunks_mut(FEATURE_DIM * group)
             .zip(pixels.par_chunks(IMAGE * group))
             .try_for_each(|(features, images)| {
-                let planar = images
-                    .chunks_exact(IMAGE)
-                    .map(|image| resize::resize_bicubic_square(image, 32, 32, size))
-                    .collect::<Result<Vec<_>, _>>()?;
                 SCRATCH.with_borrow_mut(|scratch| {
+                    let mut planar = std::mem::take(&mut scratch.planar);
+                    planar.resize_with(images.len() / IMAGE, Vec::new);
+                    for (image, planar) in images.chunks_exact(IMAGE).zip(&mut planar) {
+                        resize.resample_into(image, planar, &mut scratch.horizontal)?;
+                    }
                     self.group_features(&planar, size, scratch, features);
-                });
-                Ok::<_, ModelError>(())
+                    scratch.planar = planar;
+                    Ok::<_, ModelError>(())
+                })
             })?;
         Ok(out)
     }
@@ -428,6 +434,7 @@ impl FrozenLite {
             d,
             rounded,
             bf16,
+            ..
         } = s;
         let images = planar.len();
         // The buffers keep their largest size; each layer uses the prefix it needs.

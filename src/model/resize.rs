@@ -183,59 +183,274 @@ fn round_u8(v: f32) -> f32 {
     v.round().clamp(0.0, 255.0)
 }
 
-/// Separable resampling of a planar image with precomputed row and column windows:
-/// horizontal pass over every source row, then vertical pass. With `round_to_u8`, each pass's
-/// output is rounded to 8 bits (Pillow's behaviour on 8-bit images).
+/// Separable resampling of planar images with their row and column windows computed once
+/// (the feature pass upsamples every 32x32 image to the same size): horizontal pass over
+/// every source row, then vertical pass. With `round_to_u8`, each pass's output is rounded to
+/// 8 bits (Pillow's behaviour on 8-bit images).
 ///
 /// Each output value is the same sum as [`Window::apply`]'s, term by term in the same order;
 /// the vertical pass only computes a whole output row at a time (one tap across the row, then
-/// the next), which vectorises. `resample_ref` is the per-pixel twin it is tested against.
-fn resample<P: Sample>(
-    src: &[P],
+/// the next), which vectorises, and on the AVX-512 level the horizontal pass computes 16
+/// output columns at a time from a source row held in two registers ([`ColumnPlan`]).
+/// `resample_ref` is the per-pixel twin it is tested against.
+#[derive(Debug, Clone)]
+pub struct Resampler {
     height: usize,
     width: usize,
-    rows: &[Window],
-    cols: &[Window],
+    rows: Vec<Window>,
+    cols: Vec<Window>,
     round_to_u8: bool,
-) -> Vec<f32> {
-    let finish = |v: f32| if round_to_u8 { round_u8(v) } else { v };
-    let out_w = cols.len();
-    let mut out = vec![0.0f32; CHANNELS * rows.len() * out_w];
-    // The horizontally resampled source plane: [height, out_w].
-    let mut horizontal = vec![0.0f32; height * out_w];
-    let planes = src
-        .chunks_exact(height * width)
-        .zip(out.chunks_exact_mut(rows.len() * out_w));
-    for (plane, out_plane) in planes {
-        for (src_row, dst_row) in plane
-            .chunks_exact(width)
-            .zip(horizontal.chunks_exact_mut(out_w))
+    columns: Option<ColumnPlan>,
+}
+
+/// The most source columns [`ColumnPlan`] takes: two AVX-512 registers of `f32`.
+const PLAN_WIDTH: usize = 32;
+
+/// The most taps of a window [`ColumnPlan`] takes (bicubic has 4).
+const PLAN_TAPS: usize = 8;
+
+/// The horizontal pass as 16-lane permutes of a source row of at most [`PLAN_WIDTH`] values:
+/// for each chunk of 16 output columns and each tap, the source column of every lane, its
+/// weight, and which lanes have that tap (a window may have fewer taps than the longest).
+/// Tap 0 exists in every window, so a lane's sum starts as its first product, as
+/// [`Window::apply`]'s `-0.0 + p0` does; later taps are added only in the lanes that have
+/// them, so no added zero turns a `-0.0` sum into `+0.0`.
+#[derive(Debug, Clone)]
+struct ColumnPlan {
+    taps: usize,
+    chunks: Vec<ColumnChunk>,
+}
+
+#[derive(Debug, Clone)]
+struct ColumnChunk {
+    index: [[i32; 16]; PLAN_TAPS],
+    weight: [[f32; 16]; PLAN_TAPS],
+    has_tap: [u16; PLAN_TAPS],
+    /// The lanes that are output columns.
+    columns: u16,
+}
+
+impl ColumnPlan {
+    /// The plan for `cols` over a source `width` wide, if it fits the permutes.
+    fn new(width: usize, cols: &[Window]) -> Option<Self> {
+        let taps = cols.iter().map(|c| c.weights.len()).max()?;
+        let fits = |c: &Window| !c.weights.is_empty() && c.first + c.weights.len() <= width;
+        if width > PLAN_WIDTH || taps > PLAN_TAPS || !cols.iter().all(fits) {
+            return None;
+        }
+        let chunks = cols
+            .chunks(16)
+            .map(|windows| {
+                let mut chunk = ColumnChunk {
+                    index: [[0; 16]; PLAN_TAPS],
+                    weight: [[0.0; 16]; PLAN_TAPS],
+                    has_tap: [0; PLAN_TAPS],
+                    columns: 0,
+                };
+                for (lane, window) in windows.iter().enumerate() {
+                    chunk.columns |= 1 << lane;
+                    for (t, &w) in window.weights.iter().enumerate() {
+                        chunk.index[t][lane] = (window.first + t) as i32;
+                        chunk.weight[t][lane] = w;
+                        chunk.has_tap[t] |= 1 << lane;
+                    }
+                }
+                chunk
+            })
+            .collect();
+        Some(Self { taps, chunks })
+    }
+}
+
+impl Resampler {
+    /// Resampling of `height x width` planes with these row and column windows (the output is
+    /// `rows.len() x cols.len()`).
+    fn new(
+        height: usize,
+        width: usize,
+        rows: Vec<Window>,
+        cols: Vec<Window>,
+        round_to_u8: bool,
+    ) -> Self {
+        let columns = (!round_to_u8)
+            .then(|| ColumnPlan::new(width, &cols))
+            .flatten();
+        Self {
+            height,
+            width,
+            rows,
+            cols,
+            round_to_u8,
+            columns,
+        }
+    }
+
+    /// Bicubic resampling of planar RGB images `[3, height, width]` to `[3, out_height,
+    /// out_width]`, as [`resize_bicubic`].
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidInput`] if any size is zero.
+    pub fn bicubic(
+        height: usize,
+        width: usize,
+        out_height: usize,
+        out_width: usize,
+    ) -> Result<Self, ModelError> {
+        check_output(height, width)?;
+        check_output(out_height, out_width)?;
+        let rows = bicubic_windows(height, out_height);
+        let cols = bicubic_windows(width, out_width);
+        Ok(Self::new(height, width, rows, cols, false))
+    }
+
+    /// The values of one output image.
+    pub fn output_len(&self) -> usize {
+        CHANNELS * self.rows.len() * self.cols.len()
+    }
+
+    /// The resampled image, in a new buffer.
+    fn run<P: Sample>(&self, src: &[P]) -> Vec<f32> {
+        let (mut out, mut horizontal) = (Vec::new(), Vec::new());
+        self.run_into(src, &mut out, &mut horizontal);
+        out
+    }
+
+    /// Resamples `src` into `out` ([`Resampler::output_len`] values); `horizontal` is scratch
+    /// for the horizontal pass. Both keep their capacity from call to call.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidInput`] if `src` is not a planar RGB image of the resampler's
+    /// input size.
+    pub fn resample_into<P: Sample>(
+        &self,
+        src: &[P],
+        out: &mut Vec<f32>,
+        horizontal: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
+        check_planar(src.len(), self.height, self.width)?;
+        self.run_into(src, out, horizontal);
+        Ok(())
+    }
+
+    fn run_into<P: Sample>(&self, src: &[P], out: &mut Vec<f32>, horizontal: &mut Vec<f32>) {
+        out.resize(self.output_len(), 0.0);
+        horizontal.resize(self.height * self.cols.len(), 0.0);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(plan) = &self.columns
+            && crate::simd::level() == crate::simd::Level::Avx512
         {
-            for (dst, window) in dst_row.iter_mut().zip(cols) {
+            // SAFETY: the AVX-512 level is only reported where the CPU has AVX-512F.
+            unsafe { self.run_wide(src, plan, out, horizontal) };
+            return;
+        }
+        let finish = |v: f32| if self.round_to_u8 { round_u8(v) } else { v };
+        self.passes(src, out, horizontal, |src_row, dst_row| {
+            for (dst, window) in dst_row.iter_mut().zip(&self.cols) {
                 *dst = finish(window.apply(|i| src_row[i].to_f32()));
             }
-        }
-        for (window, dst) in rows.iter().zip(out_plane.chunks_exact_mut(out_w)) {
-            let tap = |k: usize| &horizontal[(window.first + k) * out_w..][..out_w];
-            // `Window::apply` sums from -0.0, and -0.0 + x == x for every x.
-            let (&w0, rest) = window.weights.split_first().expect("a window has a tap");
-            for (d, &v) in dst.iter_mut().zip(tap(0)) {
-                *d = v * w0;
+        });
+    }
+
+    /// [`Resampler::run_into`] on AVX-512: the horizontal pass on `plan`'s permutes, and the
+    /// vertical pass compiled for 16 lanes.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run_wide<P: Sample>(
+        &self,
+        src: &[P],
+        plan: &ColumnPlan,
+        out: &mut [f32],
+        horizontal: &mut [f32],
+    ) {
+        self.passes(src, out, horizontal, |src_row, dst_row| {
+            let mut row = [0.0f32; PLAN_WIDTH];
+            for (r, s) in row.iter_mut().zip(src_row) {
+                *r = s.to_f32();
             }
-            for (k, &wk) in rest.iter().enumerate() {
-                for (d, &v) in dst.iter_mut().zip(tap(k + 1)) {
-                    *d += v * wk;
+            // SAFETY: `run_wide`'s caller checked AVX-512F; the plan's indices are below
+            // `PLAN_WIDTH`, and it has a chunk for every 16 of `dst_row`'s columns.
+            unsafe { horizontal_row_wide(&row, plan, dst_row) };
+        });
+    }
+
+    /// Both passes over the three planes of `src` into `out`, the horizontal one a source row
+    /// at a time by `horizontal_row` (source row, its resampled `[out_w]` row).
+    #[inline(always)]
+    fn passes<P: Sample>(
+        &self,
+        src: &[P],
+        out: &mut [f32],
+        horizontal: &mut [f32],
+        horizontal_row: impl Fn(&[P], &mut [f32]),
+    ) {
+        let (height, width, out_w) = (self.height, self.width, self.cols.len());
+        let planes = src
+            .chunks_exact(height * width)
+            .zip(out.chunks_exact_mut(self.rows.len() * out_w));
+        for (plane, out_plane) in planes {
+            for (src_row, dst_row) in plane
+                .chunks_exact(width)
+                .zip(horizontal.chunks_exact_mut(out_w))
+            {
+                horizontal_row(src_row, dst_row);
+            }
+            for (window, dst) in self.rows.iter().zip(out_plane.chunks_exact_mut(out_w)) {
+                let tap = |k: usize| &horizontal[(window.first + k) * out_w..][..out_w];
+                // `Window::apply` sums from -0.0, and -0.0 + x == x for every x.
+                let (&w0, rest) = window.weights.split_first().expect("a window has a tap");
+                for (d, &v) in dst.iter_mut().zip(tap(0)) {
+                    *d = v * w0;
                 }
-            }
-            if round_to_u8 {
-                dst.iter_mut().for_each(|d| *d = round_u8(*d));
+                for (k, &wk) in rest.iter().enumerate() {
+                    for (d, &v) in dst.iter_mut().zip(tap(k + 1)) {
+                        *d += v * wk;
+                    }
+                }
+                if self.round_to_u8 {
+                    dst.iter_mut().for_each(|d| *d = round_u8(*d));
+                }
             }
         }
     }
-    out
 }
 
-/// The per-pixel twin of [`resample`].
+/// One source row's horizontal pass on the permutes of `plan`: `row` holds the row's values
+/// (zeros past its width), `dst` gets its `plan`'s output columns.
+///
+/// # Safety
+/// The CPU has AVX-512F; `plan` has a chunk for every 16 columns of `dst`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn horizontal_row_wide(row: &[f32; PLAN_WIDTH], plan: &ColumnPlan, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert!(
+        plan.chunks.len() * 16 >= dst.len(),
+        "a chunk for every 16 columns"
+    );
+    // SAFETY: the loads read `row`, the plan's arrays; each store is masked to the chunk's
+    // columns, which lie in `dst`.
+    unsafe {
+        let lo = _mm512_loadu_ps(row.as_ptr());
+        let hi = _mm512_loadu_ps(row.as_ptr().add(16));
+        for (c, chunk) in plan.chunks.iter().enumerate() {
+            let product = |t: usize| {
+                let index = _mm512_loadu_si512(chunk.index[t].as_ptr().cast());
+                let x = _mm512_permutex2var_ps(lo, index, hi);
+                _mm512_mul_ps(x, _mm512_loadu_ps(chunk.weight[t].as_ptr()))
+            };
+            let mut sum = product(0);
+            for t in 1..plan.taps {
+                sum = _mm512_mask_add_ps(sum, chunk.has_tap[t], sum, product(t));
+            }
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(c * 16), chunk.columns, sum);
+        }
+    }
+}
+
+/// The per-pixel twin of [`Resampler`].
 #[cfg(test)]
 fn resample_ref<P: Sample>(
     src: &[P],
@@ -281,10 +496,7 @@ pub fn resize_bicubic<P: Sample>(
     out_width: usize,
 ) -> Result<Vec<f32>, ModelError> {
     check_planar(src.len(), height, width)?;
-    check_output(out_height, out_width)?;
-    let rows = bicubic_windows(height, out_height);
-    let cols = bicubic_windows(width, out_width);
-    Ok(resample(src, height, width, &rows, &cols, false))
+    Ok(Resampler::bicubic(height, width, out_height, out_width)?.run(src))
 }
 
 /// Bicubic resize of a planar RGB image `[3, height, width]` to a square `[3, size, size]`.
@@ -317,7 +529,7 @@ pub fn resize_bilinear<P: Sample>(
     check_output(out_height, out_width)?;
     let rows = bilinear_windows(height, out_height);
     let cols = bilinear_windows(width, out_width);
-    Ok(resample(src, height, width, &rows, &cols, false))
+    Ok(Resampler::new(height, width, rows, cols, false).run(src))
 }
 
 /// Antialiased bilinear resize of a planar RGB image `[3, height, width]` to
@@ -338,7 +550,7 @@ pub fn resize_bilinear_antialias<P: Sample>(
     check_output(out_height, out_width)?;
     let rows = antialias_windows(height, out_height);
     let cols = antialias_windows(width, out_width);
-    Ok(resample(src, height, width, &rows, &cols, false))
+    Ok(Resampler::new(height, width, rows, cols, false).run(src))
 }
 
 /// ImageNet evaluation geometry ("resize shorter side 256 bilinear, centre crop 224"),
@@ -377,23 +589,20 @@ pub fn resize_shorter_center_crop(
     let left = (out_w - crop) / 2;
     let rows = antialias_windows(height, out_h);
     let cols = antialias_windows(width, out_w);
-    Ok(resample(
-        src,
-        height,
-        width,
-        &rows[top..top + crop],
-        &cols[left..left + crop],
-        true,
-    ))
+    let (rows, cols) = (&rows[top..top + crop], &cols[left..left + crop]);
+    Ok(Resampler::new(height, width, rows.to_vec(), cols.to_vec(), true).run(src))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The row-at-a-time vertical pass equals the per-pixel twin bit for bit, on real CIFAR-100
-    /// test images (u8 input) and on their float upsampling (f32 input), for every kernel,
-    /// upscaling and downscaling, with and without 8-bit rounding.
+    /// The resampler (its row-at-a-time vertical pass, and on the AVX-512 level its permuted
+    /// horizontal pass) equals the per-pixel twin bit for bit, on real CIFAR-100 test images:
+    /// as u8, as signed floats (with `-0.0` for the darkest values), and their
+    /// float resamplings to 13 x 13 (a source narrower than a register pair) and 64 x 64 (wider
+    /// than the permutes take), for every kernel, upscaling and downscaling, with and without
+    /// 8-bit rounding.
     #[test]
     fn resample_equals_its_per_pixel_twin_bit_for_bit() {
         let root = crate::data::DataRoot::resolve(None, None).expect("real data root");
@@ -406,21 +615,56 @@ mod tests {
             ("bilinear", bilinear_windows),
             ("antialias", antialias_windows),
         ];
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let same_bits = |fast: &[f32], plain: &[f32], what: &str| {
+            assert_eq!(fast.len(), plain.len(), "{what}: lengths");
+            let differs = fast
+                .iter()
+                .zip(plain)
+                .position(|(a, b)| a.to_bits() != b.to_bits());
+            if let Some(i) = differs {
+                panic!("{what}: value {i} is {} against {}", fast[i], plain[i]);
+            }
+        };
+        // The permutes take every bicubic and bilinear window from a source of at most 32
+        // columns, without rounding (antialiased downscaling has longer windows).
+        let resampler = |name: &str, side: usize, rows: &[Window], cols: &[Window], round| {
+            let resampler = Resampler::new(side, side, rows.to_vec(), cols.to_vec(), round);
+            if name != "antialias" && side <= PLAN_WIDTH && !round {
+                assert!(resampler.columns.is_some(), "{name}: a plan at {side} px");
+            }
+            resampler
+        };
         for image in test.pixels.chunks_exact(3 * 32 * 32).take(40) {
+            // Dark values as -0.0: a window of them sums to -0.0, which an added +0.0 would
+            // turn into +0.0.
+            let signed: Vec<f32> = image
+                .iter()
+                .map(|&v| {
+                    if v < 96 {
+                        -0.0
+                    } else {
+                        (f32::from(v) - 128.0) / 4.0
+                    }
+                })
+                .collect();
             for (name, windows) in kernels {
+                let resized = |side| {
+                    resampler(name, 32, &windows(32, side), &windows(32, side), false).run(&signed)
+                };
+                let sources = [(resized(13), 13), (resized(64), 64), (signed.clone(), 32)];
                 for (oh, ow) in [(160, 160), (224, 224), (64, 96), (13, 7), (32, 32)] {
                     let (rows, cols) = (windows(32, oh), windows(32, ow));
                     for round in [false, true] {
-                        let fast = resample(image, 32, 32, &rows, &cols, round);
+                        let fast = resampler(name, 32, &rows, &cols, round).run(image);
                         let plain = resample_ref(image, 32, 32, &rows, &cols, round);
-                        assert_eq!(bits(&fast), bits(&plain), "{name} {oh}x{ow} u8 {round}");
+                        same_bits(&fast, &plain, &format!("{name} {oh}x{ow} u8 {round}"));
                     }
-                    let up = resample(image, 32, 32, &windows(32, 64), &windows(32, 64), false);
-                    let (rows, cols) = (windows(64, oh), windows(64, ow));
-                    let fast = resample(&up[..], 64, 64, &rows, &cols, false);
-                    let plain = resample_ref(&up[..], 64, 64, &rows, &cols, false);
-                    assert_eq!(bits(&fast), bits(&plain), "{name} {oh}x{ow} f32");
+                    for (src, side) in &sources {
+                        let (rows, cols) = (windows(*side, oh), windows(*side, ow));
+                        let fast = resampler(name, *side, &rows, &cols, false).run(&src[..]);
+                        let plain = resample_ref(&src[..], *side, *side, &rows, &cols, false);
+                        same_bits(&fast, &plain, &format!("{name} {side} -> {oh}x{ow} f32"));
+                    }
                 }
             }
         }
