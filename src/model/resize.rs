@@ -296,7 +296,7 @@ impl Resampler {
         out_height: usize,
         out_width: usize,
     ) -> Result<Self, ModelError> {
-        check_output(height, width)?;
+        check_planar(CHANNELS * height * width, height, width)?;
         check_output(out_height, out_width)?;
         let rows = bicubic_windows(height, out_height);
         let cols = bicubic_windows(width, out_width);
