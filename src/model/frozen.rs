@@ -889,18 +889,27 @@ fn stem<const FMA: bool>(
         let rows_inside = oy * 2 >= pt && oy * 2 - pt + 3 <= h;
         let mut ox = 0;
         while ox < ow {
-            let group_inside = rows_inside
-                && ox + WIDE_PIXELS <= ow
-                && ox * 2 >= pl
-                && (ox + WIDE_PIXELS - 1) * 2 - pl + 3 <= w;
-            if wide && group_inside {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `wide` is only set where `wide_kernels` found AVX-512, and the
-                // group's taps lie inside `input` (`group_inside`).
-                unsafe {
-                    stem_wide(st, input, w, (oy * 2 - pt, ox * 2 - pl), out, oy * ow + ox);
-                }
-                ox += WIDE_PIXELS;
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                let valid = WIDE_PIXELS.min(ow - ox);
+                let group_inside = rows_inside
+                    && valid == WIDE_PIXELS
+                    && ox * 2 >= pl
+                    && (ox + WIDE_PIXELS - 1) * 2 - pl + 3 <= w;
+                let kernel = if group_inside {
+                    stem_wide::<false>
+                } else {
+                    stem_wide::<true>
+                };
+                let origin = (
+                    (oy * 2) as isize - pt as isize,
+                    (ox * 2) as isize - pl as isize,
+                );
+                // SAFETY: `wide` is only set where `wide_kernels` found AVX-512; the interior
+                // form gets only groups whose taps lie inside `input` (`group_inside`), the
+                // border form checks every tap.
+                unsafe { kernel(st, input, (h, w), origin, out, (oy * ow + ox, valid)) };
+                ox += valid;
                 continue;
             }
             let mut acc = [0.0f32; STEM_OUT];
@@ -935,57 +944,80 @@ fn stem<const FMA: bool>(
     (oh, ow)
 }
 
-/// The stem for [`WIDE_PIXELS`] adjacent output pixels whose taps all lie inside the image,
-/// the first one's top-left tap at input pixel `(iy0, ix0)` and its output index `first`: 16
-/// accumulators in AVX-512 registers (written with intrinsics: in plain arrays the compiler
-/// kept them in memory), each summing the same taps in the same order with the same fused
-/// multiply-add as the per-pixel path, so the outputs are bit for bit the same.
+/// The stem for [`WIDE_PIXELS`] adjacent output pixels, the first one's top-left tap at input
+/// pixel `(iy0, ix0)` (outside the image where it lies in the padding), its output index
+/// `first`, of which the first `valid` are stored: 16 accumulators in AVX-512 registers
+/// (written with intrinsics: in plain arrays the compiler kept them in memory), each summing
+/// the same taps in the same order with the same fused multiply-add as the per-pixel path, so
+/// the outputs are bit for bit the same. The `BORDER` form takes the groups whose taps cross
+/// the border, and a row's last group of fewer pixels: it skips the taps outside the image, as
+/// the per-pixel path does (at 96 px 424 of the 2,304 outputs, which took that path one at a
+/// time).
 ///
 /// # Safety
-/// AVX-512F; the group's taps lie inside `input` (`w` pixels a row) and its outputs inside
-/// `out`.
+/// AVX-512F; without `BORDER`, the group's taps lie inside `input` (`(h, w)` pixels) and
+/// `valid` is `WIDE_PIXELS`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn stem_wide(
+unsafe fn stem_wide<const BORDER: bool>(
     st: &Stem,
     input: &[f32],
-    w: usize,
-    (iy0, ix0): (usize, usize),
+    (h, w): (usize, usize),
+    (iy0, ix0): (isize, isize),
     out: &mut [f32],
-    first: usize,
+    (first, valid): (usize, usize),
 ) {
     use std::arch::x86_64::*;
     const HALF: usize = STEM_OUT / 2;
+    // The taps inside the image along one axis, for a tap origin `o`.
+    let inside = |o: isize, side: usize| {
+        let from = o.clamp(-3, 0).unsigned_abs();
+        let to = (side as isize - o).clamp(0, 3) as usize;
+        from..to.max(from)
+    };
+    let rows = inside(iy0, h);
+    let cols: [std::ops::Range<usize>; WIDE_PIXELS] = std::array::from_fn(|p| {
+        if p < valid {
+            inside(ix0 + 2 * p as isize, w)
+        } else {
+            0..0
+        }
+    });
     assert!(
-        ((iy0 + 2) * w + ix0 + 2 * WIDE_PIXELS + 1) * 3 <= input.len(),
-        "input rows"
+        BORDER || (rows == (0..3) && valid == WIDE_PIXELS && cols.iter().all(|c| *c == (0..3))),
+        "interior group crosses the border"
     );
-    assert!(
-        (first + WIDE_PIXELS) * STEM_OUT <= out.len(),
-        "output pixels"
-    );
-    // SAFETY: the bounds the caller guarantees; the weights are [27, 32] and the bias [32].
+    assert!(valid <= WIDE_PIXELS, "at most {WIDE_PIXELS} outputs");
+    assert!(input.len() >= h * w * 3, "input pixels");
+    assert!((first + valid) * STEM_OUT <= out.len(), "output pixels");
+    // SAFETY: the taps read are inside the image (`rows`, `cols`), whose `h * w` pixels
+    // `input` holds; the weights are [27, 32] and the bias [32]; the `valid` outputs lie in
+    // `out`.
     unsafe {
         let bias = [
             _mm512_loadu_ps(st.bias.as_ptr()),
             _mm512_loadu_ps(st.bias.as_ptr().add(HALF)),
         ];
         let mut acc = [bias; WIDE_PIXELS];
-        for ky in 0..3 {
-            let row = input.as_ptr().add(((iy0 + ky) * w + ix0) * 3);
+        for ky in rows {
+            let iy = (iy0 + ky as isize) as usize;
             for kx in 0..3 {
                 for ci in 0..3 {
                     let t = st.weight.as_ptr().add(((ky * 3 + kx) * 3 + ci) * STEM_OUT);
                     let wv = [_mm512_loadu_ps(t), _mm512_loadu_ps(t.add(HALF))];
                     for (p, acc) in acc.iter_mut().enumerate() {
-                        let x = _mm512_set1_ps(*row.add((2 * p + kx) * 3 + ci));
+                        if BORDER && !cols[p].contains(&kx) {
+                            continue;
+                        }
+                        let ix = (ix0 + (2 * p + kx) as isize) as usize;
+                        let x = _mm512_set1_ps(*input.as_ptr().add((iy * w + ix) * 3 + ci));
                         acc[0] = _mm512_fmadd_ps(x, wv[0], acc[0]);
                         acc[1] = _mm512_fmadd_ps(x, wv[1], acc[1]);
                     }
                 }
             }
         }
-        for (p, acc) in acc.iter().enumerate() {
+        for (p, acc) in acc.iter().enumerate().take(valid) {
             for (half, &v) in acc.iter().enumerate() {
                 let v = super::tiles::relu6(v);
                 _mm512_storeu_ps(
