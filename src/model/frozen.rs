@@ -308,13 +308,26 @@ impl FrozenLite {
     /// after the other), each upsampled bicubically to `size` and normalised as
     /// [`super::efficientnet::normalize_f32_in_place`] does: the same values as
     /// [`EfficientNetLite::forward_features`] on [`super::Preprocess::EfficientNet`] input.
-    /// Images are spread over the current rayon pool in groups of [`GROUP`], a group per
-    /// worker at a time.
+    /// Images are spread over the current rayon pool in groups ([`FrozenLite::group`]), a
+    /// group per worker at a time.
     ///
     /// # Errors
     /// [`ModelError::InvalidInput`] if `pixels` is not a whole number of images or `size` is 0.
     pub fn features(&self, pixels: &[u8], size: usize) -> Result<Vec<f32>, ModelError> {
-        self.features_in_groups(pixels, size, GROUP)
+        self.features_in_groups(pixels, size, self.group(size))
+    }
+
+    /// The images a worker runs at once at `size` px: the larger of [`GROUPS`] whose stacked
+    /// blocks ([`FrozenLite::stacked_from`]) are some, each with at most [`GROUP_VALUES`]
+    /// expanded values for the group; else the smaller.
+    fn group(&self, size: usize) -> usize {
+        let [large, small] = GROUPS;
+        let (split, most) = self.stacking(size, large);
+        if split < self.blocks.len() && most <= GROUP_VALUES {
+            large
+        } else {
+            small
+        }
     }
 
     /// [`FrozenLite::features`] in groups of `group` images (the tests compare group sizes).
@@ -398,16 +411,23 @@ impl FrozenLite {
     /// be of one row per image, which the portable path (gemm) sums as a matrix-vector
     /// product, in another order than the same row among others.
     fn stacked_from(&self, size: usize, images: usize) -> usize {
+        self.stacking(size, images).0
+    }
+
+    /// [`FrozenLite::stacked_from`], and the most expanded values of a stacked block (0 where
+    /// none is).
+    fn stacking(&self, size: usize, images: usize) -> (usize, usize) {
         let mut side = size.div_ceil(2);
         let mut split = 0;
+        let mut values = Vec::with_capacity(self.blocks.len());
         for (i, block) in self.blocks.iter().enumerate() {
-            let values = images * side * side * block.depthwise.channels;
+            values.push(images * side * side * block.depthwise.channels);
             side = side.div_ceil(block.depthwise.stride);
-            if values > STACK_VALUES || side == 1 {
+            if values[i] > STACK_VALUES || side == 1 {
                 split = i + 1;
             }
         }
-        split
+        (split, values[split..].iter().copied().max().unwrap_or(0))
     }
 
     /// The network on the planar `[3, size, size]` images of a group, pooled features into
@@ -518,8 +538,19 @@ impl FrozenLite {
     }
 }
 
-/// Images a worker runs through the late blocks at once ([`FrozenLite::stacked_from`]).
-const GROUP: usize = 8;
+/// Images a worker runs through the late blocks at once ([`FrozenLite::group`]), the larger
+/// first. Measured on the Xeon (2 threads, batch 32, fp32 and bf16 images/s, three alternated
+/// rounds), 16 against 8 images: at 96 px 1,964-2,172 against 1,932-2,185 and 4,968-5,258
+/// against 3,488-4,824 (16 images stack blocks of up to 540 K values, 8 images 648 K); at 160
+/// px 785-809 against 730-769 and 1,833-1,894 against 1,649-1,803 (450 K; 750 K); at 128 px
+/// 1,048-1,093 against 1,095-1,110 and 2,408-2,529 against 2,622-2,741 (960 K; 480 K); at 224
+/// px 367-378 against 357-372 and 826-860 against 841-882 (882 K; 441 K).
+const GROUPS: [usize; 2] = [16, 8];
+
+/// The most expanded values a stacked block of the larger group may hold ([`GROUPS`]): 640
+/// K, 2.5 MB, between the sizes where 16 images were faster (540 K and 450 K) and those where
+/// they were not (882 K and 960 K).
+const GROUP_VALUES: usize = 640 * 1024;
 
 /// The most expanded values of a group's block run at once: 1 M, 4 MB.
 const STACK_VALUES: usize = 1 << 20;
@@ -2137,9 +2168,23 @@ mod tests {
     }
 
     /// The blocks run on a whole group ([`Block::run_stacked`]) sum every output as the
-    /// blocks run on one image in bands: features in groups of 1, 3 and 8 images are bit for
+    /// blocks run on one image in bands: features in groups of 1, 3, 8 and 16 images are bit for
     /// bit the same, at sizes where the group runs some or most blocks at once, or where the
     /// last maps are single pixels (32 px), in fp32 and bf16.
+    /// The group size follows the measurements of [`GROUPS`]: 16 images at 96 and 160 px,
+    /// where they were faster, 8 at 128 and 224 px, where they were not, and 8 at 256 px,
+    /// where 16 images would stack no block at all.
+    #[test]
+    fn the_group_size_follows_the_measured_sizes() {
+        let frozen = FrozenLite::compile(&net(), Precision::Fp32).expect("compile");
+        let groups: Vec<usize> = [96, 128, 160, 224, 256]
+            .into_iter()
+            .map(|size| frozen.group(size))
+            .collect();
+        assert_eq!(groups, [16, 8, 16, 8, 8]);
+        assert_eq!(frozen.stacked_from(256, 16), frozen.blocks.len());
+    }
+
     #[test]
     fn groups_of_images_give_each_image_its_own_features() {
         let net = net();
@@ -2147,7 +2192,7 @@ mod tests {
         let test = crate::data::cifar::Cifar100::load(&root, false)
             .expect("CIFAR-100")
             .test;
-        let images = &test.pixels[..11 * IMAGE_BYTES];
+        let images = &test.pixels[..19 * IMAGE_BYTES];
         for precision in [Precision::Fp32, Precision::Bf16] {
             let frozen = FrozenLite::compile(&net, precision).expect("compile");
             for size in [32, 33, 64, 96] {
@@ -2161,7 +2206,7 @@ mod tests {
                     "{size} px: groups of 8 run some blocks at once ({stacked:?})"
                 );
                 let alone = frozen.features_in_groups(images, size, 1).expect("alone");
-                for group in [3, 8] {
+                for group in [3, 8, 16] {
                     let grouped = frozen.features_in_groups(images, size, group).unwrap();
                     assert!(
                         alone
