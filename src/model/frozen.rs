@@ -317,9 +317,9 @@ impl FrozenLite {
         self.features_in_groups(pixels, size, self.group(size))
     }
 
-    /// The images a worker runs at once at `size` px: the larger of [`GROUPS`] whose stacked
-    /// blocks ([`FrozenLite::stacked_from`]) are some, each with at most [`GROUP_VALUES`]
-    /// expanded values for the group; else the smaller.
+    /// The images a worker runs at once at `size` px: the larger of [`GROUPS`] where that
+    /// group runs some blocks stacked ([`FrozenLite::stacked_from`]), each holding at most
+    /// [`GROUP_VALUES`] expanded values for the group; else the smaller.
     fn group(&self, size: usize) -> usize {
         let [large, small] = GROUPS;
         let (split, most) = self.stacking(size, large);
@@ -1256,15 +1256,15 @@ impl WideForms {
 fn narrow_kernel(k: usize, stride: usize, w: usize, native_bf16: bool) -> Option<WideKernel> {
     fn pick<const K: usize, const S: usize, const W: usize, const P: usize>(
         native_bf16: bool,
-    ) -> Option<WideKernel> {
-        Some(if native_bf16 {
+    ) -> WideKernel {
+        if native_bf16 {
             depthwise_wide_bf16::<K, S, true, P, W>
         } else {
             depthwise_wide::<K, S, true, P, W>
-        })
+        }
     }
     fn form<const K: usize>(stride: usize, w: usize, native: bool) -> Option<WideKernel> {
-        match (stride, w) {
+        Some(match (stride, w) {
             (1, 1) => pick::<K, 1, 1, 1>(native),
             (1, 2) => pick::<K, 1, 2, 2>(native),
             (1, 3) => pick::<K, 1, 3, 3>(native),
@@ -1279,8 +1279,8 @@ fn narrow_kernel(k: usize, stride: usize, w: usize, native_bf16: bool) -> Option
             (2, 10) => pick::<K, 2, 10, 5>(native),
             (2, 12) => pick::<K, 2, 12, 6>(native),
             (2, 14) => pick::<K, 2, 14, 7>(native),
-            _ => None,
-        }
+            _ => return None,
+        })
     }
     match k {
         3 => form::<3>(stride, w, native_bf16),
@@ -1335,9 +1335,8 @@ fn wide_kernel(
 /// which the first `valid` are stored from output index `first`; the first one's top-left tap
 /// is input pixel `(iy0, ix0)` of the `(h, w)` input, whose rows `input` holds from row
 /// `row0`. For each kernel row the input vectors the outputs share (`(P - 1) * S + K` of them)
-/// and the `K` weights are loaded once, where
-/// [`depthwise_interior`] loads one input per tap and output: about half the loads for the same
-/// multiply-adds. Each output sums the same terms in the same order (the bias, then the taps
+/// and the `K` weights are loaded once, where [`depthwise_interior`] loads one input per tap
+/// and output: about half the loads for the same multiply-adds. Each output sums the same terms in the same order (the bias, then the taps
 /// row by row, one fused multiply-add each) and clamps the same way as the FMA path, so the
 /// result is bit for bit [`depthwise_interior`]'s and [`depthwise_pixel`]'s.
 ///
