@@ -453,6 +453,14 @@ pub fn matmul_ref(
     }
 }
 
+/// Sixteen `f32` rounded to bfloat16 by `vcvtneps2bf16` (as [`to_bf16`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub(crate) fn rounded_lanes(v: __m512) -> __m256i {
+    // SAFETY: both are 256 bits of plain data.
+    unsafe { std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v)) }
+}
+
 /// `lhs` (`[m, k]` f32) as bfloat16 rows padded with zeros to `width` (even, at least `k`):
 /// `[m, width]`. Sixteen values at a time, masked at the row's end and in the padding (a
 /// masked-off lane loads as zero and converts to a zero).
@@ -472,7 +480,7 @@ unsafe fn pairs_bf16(lhs: &[f32], m: usize, k: usize, width: usize, out: &mut [u
             // its `width`.
             unsafe {
                 let x = _mm512_maskz_loadu_ps(lanes(k.saturating_sub(c)), row.add(c));
-                let v = std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(x));
+                let v = rounded_lanes(x);
                 _mm256_mask_storeu_epi16(dst.add(c).cast(), lanes(width - c), v);
             }
         }

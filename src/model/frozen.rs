@@ -418,16 +418,17 @@ impl FrozenLite {
     /// none is).
     fn stacking(&self, size: usize, images: usize) -> (usize, usize) {
         let mut side = size.div_ceil(2);
-        let mut split = 0;
-        let mut values = Vec::with_capacity(self.blocks.len());
+        let (mut split, mut most) = (0, 0);
         for (i, block) in self.blocks.iter().enumerate() {
-            values.push(images * side * side * block.depthwise.channels);
+            let values = images * side * side * block.depthwise.channels;
             side = side.div_ceil(block.depthwise.stride);
-            if values[i] > STACK_VALUES || side == 1 {
-                split = i + 1;
+            if values > STACK_VALUES || side == 1 {
+                (split, most) = (i + 1, 0);
+            } else {
+                most = most.max(values);
             }
         }
-        (split, values[split..].iter().copied().max().unwrap_or(0))
+        (split, most)
     }
 
     /// The network on the planar `[3, size, size]` images of a group, pooled features into
@@ -1543,7 +1544,7 @@ unsafe fn depthwise_group<
                     DwOut::Bf16 { rows, width } => {
                         let at = rows.as_mut_ptr().add((first + p) * *width + cb);
                         let rounded = if NATIVE_BF16 {
-                            rounded_to_bf16(v)
+                            bf16::rounded_lanes(v)
                         } else {
                             clamped_to_bf16(v)
                         };
@@ -1567,15 +1568,6 @@ fn clamped_to_bf16(v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m256i {
     let up = _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
     let normal = _mm512_cmpge_epu32_mask(bits, _mm512_set1_epi32(0x0080_0000));
     _mm512_cvtepi32_epi16(_mm512_maskz_srli_epi32::<16>(normal, up))
-}
-
-/// Sixteen `f32` rounded to bfloat16 by `vcvtneps2bf16`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-fn rounded_to_bf16(v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m256i {
-    use std::arch::x86_64::{__m256bh, __m256i, _mm512_cvtneps_pbh};
-    // SAFETY: both are 256 bits of plain data.
-    unsafe { std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v)) }
 }
 
 fn lanes(v: &[f32], at: usize) -> [f32; LANES] {
@@ -1991,7 +1983,7 @@ mod tests {
                     use std::arch::x86_64::*;
                     let v = _mm512_loadu_ps(chunk.as_ptr());
                     let rounded = if native {
-                        rounded_to_bf16(v)
+                        super::bf16::rounded_lanes(v)
                     } else {
                         clamped_to_bf16(v)
                     };
