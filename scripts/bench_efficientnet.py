@@ -25,10 +25,12 @@ channels_last). The harness is timed in fp32 and, with --bf16, with `--precision
 The sizes run --rounds times (default 3), interleaved: every side at every size in round 1,
 then again in round 2, so that a noisy neighbour hits all of them alike. Per round the ratio is
 harness images/s over the fastest PyTorch form's (above 1: the harness is faster); the table
-gives the median ratio and its range. `harness bench peak` runs first: the table gives each
-harness pass's arithmetic rate (2 x multiply-adds per image x images/s) as a fraction of the
-cores' instruction peak (fp32: FMA; bf16: the AMX tile product where the CPU has AMX, else
-vdpbf16ps) and of the sustained 2048^2 matrix-product rate.
+gives the median ratio and its range. `harness bench peak` runs at the start of every round:
+the table gives each harness pass's arithmetic rate (2 x multiply-adds per image x images/s) as
+a fraction of the cores' instruction peak (fp32: FMA; bf16: the AMX tile product where the CPU
+has AMX, else vdpbf16ps) and of the sustained 2048^2 matrix-product rate, each the median over
+the rounds of the pass's rate over the peak timed in the same round (the product's rate moves
+with the machine's neighbours as the pass does).
 Prints one JSON line per measurement, then the table.
 """
 import argparse
@@ -228,16 +230,19 @@ def main():
     print(f"# torch {torch.__version__}, {os.cpu_count()} CPUs, batch {a.batch}, "
           f"{a.threads} threads, {a.warmup} warm-up + {a.steps} timed steps, {a.rounds} "
           f"interleaved rounds, real CIFAR-100 test images", file=sys.stderr)
-    rates = peak(harness, a.threads)
-    print(f"# peak at {a.threads} threads (GFLOP/s): " + ", ".join(
-        f"{k} {v:.0f}" for k, v in rates.items()), file=sys.stderr)
     diffs = {size: check_agreement(torch, harness, a.encoder, root, model, pixels, size,
                                    a.batch, a.threads, a.tolerance) for size in sizes}
     layouts = (["nchw"] if a.nchw else []) + ["channels_last", "frozen_channels_last"]
     precisions = ["fp32"] + (["bf16"] if a.bf16 else [])
     records = []
     runs = {}  # (size, side) -> [record per round]
+    peaks = []  # the peaks of each round
     for r in range(a.rounds):
+        rates = peak(harness, a.threads)
+        peaks.append(rates)
+        print(f"# round {r + 1}: peak at {a.threads} threads (GFLOP/s): " + ", ".join(
+            f"{k} {v:.0f}" for k, v in rates.items()), file=sys.stderr)
+        records.append({"framework": "peak", "threads": a.threads, "round": r + 1, **rates})
         for size in sizes:
             for precision in precisions:
                 ours = harness_run(harness, a.encoder, root, "test", size, a.batch, a.threads,
@@ -257,7 +262,7 @@ def main():
         Path(a.json).write_text("".join(json.dumps(r) + "\n" for r in records))
     ips = lambda rs: [x["images_per_second"] for x in rs]
     print(f"\n| input | harness | img/s | PyTorch fastest img/s | harness / PyTorch, median "
-          f"(range) | GFLOP/s | of peak (fp32: FMA, bf16: AMX or vdpbf16ps) | of 2048² matmul (same precision) | max abs diff (fp32) |")
+          f"(range) | GFLOP/s | of peak (fp32: FMA, bf16: AMX or vdpbf16ps), median (range) | of 2048² matmul (same precision), median (range) | max abs diff (fp32) |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for size in sizes:
         best = [max(x["images_per_second"] for x in round_peers)
@@ -268,13 +273,17 @@ def main():
             gflops = statistics.median(o["gflops"] for o in ours)
             # bf16's yardstick is the instruction its products run on: AMX tiles where the
             # CPU has them (`harness bench peak` then reports `amx-bf16`), else vdpbf16ps.
-            fma = (rates.get("amx-bf16", rates.get("dpbf16")) if precision == "bf16"
-                   else rates["fma-f32"])
-            matmul = rates["matmul-bf16" if precision == "bf16" else "matmul-f32"]
+            fma = [r.get("amx-bf16", r.get("dpbf16")) if precision == "bf16" else r["fma-f32"]
+                   for r in peaks]
+            matmul = [r["matmul-bf16" if precision == "bf16" else "matmul-f32"] for r in peaks]
+            of_fma = sorted(o["gflops"] / f for o, f in zip(ours, fma))
+            of_matmul = sorted(o["gflops"] / m for o, m in zip(ours, matmul))
             print(f"| {size} | {precision} | {statistics.median(ips(ours)):.0f} "
                   f"| {statistics.median(best):.0f} | {statistics.median(ratios):.2f}x "
-                  f"({ratios[0]:.2f}–{ratios[-1]:.2f}) | {gflops:.0f} | {gflops / fma:.0%} "
-                  f"| {gflops / matmul:.0%} | {diffs[size]:.1e} |")
+                  f"({ratios[0]:.2f}–{ratios[-1]:.2f}) | {gflops:.0f} "
+                  f"| {statistics.median(of_fma):.0%} ({of_fma[0]:.0%}–{of_fma[-1]:.0%}) "
+                  f"| {statistics.median(of_matmul):.0%} ({of_matmul[0]:.0%}–{of_matmul[-1]:.0%}) "
+                  f"| {diffs[size]:.1e} |")
     if a.bf16:
         # bf16 against fp32, round by round: the two ran one after the other in each round.
         print("\n| input | bf16 / fp32, median (range) |\n|---:|---:|")
