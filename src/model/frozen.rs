@@ -2158,10 +2158,6 @@ mod tests {
         }
     }
 
-    /// The blocks run on a whole group ([`Block::run_stacked`]) sum every output as the
-    /// blocks run on one image in bands: features in groups of 1, 3, 8 and 16 images are bit for
-    /// bit the same, at sizes where the group runs some or most blocks at once, or where the
-    /// last maps are single pixels (32 px), in fp32 and bf16.
     /// The group size follows the measurements of [`GROUPS`]: 16 images at 96 and 160 px,
     /// where they were faster, 8 at 128 and 224 px, where they were not, and 8 at 256 px,
     /// where 16 images would stack no block at all.
@@ -2176,6 +2172,10 @@ mod tests {
         assert_eq!(frozen.stacked_from(256, 16), frozen.blocks.len());
     }
 
+    /// The blocks run on a whole group ([`Block::run_stacked`]) sum every output as the
+    /// blocks run on one image in bands: features in groups of 1, 3, 8 and 16 images are bit for
+    /// bit the same, at sizes where the group runs some or most blocks at once, or where the
+    /// last maps are single pixels (32 px), in fp32 and bf16.
     #[test]
     fn groups_of_images_give_each_image_its_own_features() {
         let net = net();
