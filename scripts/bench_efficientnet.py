@@ -30,8 +30,11 @@ the table gives each harness pass's arithmetic rate (2 x multiply-adds per image
 a fraction of the cores' instruction peak (fp32: FMA; bf16: the AMX tile product where the CPU
 has AMX, else vdpbf16ps) and of the sustained 2048^2 matrix-product rate, each the median over
 the rounds of the pass's rate over the peak timed in the same round (the product's rate moves
-with the machine's neighbours as the pass does).
-Prints one JSON line per measurement, then the table.
+with the machine's neighbours as the pass does). In the same rounds PyTorch multiplies 2048^2
+matrices (`torch.matmul`, f32 and bf16, same threads). A table sets both sides' products beside
+the instruction peaks, each with its bf16 / f32 ratio: a product's ratio above the peaks' says
+its f32 runs further below its peak than its bf16 does, not that bf16 can gain more.
+Prints one JSON line per measurement, then the tables.
 """
 import argparse
 import json
@@ -205,6 +208,22 @@ def peak(harness, threads):
     return rates
 
 
+def torch_matmul(torch, n, threads, dtype, repeats=5):
+    """PyTorch's n x n matrix product (`torch.matmul`, the fastest of `repeats`) in GFLOP/s."""
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(n, n, generator=g).to(dtype)
+    b = torch.rand(n, n, generator=g).to(dtype)
+    best = float("inf")
+    with torch.inference_mode():
+        torch.matmul(a, b)  # warm-up: oneDNN's kernels are picked on the first call
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.matmul(a, b)
+            best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", help="default: $HARNESS_DATA, else ../shared/data")
@@ -237,12 +256,20 @@ def main():
     records = []
     runs = {}  # (size, side) -> [record per round]
     peaks = []  # the peaks of each round
+    torch_peaks = []  # PyTorch's 2048² products in each round
     for r in range(a.rounds):
         rates = peak(harness, a.threads)
         peaks.append(rates)
         print(f"# round {r + 1}: peak at {a.threads} threads (GFLOP/s): " + ", ".join(
             f"{k} {v:.0f}" for k, v in rates.items()), file=sys.stderr)
         records.append({"framework": "peak", "threads": a.threads, "round": r + 1, **rates})
+        theirs = {f"matmul-{name}": torch_matmul(torch, 2048, a.threads, dtype)
+                  for name, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16))}
+        torch_peaks.append(theirs)
+        print(f"# round {r + 1}: PyTorch 2048² products (GFLOP/s): " + ", ".join(
+            f"{k} {v:.0f}" for k, v in theirs.items()), file=sys.stderr)
+        records.append({"framework": "torch-matmul", "threads": a.threads, "round": r + 1,
+                        **theirs})
         for size in sizes:
             for precision in precisions:
                 ours = harness_run(harness, a.encoder, root, "test", size, a.batch, a.threads,
@@ -284,6 +311,23 @@ def main():
                   f"| {statistics.median(of_fma):.0%} ({of_fma[0]:.0%}–{of_fma[-1]:.0%}) "
                   f"| {statistics.median(of_matmul):.0%} ({of_matmul[0]:.0%}–{of_matmul[-1]:.0%}) "
                   f"| {diffs[size]:.1e} |")
+    # The products and peaks, median (range) over the rounds, and bf16 / f32 on each side.
+    span = lambda xs: (f"{statistics.median(xs):.0f} ({min(xs):.0f}–{max(xs):.0f})")
+    ratio = lambda xs: (f"{statistics.median(xs):.2f}x ({min(xs):.2f}–{max(xs):.2f})")
+    dp = [r.get("amx-bf16", r.get("dpbf16")) for r in peaks]
+    print(f"\n| {a.threads} threads, GFLOP/s | f32 | bf16 | bf16 / f32 |\n|---|---:|---:|---:|")
+    if None not in dp:
+        print(f"| instruction peak (FMA; bf16: AMX or vdpbf16ps) | "
+              f"{span([r['fma-f32'] for r in peaks])} | {span(dp)} | "
+              f"{ratio([d / r['fma-f32'] for d, r in zip(dp, peaks)])} |")
+    for side, rs in (("harness", peaks), ("PyTorch", torch_peaks)):
+        if all("matmul-bf16" in r for r in rs):
+            print(f"| {side} 2048² product | {span([r['matmul-f32'] for r in rs])} | "
+                  f"{span([r['matmul-bf16'] for r in rs])} | "
+                  f"{ratio([r['matmul-bf16'] / r['matmul-f32'] for r in rs])} |")
+    print("| harness / PyTorch, product | " + " | ".join(
+        ratio([h[k] / t[k] for h, t in zip(peaks, torch_peaks)]) if all(k in h for h in peaks)
+        else "" for k in ("matmul-f32", "matmul-bf16")) + " | |")
     if a.bf16:
         # bf16 against fp32, round by round: the two ran one after the other in each round.
         print("\n| input | bf16 / fp32, median (range) |\n|---:|---:|")
