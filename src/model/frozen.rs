@@ -1244,7 +1244,7 @@ impl WideForms {
         Some(Self {
             interior: form(false, WIDE_PIXELS)?,
             border: form(true, WIDE_PIXELS)?,
-            last: narrow_kernel(k, stride, w, native).or(form(true, ow % WIDE_PIXELS))?,
+            last: narrow_kernel(k, stride, w, native).or_else(|| form(true, ow % WIDE_PIXELS))?,
         })
     }
 }
