@@ -208,6 +208,13 @@ def peak(harness, threads):
     return rates
 
 
+def bf16_peak(rates):
+    """bf16's yardstick in one round's `peak` rates: the instruction its products run on, AMX
+    tiles where the CPU has them (`harness bench peak` then reports `amx-bf16`), else
+    vdpbf16ps; None where the CPU has neither."""
+    return rates.get("amx-bf16", rates.get("dpbf16"))
+
+
 def torch_matmul(torch, n, threads, dtype, repeats=5):
     """PyTorch's n x n matrix product (`torch.matmul`, the fastest of `repeats`) in GFLOP/s."""
     torch.set_num_threads(threads)
@@ -298,10 +305,7 @@ def main():
             ours = runs[(size, precision)]
             ratios = sorted(o / b for o, b in zip(ips(ours), best))
             gflops = statistics.median(o["gflops"] for o in ours)
-            # bf16's yardstick is the instruction its products run on: AMX tiles where the
-            # CPU has them (`harness bench peak` then reports `amx-bf16`), else vdpbf16ps.
-            fma = [r.get("amx-bf16", r.get("dpbf16")) if precision == "bf16" else r["fma-f32"]
-                   for r in peaks]
+            fma = [bf16_peak(r) if precision == "bf16" else r["fma-f32"] for r in peaks]
             matmul = [r["matmul-bf16" if precision == "bf16" else "matmul-f32"] for r in peaks]
             of_fma = sorted(o["gflops"] / f for o, f in zip(ours, fma))
             of_matmul = sorted(o["gflops"] / m for o, m in zip(ours, matmul))
@@ -314,7 +318,7 @@ def main():
     # The products and peaks, median (range) over the rounds, and bf16 / f32 on each side.
     span = lambda xs: (f"{statistics.median(xs):.0f} ({min(xs):.0f}–{max(xs):.0f})")
     ratio = lambda xs: (f"{statistics.median(xs):.2f}x ({min(xs):.2f}–{max(xs):.2f})")
-    dp = [r.get("amx-bf16", r.get("dpbf16")) for r in peaks]
+    dp = [bf16_peak(r) for r in peaks]
     print(f"\n| {a.threads} threads, GFLOP/s | f32 | bf16 | bf16 / f32 |\n|---|---:|---:|---:|")
     if None not in dp:
         print(f"| instruction peak (FMA; bf16: AMX or vdpbf16ps) | "
